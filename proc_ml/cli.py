@@ -1,0 +1,50 @@
+"""The ``proc-ml`` command line: one subcommand module per job under ``proc_ml.commands``.
+
+Each command module defines ``register(subparsers)``, which adds its parser and sets
+``func``. Heavy imports (torch, trimesh, ray) happen inside ``func`` so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from . import __version__
+from .errors import ProcMLError
+
+# Order here is the order in ``proc-ml --help``; a module not present is not offered.
+COMMAND_MODULES = ("generate", "train", "evaluate", "export", "predict", "demo", "batch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="proc-ml",
+        description="Procedural content generation + deep learning for DCC pipelines: "
+                    "generate labelled data, train, export to ONNX, predict.")
+    parser.add_argument("--version", action="version", version=f"proc-ml {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        module = f"proc_ml.commands.{name}"
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except ProcMLError as exc:
+        print(f"proc-ml {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"proc-ml {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Exterior faces of a voxel grid as quads (numpy only), with the part on every face."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .grid import exterior_faces
+
+# Corners of each face's quad in cell units, counter-clockwise seen from outside, so the
+# triangle normals point along the face direction (+x, -x, +y, -y, +z, -z).
+QUAD_CORNERS = np.array([
+    [(1, 0, 0), (1, 1, 0), (1, 1, 1), (1, 0, 1)],
+    [(0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0)],
+    [(0, 1, 0), (0, 1, 1), (1, 1, 1), (1, 1, 0)],
+    [(0, 0, 0), (1, 0, 0), (1, 0, 1), (0, 0, 1)],
+    [(0, 0, 1), (1, 0, 1), (1, 1, 1), (0, 1, 1)],
+    [(0, 0, 0), (0, 1, 0), (1, 1, 0), (1, 0, 0)],
+], dtype=np.float64)
+
+
+@dataclass
+class QuadMesh:
+    """One quad per exterior face; vertices are not shared so each quad keeps its part."""
+    vertices: np.ndarray    # float64[4F, 3]
+    triangles: np.ndarray   # int64[2F, 3]
+    cells: np.ndarray       # int32[F, 3] the cell each quad belongs to
+    directions: np.ndarray  # int8[F]   face direction 0..5
+    parts: np.ndarray       # int8[F]   part index, -1 when unlabelled
+
+    @property
+    def triangle_parts(self) -> np.ndarray:
+        return np.repeat(self.parts, 2)
+
+
+def quad_mesh(occupancy: np.ndarray, labels: np.ndarray | None = None,
+              cell_size: float = 1.0, origin=(0.0, 0.0, 0.0)) -> QuadMesh:
+    """Build the quads of every exterior face, ordered by (cell, direction)."""
+    ext = exterior_faces(occupancy)
+    x, y, z, d = np.nonzero(ext)
+    cells = np.stack([x, y, z], axis=1)
+    corners = cells[:, None, :] + QUAD_CORNERS[d]                       # [F, 4, 3]
+    vertices = corners.reshape(-1, 3) * cell_size + np.asarray(origin, dtype=np.float64)
+    base = np.arange(len(d), dtype=np.int64)[:, None] * 4
+    triangles = np.concatenate([base + [0, 1, 2], base + [0, 2, 3]], axis=1).reshape(-1, 3)
+    parts = (np.asarray(labels)[x, y, z, d] if labels is not None
+             else np.full(len(d), -1)).astype(np.int8)
+    return QuadMesh(vertices, triangles, cells.astype(np.int32), d.astype(np.int8), parts)
+
+
+def sample_points(mesh: QuadMesh, count: int, rng: np.random.Generator):
+    """Uniform samples on the quads (all quads have equal area): points, normals, parts."""
+    if len(mesh.parts) == 0:
+        raise ValueError("cannot sample points on a mesh with no faces")
+    quad = rng.integers(0, len(mesh.parts), size=count)
+    uv = rng.random((count, 2))
+    corners = mesh.vertices.reshape(-1, 4, 3)[quad]
+    points = (corners[:, 0] + (corners[:, 1] - corners[:, 0]) * uv[:, :1]
+              + (corners[:, 3] - corners[:, 0]) * uv[:, 1:])
+    from .grid import DIRECTION_VECTORS
+    normals = DIRECTION_VECTORS[mesh.directions[quad]].astype(np.float32)
+    return points.astype(np.float32), normals, mesh.parts[quad]

@@ -1,0 +1,60 @@
+"""The part vocabulary: names, the roles the rules use, and a colour per part."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+DEFAULT_PARTS = ("wall", "window", "door", "roof", "balcony", "shopfront", "ground")
+REQUIRED_ROLES = ("wall", "roof", "ground")
+# A role missing from a custom vocabulary falls back to the first present part listed.
+FALLBACKS = {
+    "window": ("window", "wall"),
+    "door": ("door", "wall"),
+    "balcony": ("balcony", "window", "wall"),
+    "shopfront": ("shopfront", "window", "wall"),
+}
+DEFAULT_COLOURS = {
+    "wall": (200, 190, 170), "window": (70, 130, 200), "door": (150, 80, 40),
+    "roof": (170, 50, 50), "balcony": (90, 170, 90), "shopfront": (230, 180, 40),
+    "ground": (90, 90, 90),
+}
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    names: tuple[str, ...]
+
+    def __post_init__(self):
+        if len(set(self.names)) != len(self.names):
+            raise ConfigError(f"parts: duplicate part names in {list(self.names)}")
+        missing = [r for r in REQUIRED_ROLES if r not in self.names]
+        if missing:
+            raise ConfigError(f"parts: vocabulary must contain {', '.join(missing)}")
+        if len(self.names) > 127:
+            raise ConfigError("parts: at most 127 parts (labels are stored as int8)")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def role(self, role: str) -> int:
+        """Index of the part that plays ``role`` in the rules (with fallbacks)."""
+        for candidate in FALLBACKS.get(role, (role,)):
+            if candidate in self.names:
+                return self.names.index(candidate)
+        raise KeyError(role)
+
+    def colours(self) -> list[tuple[int, int, int]]:
+        """An RGB colour per part: the defaults, then a stable hash-based colour."""
+        out = []
+        for name in self.names:
+            if name in DEFAULT_COLOURS:
+                out.append(DEFAULT_COLOURS[name])
+            else:
+                h = sum(ord(c) * 131 ** i for i, c in enumerate(name)) % (256 ** 3)
+                out.append((h >> 16 & 255, h >> 8 & 255, h & 255))
+        return out
