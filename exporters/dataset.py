@@ -37,7 +37,7 @@ def building_stem(building_id: int) -> str:
 def parse_formats(text: str | None) -> tuple[str, ...]:
     if not text or text == "all":
         return FORMATS
-    chosen = tuple(f.strip() for f in text.split(",") if f.strip())
+    chosen = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
     bad = [f for f in chosen if f not in FORMATS]
     if bad:
         raise ConfigError(f"--formats: unknown format '{bad[0]}' (choose from {', '.join(FORMATS)} or all)")
@@ -108,9 +108,13 @@ def generate_dataset(cfg: dict, count: int, seed: int, out, formats=FORMATS, wor
     """Generate ``count`` buildings into ``out``; return the manifest that was written."""
     if count < 1:
         raise ConfigError(f"--count must be >= 1, got {count}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
     if layout not in LAYOUTS:
         raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)}, got '{layout}'")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     vocab = Vocabulary(tuple(cfg["parts"]))
     workers = max(1, workers or os.cpu_count() or 1)

@@ -39,21 +39,52 @@ def shifted(grid: np.ndarray, offset: tuple[int, int, int], fill=0) -> np.ndarra
     return out
 
 
+def _along(axis: int, index) -> tuple:
+    """Index tuple selecting ``index`` (a slice or an int) on ``axis`` of an [X, Y, Z] grid."""
+    return (slice(None),) * axis + (index,)
+
+
+_HEAD, _TAIL = slice(None, -1), slice(1, None)
+
+
 def neighbours(occupancy: np.ndarray) -> np.ndarray:
     """Occupancy of the six neighbours of every cell: ``bool[X, Y, Z, 6]``."""
     occ = np.asarray(occupancy, dtype=bool)
-    padded = np.pad(occ, 1)
-    X, Y, Z = occ.shape
-    out = np.empty(occ.shape + (6,), dtype=bool)
-    for i, (dx, dy, dz) in enumerate(DIRECTION_VECTORS):
-        out[..., i] = padded[1 + dx:1 + dx + X, 1 + dy:1 + dy + Y, 1 + dz:1 + dz + Z]
+    out = np.zeros(occ.shape + (6,), dtype=bool)
+    for axis in range(3):
+        head, tail = _along(axis, _HEAD), _along(axis, _TAIL)
+        out[head + (Ellipsis, 2 * axis)] = occ[tail]
+        out[tail + (Ellipsis, 2 * axis + 1)] = occ[head]
     return out
+
+
+def exterior_faces_by_direction(occupancy: np.ndarray) -> np.ndarray:
+    """``bool[6, X, Y, Z]``: ``exterior_faces`` with the direction first (contiguous per direction)."""
+    occ = np.ascontiguousarray(occupancy, dtype=bool)
+    ext = np.empty((6,) + occ.shape, dtype=bool)
+    # Generation calls this once per building and it dominates on small grids, so each
+    # direction is one contiguous pass over the flattened grid (a neighbour along an axis
+    # is a fixed flat offset away) plus a fix-up of the boundary layer whose flat
+    # neighbour wraps round. For booleans a > b is a & ~b.
+    flat, flat_ext = occ.reshape(-1), ext.reshape(6, -1)
+    X, Y, Z = occ.shape
+    for axis, step in enumerate((Y * Z, Z, 1)):
+        plus, minus = 2 * axis, 2 * axis + 1
+        np.greater(flat[:-step], flat[step:], out=flat_ext[plus, :-step])
+        np.greater(flat[step:], flat[:-step], out=flat_ext[minus, step:])
+        first, last = _along(axis, 0), _along(axis, -1)
+        ext[plus][last] = occ[last]
+        ext[minus][first] = occ[first]
+    return ext
 
 
 def exterior_faces(occupancy: np.ndarray) -> np.ndarray:
     """``bool[X, Y, Z, 6]``: True where a face exists (occupied cell, empty neighbour)."""
-    occ = np.asarray(occupancy, dtype=bool)
-    return occ[..., None] & ~neighbours(occ)
+    by_direction = exterior_faces_by_direction(occupancy)
+    ext = np.empty(by_direction.shape[1:] + (6,), dtype=bool)
+    for d in range(6):
+        ext[..., d] = by_direction[d]
+    return ext
 
 
 def check_occupancy(occupancy: np.ndarray, what: str = "occupancy") -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def read_building_npz(path: str | os.PathLike, n_parts: int | None = None) -> Bu
             arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
         raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
     for key in ("occupancy", "labels", "style"):
         if key not in arrays:
@@ -85,6 +86,9 @@ def read_building_npz(path: str | os.PathLike, n_parts: int | None = None) -> Bu
         raise DatasetError(f"{path}: field 'labels' must have shape {occ.shape + (6,)}, got {labels.shape}")
     if style.shape != (len(STYLE_FEATURES),):
         raise DatasetError(f"{path}: field 'style' must have {len(STYLE_FEATURES)} values, got shape {style.shape}")
+    if labels.size and labels.min() < -1:
+        raise DatasetError(f"{path}: field 'labels' holds {int(labels.min())}; "
+                           f"only -1 (no face) and part indices are allowed")
     has_face = labels >= 0
     if not np.array_equal(has_face, exterior_faces(occ)):
         raise DatasetError(f"{path}: field 'labels' must label exactly the exterior faces of 'occupancy'")
@@ -121,6 +125,9 @@ def _read_csv(path: Path, expected_header: list[str] | None, n_columns: int | No
             if n_columns is not None and len(fields) != n_columns:
                 raise DatasetError(f"{path}: line {lineno}: expected {n_columns} columns, got {len(fields)}")
             yield lineno, fields
+        if first and expected_header is not None:
+            raise DatasetError(f"{path}: empty file (expected the header line "
+                               f"'{','.join(expected_header[:3])},...')")
 
 
 def _numbers(path, lineno, fields, cast):
@@ -171,6 +178,22 @@ def read_adjacency_csv(path: str | os.PathLike):
     rows = [_numbers(path, n, f, float) for n, f in _read_csv(path, header, len(header))]
     data = np.array(rows, dtype=np.float64).reshape(-1, len(header))
     return data[:, :4].astype(np.int64), data[:, 4:].astype(np.float32), header[4:]
+
+
+def read_buildings_csv(path: str | os.PathLike) -> list[dict]:
+    """``buildings.csv`` -> one dict per building: ids, archetype, sizes, counts, style."""
+    path = Path(path)
+    from exporters.tables import buildings_header
+    header = buildings_header()
+    n_style = len(STYLE_FEATURES)
+    rows = []
+    for lineno, fields in _read_csv(path, header, len(header)):
+        ints = _numbers(path, lineno, fields[:1] + fields[2:-n_style], int)
+        style = _numbers(path, lineno, fields[-n_style:], float)
+        rows.append({"building_id": ints[0], "archetype": fields[1],
+                     "size": tuple(ints[1:4]), "cells": ints[4], "faces": ints[5],
+                     "style": np.array(style, dtype=np.float32)})
+    return rows
 
 
 def read_labelled_mesh(path: str | os.PathLike, parts):
@@ -240,7 +263,7 @@ def read_point_cloud(path: str | os.PathLike):
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in ("points", "normals", "parts") if k in data.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
             raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
     elif path.suffix == ".ply":
         import trimesh

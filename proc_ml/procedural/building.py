@@ -50,14 +50,26 @@ def building_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(index)])
 
 
+def _pick(rng: np.random.Generator, probabilities: np.ndarray) -> int:
+    """Index drawn with the given probabilities from one ``rng.random()``.
+
+    The same draw as ``rng.choice(n, p=probabilities)`` (numpy's own algorithm), without its
+    per-call argument checks, which cost more than the rest of the draw.
+    """
+    cdf = probabilities.cumsum()
+    cdf /= cdf[-1]
+    return int(cdf.searchsorted(rng.random(), side="right"))
+
+
 def draw_massing(cfg: dict, rng: np.random.Generator) -> tuple[str, np.ndarray, Style]:
     """Archetype, height map and style: every random draw a building needs, in fixed order."""
     weights = np.array([float(cfg["archetypes"].get(a, 0.0)) for a in ARCHETYPES])
-    archetype = ARCHETYPES[int(rng.choice(len(ARCHETYPES), p=weights / weights.sum()))]
+    archetype = ARCHETYPES[_pick(rng, weights / weights.sum())]
     hm, street = height_map(archetype, rng, cfg["grid"]["size"])
     st = cfg["style"]
     street_side = int(rng.integers(4)) if street is None else street
-    period = int(rng.choice(st["window_periods"]))
+    periods = st["window_periods"]
+    period = int(periods[int(rng.integers(len(periods)))])  # = rng.choice(periods)
     style = Style(street_side, period, bool(rng.random() < st["shopfront_probability"]),
                   bool(rng.random() < st["balcony_probability"]))
     return archetype, hm, style

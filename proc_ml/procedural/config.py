@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 
 from ..config import load_config
 from ..errors import ConfigError
@@ -27,6 +28,9 @@ DEFAULTS = {
 }
 
 
+_PART_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _fail(key: str, why: str, source: str) -> ConfigError:
     return ConfigError(f"{source}: config key '{key}' {why}")
 
@@ -39,8 +43,10 @@ def validate(cfg: dict, source: str = "config") -> dict:
         raise _fail("grid.size", f"must be 3 integers between 4 and 256, got {size}", source)
     if cfg["grid"]["cell_size"] <= 0:
         raise _fail("grid.cell_size", f"must be > 0, got {cfg['grid']['cell_size']}", source)
-    if not all(isinstance(p, str) and p for p in cfg["parts"]):
-        raise _fail("parts", "must be a list of part names", source)
+    if not all(isinstance(p, str) and _PART_NAME.fullmatch(p) for p in cfg["parts"]):
+        raise _fail("parts", "must be a list of part names made of letters, digits, '_' "
+                             f"and '-' (they become CSV columns and mesh object names), "
+                             f"got {cfg['parts']}", source)
     Vocabulary(tuple(cfg["parts"]))
     weights = cfg["archetypes"]
     for name, w in weights.items():

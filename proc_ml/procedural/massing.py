@@ -138,11 +138,10 @@ def orient(hm: np.ndarray, street_side: int | None, rng) -> tuple[np.ndarray, in
     k = int(rng.integers(4))
     # A quarter turn (np.rot90 in the x-y plane) maps +x -> +y -> -x -> -y -> +x.
     turn = {0: 2, 2: 1, 1: 3, 3: 0}
-    for _ in range(k):
-        hm = np.rot90(hm)
-        if street_side is not None:
+    if street_side is not None:
+        for _ in range(k):
             street_side = turn[street_side]
-    return np.ascontiguousarray(hm), street_side
+    return np.ascontiguousarray(np.rot90(hm, k) if k else hm), street_side
 
 
 def height_map(archetype: str, rng: np.random.Generator, size) -> tuple[np.ndarray, int | None]:
@@ -162,4 +161,5 @@ def height_map(archetype: str, rng: np.random.Generator, size) -> tuple[np.ndarr
 
 
 def occupancy_from_heights(hm: np.ndarray, Z: int) -> np.ndarray:
-    return (np.arange(Z)[None, None, :] < hm[:, :, None]).astype(np.uint8)
+    """``uint8[X, Y, Z]``: 1 below each column's height (a 0/1 view of the boolean grid)."""
+    return (np.arange(Z, dtype=hm.dtype) < hm[:, :, None]).view(np.uint8)

@@ -18,39 +18,77 @@ exact function of the massing and the four style features.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
-from ..grid import DIRECTION_VECTORS, DOWN, NO_PART, UP, along_axis, exterior_faces, shifted
+from ..grid import (DIRECTION_VECTORS, DOWN, NO_PART, UP, along_axis,
+                    exterior_faces_by_direction)
 from .parts import Vocabulary
+
+_ROLES = ("wall", "window", "door", "roof", "balcony", "shopfront", "ground")
+
+
+@lru_cache(maxsize=64)
+def _roles(vocab: Vocabulary) -> dict[str, int]:
+    return {role: vocab.role(role) for role in _ROLES}
+
+
+@lru_cache(maxsize=512)
+def _side_parts(length: int, height: int, period: int, street: bool, shopfront: bool,
+                balconies: bool, vocab: Vocabulary) -> np.ndarray:
+    """``int8[length, height]``: a side face's part by (coordinate along the facade, z).
+
+    Everything but the door depends on these two coordinates only, so the table is built
+    once per grid shape and style and broadcast over the grid.
+    """
+    roles = _roles(vocab)
+    u = np.arange(length)[:, None]
+    z = np.arange(height)[None, :]
+    rhythm = u % period == 0
+    part = np.where(rhythm, roles["window"], roles["wall"]).astype(np.int8)
+    part = np.repeat(part, height, axis=1)
+    if street:
+        if shopfront:
+            part[:, 0] = roles["shopfront"]
+        if balconies:
+            part[rhythm & (z > 0) & (z % 2 == 0)] = roles["balcony"]
+    part.flags.writeable = False
+    return part
+
+
+def _run_starts(faces: np.ndarray, u_axis: int) -> np.ndarray:
+    """Faces of a 2-D [X, Y] slice whose previous cell along ``u_axis`` has no such face."""
+    head, tail = [slice(None)] * 2, [slice(None)] * 2
+    head[u_axis], tail[u_axis] = slice(None, -1), slice(1, None)
+    starts = faces.copy()
+    np.greater(faces[tuple(tail)], faces[tuple(head)], out=starts[tuple(tail)])
+    return starts
 
 
 def label_faces(occupancy: np.ndarray, style, vocab: Vocabulary) -> np.ndarray:
     """``int8[X, Y, Z, 6]`` part index per face, ``-1`` where no face exists."""
     occ = np.asarray(occupancy, dtype=bool)
-    ext = exterior_faces(occ)
+    ext = exterior_faces_by_direction(occ)
     X, Y, Z = occ.shape
-    coords = np.indices(occ.shape, sparse=True)
-    ground = coords[2] == 0
-    wall, window = vocab.role("wall"), vocab.role("window")
+    roles = _roles(vocab)
     labels = np.full(occ.shape + (6,), NO_PART, dtype=np.int8)
 
     for d in range(4):
         u_axis = along_axis(d)
-        rhythm = coords[u_axis] % style.window_period == 0
-        part = np.where(rhythm, window, wall)
-        if d == style.street_side:
-            back = [0, 0, 0]
-            back[u_axis] = -1
-            run_start = ~shifted(ext[..., d], tuple(back), fill=False)
-            part = np.where(ground & style.shopfront, vocab.role("shopfront"), part)
-            part = np.where(ground & run_start, vocab.role("door"), part)
-            if style.balconies:
-                upper_even = ~ground & (coords[2] % 2 == 0)
-                part = np.where(upper_even & rhythm, vocab.role("balcony"), part)
-        labels[..., d] = np.where(ext[..., d], part, NO_PART)
+        street = d == style.street_side
+        table = _side_parts((X, Y)[u_axis], Z, style.window_period, street,
+                            street and bool(style.shopfront), street and bool(style.balconies),
+                            vocab)
+        table = table[None, :, :] if u_axis == 1 else table[:, None, :]
+        np.copyto(labels[..., d], table, where=ext[d])
+        if street:
+            doors = _run_starts(ext[d, :, :, 0], u_axis)
+            np.copyto(labels[:, :, 0, d], roles["door"], where=doors)
 
-    labels[..., UP] = np.where(ext[..., UP], vocab.role("roof"), NO_PART)
-    labels[..., DOWN] = np.where(ext[..., DOWN], np.where(ground, vocab.role("ground"), wall), NO_PART)
+    np.copyto(labels[..., UP], roles["roof"], where=ext[UP])
+    np.copyto(labels[..., DOWN], roles["wall"], where=ext[DOWN])
+    np.copyto(labels[:, :, 0, DOWN], roles["ground"], where=occ[:, :, 0])
     return labels
 
 

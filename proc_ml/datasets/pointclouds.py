@@ -1,0 +1,221 @@
+"""Shapes (meshes and point clouds) to the inputs of the point and voxel nets.
+
+numpy + trimesh only (open3d is imported only to read ``.pcd`` / point-cloud ``.ply``
+files and to estimate normals or thin out over-dense clouds), so training, the runtime
+and batch jobs share these functions and preprocess every shape the same way.
+
+* ``load_shape(path)``: a mesh (OBJ, OFF, STL, PLY with faces, GLB/GLTF) or a point cloud
+  (PCD, PLY without faces) as a ``Shape``.
+* ``shape_points(shape, n, seed)``: ``n`` surface points and normals, drawn with a fixed
+  seed (``trimesh.sample.sample_surface`` on meshes; a seeded subset of a cloud, voxel
+  down-sampled first when it is much denser than needed).
+* ``normalize_points(points, mode)``: ``unit_sphere`` (centroid at the origin, farthest
+  point at radius 1) or ``none``.
+* ``shape_occupancy(shape, resolution)``: a centred ``uint8[R, R, R]`` surface occupancy
+  grid, the longest bounding-box side spanning R - 1 cells (meshes are subdivided until
+  every edge is under half a cell, so the surface has no gaps; clouds are binned).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetError
+
+MESH_SUFFIXES = (".obj", ".off", ".stl", ".ply", ".glb", ".gltf")
+CLOUD_SUFFIXES = (".pcd", ".ply")
+SHAPE_SUFFIXES = tuple(sorted(set(MESH_SUFFIXES + CLOUD_SUFFIXES)))
+NORMALIZE_MODES = ("unit_sphere", "none")
+#: Neighbours used when a cloud's normals must be estimated.
+NORMAL_NEIGHBOURS = 16
+
+
+@dataclass
+class Shape:
+    """A mesh (``faces`` set) or a point cloud (``faces`` None), z up, in file units."""
+    path: str
+    vertices: np.ndarray               # float64[V, 3]
+    faces: np.ndarray | None = None    # int64[F, 3] for meshes
+    normals: np.ndarray | None = None  # float32[V, 3] for clouds that carry them
+
+    @property
+    def is_mesh(self) -> bool:
+        return self.faces is not None
+
+
+def _ply_has_faces(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        for raw in fh:
+            line = raw.decode("ascii", errors="replace").strip()
+            if line.startswith("element face"):
+                return int(line.split()[-1]) > 0
+            if line == "end_header":
+                return False
+    return False
+
+
+def load_shape(path: str | os.PathLike) -> Shape:
+    """A mesh or point-cloud file; ``DatasetError`` naming the file when it is unreadable or empty."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    if suffix not in SHAPE_SUFFIXES:
+        raise DatasetError(f"{path}: unsupported shape format '{path.suffix}' "
+                           f"(expected {', '.join(SHAPE_SUFFIXES)})")
+    try:
+        if suffix == ".pcd" or (suffix == ".ply" and not _ply_has_faces(path)):
+            return _load_cloud(path)
+    except DatasetError:
+        raise
+    except Exception as exc:  # malformed headers raise many types
+        raise DatasetError(f"{path}: cannot read point cloud ({type(exc).__name__}: {exc})") from None
+    return _load_mesh(path)
+
+
+def _load_mesh(path: Path) -> Shape:
+    import trimesh
+
+    logging.getLogger("trimesh").setLevel(logging.ERROR)
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+    except Exception as exc:  # trimesh raises many types for malformed files
+        raise DatasetError(f"{path}: cannot read mesh ({type(exc).__name__}: {exc})") from None
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise DatasetError(f"{path}: no triangles in the mesh")
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    if suffix_is_y_up(path):
+        from ..voxelize import to_z_up
+        vertices = to_z_up(vertices, "y")
+    _check_finite(path, vertices)
+    if not (np.ptp(vertices[faces.ravel()], axis=0) > 0).any():
+        raise DatasetError(f"{path}: the mesh has no extent (all vertices coincide)")
+    area = np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
+                                   vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1)
+    if not area.sum() > 0:
+        raise DatasetError(f"{path}: the mesh has no surface area (degenerate triangles only)")
+    return Shape(str(path), vertices, faces)
+
+
+def suffix_is_y_up(path: Path) -> bool:
+    """glTF is y-up by convention; every other format is read as z-up."""
+    return path.suffix.lower() in (".glb", ".gltf")
+
+
+def _load_cloud(path: Path) -> Shape:
+    import open3d as o3d
+
+    cloud = o3d.io.read_point_cloud(str(path))
+    points = np.asarray(cloud.points, dtype=np.float64)
+    if len(points) == 0:
+        raise DatasetError(f"{path}: no points in the point cloud")
+    _check_finite(path, points)
+    normals = np.asarray(cloud.normals, dtype=np.float32) if cloud.has_normals() else None
+    return Shape(str(path), points, None, normals)
+
+
+def _check_finite(path, values: np.ndarray) -> None:
+    if not np.isfinite(values).all():
+        raise DatasetError(f"{path}: coordinates contain NaN or infinite values")
+
+
+# -- points ----------------------------------------------------------------------------
+def shape_points(shape: Shape, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(float32[count, 3], float32[count, 3])``: surface points and unit normals."""
+    if count < 1:
+        raise ValueError(f"point count must be >= 1, got {count}")
+    if shape.is_mesh:
+        return _mesh_points(shape, count, seed)
+    return _cloud_points(shape, count, seed)
+
+
+def _mesh_points(shape: Shape, count: int, seed: int):
+    import trimesh
+
+    mesh = trimesh.Trimesh(shape.vertices, shape.faces, process=False)
+    points, face_index = trimesh.sample.sample_surface(mesh, count, seed=seed)
+    return np.asarray(points, np.float32), np.asarray(mesh.face_normals[face_index], np.float32)
+
+
+def _cloud_points(shape: Shape, count: int, seed: int):
+    points, normals = shape.vertices, shape.normals
+    if len(points) > 4 * count or normals is None:
+        points, normals = _fix_cloud(points, normals, count)
+    rng = np.random.default_rng([int(seed), 0xC10D])
+    pick = (rng.choice(len(points), count, replace=False) if len(points) >= count
+            else rng.integers(0, len(points), count))
+    return points[pick].astype(np.float32), normals[pick].astype(np.float32)
+
+
+def _fix_cloud(points: np.ndarray, normals: np.ndarray | None, count: int):
+    """Even out an over-dense cloud (voxel down-sampling) and estimate missing normals (open3d)."""
+    import open3d as o3d
+
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    if normals is not None:
+        cloud.normals = o3d.utility.Vector3dVector(normals.astype(np.float64))
+    if len(points) > 4 * count:
+        extent = float(np.linalg.norm(np.ptp(points, axis=0)))
+        # about 2 * count voxels on a surface: surface area scales with the square of the side
+        voxel = extent / np.sqrt(2.0 * count)
+        thinned = cloud.voxel_down_sample(voxel)
+        if len(thinned.points) >= count:
+            cloud = thinned
+    if not cloud.has_normals():
+        if len(cloud.points) < 3:
+            raise DatasetError("a point cloud needs at least 3 points to estimate normals")
+        cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(NORMAL_NEIGHBOURS))
+        cloud.orient_normals_towards_camera_location(np.asarray(cloud.points).mean(axis=0))
+        cloud.normals = o3d.utility.Vector3dVector(-np.asarray(cloud.normals))  # point outwards
+    return np.asarray(cloud.points), np.asarray(cloud.normals)
+
+
+def normalize_points(points: np.ndarray, mode: str = "unit_sphere"):
+    """``(points, centre float64[3], scale)`` with ``normalized = (points - centre) / scale``."""
+    if mode not in NORMALIZE_MODES:
+        raise ValueError(f"normalize mode must be one of {', '.join(NORMALIZE_MODES)}, got '{mode}'")
+    points = np.asarray(points, dtype=np.float64)
+    if mode == "none" or len(points) == 0:
+        return points.astype(np.float32), np.zeros(3), 1.0
+    centre = points.mean(axis=0)
+    radius = float(np.sqrt(((points - centre) ** 2).sum(axis=1).max()))
+    scale = radius if radius > 0 else 1.0
+    return ((points - centre) / scale).astype(np.float32), centre, scale
+
+
+# -- voxels ----------------------------------------------------------------------------
+def _grid_transform(vertices: np.ndarray, resolution: int):
+    """Map to grid units: the bounding box centred, its longest side spanning R - 1 cells."""
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    extent = float((hi - lo).max())
+    scale = (resolution - 1) / extent if extent > 0 else 1.0
+    return lambda v: (v - (lo + hi) / 2.0) * scale + resolution / 2.0
+
+
+def shape_occupancy(shape: Shape, resolution: int = 32) -> np.ndarray:
+    """``uint8[R, R, R]`` surface occupancy of a mesh or cloud (see the module doc)."""
+    to_grid = _grid_transform(shape.vertices if not shape.is_mesh
+                              else shape.vertices[np.unique(shape.faces)], resolution)
+    if shape.is_mesh:
+        import trimesh
+
+        vertices, faces = trimesh.remesh.subdivide_to_size(to_grid(shape.vertices), shape.faces,
+                                                           max_edge=0.5, max_iter=20)
+        cells = np.floor(np.asarray(vertices)[np.unique(faces)]).astype(np.int64)
+    else:
+        cells = np.floor(to_grid(shape.vertices)).astype(np.int64)
+    cells = np.clip(cells, 0, resolution - 1)
+    grid = np.zeros((resolution,) * 3, dtype=np.uint8)
+    grid[cells[:, 0], cells[:, 1], cells[:, 2]] = 1
+    return grid
+
+
+def points_occupancy(points: np.ndarray, resolution: int = 32) -> np.ndarray:
+    """``uint8[R, R, R]`` occupancy of the cells holding ``points`` (same framing as meshes)."""
+    return shape_occupancy(Shape("points", np.asarray(points, np.float64)), resolution)
