@@ -2,7 +2,8 @@
 
 * PLY: one mesh; per-face ``part`` property (int) and per-face colour.
 * GLB and OBJ: one object per part, named after the part and coloured with it
-  (formats without per-face attributes carry the part in the object name).
+  (formats without per-face attributes carry the part in the object name). GLB is y-up
+  as glTF requires (a node rotation over z-up geometry); OBJ and PLY are z-up.
 * Point clouds: ``.npz`` (points, normals, parts) and binary PLY with the same fields.
 """
 
@@ -13,7 +14,7 @@ import json
 import numpy as np
 import trimesh
 
-from proc_ml.meshing import QuadMesh
+from proc_ml.meshing import QuadMesh, z_up_to_y_up_transform
 
 MESH_FORMATS = ("obj", "ply", "glb")
 
@@ -33,8 +34,13 @@ def labelled_trimesh(mesh: QuadMesh, colours) -> trimesh.Trimesh:
     return tm
 
 
-def part_scene(mesh: QuadMesh, names, colours) -> trimesh.Scene:
-    """A scene with one geometry per part present, named after the part."""
+def part_scene(mesh: QuadMesh, names, colours, y_up: bool = False) -> trimesh.Scene:
+    """A scene with one geometry per part present, named after the part.
+
+    With ``y_up`` the geometry stays z-up and each node carries the rotation to glTF's y-up
+    frame, so viewers show the building upright and readers can undo it exactly.
+    """
+    transform = z_up_to_y_up_transform() if y_up else None
     scene = trimesh.Scene()
     tri_parts = mesh.triangle_parts
     for part in np.unique(tri_parts):
@@ -44,7 +50,7 @@ def part_scene(mesh: QuadMesh, names, colours) -> trimesh.Scene:
         used, inverse = np.unique(faces, return_inverse=True)
         sub = trimesh.Trimesh(mesh.vertices[used], inverse.reshape(-1, 3), process=False)
         sub.visual = trimesh.visual.ColorVisuals(sub, face_colors=tuple(colours[part]) + (255,))
-        scene.add_geometry(sub, geom_name=names[part], node_name=names[part])
+        scene.add_geometry(sub, geom_name=names[part], node_name=names[part], transform=transform)
     return scene
 
 
@@ -52,7 +58,7 @@ def mesh_bytes(mesh: QuadMesh, fmt: str, names, colours) -> bytes:
     if fmt == "ply":
         data = labelled_trimesh(mesh, colours).export(file_type="ply", include_attributes=True)
     elif fmt in ("glb", "obj"):
-        data = part_scene(mesh, names, colours).export(file_type=fmt)
+        data = part_scene(mesh, names, colours, y_up=(fmt == "glb")).export(file_type=fmt)
     else:
         raise ValueError(f"unknown mesh format '{fmt}' (expected one of {MESH_FORMATS})")
     return data.encode() if isinstance(data, str) else data

@@ -20,6 +20,38 @@ QUAD_CORNERS = np.array([
 ], dtype=np.float64)
 
 
+UP_AXES = ("z", "y")
+# proc-ml is z-up; glTF is y-up. Taking y-up coordinates to z-up ones: (x, y, z) -> (x, -z, y),
+# the same convention as Blender's glTF importer.
+Y_UP_TO_Z_UP = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float64)
+
+
+def _check_up(up: str) -> None:
+    if up not in UP_AXES:
+        raise ValueError(f"up axis must be one of {', '.join(UP_AXES)}, got '{up}'")
+
+
+def to_z_up(points: np.ndarray, up: str) -> np.ndarray:
+    """Points given in a frame whose up axis is ``up`` -> proc-ml's z-up frame."""
+    _check_up(up)
+    points = np.asarray(points, dtype=np.float64)
+    return points @ Y_UP_TO_Z_UP.T if up == "y" else points
+
+
+def from_z_up(points: np.ndarray, up: str) -> np.ndarray:
+    """proc-ml z-up points -> a frame whose up axis is ``up``."""
+    _check_up(up)
+    points = np.asarray(points, dtype=np.float64)
+    return points @ Y_UP_TO_Z_UP if up == "y" else points
+
+
+def z_up_to_y_up_transform() -> np.ndarray:
+    """4x4 node transform that shows z-up geometry upright in a y-up (glTF) viewer."""
+    out = np.eye(4)
+    out[:3, :3] = Y_UP_TO_Z_UP.T
+    return out
+
+
 @dataclass
 class QuadMesh:
     """One quad per exterior face; vertices are not shared so each quad keeps its part."""

@@ -16,6 +16,7 @@ from .. import FORMAT_VERSION
 from ..encoding import STYLE_FEATURES
 from ..errors import DatasetError
 from ..grid import DIRECTIONS, exterior_faces
+from ..meshing import to_z_up
 
 MANIFEST = "dataset.yaml"
 _MANIFEST_KEYS = ("format", "format_version", "parts", "count", "grid_size", "split")
@@ -200,6 +201,7 @@ def read_labelled_mesh(path: str | os.PathLike, parts):
     """A labelled mesh -> ``(trimesh.Trimesh, int32 part per triangle)``.
 
     PLY carries a ``part`` face property; GLB and OBJ carry one object per part name.
+    Vertices come back in proc-ml's z-up frame for every format (GLB is stored y-up).
     """
     import trimesh
 
@@ -220,9 +222,13 @@ def read_labelled_mesh(path: str | os.PathLike, parts):
         if suffix in (".glb", ".gltf"):
             scene = trimesh.load(path, process=False, force="scene")
             meshes, labels = [], []
-            for name, geom in scene.geometry.items():
+            for node in scene.graph.nodes_geometry:
+                transform, name = scene.graph[node]
                 if name not in parts:
                     raise DatasetError(f"{path}: object '{name}' is not a part name ({', '.join(parts)})")
+                geom = scene.geometry[name].copy()
+                geom.apply_transform(transform)              # world frame, y-up (glTF)
+                geom.vertices = to_z_up(geom.vertices, "y")  # proc-ml frame, z-up
                 meshes.append(geom)
                 labels.append(np.full(len(geom.faces), list(parts).index(name), dtype=np.int32))
             if not meshes:
