@@ -1,0 +1,74 @@
+"""Model families, buildable by name from a config.
+
+``build_model(family, **kwargs)`` constructs a network; ``FAMILIES[family].defaults`` are
+the hyper-parameters a config's ``model`` section may set (the task fills in the input
+and output sizes, ``inputs`` names which of those it sets). Later families (pointnet,
+voxnet, pix2pix) register here the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .parts_mlp import PartsMLP
+from .parts_unet3d import PartsUNet3D
+from .pointnet import PointNetClassifier, PointNetSegmenter
+from .voxnet import VoxelUNet3D, VoxNet
+from .pix2pix import PatchGANDiscriminator, UNetGenerator
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    factory: Callable
+    defaults: dict = field(default_factory=dict)   # hyper-parameters a config may set
+    inputs: tuple[str, ...] = ()                   # sizes the task fills in from the data
+
+
+FAMILIES: dict[str, Family] = {
+    "parts-mlp": Family("parts-mlp", PartsMLP, {"hidden": [128, 128], "dropout": 0.0},
+                        ("in_features", "n_parts")),
+    "parts-unet3d": Family("parts-unet3d", PartsUNet3D, {"width": 16, "depth": 2},
+                           ("in_channels", "n_parts")),
+    # PointNet / VoxNet shape nets (trainers/shapes.py); voxel-unet3d is the PartsUNet3D
+    # network with a per-voxel class head.
+    "pointnet-cls": Family("pointnet-cls", PointNetClassifier,
+                           {"widths": [64, 128, 256], "head": [128], "dropout": 0.3,
+                            "input_transform": False, "feature_transform": False,
+                            "fourier_bands": 0, "fourier_period": 2.0},
+                           ("in_features", "n_classes")),
+    "pointnet-seg": Family("pointnet-seg", PointNetSegmenter,
+                           {"widths": [64, 128, 256], "head": [256, 128], "dropout": 0.0,
+                            "input_transform": False, "feature_transform": False,
+                            "fourier_bands": 0, "fourier_period": 2.0},
+                           ("in_features", "n_classes")),
+    "voxnet": Family("voxnet", VoxNet, {"width": 32, "head": [128], "dropout": 0.4},
+                     ("n_classes", "resolution")),
+    "voxel-unet3d": Family("voxel-unet3d", VoxelUNet3D, {"width": 8, "depth": 2},
+                           ("n_classes", "in_channels")),
+    # pix2pix (Isola et al. 2017): the generator is the model a run exports; the
+    # discriminator only trains it (its settings live in the pix2pix config's gan section).
+    "pix2pix-unet": Family("pix2pix-unet", UNetGenerator,
+                           {"width": 64, "num_downs": 8, "norm": "batch", "dropout": 0.5},
+                           ("in_channels", "out_channels")),
+    "patchgan": Family("patchgan", PatchGANDiscriminator,
+                       {"width": 64, "n_layers": 3, "norm": "batch"}, ("in_channels",)),
+}
+
+
+def get_family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise KeyError(f"unknown model family '{name}' (known: {', '.join(FAMILIES)})") from None
+
+
+def build_model(family: str, **kwargs):
+    """Construct the network of ``family`` with its input sizes and hyper-parameters."""
+    return get_family(family).factory(**kwargs)
+
+
+__all__ = ["FAMILIES", "Family", "PartsMLP", "PartsUNet3D", "PatchGANDiscriminator",
+           "PointNetClassifier", "PointNetSegmenter", "UNetGenerator", "VoxNet", "VoxelUNet3D",
+           "build_model", "get_family"]

@@ -1,0 +1,100 @@
+"""Model families: output shapes and layout, any grid size, registry, masked loss."""
+
+import numpy as np
+import pytest
+import torch
+
+from proc_ml.encoding import GRID_STRIDE, decode_grid_logits, grid_channel_names
+from proc_ml.models import FAMILIES, PartsMLP, PartsUNet3D, build_model, get_family
+from trainers.building_parts import masked_cross_entropy, predict_parts
+
+
+def test_unet_stride_matches_encoding_and_depth():
+    assert PartsUNet3D(3, 7).stride == GRID_STRIDE
+    assert PartsUNet3D(3, 7, depth=3).stride == 8
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 12), (8, 8, 8), (12, 4, 20), (32, 32, 32)])
+def test_unet_runs_on_any_multiple_of_its_stride(shape):
+    torch.manual_seed(0)
+    model = PartsUNet3D(in_channels=16, n_parts=7, width=4).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 16, *shape))
+    assert out.shape == (2, 42) + shape
+    assert torch.isfinite(out).all()
+
+
+def test_unet_channel_layout_is_direction_major_as_decode_expects():
+    """Bias the head so that part p wins on direction d: decode must read it back."""
+    k = 3
+    model = PartsUNet3D(in_channels=1, n_parts=k, width=2).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        bias = torch.zeros(6, k)
+        winners = [d % k for d in range(6)]
+        for d, p in enumerate(winners):
+            bias[d, p] = 5.0
+        model.head.bias.copy_(bias.reshape(-1))
+        logits = model(torch.zeros(1, 1, 4, 4, 4))[0].numpy()
+    occ = np.zeros((4, 4, 4), dtype=np.uint8)
+    occ[1, 1, 1] = 1
+    labels, _ = decode_grid_logits(logits, occ, k)
+    assert labels[1, 1, 1].tolist() == winners
+    assert predict_parts(torch.from_numpy(logits)[None], k)[0, :, 1, 1, 1].tolist() == winners
+
+
+def test_mlp_shapes_and_dropout_only_in_training():
+    torch.manual_seed(0)
+    model = PartsMLP(in_features=24, n_parts=7, hidden=(32, 16), dropout=0.5)
+    x = torch.rand(11, 24)
+    assert model(x).shape == (11, 42)
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))
+
+
+def test_registry_builds_each_family_and_names_unknown_ones():
+    assert set(FAMILIES) >= {"parts-mlp", "parts-unet3d"}
+    assert isinstance(build_model("parts-mlp", in_features=5, n_parts=2), PartsMLP)
+    net = build_model("parts-unet3d", in_channels=len(grid_channel_names(False)), n_parts=7, width=2)
+    assert isinstance(net, PartsUNet3D)
+    with pytest.raises(KeyError, match="parts-unet3d"):
+        get_family("voxnet-typo")
+
+
+def test_masked_loss_ignores_missing_faces_and_equals_cross_entropy_on_existing_ones():
+    torch.manual_seed(0)
+    k = 4
+    logits = torch.randn(2, 6 * k, 4, 4, 4)
+    targets = torch.full((2, 6, 4, 4, 4), -1, dtype=torch.int64)
+    targets[0, 2, 1, 1, 1] = 3
+    targets[1, 4, 0, 2, 3] = 1
+    loss = masked_cross_entropy(logits, targets, k)
+    by_face = logits.reshape(2, 6, k, 4, 4, 4)
+    expected = torch.nn.functional.cross_entropy(
+        torch.stack([by_face[0, 2, :, 1, 1, 1], by_face[1, 4, :, 0, 2, 3]]), torch.tensor([3, 1]))
+    torch.testing.assert_close(loss, expected)
+    # logits of faces that do not exist have no influence
+    changed = logits.clone()
+    changed[0, :, 3, 3, 3] += 100.0
+    torch.testing.assert_close(masked_cross_entropy(changed, targets, k), loss)
+
+
+def test_masked_loss_on_cells_and_without_faces():
+    k = 2
+    logits = torch.zeros(3, 6 * k, requires_grad=True)
+    targets = torch.full((3, 6), -1, dtype=torch.int64)
+    empty = masked_cross_entropy(logits, targets, k)
+    assert empty.item() == 0.0
+    empty.backward()  # still differentiable: a batch without faces must not break a step
+    targets[1, 5] = 0
+    assert masked_cross_entropy(logits, targets, k).item() == pytest.approx(np.log(2))
+
+
+def test_inverse_sqrt_class_weights_favour_rare_parts_and_keep_the_loss_scale():
+    from trainers.building_parts import inverse_sqrt_weights
+
+    counts = np.array([900, 100, 0])
+    weights = inverse_sqrt_weights(counts)
+    assert weights[1] == pytest.approx(3 * weights[0])
+    assert (counts[:2] / counts.sum() * weights[:2]).sum() == pytest.approx(1.0)
+    assert weights[2] == weights.max()  # an unseen part is not ignored

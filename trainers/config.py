@@ -1,0 +1,205 @@
+"""Training configs: ``dataset`` / ``model`` / ``training`` sections, strictly checked.
+
+The ``model`` section's allowed keys depend on ``model.family`` (each family's
+hyper-parameters in ``proc_ml.models.FAMILIES``), so the family is read first and the
+defaults for it are built before the strict merge.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from importlib import resources
+from pathlib import Path
+
+from proc_ml.config import load_config, load_yaml, parse_override
+from proc_ml.errors import ConfigError
+from proc_ml.models import FAMILIES
+
+from .shapes import SHAPE_DEFAULT_CONFIGS, SHAPE_TASK_FAMILIES, validate_shape_config
+from .shapes import task_defaults as shape_task_defaults
+
+#: Families each task can train (a task's first family is its default).
+TASK_FAMILIES = {"building-parts": ("parts-unet3d", "parts-mlp"), "pix2pix": ("pix2pix-unet",)}
+DEFAULT_CONFIGS = {"building-parts": "parts_unet3d.yaml", "pix2pix": "pix2pix_cpu.yaml"}
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "cosine", "onecycle", "linear")
+CLASS_WEIGHTINGS = ("none", "inverse_sqrt")
+DEVICES = ("auto", "cpu", "cuda")
+
+BASE_DEFAULTS = {
+    "task": "building-parts",
+    "dataset": {
+        "use_style": True,         # false: massing only, as real block-outs come
+        "train_split": "train",
+        "val_split": "val",
+        "max_buildings": 0,        # > 0: use only the first N buildings of each split
+    },
+    "model": {"family": "parts-unet3d"},
+    "training": {
+        "epochs": 20,
+        "batch_size": 16,
+        "eval_batch_size": 32,
+        "optimizer": "adam",
+        "lr": 0.003,
+        "weight_decay": 0.0,
+        "scheduler": "onecycle",   # stepped every batch
+        "decay_fraction": 0.5,     # linear: constant lr, then decay to 0 over this share of the run
+        "betas": [0.9, 0.999],     # adam / adamw
+        "seed": 0,
+        "device": "auto",          # cuda if available, else cpu
+        "amp": True,               # mixed precision, used on CUDA only
+        "best_metric": "face_accuracy",
+        "class_weighting": "none",  # inverse_sqrt: rare classes (doors) weigh more in the loss
+        "tensorboard": False,
+        "progress": True,
+        "threads": 0,              # CPU threads per process; 0 = torch's default
+    },
+}
+
+# Range checks for model hyper-parameters, by name (types are checked by the merge).
+_MODEL_CHECKS = {
+    "width": (lambda v: v >= 1, "must be >= 1"),
+    "depth": (lambda v: 0 <= v <= 5, "must be between 0 and 5"),
+    "hidden": (lambda v: all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v),
+               "must be a list of layer sizes >= 1"),
+    "dropout": (lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
+    "num_downs": (lambda v: 5 <= v <= 10, "must be between 5 and 10"),
+    "norm": (lambda v: v in ("batch", "instance"), "must be batch or instance"),
+}
+
+
+def packaged_config_dir() -> Path:
+    """Folder of the configs shipped inside the package (``proc_ml/configs``)."""
+    return Path(str(resources.files("proc_ml") / "configs"))
+
+
+def packaged_configs() -> list[str]:
+    return sorted(p.name for p in packaged_config_dir().glob("*.yaml"))
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """A config file path, or the name of a shipped config (``parts_mlp``, ``configs/parts_mlp.yaml``)."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    name = given.name if given.suffix == ".yaml" else given.name + ".yaml"
+    shipped = packaged_config_dir() / name
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(f"{path}: config file not found (shipped configs: {', '.join(packaged_configs())})")
+
+
+def default_config_path(task: str) -> Path:
+    return packaged_config_dir() / DEFAULT_CONFIGS[task]
+
+
+# Per-task defaults: a task's own sections (replacing the base section of that name) and
+# its training defaults (updating the base ones).
+TASK_DEFAULTS = {
+    "pix2pix": {
+        "dataset": {
+            "train_split": "train",
+            "val_split": "val",
+            "direction": "AtoB",       # side-by-side datasets: AtoB learns left -> right
+            "size": 256,               # training crop (and evaluation size)
+            "load_size": 286,          # resize to this, then crop ``size`` at random (jitter)
+            "flip": True,              # random horizontal mirroring
+            "max_pairs": 0,            # > 0: use only the first N pairs of each split
+            "preview_count": 4,        # validation pairs in each epoch's PNG grid
+        },
+        "gan": {
+            "mode": "vanilla",         # vanilla (BCE with logits) or lsgan (least squares)
+            "lambda_l1": 100.0,
+            "disc_width": 64,
+            "disc_layers": 3,          # 3 = the 70x70 PatchGAN
+        },
+        "training": {"optimizer": "adam", "lr": 0.0002, "betas": [0.5, 0.999],
+                     "scheduler": "linear", "decay_fraction": 0.5, "batch_size": 1,
+                     "eval_batch_size": 8, "best_metric": "psnr", "amp": False},
+    },
+}
+
+
+# PointNet / VoxNet tasks (trainers/shapes.py): their families, default configs and defaults.
+TASK_FAMILIES.update(SHAPE_TASK_FAMILIES)
+DEFAULT_CONFIGS.update(SHAPE_DEFAULT_CONFIGS)
+TASK_DEFAULTS.update({task: shape_task_defaults(task) for task in SHAPE_TASK_FAMILIES})
+
+
+def defaults_for(task: str, family: str) -> dict:
+    defaults = copy.deepcopy(BASE_DEFAULTS)
+    defaults["task"] = task
+    for section, values in copy.deepcopy(TASK_DEFAULTS.get(task, {})).items():
+        if section == "training":
+            defaults["training"].update(values)
+        else:
+            defaults[section] = values
+    defaults["model"] = {"family": family, **copy.deepcopy(FAMILIES[family].defaults)}
+    return defaults
+
+
+def _requested(raw: dict, overrides, section: str, key: str):
+    value = (raw.get(section) or {}).get(key) if isinstance(raw.get(section), dict) else None
+    for text in overrides:
+        keys, parsed = parse_override(text)
+        if keys == [section, key]:
+            value = parsed
+    return value
+
+
+def load_train_config(task: str, path: str | os.PathLike | None = None, overrides=()) -> dict:
+    """Defaults for (task, family) <- YAML <- ``--set`` overrides, then value checks."""
+    if task not in TASK_FAMILIES:
+        raise ConfigError(f"unknown task '{task}' (known: {', '.join(TASK_FAMILIES)})")
+    overrides = list(overrides)
+    source = str(path) if path is not None else "config"
+    raw = load_yaml(path) if path is not None else {}
+    family = _requested(raw, overrides, "model", "family") or TASK_FAMILIES[task][0]
+    if family not in TASK_FAMILIES[task]:
+        raise ConfigError(f"{source}: config key 'model.family' must be one of "
+                          f"{', '.join(TASK_FAMILIES[task])} for task {task}, got {family!r}")
+    file_task = raw.get("task", task)
+    if file_task != task:
+        raise ConfigError(f"{source}: config key 'task' is '{file_task}', but this command trains '{task}'")
+    config = load_config(defaults_for(task, family), path, overrides)
+    return validate(config, source)
+
+
+def validate(config: dict, source: str = "config") -> dict:
+    def fail(key, why):
+        return ConfigError(f"{source}: config key '{key}' {why}")
+
+    train = config["training"]
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if train[key] < 1:
+            raise fail(f"training.{key}", f"must be >= 1, got {train[key]}")
+    if train["lr"] <= 0:
+        raise fail("training.lr", f"must be > 0, got {train['lr']}")
+    if train["weight_decay"] < 0:
+        raise fail("training.weight_decay", f"must be >= 0, got {train['weight_decay']}")
+    if train["threads"] < 0:
+        raise fail("training.threads", f"must be >= 0, got {train['threads']}")
+    for key, choices in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
+                         ("class_weighting", CLASS_WEIGHTINGS)):
+        if train[key] not in choices:
+            raise fail(f"training.{key}", f"must be one of {', '.join(choices)}, got {train[key]!r}")
+    device = train["device"]
+    if device not in DEVICES and not (isinstance(device, str) and device.startswith("cuda:")):
+        raise fail("training.device", f"must be auto, cpu, cuda or cuda:N, got {device!r}")
+    for key in ("max_buildings", "max_pairs"):
+        if config["dataset"].get(key, 0) < 0:
+            raise fail(f"dataset.{key}", f"must be >= 0, got {config['dataset'][key]}")
+    if not 0.0 < train["decay_fraction"] <= 1.0:
+        raise fail("training.decay_fraction", f"must be in (0, 1], got {train['decay_fraction']}")
+    betas = train["betas"]
+    if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
+        raise fail("training.betas", f"must be two numbers in [0, 1), got {betas!r}")
+    if config.get("task") in SHAPE_TASK_FAMILIES:
+        validate_shape_config(config, source)
+    for key, value in config["model"].items():
+        check = _MODEL_CHECKS.get(key)
+        if check is not None and not check[0](value):
+            raise fail(f"model.{key}", f"{check[1]}, got {value!r}")
+    return config

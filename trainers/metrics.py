@@ -1,0 +1,38 @@
+"""Classification metrics from a confusion matrix (plain numpy in, plain floats out)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_matrix(targets: np.ndarray, predictions: np.ndarray, n_classes: int) -> np.ndarray:
+    """``int64[K, K]``: rows are true classes, columns predicted classes."""
+    flat = np.asarray(targets, np.int64) * n_classes + np.asarray(predictions, np.int64)
+    return np.bincount(flat.ravel(), minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros(num.shape, dtype=np.float64), where=den > 0)
+
+
+def per_class_scores(confusion: np.ndarray, names) -> dict[str, dict]:
+    """Precision, recall, F1 and support per class (0 where a class never occurs)."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    true_pos = np.diag(confusion)
+    precision = _ratio(true_pos, confusion.sum(axis=0))
+    recall = _ratio(true_pos, confusion.sum(axis=1))
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    support = confusion.sum(axis=1)
+    return {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(names, precision, recall, f1, support)}
+
+
+def classification_metrics(confusion: np.ndarray, names) -> dict:
+    """Accuracy, macro F1 over classes present, and per-class scores."""
+    confusion = np.asarray(confusion)
+    total = confusion.sum()
+    classes = per_class_scores(confusion, names)
+    present = [c["f1"] for c in classes.values() if c["support"] > 0]
+    return {"accuracy": float(np.trace(confusion) / total) if total else 0.0,
+            "macro_f1": float(np.mean(present)) if present else 0.0,
+            "per_class": classes}

@@ -1,0 +1,430 @@
+"""pix2pix task (Isola et al. 2017): label map -> texture with a U-Net generator and a
+PatchGAN discriminator, trained by the one loop (``trainers.loop``).
+
+One training step, as the reference ``Pix2PixModel.optimize_parameters``: the generator
+makes ``fake = G(A)``; the discriminator is updated on ``(A, B)`` as real and
+``(A, fake)`` as fake (loss halved); then, with the discriminator frozen, the generator
+is updated on ``GAN(D(A, fake), real) + lambda * L1(fake, B)``. The loop steps the two
+optimizers by name; the constant-then-linear schedule (``training.scheduler: linear``)
+and Adam betas (0.5, 0.999) come from the config.
+
+Data: pairs are resized to ``dataset.load_size``, cropped to ``dataset.size`` at a random
+place and mirrored at random (the reference's "resize_and_crop" + flip); evaluation
+resizes straight to ``size``. With a palette both images are resized nearest-neighbour,
+so label colours stay in the palette and every texture pixel stays on its label pixel
+(bicubic targets would drift up to a pixel from their nearest-resized labels); without
+one (side-by-side photos) both are resized bicubic, as the reference does. Images are
+scaled to [-1, 1].
+
+Inference mode is ``model.eval()``: dropout off, BatchNorm with its running statistics,
+so outputs are deterministic, independent of the batch and identical in ONNX (see
+docs/pix2pix.md for why this differs from the reference's test mode).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from proc_ml.datasets.pix2pix import open_pairs
+from proc_ml.errors import ConfigError, DatasetError
+from proc_ml.models import build_model
+
+from .task import Task
+
+GAN_MODES = ("vanilla", "lsgan")
+INPUT_NAMES = ("label_r", "label_g", "label_b")
+
+
+# -- image tensors --------------------------------------------------------------------
+def to_unit(image: np.ndarray) -> torch.Tensor:
+    """``uint8[H, W, 3]`` -> ``float32[3, H, W]`` in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 127.5 - 1.0
+
+
+def to_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """``float[3, H, W]`` in [-1, 1] -> ``uint8[H, W, 3]``."""
+    array = ((tensor.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round()
+    return array.byte().permute(1, 2, 0).numpy()
+
+
+def resize(image: torch.Tensor, size: int, nearest: bool) -> torch.Tensor:
+    """Square resize of ``[3, H, W]`` (nearest keeps label colours exact)."""
+    if tuple(image.shape[1:]) == (size, size):
+        return image
+    if nearest:
+        return F.interpolate(image[None], size=(size, size), mode="nearest-exact")[0]
+    out = F.interpolate(image[None], size=(size, size), mode="bicubic", align_corners=False,
+                        antialias=True)[0]
+    return out.clamp(-1.0, 1.0)
+
+
+class PairSet(Dataset):
+    """Pairs held in memory at ``load_size``; ``jitter`` draws a crop and a mirror per access
+    from numpy's global RNG (seeded per epoch by the loop, so runs replay exactly)."""
+
+    def __init__(self, inputs, targets, masks, size: int, jitter: bool, flip: bool):
+        self.inputs, self.targets, self.masks = inputs, targets, masks
+        self.size, self.jitter, self.flip = size, jitter, flip
+
+    def __len__(self):
+        return len(self.inputs)
+
+    def __getitem__(self, index):
+        a, b, mask = self.inputs[index], self.targets[index], self.masks[index]
+        if self.jitter:
+            load = a.shape[1]
+            top, left = (int(v) for v in np.random.randint(0, load - self.size + 1, size=2))
+            window = (slice(None), slice(top, top + self.size), slice(left, left + self.size))
+            a, b, mask = a[window], b[window], mask[window]
+            if self.flip and np.random.random() < 0.5:
+                a, b, mask = a.flip(-1), b.flip(-1), mask.flip(-1)
+        return a, b, mask
+
+
+# -- metrics ------------------------------------------------------------------------------
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-x * x / (2 * sigma * sigma))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).float()
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM of ``[B, C, H, W]`` images in [0, 1] (Wang et al. 2004: 11x11
+    Gaussian window, sigma 1.5, K1 0.01, K2 0.03, valid region, mean over channels)."""
+    c = x.shape[1]
+    window = _gaussian_window().to(x.device)[None, None].repeat(c, 1, 1, 1)
+    blur = lambda t: F.conv2d(t, window, groups=c)  # noqa: E731
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x ** 2
+    var_y = blur(y * y) - mu_y ** 2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    value = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return value.flatten(1).mean(dim=1)
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB) of images in [0, 1]; identical images count as 100 dB."""
+    mse = ((x - y) ** 2).flatten(1).mean(dim=1)
+    return torch.where(mse > 0, -10.0 * torch.log10(mse.clamp(min=1e-10)), torch.full_like(mse, 100.0))
+
+
+class ImageEvaluation:
+    """Mean per-image L1 (0..1 scale), PSNR and SSIM, plus L1 over facade pixels only
+    (label not background) when the dataset has a palette."""
+
+    def __init__(self, device=None):
+        self.sums = torch.zeros(6, dtype=torch.float64, device=device)  # n, l1, psnr, ssim, masked |d|, masked px
+
+    @torch.no_grad()
+    def update(self, model, batch) -> None:
+        output = model(batch["inputs"]).float()
+        self.add(output, batch["targets"], batch["masks"])
+
+    def add(self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
+        x, y = (output.clamp(-1, 1) + 1) / 2, (target.float() + 1) / 2
+        diff = (x - y).abs()
+        masked = diff * mask
+        self.sums += torch.stack([
+            torch.tensor(float(x.shape[0]), dtype=torch.float64, device=self.sums.device),
+            diff.flatten(1).mean(dim=1).sum().double(), psnr(x, y).sum().double(),
+            ssim(x, y).sum().double(), masked.sum().double(),
+            (mask.expand_as(diff)).sum().double()])
+
+    def state(self) -> list[torch.Tensor]:
+        return [self.sums]
+
+    def load_state(self, tensors) -> None:
+        (self.sums,) = tensors
+
+    def metrics(self) -> dict:
+        n, l1, p, s, masked, pixels = (float(v) for v in self.sums.cpu())
+        n = max(n, 1.0)
+        return {"l1": l1 / n, "psnr": p / n, "ssim": s / n,
+                "l1_facade": masked / pixels if pixels else l1 / n, "images": int(n)}
+
+
+# -- the task -------------------------------------------------------------------------------
+def gan_loss(logits: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
+    target = torch.full_like(logits, 1.0 if real else 0.0)
+    if mode == "lsgan":
+        return F.mse_loss(logits, target)
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def set_requires_grad(model: torch.nn.Module, flag: bool) -> None:
+    for p in model.parameters():
+        p.requires_grad_(flag)
+
+
+class Pix2PixTask(Task):
+    name = "pix2pix"
+    primary_model = "model"        # the generator: what load_run returns and ONNX exports
+    metric_names = ("psnr", "ssim", "l1", "l1_facade")
+    lower_is_better = ("l1", "l1_facade")
+    progress_keys = ("train_loss_discriminator", "train_loss_generator", "train_l1",
+                     "val_l1", "val_psnr", "val_ssim")
+
+    def __init__(self, config: dict, data_dir):
+        super().__init__(config)
+        self.data_cfg, self.gan = config["dataset"], config["gan"]
+        self.hyper = {k: v for k, v in config["model"].items() if k != "family"}
+        self.family = config["model"]["family"]
+        self.stride = 2 ** int(self.hyper["num_downs"])
+        self._check_config()
+        self.data = open_pairs(data_dir, self.data_cfg["direction"])
+        self.palette = self.data.palette
+        self._preview = None
+
+    def _check_config(self) -> None:
+        size, load = self.data_cfg["size"], self.data_cfg["load_size"]
+        if size < 1 or size % self.stride:
+            raise ConfigError(f"config key 'dataset.size' must be a multiple of the generator's stride "
+                              f"2**model.num_downs = {self.stride}, got {size}")
+        if load < size:
+            raise ConfigError(f"config key 'dataset.load_size' must be >= dataset.size ({size}), got {load}")
+        if self.gan["mode"] not in GAN_MODES:
+            raise ConfigError(f"config key 'gan.mode' must be one of {', '.join(GAN_MODES)}, "
+                              f"got {self.gan['mode']!r}")
+        if self.gan["lambda_l1"] < 0 or self.gan["disc_width"] < 1 or self.gan["disc_layers"] < 1:
+            raise ConfigError("config keys 'gan.lambda_l1' must be >= 0 and 'gan.disc_width', "
+                              "'gan.disc_layers' >= 1")
+
+    # -- networks -------------------------------------------------------------------
+    def model_kwargs(self) -> dict:
+        return {"in_channels": 3, "out_channels": 3, **self.hyper}
+
+    def build_models(self):
+        return {
+            self.primary_model: build_model(self.family, **self.model_kwargs()),
+            "discriminator": build_model("patchgan", in_channels=6, width=self.gan["disc_width"],
+                                         n_layers=self.gan["disc_layers"], norm=self.hyper["norm"]),
+        }
+
+    def optimizer_groups(self):
+        return {"discriminator": ("discriminator",), "generator": (self.primary_model,)}
+
+    def training_step(self, models, batch):
+        generator, discriminator = models[self.primary_model], models["discriminator"]
+        real_a, real_b = batch["inputs"], batch["targets"]
+        mode, weight = self.gan["mode"], self.gan["lambda_l1"]
+        fake_b = generator(real_a)
+        set_requires_grad(discriminator, True)
+        loss_fake = gan_loss(discriminator(torch.cat([real_a, fake_b.detach()], 1)), False, mode)
+        loss_real = gan_loss(discriminator(torch.cat([real_a, real_b], 1)), True, mode)
+        yield "discriminator", 0.5 * (loss_fake + loss_real)
+        set_requires_grad(discriminator, False)
+        loss_gan = gan_loss(discriminator(torch.cat([real_a, fake_b], 1)), True, mode)
+        loss_l1 = F.l1_loss(fake_b, real_b)
+        try:
+            yield "generator", loss_gan + weight * loss_l1
+        finally:
+            set_requires_grad(discriminator, True)
+        return {"g_gan": loss_gan.detach(), "l1": loss_l1.detach() / 2}   # l1 on the 0..1 scale
+
+    # -- data -----------------------------------------------------------------------
+    def split_names(self, split: str) -> list[str]:
+        names = self.data.names(split)
+        limit = self.data_cfg["max_pairs"]
+        return names[:limit] if limit else names
+
+    def load_split(self, split: str, size: int):
+        """Inputs, targets ([3, size, size] in [-1, 1]) and facade masks of a split
+        (nearest-neighbour resizing for palette datasets, bicubic otherwise)."""
+        names = self.split_names(split)
+        if not names:
+            raise DatasetError(f"{self.data.root}: split '{split}' holds no pairs")
+        nearest = self.palette is not None
+        inputs, targets, masks = [], [], []
+        background = self._background_colour()
+        for name in names:
+            a, b = self.data.pair(name)
+            mask = (np.ones(a.shape[:2], dtype=bool) if background is None
+                    else np.any(a != background, axis=2))
+            inputs.append(resize(to_unit(a), size, nearest))
+            targets.append(resize(to_unit(b), size, nearest))
+            masks.append(resize(torch.from_numpy(mask)[None].float(), size, True))
+        return inputs, targets, masks
+
+    def _background_colour(self):
+        if self.palette is None or "background" not in self.palette.names:
+            return None
+        return np.array(self.palette.colours[self.palette.index("background")], dtype=np.uint8)
+
+    def dataset(self, split: str, limit: int = 0):
+        train = split == self.data_cfg["train_split"]
+        size = self.data_cfg["load_size"] if train else self.data_cfg["size"]
+        inputs, targets, masks = self.load_split(split, size)
+        return PairSet(inputs, targets, masks, self.data_cfg["size"], jitter=train,
+                       flip=bool(self.data_cfg["flip"]))
+
+    def collate(self, examples):
+        a, b, m = zip(*examples)
+        return {"inputs": torch.stack(a), "targets": torch.stack(b), "masks": torch.stack(m)}
+
+    def to_device(self, batch, device):
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+    def new_evaluation(self, device=None):
+        return ImageEvaluation(device)
+
+    # -- per-epoch picture ------------------------------------------------------------
+    @torch.no_grad()
+    def on_epoch_end(self, models, out_dir, epoch: int) -> None:
+        count = int(self.data_cfg["preview_count"])
+        if count < 1:
+            return
+        if self._preview is None:
+            inputs, targets, _ = self.load_split(self.data_cfg["val_split"], self.data_cfg["size"])
+            self._preview = (torch.stack(inputs[:count]), torch.stack(targets[:count]))
+        generator = models[self.primary_model]
+        was_training = generator.training
+        generator.eval()
+        device = next(generator.parameters()).device
+        outputs = generator(self._preview[0].to(device)).cpu()
+        generator.train(was_training)
+        write_grid(Path(out_dir) / "images" / f"epoch_{epoch:03d}.png",
+                   self._preview[0], outputs, self._preview[1])
+
+    # -- run description ------------------------------------------------------------
+    def info(self) -> dict:
+        manifest = self.data.manifest
+        palette = self.palette.to_json() if self.palette is not None else None
+        task_info = {"palette": palette, "module_px": self.data.module_px,
+                     "size": int(self.data_cfg["size"]), "value_range": [-1.0, 1.0],
+                     "inference_mode": "eval", "direction": self.data_cfg["direction"],
+                     "layout": self.data.layout}
+        return {
+            "task_info": task_info,
+            "task": self.name, "family": self.family,
+            "parts": list(self.palette.names) if self.palette is not None else [],
+            "palette": palette,
+            "input_kind": "image", "input_names": list(INPUT_NAMES),
+            "out_channels": 3, "stride": self.stride, "with_style": False,
+            "size": int(self.data_cfg["size"]), "module_px": self.data.module_px,
+            "layout": self.data.layout, "direction": self.data_cfg["direction"],
+            "value_range": [-1.0, 1.0], "inference_mode": "eval",
+            "output": "RGB image in [-1, 1], same height and width as the input",
+            "dataset_manifest": {"format_version": int(manifest.get("format_version", 1)),
+                                 "count": len(self.data.names()),
+                                 "seed": int(manifest.get("seed", 0)),
+                                 "size": manifest.get("size")},
+        }
+
+    def check_compatible(self, info: dict, what: str) -> None:
+        mine = self.palette.to_json() if self.palette is not None else None
+        if info.get("palette") != mine:
+            raise DatasetError(f"{self.data.root}: the dataset's palette differs from the palette "
+                               f"of {what}; use label maps drawn in the same palette")
+
+
+def write_grid(path: Path, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+    """A PNG with one row per example: input | output | target (2 px gaps)."""
+    _write_rows(path, [inputs, outputs, targets])
+
+
+# -- held-out evaluation and the mean-colour baseline ------------------------------------
+def _codes(x: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, H, W]`` in [-1, 1] -> ``int64[B, H, W]`` RGB codes of the 0..255 colours."""
+    rgb = ((x + 1.0) * 127.5).round().long().clamp(0, 255)
+    return (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+
+
+class MeanColourBaseline(torch.nn.Module):
+    """Predicts, for every pixel, the mean target colour of its label class over the
+    training pairs: the best a per-label constant can do (in the L2 sense)."""
+
+    def __init__(self, palette, means: torch.Tensor):
+        super().__init__()
+        colours = torch.tensor(palette.colours, dtype=torch.int64)
+        self.register_buffer("codes", (colours[:, 0] << 16) | (colours[:, 1] << 8) | colours[:, 2])
+        self.register_buffer("means", means.float())          # [K, 3] in [-1, 1]
+
+    def classes(self, x: torch.Tensor) -> torch.Tensor:
+        return (_codes(x)[..., None] == self.codes).float().argmax(dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.means[self.classes(x)].permute(0, 3, 1, 2)
+
+    @classmethod
+    def fit(cls, palette, inputs, targets) -> "MeanColourBaseline":
+        k = len(palette)
+        sums = torch.zeros(k, 3, dtype=torch.float64)
+        counts = torch.zeros(k, dtype=torch.float64)
+        probe = cls(palette, torch.zeros(k, 3))
+        for a, b in zip(inputs, targets):
+            ids = probe.classes(a[None])[0].reshape(-1)
+            sums.index_add_(0, ids, b.reshape(3, -1).T.double())
+            counts += torch.bincount(ids, minlength=k).double()
+        means = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], torch.zeros_like(sums))
+        return cls(palette, means)
+
+
+@torch.no_grad()
+def evaluate_pix2pix(run_dir, data_dir, split: str = "test", checkpoint: str = "best",
+                     grid_path=None, grid_count: int = 4) -> dict:
+    """The generator (eval mode) and the mean-colour-per-label baseline (fitted on the
+    train split) on ``split``: L1 (0..1), PSNR, SSIM, facade-only L1, and their ratios.
+    ``grid_path``: also write a PNG, one row per pair: input | baseline | output | target."""
+    from .runs import load_run
+
+    model, info = load_run(run_dir, checkpoint)
+    task = Pix2PixTask(info["config"], data_dir)
+    task.check_compatible(info, f"the run in {run_dir}")
+    if task.palette is None:
+        raise DatasetError(f"{data_dir}: the mean-colour baseline needs a label palette")
+    size = task.data_cfg["size"]
+    train_a, train_b, _ = task.load_split(task.data_cfg["train_split"], size)
+    baseline = MeanColourBaseline.fit(task.palette, train_a, train_b)
+    inputs, targets, masks = task.load_split(split, size)
+    results = {}
+    for name, net in (("model", model), ("baseline", baseline)):
+        evaluation = ImageEvaluation()
+        for start in range(0, len(inputs), 16):
+            batch = slice(start, start + 16)
+            evaluation.update(net, {"inputs": torch.stack(inputs[batch]), "targets": torch.stack(targets[batch]),
+                                    "masks": torch.stack(masks[batch])})
+        results[name] = evaluation.metrics()
+    if grid_path is not None:
+        a = torch.stack(inputs[:grid_count])
+        _write_rows(Path(grid_path), [a, baseline(a), model(a), torch.stack(targets[:grid_count])])
+    m, b = results["model"], results["baseline"]
+    return {"run": str(run_dir), "data": str(data_dir), "split": split, "pairs": len(inputs),
+            "epoch": info["epoch"], **results,
+            "l1_ratio": b["l1"] / m["l1"] if m["l1"] else float("inf"),
+            "l1_facade_ratio": b["l1_facade"] / m["l1_facade"] if m["l1_facade"] else float("inf")}
+
+
+def _write_rows(path: Path, columns: list[torch.Tensor]) -> None:
+    from proc_ml.textures.images import write_png
+
+    rows = []
+    for items in zip(*columns):
+        gap = np.full((items[0].shape[1], 2, 3), 255, dtype=np.uint8)
+        parts = []
+        for item in items:
+            parts += [to_uint8(item), gap]
+        rows.append(np.concatenate(parts[:-1], axis=1))
+    spacer = np.full((2, rows[0].shape[1], 3), 255, dtype=np.uint8)
+    out = [rows[0]]
+    for row in rows[1:]:
+        out += [spacer, row]
+    write_png(path, np.concatenate(out, axis=0))
+
+
+def format_pix2pix_table(result: dict) -> str:
+    """``evaluate_pix2pix``'s figures as a fixed-width text table."""
+    lines = [f"pix2pix on {result['data']} [{result['split']}]: {result['pairs']} pairs, epoch {result['epoch']}",
+             f"{'':<10}{'L1':>9}{'PSNR dB':>9}{'SSIM':>8}{'L1 facade':>11}"]
+    for name in ("model", "baseline"):
+        r = result[name]
+        lines.append(f"{name:<10}{r['l1']:>9.4f}{r['psnr']:>9.2f}{r['ssim']:>8.3f}{r['l1_facade']:>11.4f}")
+    lines.append(f"baseline (mean colour per label) / model L1: {result['l1_ratio']:.2f}x "
+                 f"(facade pixels: {result['l1_facade_ratio']:.2f}x)")
+    return "\n".join(lines)

@@ -1,0 +1,500 @@
+"""Shape tasks: PointNet classification / segmentation and VoxNet classification.
+
+Data comes from either source, chosen by ``dataset.source`` (``auto`` looks at the folder):
+
+* ``buildings``: a dataset written by ``proc-ml generate`` — classes are the archetypes
+  (``grids/*.npz`` 'archetype'), per-point parts come from ``points/*.npz``, voxel grids
+  are the buildings' exterior surfaces voxelised like any mesh;
+* ``folder``: a ModelNet-layout folder of meshes / clouds (``proc_ml.datasets.modelnet``);
+  it has no ``val`` split, so ``val`` reads ``test``.
+
+Every input is preprocessed by the numpy functions the runtime uses
+(``proc_ml.datasets.pointclouds``); augmentations (rotation about z, scaling, jitter for
+points; quarter turns about z for grids) draw from ``default_rng([seed, epoch, index])``,
+so an epoch replays exactly on ``--resume``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from proc_ml.datasets import open_dataset
+from proc_ml.datasets.buildings import MANIFEST
+from proc_ml.datasets.modelnet import ShapeFolder, ShapeSettings, is_shape_folder
+from proc_ml.datasets.pointclouds import (NORMALIZE_FOR, Shape, normalize_for, point_feature_names,
+                                          point_features, shape_occupancy)
+from proc_ml.errors import ConfigError, DatasetError
+from proc_ml.meshing import quad_mesh
+from proc_ml.models import build_model
+
+from .building_parts import inverse_sqrt_weights
+from .metrics import classification_metrics
+from .task import Task
+
+SOURCES = ("auto", "buildings", "folder")
+IGNORE = -1
+
+#: Config sections/keys the shape tasks add to ``trainers.config.BASE_DEFAULTS``.
+DATASET_DEFAULTS = {
+    "source": "auto",          # auto | buildings (proc-ml generate) | folder (ModelNet layout)
+    "num_points": 1024,        # points per shape (PointNet)
+    "normals": True,           # feed unit normals after x, y, z
+    "normalize": "unit_sphere",  # unit_sphere | cells (coordinates / cell size, buildings only)
+    "resolution": 32,          # voxel grid side (VoxNet)
+    "cache_dir": "",           # folder source: preprocessed-shape cache (default DATA/.proc_ml_cache)
+    "sample_seed": 0,          # seed of the surface sampling of folder shapes
+}
+AUGMENT_DEFAULTS = {
+    "rotate_z": True,          # random rotation about z (points: any angle; voxels: quarter turns)
+    "scale": [0.8, 1.25],      # uniform scale range (points)
+    "jitter": 0.01,            # gaussian jitter sigma, clipped at 5 sigma (points)
+}
+TASK_SETTINGS = {
+    "pointnet-cls": {"best_metric": "accuracy", "use_style": False, "normalize": "unit_sphere"},
+    "pointnet-seg": {"best_metric": "miou", "use_style": True, "normalize": "cells"},
+    "voxnet": {"best_metric": "accuracy", "use_style": False, "normalize": "unit_sphere"},
+}
+
+
+def task_defaults(task: str) -> dict:
+    """The extra defaults of a shape task (merged over ``BASE_DEFAULTS``)."""
+    settings = TASK_SETTINGS[task]
+    return {"dataset": {"train_split": "train", "val_split": "val", "max_buildings": 0,
+                        **DATASET_DEFAULTS, "use_style": settings["use_style"],
+                        "normalize": settings["normalize"]},
+            "augment": dict(AUGMENT_DEFAULTS),
+            "training": {"best_metric": settings["best_metric"]}}
+
+
+def validate_shape_config(config: dict, source: str) -> None:
+    data, aug = config["dataset"], config["augment"]
+
+    def fail(key, why):
+        return ConfigError(f"{source}: config key '{key}' {why}")
+
+    if data["source"] not in SOURCES:
+        raise fail("dataset.source", f"must be one of {', '.join(SOURCES)}, got {data['source']!r}")
+    if data["normalize"] not in NORMALIZE_FOR:
+        raise fail("dataset.normalize", f"must be one of {', '.join(NORMALIZE_FOR)}, got {data['normalize']!r}")
+    if data["num_points"] < 16:
+        raise fail("dataset.num_points", f"must be >= 16, got {data['num_points']}")
+    if not 12 <= data["resolution"] <= 128:
+        raise fail("dataset.resolution", f"must be between 12 and 128, got {data['resolution']}")
+    scale = aug["scale"]
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+        raise fail("augment.scale", f"must be [low, high] with 0 < low <= high, got {scale}")
+    if aug["jitter"] < 0:
+        raise fail("augment.jitter", f"must be >= 0, got {aug['jitter']}")
+
+
+# -- augmentation (shared by point tasks; numpy, seeded per sample) ------------------------
+def augment_points(points: np.ndarray, normals: np.ndarray | None, rng: np.random.Generator,
+                   augment: dict):
+    """Rotate about z, scale and jitter ``points`` (normals only rotate)."""
+    if augment["rotate_z"]:
+        angle = rng.uniform(0.0, 2.0 * math.pi)
+        c, s = math.cos(angle), math.sin(angle)
+        rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
+        points = points @ rot.T
+        normals = None if normals is None else normals @ rot.T
+    low, high = augment["scale"]
+    if high > low or low != 1.0:
+        points = points * np.float32(rng.uniform(low, high))
+    sigma = float(augment["jitter"])
+    if sigma > 0:
+        points = points + np.clip(rng.normal(0.0, sigma, points.shape), -5 * sigma, 5 * sigma)
+    return points.astype(np.float32), None if normals is None else normals.astype(np.float32)
+
+
+def augment_grid(grid: np.ndarray, rng: np.random.Generator, augment: dict) -> np.ndarray:
+    if augment["rotate_z"]:
+        grid = np.rot90(grid, int(rng.integers(4)), axes=(-3, -2))
+    return np.ascontiguousarray(grid)
+
+
+# -- building surfaces ----------------------------------------------------------------------
+def building_surface_shape(occupancy: np.ndarray, cell_size: float) -> Shape:
+    """The exterior faces of a voxel building as a triangle mesh (for voxelising)."""
+    mesh = quad_mesh(occupancy, None, cell_size)
+    return Shape("building", mesh.vertices, mesh.triangles)
+
+
+# -- datasets ------------------------------------------------------------------------------
+class ShapeExamplesDataset(Dataset):
+    """Stored examples of one split; ``encode(stored, index, rng)`` makes the model input."""
+
+    def __init__(self, stored: list[dict], encode, seed: int, train: bool):
+        self.stored, self.encode = stored, encode
+        self.seed, self.train, self.epoch = int(seed), train, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return len(self.stored)
+
+    def __getitem__(self, index):
+        key = [self.seed, self.epoch, index] if self.train else [self.seed, 0x5EED, index]
+        return self.encode(self.stored[index], np.random.default_rng(key), self.train)
+
+
+class ShapeEvaluation:
+    """Confusion matrix (over shapes, or over points for segmentation) and summed loss."""
+
+    def __init__(self, names, device=None):
+        self.names = list(names)
+        k = len(self.names)
+        self.confusion = torch.zeros(k * k, dtype=torch.int64, device=device)
+        self.loss = torch.zeros(2, dtype=torch.float64, device=device)
+
+    @torch.no_grad()
+    def update(self, model, batch) -> None:
+        k = len(self.names)
+        logits = _class_last(model(batch["inputs"]).float(), batch["targets"])
+        targets = batch["targets"].reshape(-1)
+        valid = targets != IGNORE
+        loss = F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum")
+        self.loss += torch.stack([loss.double(), valid.sum().double()])
+        predictions = logits.argmax(dim=1)
+        self.confusion += torch.bincount(targets[valid] * k + predictions[valid], minlength=k * k)
+
+    def state(self):
+        return [self.confusion, self.loss]
+
+    def load_state(self, tensors) -> None:
+        self.confusion, self.loss = tensors
+
+    def metrics(self) -> dict:
+        k = len(self.names)
+        confusion = self.confusion.cpu().numpy().reshape(k, k)
+        return {**shape_metrics(confusion, self.names),
+                "loss": float(self.loss[0]) / max(float(self.loss[1]), 1.0)}
+
+
+def shape_metrics(confusion: np.ndarray, names) -> dict:
+    """Accuracy, mean per-class accuracy, macro F1, mean IoU, per-class scores, confusion."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    scores = classification_metrics(confusion, names)
+    true_pos = np.diag(confusion).astype(np.float64)
+    support = confusion.sum(axis=1)
+    union = support + confusion.sum(axis=0) - true_pos
+    present = support > 0
+    iou = np.divide(true_pos, union, out=np.zeros(len(names)), where=union > 0)
+    for name, value in zip(names, iou):
+        scores["per_class"][name]["iou"] = float(value)
+    recalls = [c["recall"] for c in scores["per_class"].values() if c["support"] > 0]
+    flat = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+            "mean_class_accuracy": float(np.mean(recalls)) if recalls else 0.0,
+            "miou": float(iou[present].mean()) if present.any() else 0.0}
+    flat.update({f"iou_{n}": c["iou"] for n, c in scores["per_class"].items()})
+    return {**flat, "samples": int(support.sum()), "per_class": scores["per_class"],
+            "confusion": confusion.tolist()}
+
+
+def _class_last(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Logits as ``[M, K]`` rows matching ``targets.reshape(-1)``."""
+    if logits.dim() == 3 and targets.dim() == 2:          # points: [B, N, K]
+        return logits.reshape(-1, logits.shape[-1])
+    if logits.dim() == 5:                                  # voxels: [B, K, X, Y, Z]
+        return logits.movedim(1, -1).reshape(-1, logits.shape[1])
+    return logits
+
+
+# -- the tasks -----------------------------------------------------------------------------
+class ShapeTask(Task):
+    """Common data handling; subclasses say what a sample's input and target are."""
+    segmentation = False
+    representation = "points"
+    class_weights: torch.Tensor | None = None
+
+    def __init__(self, config: dict, data_dir):
+        super().__init__(config)
+        self.family = config["model"]["family"]
+        self.data_cfg, self.augment = config["dataset"], config["augment"]
+        self.seed = int(config["training"]["seed"])
+        self.hyper = {k: v for k, v in config["model"].items() if k != "family"}
+        self.root = Path(data_dir)
+        self.source = self._source()
+        self.with_style = bool(self.data_cfg["use_style"]) and self.source == "buildings"
+        if self.data_cfg["normalize"] == "cells" and self.source != "buildings":
+            raise ConfigError(f"config key 'dataset.normalize' is 'cells', which needs a generated "
+                              f"buildings dataset; {self.root} is a shape folder (use unit_sphere)")
+        if self.source == "buildings":
+            self.buildings = open_dataset(self.root)
+            self.cell_size = float(self.buildings.manifest.get("cell_size", 1.0))
+            self.parts = (list(self.buildings.parts) if self.segmentation
+                          else list(self.buildings.manifest["archetypes"]))
+        else:
+            if self.segmentation:
+                raise DatasetError(f"{self.root}: a shape folder has class labels only; "
+                                   f"{self.name} needs per-point parts (a generated dataset)")
+            self.folder = ShapeFolder(self.root, ShapeSettings(
+                self.representation, int(self.data_cfg["num_points"]),
+                int(self.data_cfg["resolution"]), int(self.data_cfg["sample_seed"])),
+                self.data_cfg["cache_dir"] or None)
+            self.cell_size = None
+            self.parts = list(self.folder.classes)
+
+    def _source(self) -> str:
+        source = self.data_cfg["source"]
+        if source != "auto":
+            return source
+        if (self.root / MANIFEST).is_file():
+            return "buildings"
+        if is_shape_folder(self.root):
+            return "folder"
+        raise DatasetError(f"{self.root}: neither a proc-ml dataset ({MANIFEST}) nor a "
+                           f"ModelNet-layout folder (CLASS/train/*.off)")
+
+    # -- networks -------------------------------------------------------------------------
+    def build_models(self):
+        return {self.primary_model: build_model(self.family, **self.model_kwargs())}
+
+    def training_step(self, models, batch):
+        logits = _class_last(models[self.primary_model](batch["inputs"]), batch["targets"])
+        targets = batch["targets"].reshape(-1)
+        weights = None if self.class_weights is None else self.class_weights.to(logits.device)
+        loss = F.cross_entropy(logits.float(), targets, weight=weights, ignore_index=IGNORE)
+        yield self.primary_model, loss
+        with torch.no_grad():
+            valid = targets != IGNORE
+            hits = (logits.argmax(dim=1) == targets) & valid
+            accuracy = hits.sum().float() / valid.sum().clamp(min=1)
+        return {"accuracy": accuracy}
+
+    # -- data -------------------------------------------------------------------------------
+    def dataset(self, split: str, limit: int = 0):
+        train = split == self.data_cfg["train_split"]
+        stored = self.stored_examples(split, limit)
+        if train:
+            self._set_class_weights(stored)
+        return ShapeExamplesDataset(stored, self.encode, self.seed, train)
+
+    def _set_class_weights(self, stored: list[dict]) -> None:
+        """Loss weights from the training split's label counts (training.class_weighting)."""
+        if self.config["training"]["class_weighting"] == "none":
+            return
+        labels = np.concatenate([np.atleast_1d(s["parts"] if self.segmentation else s["label"])
+                                 for s in stored]).astype(np.int64)
+        counts = np.bincount(labels[labels >= 0], minlength=len(self.parts))
+        self.class_weights = torch.from_numpy(inverse_sqrt_weights(counts))
+
+    def stored_examples(self, split: str, limit: int = 0) -> list[dict]:
+        if self.source == "folder":
+            loaded = self.folder.load("test" if split == "val" else split, limit)
+            return [{**arrays, "label": label, "path": path}
+                    for arrays, label, path in zip(loaded.arrays, loaded.labels, loaded.paths)]
+        ids = self.buildings.ids(None if split == "all" else split)
+        ids = ids[:limit] if limit else ids
+        if not ids:
+            raise DatasetError(f"{self.root}: split '{split}' holds no buildings")
+        return [self.building_example(i) for i in ids]
+
+    def building_example(self, building_id: int) -> dict:
+        raise NotImplementedError
+
+    def collate(self, examples):
+        inputs = torch.from_numpy(np.stack([x for x, _ in examples]))
+        targets = torch.from_numpy(np.stack([np.asarray(t, dtype=np.int64) for _, t in examples]))
+        return {"inputs": inputs, "targets": targets}
+
+    def to_device(self, batch, device):
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+    def new_evaluation(self, device=None):
+        return ShapeEvaluation(self.parts, device)
+
+    # -- run description ------------------------------------------------------------------
+    def info(self) -> dict:
+        info = {"task": self.name, "family": self.family, "parts": list(self.parts),
+                "classes": list(self.parts), "output": self.output_description,
+                "input_kind": self.representation, "input_names": self.input_names(),
+                "with_style": self.with_style, "source": self.source,
+                "normalize": self.data_cfg["normalize"], "cell_size": self.cell_size,
+                "num_points": int(self.data_cfg["num_points"]),
+                "resolution": int(self.data_cfg["resolution"]), "stride": 1,
+                "data_dir": str(self.root.resolve()), "n_logits": len(self.parts),
+                "output_layout": self.output_layout}
+        info["task_info"] = {k: info[k] for k in ("classes", "source", "normalize", "cell_size",
+                                                  "num_points", "resolution")}
+        info["task_info"]["output"] = "points" if self.segmentation else "shape"
+        if self.source == "buildings":
+            manifest = self.buildings.manifest
+            info["dataset_manifest"] = {"grid_size": list(manifest["grid_size"]),
+                                        "cell_size": self.cell_size,
+                                        "count": int(manifest["count"]),
+                                        "seed": int(manifest.get("seed", 0)),
+                                        "format_version": int(manifest["format_version"])}
+        return info
+
+    def check_compatible(self, info: dict, what: str) -> None:
+        if list(info["parts"]) != list(self.parts):
+            raise DatasetError(f"{self.root}: labels {self.parts} differ from the labels "
+                               f"{list(info['parts'])} of {what}")
+
+
+class _PointTask(ShapeTask):
+    representation = "points"
+
+    def input_names(self) -> list[str]:
+        return point_feature_names(bool(self.data_cfg["normals"]), self.with_style)
+
+    def model_kwargs(self) -> dict:
+        return {"in_features": len(self.input_names()), "n_classes": len(self.parts), **self.hyper}
+
+    def _read_points(self, building_id: int):
+        path = self.root / "points" / f"b{building_id:06d}.npz"
+        if not path.is_file():
+            raise DatasetError(f"{path}: missing point file (generate the dataset with --formats "
+                               f"including points)")
+        from proc_ml.datasets import read_point_cloud
+        return read_point_cloud(path)
+
+    def encode(self, stored: dict, rng: np.random.Generator, train: bool):
+        n = int(self.data_cfg["num_points"])
+        count = len(stored["points"])
+        pick = rng.choice(count, n, replace=False) if count >= n else rng.integers(0, count, n)
+        points = normalize_for(stored["points"][pick], self.data_cfg["normalize"], self.cell_size)
+        normals = stored["normals"][pick] if self.data_cfg["normals"] else None
+        if train:
+            points, normals = augment_points(points, normals, rng, self.augment)
+        features = point_features(points, normals, stored.get("style") if self.with_style else None)
+        target = stored["parts"][pick] if self.segmentation else stored["label"]
+        return features, target
+
+
+class PointNetClassificationTask(_PointTask):
+    name = "pointnet-cls"
+    metric_names = ("accuracy", "mean_class_accuracy", "macro_f1", "loss")
+    output_description = "logits[K] per shape, K = len(classes)"
+    output_layout = ("logits", ("batch", "logits"))
+
+    def building_example(self, building_id: int) -> dict:
+        points, normals, _ = self._read_points(building_id)
+        record = self.buildings.building(building_id)
+        return {"points": points, "normals": normals, "label": self.parts.index(record.archetype)}
+
+
+class PointNetSegmentationTask(_PointTask):
+    name = "pointnet-seg"
+    segmentation = True
+    metric_names = ("miou", "accuracy", "mean_class_accuracy", "macro_f1", "loss")
+    output_description = "logits[N, K] per point, K = len(parts)"
+    output_layout = ("logits", ("batch", "points", "logits"))
+
+    def building_example(self, building_id: int) -> dict:
+        points, normals, parts = self._read_points(building_id)
+        style = self.buildings.building(building_id).style
+        return {"points": points, "normals": normals, "parts": parts.astype(np.int64),
+                "style": style}
+
+
+class VoxNetTask(ShapeTask):
+    name = "voxnet"
+    representation = "voxels"
+    metric_names = ("accuracy", "mean_class_accuracy", "macro_f1", "loss")
+    output_description = "logits[K] per grid, K = len(classes)"
+    output_layout = ("logits", ("batch", "logits"))
+
+    def input_names(self) -> list[str]:
+        return ["occupancy"]
+
+    def model_kwargs(self) -> dict:
+        return {"n_classes": len(self.parts), "resolution": int(self.data_cfg["resolution"]),
+                **self.hyper}
+
+    def building_example(self, building_id: int) -> dict:
+        record = self.buildings.building(building_id)
+        surface = building_surface_shape(record.occupancy, self.cell_size)
+        return {"occupancy": shape_occupancy(surface, int(self.data_cfg["resolution"])),
+                "label": self.parts.index(record.archetype)}
+
+    def encode(self, stored: dict, rng: np.random.Generator, train: bool):
+        grid = stored["occupancy"]
+        if train:
+            grid = augment_grid(grid, rng, self.augment)
+        return grid[None].astype(np.float32), stored["label"]
+
+
+SHAPE_TASKS = {task.name: task for task in (PointNetClassificationTask,
+                                            PointNetSegmentationTask, VoxNetTask)}
+SHAPE_TASK_FAMILIES = {"pointnet-cls": ("pointnet-cls",), "pointnet-seg": ("pointnet-seg",),
+                       "voxnet": ("voxnet",)}
+SHAPE_DEFAULT_CONFIGS = {"pointnet-cls": "pointnet_cls.yaml", "pointnet-seg": "pointnet_seg.yaml",
+                         "voxnet": "voxnet.yaml"}
+
+
+# -- ONNX export hooks (exporters/onnx_export.py) -------------------------------------------
+def shape_dynamic_dims(info: dict):
+    """(input name, output name, dynamo dims, legacy axes): dynamic batch, and for point
+    nets a dynamic point count."""
+    from torch.export import Dim
+
+    if info["input_kind"] == "points":
+        return "points", "logits", {0: Dim("batch", min=1), 1: Dim("points", min=2)}, \
+            {0: "batch", 1: "points"}
+    return "voxels", "logits", {0: Dim("batch", min=1)}, {0: "batch"}
+
+
+def shape_parity_inputs(info: dict, data_dir=None, n: int = 3) -> list[tuple[str, np.ndarray]]:
+    """Named inputs for the ONNX parity check: ``n`` real held-out samples as one batch, a
+    single sample, and (point nets) the same shapes at two other point counts."""
+    data_dir = data_dir or info.get("data_dir")
+    if not data_dir or not Path(data_dir).exists():
+        raise DatasetError(f"the run's data {data_dir} is gone; pass --data with the dataset or "
+                           f"shape folder it was trained on for the parity check")
+    config = info["config"]
+    task = SHAPE_TASKS[info["task"]](config, data_dir)
+    split = "test" if task.source == "folder" else config["dataset"]["val_split"]
+    examples = task.dataset(split, limit=max(n, 2))
+    batch = np.stack([examples[i][0] for i in range(len(examples))])
+    samples = [(f"{len(batch)} {split} samples", batch), ("one sample", batch[:1])]
+    if info["input_kind"] == "points":
+        base = int(config["dataset"]["num_points"])
+        for count in (base // 2 + 37, 2 * base):
+            task.data_cfg = {**task.data_cfg, "num_points": count}
+            resampled = np.stack([examples[i][0] for i in range(len(examples))])
+            samples.append((f"{len(resampled)} samples of {count} points", resampled))
+    return samples
+
+
+# -- evaluation of finished runs (trainers.runs.evaluate_run dispatches here) -------------------
+@torch.no_grad()
+def evaluate_shape_run(model, info: dict, run_dir, data_dir, split: str = "test",
+                       batch_size: int | None = None) -> dict:
+    """Accuracy, mean per-class accuracy, mIoU, per-class scores and the confusion matrix."""
+    config = info["config"]
+    task = SHAPE_TASKS[info["task"]](config, data_dir)
+    task.check_compatible(info, f"the run in {run_dir}")
+    dataset = task.dataset(split)
+    loader = torch.utils.data.DataLoader(dataset, shuffle=False, collate_fn=task.collate,
+                                         batch_size=batch_size or config["training"]["eval_batch_size"])
+    evaluation = task.new_evaluation()
+    for batch in loader:
+        evaluation.update(model, batch)
+    return {"run": str(run_dir), "checkpoint": info["checkpoint"], "epoch": info["epoch"],
+            "task": info["task"], "family": info["family"], "data": str(data_dir),
+            "source": task.source, "split": split, "classes": list(task.parts),
+            "shapes": len(dataset), **evaluation.metrics()}
+
+
+def format_shape_table(result: dict) -> str:
+    unit = "points" if result["task"] in ("pointnet-seg",) else "shapes"
+    lines = [f"{result['family']} on {result['data']} [{result['split']}]: "
+             f"{result['shapes']} shapes, {result['samples']} {unit} scored",
+             f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'iou':>10}{'support':>10}"]
+    for name, c in result["per_class"].items():
+        lines.append(f"{name:<14}{c['precision']:>10.4f}{c['recall']:>10.4f}{c['f1']:>10.4f}"
+                     f"{c['iou']:>10.4f}{c['support']:>10d}")
+    lines += [f"accuracy             {result['accuracy']:.4f}",
+              f"mean class accuracy  {result['mean_class_accuracy']:.4f}",
+              f"mean IoU             {result['miou']:.4f}",
+              "confusion (rows: true, columns: predicted, order as above):"]
+    lines += ["  " + " ".join(f"{v:>5d}" for v in row) for row in result["confusion"]]
+    return "\n".join(lines)
