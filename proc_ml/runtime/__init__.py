@@ -1,0 +1,17 @@
+"""Torch-free inference: numpy + onnxruntime only (DCC adapters, batch jobs, the CLI).
+
+* ``load_model(path, device="auto")``: cached ``ModelSession`` (provider choice, quiet
+  CPU fallback, input checks against the model's proc-ml metadata).
+* ``PartsPredictor(path).predict(occupancy, style=None) -> (labels, probs)``.
+* ``run_grids`` / ``run_cells`` / ``run_cell_sets``: batching for many small inputs.
+"""
+
+from .batching import group_by_shape, run_cell_sets, run_cells, run_grids
+from .metadata import ModelMetadata, describe_input
+from .parts import PartsPredictor, face_accuracy
+from .providers import DEVICES, cuda_status, resolve_providers
+from .session import ModelSession, clear_cache, load_model, session_options
+
+__all__ = ["DEVICES", "ModelMetadata", "ModelSession", "PartsPredictor", "clear_cache",
+           "cuda_status", "describe_input", "face_accuracy", "group_by_shape", "load_model",
+           "resolve_providers", "run_cell_sets", "run_cells", "run_grids", "session_options"]

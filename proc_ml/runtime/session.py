@@ -1,0 +1,130 @@
+"""The one onnxruntime session wrapper every proc-ml caller uses (numpy + onnxruntime only).
+
+``load_model(path, device)`` returns a cached ``ModelSession``: sessions are keyed by
+(path, file modification time, providers, thread counts), so repeated calls from a DCC
+node reuse one session and a re-exported model file is picked up automatically.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from .metadata import ModelMetadata
+from .providers import resolve_providers
+
+#: Most sessions kept alive at once (each holds the model's weights).
+CACHE_SIZE = 8
+# onnxruntime log severities: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal.
+_LOG_SEVERITY = 3
+
+_cache: "OrderedDict[tuple, ModelSession]" = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _ort():
+    import onnxruntime as ort
+    ort.set_default_logger_severity(_LOG_SEVERITY)
+    return ort
+
+
+def session_options(intra_op_threads: int = 0, inter_op_threads: int = 0):
+    """Graph optimisation on (ORT_ENABLE_ALL), quiet logging, thread counts (0 = ort default)."""
+    ort = _ort()
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = _LOG_SEVERITY
+    opts.intra_op_num_threads = int(intra_op_threads)
+    opts.inter_op_num_threads = int(inter_op_threads)
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return opts
+
+
+class ModelSession:
+    """An onnxruntime session plus the model's proc-ml metadata and input checks."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "auto",
+                 intra_op_threads: int = 0, inter_op_threads: int = 0):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: model file not found")
+        self.device = device
+        providers = resolve_providers(device)
+        ort = _ort()
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=session_options(intra_op_threads, inter_op_threads),
+                providers=providers)
+        except Exception as exc:  # onnxruntime raises its own types for bad files
+            raise ModelError(f"{self.path}: not a loadable ONNX model ({_one_line(exc)})") from None
+        self.providers = self.session.get_providers()
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = ModelMetadata.from_props(props, str(self.path))
+        self._check_graph_matches_metadata()
+
+    def _check_graph_matches_metadata(self) -> None:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        meta = self.metadata
+        if len(inputs) != 1 or inputs[0].name != meta.input_name:
+            raise ModelError(f"{self.path}: graph inputs {[i.name for i in inputs]} do not match "
+                             f"the metadata input '{meta.input_name}'")
+        if outputs[0].name != meta.output_name:
+            raise ModelError(f"{self.path}: graph output '{outputs[0].name}' does not match "
+                             f"the metadata output '{meta.output_name}'")
+        shape = inputs[0].shape
+        if len(shape) != len(meta.input_shape) or (isinstance(shape[1], int)
+                                                   and shape[1] != meta.n_inputs):
+            raise ModelError(f"{self.path}: graph input shape {shape} does not match the "
+                             f"metadata shape {meta.input_shape}")
+
+    @property
+    def uses_cuda(self) -> bool:
+        return self.providers[0] == "CUDAExecutionProvider"
+
+    def run(self, array: np.ndarray) -> np.ndarray:
+        """Run the model on one input array (checked against the metadata first)."""
+        self.metadata.check_input(array, str(self.path))
+        try:
+            return self.session.run([self.metadata.output_name],
+                                    {self.metadata.input_name: array})[0]
+        except Exception as exc:
+            raise ModelError(f"{self.path}: inference failed ({_one_line(exc)})") from None
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def load_model(path: str | os.PathLike, device: str = "auto", intra_op_threads: int = 0,
+               inter_op_threads: int = 0) -> ModelSession:
+    """A cached ``ModelSession``; a changed file (new mtime) gets a fresh session."""
+    resolved = Path(path).resolve()
+    try:
+        mtime = resolved.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model file not found") from None
+    key = (str(resolved), mtime, tuple(resolve_providers(device)), int(intra_op_threads),
+           int(inter_op_threads))
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    model = ModelSession(resolved, device, intra_op_threads, inter_op_threads)
+    with _cache_lock:
+        for stale in [k for k in _cache if k[0] == key[0] and k[1] != mtime]:
+            del _cache[stale]
+        _cache[key] = model
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return model
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()

@@ -1,0 +1,111 @@
+"""Torch-free inference for the shape nets (PointNet classification / segmentation, VoxNet).
+
+``ShapePredictor(model_path)`` reads what the model needs from its proc-ml metadata
+(``task_info``: classes, normalisation, cell size, points per shape, grid resolution) and
+prepares every input with the same numpy functions training used
+(``proc_ml.datasets.pointclouds``): seeded surface sampling, unit-sphere or cell-unit
+coordinates, normals, style, or the centred 32^3 surface occupancy.
+
+* ``classify(shape, top_k) -> [(class, probability), ...]`` (PointNet or VoxNet),
+* ``segment(shape, style=None) -> (points, normals, labels, probabilities)`` (PointNet).
+
+``shape`` is a path (mesh or point cloud) or a loaded ``pointclouds.Shape``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..datasets.pointclouds import (Shape, load_shape, normalize_for, point_feature_names,
+                                    point_features, shape_occupancy, shape_points)
+from ..encoding import STYLE_FEATURES
+from ..errors import ModelError
+from .session import ModelSession, load_model
+
+CLASSIFY_TASKS = ("pointnet-cls", "voxnet")
+SEGMENT_TASKS = ("pointnet-seg",)
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=axis, keepdims=True)
+
+
+def top_k(probabilities: np.ndarray, names, k: int) -> list[tuple[str, float]]:
+    order = np.argsort(-probabilities, kind="stable")[:max(1, k)]
+    return [(names[i], float(probabilities[i])) for i in order]
+
+
+class ShapePredictor:
+    def __init__(self, model_path: str | os.PathLike, device: str = "auto",
+                 intra_op_threads: int = 0, inter_op_threads: int = 0):
+        self.model: ModelSession = load_model(model_path, device, intra_op_threads, inter_op_threads)
+        self.metadata = meta = self.model.metadata
+        if meta.task not in CLASSIFY_TASKS + SEGMENT_TASKS:
+            raise ModelError(f"{model_path}: model task is '{meta.task}', not a shape task "
+                             f"({', '.join(CLASSIFY_TASKS + SEGMENT_TASKS)})")
+        info = meta.task_info
+        self.classes = list(info.get("classes") or meta.parts)
+        self.normalize = info.get("normalize", "unit_sphere")
+        self.cell_size = info.get("cell_size")
+        self.num_points = int(info.get("num_points") or 1024)
+        self.resolution = int(info.get("resolution") or 32)
+        if meta.input_kind == "points":
+            self.normals = "nx" in meta.input_names
+            expected = point_feature_names(self.normals, meta.with_style)
+            if list(meta.input_names) != expected:
+                raise ModelError(f"{model_path}: model inputs {meta.input_names} are not the ones "
+                                 f"this proc-ml prepares ({expected}); re-export with this version")
+
+    @property
+    def task(self) -> str:
+        return self.metadata.task
+
+    # -- inputs -------------------------------------------------------------------------
+    def _shape(self, shape) -> Shape:
+        return shape if isinstance(shape, Shape) else load_shape(shape)
+
+    def _style(self, style):
+        if not self.metadata.with_style:
+            return None
+        if style is None:
+            raise ModelError(f"{self.model.path}: this model was trained with the building style "
+                             f"features; pass style ({len(STYLE_FEATURES)} values: "
+                             f"{', '.join(STYLE_FEATURES)})")
+        vec = np.asarray(style, dtype=np.float32).reshape(-1)
+        if vec.shape != (len(STYLE_FEATURES),):
+            raise ModelError(f"style: expected {len(STYLE_FEATURES)} values, got {vec.size}")
+        return vec
+
+    def point_input(self, shape: Shape, style=None, num_points: int | None = None, seed: int = 0):
+        """``(float32[1, N, C] input, source points float32[N, 3], normals float32[N, 3])``."""
+        points, normals = shape_points(shape, int(num_points or self.num_points), seed)
+        try:
+            coords = normalize_for(points, self.normalize, self.cell_size)
+        except ValueError as exc:
+            raise ModelError(f"{self.model.path}: {exc}") from None
+        features = point_features(coords, normals if self.normals else None, self._style(style))
+        return features[None], points, normals
+
+    def voxel_input(self, shape: Shape) -> np.ndarray:
+        return shape_occupancy(shape, self.resolution)[None, None].astype(np.float32)
+
+    # -- predictions -----------------------------------------------------------------------
+    def classify(self, shape, k: int = 5, seed: int = 0) -> list[tuple[str, float]]:
+        if self.task not in CLASSIFY_TASKS:
+            raise ModelError(f"{self.model.path}: a {self.task} model segments; use segment")
+        shape = self._shape(shape)
+        array = (self.voxel_input(shape) if self.metadata.input_kind == "voxels"
+                 else self.point_input(shape, seed=seed)[0])
+        return top_k(softmax(self.model.run(array)[0]), self.classes, k)
+
+    def segment(self, shape, style=None, num_points: int | None = None, seed: int = 0):
+        """``(points, normals, labels int32[N], probabilities float32[N, K])`` in the shape's units."""
+        if self.task not in SEGMENT_TASKS:
+            raise ModelError(f"{self.model.path}: a {self.task} model classifies; use classify")
+        array, points, normals = self.point_input(self._shape(shape), style, num_points, seed)
+        probs = softmax(self.model.run(array)[0]).astype(np.float32)
+        return points, normals, probs.argmax(axis=1).astype(np.int32), probs

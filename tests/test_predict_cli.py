@@ -1,0 +1,120 @@
+"""``proc-ml predict building-parts`` on a grid .npz, adjacency rows and mesh files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from proc_ml.cli import main
+from proc_ml.datasets import read_faces_csv, read_labelled_mesh
+from proc_ml.grid import exterior_faces
+
+OUTPUTS = ("parts.ply", "parts.glb", "faces.csv", "parts.png", "summary.json")
+
+
+def _check_outputs(out, parts, occupancy_faces: int | None = None):
+    for name in OUTPUTS:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "parts.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    _, tri_parts = read_labelled_mesh(out / "parts.ply", parts)
+    assert tri_parts.min() >= 0 and tri_parts.max() < len(parts)
+    ids, one_hot = read_faces_csv(out / "faces.csv", parts)
+    summary = json.loads((out / "summary.json").read_text())
+    assert one_hot.sum() == summary["faces"] == len(tri_parts) // 2
+    if occupancy_faces is not None:
+        assert summary["faces"] == occupancy_faces
+    return summary
+
+
+def test_predict_on_a_grid_npz_writes_everything_and_accuracy(tiny_unet_onnx, tiny_dataset,
+                                                              tmp_path, capsys):
+    from proc_ml.datasets import open_dataset
+
+    data = open_dataset(tiny_dataset)
+    record = data.building(2)
+    out = tmp_path / "npz"
+    assert main(["predict", "building-parts", "--model", str(tiny_unet_onnx), "--input",
+                 str(data.grid_path(2)), "--out", str(out), "--device", "cpu"]) == 0
+    summary = _check_outputs(out, data.parts, int(exterior_faces(record.occupancy).sum()))
+    accuracy = json.loads((out / "accuracy.json").read_text())
+    assert accuracy["faces"] == summary["faces"] and 0.0 <= accuracy["accuracy"] <= 1.0
+    assert summary["accuracy"] == accuracy["accuracy"] and summary["cell_size"] == 3.0
+    assert "face accuracy" in capsys.readouterr().out
+
+
+def test_predict_on_adjacency_rows_picks_the_building(tiny_mlp_onnx, tiny_dataset, tmp_path, capsys):
+    from proc_ml.datasets import open_dataset
+
+    record = open_dataset(tiny_dataset).building(4)
+    csv = str(tiny_dataset / "adjacency.csv")
+    out = tmp_path / "rows"
+    assert main(["predict", "building-parts", "--model", str(tiny_mlp_onnx), "--input", csv,
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--building-id" in err[0]
+    assert main(["predict", "building-parts", "--model", str(tiny_mlp_onnx), "--input", csv,
+                 "--out", str(out), "--building-id", "4"]) == 0
+    summary = _check_outputs(out, open_dataset(tiny_dataset).parts,
+                             int(exterior_faces(record.occupancy).sum()))
+    assert summary["building_id"] == 4 and summary["cells"] == int(record.occupancy.sum())
+    assert (out / "accuracy.json").is_file()     # truth from faces.csv beside adjacency.csv
+
+
+def test_predict_on_mesh_files(tiny_massing_unet_onnx, tiny_unet_onnx, tiny_dataset, tmp_path):
+    from proc_ml.datasets import open_dataset
+
+    data = open_dataset(tiny_dataset)
+    record = data.building(6)
+    mesh = tiny_dataset / "meshes" / "b000006.obj"
+    out = tmp_path / "mesh"
+    assert main(["predict", "building-parts", "--model", str(tiny_massing_unet_onnx),
+                 "--input", str(mesh), "--out", str(out)]) == 0
+    summary = _check_outputs(out, data.parts, int(exterior_faces(record.occupancy).sum()))
+    assert summary["cells"] == int(record.occupancy.sum()) and summary["closed_mesh"]
+    assert summary["cell_size"] == 3.0 and summary["up"] == "z"
+    assert not (out / "accuracy.json").exists()
+    import trimesh
+    source = trimesh.load(mesh, force="mesh", process=False)
+    _, tri_parts = read_labelled_mesh(out / "input_parts.ply", data.parts)
+    assert len(tri_parts) == len(source.faces) and tri_parts.min() >= 0
+    # a style-aware model on a mesh needs --style
+    style = ",".join(f"{v:g}" for v in record.style)
+    assert main(["predict", "building-parts", "--model", str(tiny_unet_onnx), "--input",
+                 str(mesh), "--out", str(tmp_path / "styled"), "--style", style]) == 0
+    # GLB input: the dataset's GLBs are written z-up, so --up z reads them like the OBJ
+    assert main(["predict", "building-parts", "--model", str(tiny_massing_unet_onnx), "--input",
+                 str(tiny_dataset / "meshes" / "b000006.glb"), "--out", str(tmp_path / "glb"),
+                 "--up", "z"]) == 0
+    glb = json.loads((tmp_path / "glb" / "summary.json").read_text())
+    assert glb["cells"] == summary["cells"] and glb["faces"] == summary["faces"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input", "{data}/labels.json"], "unsupported input '.json'"),
+    (["--input", "{data}/meshes/b000001.obj"], "trained with style features"),
+    (["--input", "{data}/grids/b000001.npz", "--cell-size", "0"], "--cell-size must be > 0"),
+    (["--input", "{data}/grids/b000001.npz", "--model", "{data}/none.onnx"], "model file not found"),
+])
+def test_predict_errors_are_one_line(tiny_unet_onnx, tiny_dataset, tmp_path, capsys, args, message):
+    argv = ["predict", "building-parts", "--model", str(tiny_unet_onnx), "--out", str(tmp_path / "o")]
+    argv += [a.format(data=tiny_dataset) for a in args]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_predict_cli_is_torch_free_and_prints_no_onnxruntime_errors(tiny_mlp_onnx, tiny_dataset,
+                                                                   tmp_path, no_torch_source):
+    argv = ["predict", "building-parts", "--model", str(tiny_mlp_onnx), "--input",
+            str(tiny_dataset / "meshes" / "b000003.obj"), "--out", str(tmp_path / "o"),
+            "--style", "1,0,0,0,1,0,0,0,0"]
+    script = no_torch_source + f"from proc_ml.cli import main\nsys.exit(main({argv!r}))\n"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "onnxruntime" not in result.stderr and "Failed to load" not in result.stderr
+    assert result.stderr.strip() == ""
+    assert (tmp_path / "o" / "parts.png").is_file()

@@ -1,0 +1,88 @@
+"""Mesh -> occupancy grid (closed and open meshes, y-up files) and labels back onto meshes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from proc_ml.grid import exterior_faces
+from proc_ml.meshing import quad_mesh
+from proc_ml.voxelize import (from_z_up, is_closed, transfer_labels, voxelize, voxelize_file,
+                              voxelize_mesh)
+
+
+def _l_shape():
+    occ = np.zeros((4, 4, 3), np.uint8)
+    occ[:4, :2] = 1
+    occ[:2, :4, :2] = 1
+    return occ
+
+
+def test_box_fills_solid_with_origin_and_cell_size():
+    box = trimesh.creation.box(extents=(9.0, 6.0, 12.0))
+    box.apply_translation((14.5, 3.0, 6.0))
+    grid = voxelize_mesh(box, 3.0)
+    assert grid.closed and grid.occupancy.shape == (3, 2, 4) and grid.occupancy.all()
+    np.testing.assert_allclose(grid.origin, (10.0, 0.0, 0.0))
+    # the output quads sit exactly on the input box
+    np.testing.assert_allclose(grid.quads().vertices.min(0), box.bounds[0])
+    np.testing.assert_allclose(grid.quads().vertices.max(0), box.bounds[1])
+
+
+def test_l_shape_quad_mesh_voxelises_back_to_its_grid():
+    occ = _l_shape()
+    mesh = quad_mesh(occ, None, 2.5, (1.0, -2.0, 0.5))
+    assert is_closed(mesh.vertices, mesh.triangles)
+    grid = voxelize(mesh.vertices, mesh.triangles, 2.5)
+    assert np.array_equal(grid.occupancy, occ)
+    np.testing.assert_allclose(grid.origin, (1.0, -2.0, 0.5))
+
+
+def test_rotated_sphere_volume_is_close():
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=10.0)
+    grid = voxelize_mesh(sphere, 1.0)
+    assert grid.closed
+    assert grid.occupancy.sum() == pytest.approx(sphere.volume, rel=0.03)
+
+
+def test_open_mesh_without_floor_fills_and_a_lone_wall_stays_a_wall():
+    occ = _l_shape()
+    mesh = quad_mesh(occ, None, 3.0)
+    no_floor = mesh.triangles[np.repeat(mesh.directions != 5, 2)]
+    grid = voxelize(mesh.vertices, no_floor, 3.0)
+    assert not grid.closed
+    assert np.array_equal(grid.occupancy, occ)
+    wall = trimesh.Trimesh([[0, 0, 0], [6, 0, 0], [6, 0, 9], [0, 0, 9]], [[0, 1, 2], [0, 2, 3]])
+    wall_grid = voxelize_mesh(wall, 3.0)
+    assert wall_grid.occupancy.shape == (2, 1, 3) and wall_grid.occupancy.all()
+
+
+def test_y_up_glb_is_rotated_to_z_up_and_back(tmp_path):
+    occ = _l_shape()
+    mesh = quad_mesh(occ, None, 3.0, (3.0, 0.0, 0.0))
+    y_up = trimesh.Trimesh(from_z_up(mesh.vertices, "y"), mesh.triangles, process=False)
+    path = tmp_path / "l.glb"
+    path.write_bytes(y_up.export(file_type="glb"))
+    grid, loaded = voxelize_file(path, 3.0)              # default: y-up for glTF
+    assert grid.up == "y" and np.array_equal(grid.occupancy, occ)
+    np.testing.assert_allclose(grid.quads().vertices.min(0), loaded.vertices.min(0), atol=1e-5)
+    np.testing.assert_allclose(grid.quads().vertices.max(0), loaded.vertices.max(0), atol=1e-5)
+    z_read, _ = voxelize_file(path, 3.0, up="z")          # read as z-up, the L lies on its side
+    assert z_read.occupancy.shape == (4, 3, 4)
+
+
+def test_transfer_labels_puts_each_predicted_part_on_its_triangles():
+    occ = _l_shape()
+    rng = np.random.default_rng(0)
+    labels = np.where(exterior_faces(occ), rng.integers(0, 5, occ.shape + (6,)), -1).astype(np.int8)
+    source = quad_mesh(occ, labels, 3.0, (0.0, 0.0, 0.0))
+    grid = voxelize(source.vertices, source.triangles, 3.0)
+    parts = transfer_labels(source.vertices, source.triangles, grid, labels)
+    assert np.array_equal(parts, source.triangle_parts)
+
+
+def test_unit_mismatch_is_refused():
+    box = trimesh.creation.box(extents=(900.0, 600.0, 1200.0))
+    with pytest.raises(ValueError, match="larger cell size"):
+        voxelize_mesh(box, 3.0)
