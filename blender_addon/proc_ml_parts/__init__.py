@@ -1,0 +1,264 @@
+"""proc-ml Building Parts: label a building massing's faces with parts (Blender 4.2+).
+
+Object > proc-ml: Predict Building Parts (or the "proc-ml" tab of the 3D view's N panel)
+voxelises each selected mesh at the cell size, runs the exported ONNX parts model
+through proc-ml's runtime, and writes the labelled exterior quads of the voxel grid to a
+new object ``<name>_parts`` (updated in place on later runs; the massing itself is left
+as it is). The result has a face int attribute ``part``, one face float attribute
+``part_prob_<part>`` per part, and one material per part (``proc_ml_<part>``, in the
+part's colour) assigned through the material index. A mesh with vertices but no faces
+is read as voxel points at the cells' centres.
+
+proc-ml (with numpy and onnxruntime) must be importable from Blender's Python: install it
+there, or set "proc-ml Python path" in the add-on preferences (see docs/blender.md).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+
+DEVICE_ITEMS = [("auto", "Auto", "CUDA when onnxruntime can use it, else CPU"),
+                ("cpu", "CPU", "Always run on the CPU"),
+                ("cuda", "CUDA", "Run on the GPU; an error if CUDA is not usable")]
+STREET_ITEMS = [(side, side, f"The street is on the {side} side") for side in ("+x", "-x", "+y", "-y")]
+SESSION_CACHE: dict = {}
+
+
+def _package() -> str:
+    return __package__ or __name__
+
+
+def _preferences(context):
+    addon = context.preferences.addons.get(_package())
+    return addon.preferences if addon is not None else None
+
+
+def _add_python_path(path: str) -> None:
+    path = bpy.path.abspath(path) if path else ""
+    if path and path not in sys.path:
+        sys.path.append(path)
+
+
+class ProcMLPartsPreferences(bpy.types.AddonPreferences):
+    bl_idname = _package()
+
+    model_path: StringProperty(name="Default model", subtype="FILE_PATH",
+                               description="ONNX model exported with 'proc-ml export onnx'")
+    device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
+    python_path: StringProperty(
+        name="proc-ml Python path", subtype="DIR_PATH",
+        description="Folder holding proc_ml, numpy and onnxruntime for Blender's Python "
+                    "(e.g. a 'pip install --target' folder); empty if installed in Blender")
+
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(self, "model_path")
+        layout.prop(self, "device")
+        layout.prop(self, "python_path")
+
+
+class ProcMLPartsSettings(bpy.types.PropertyGroup):
+    """Per-scene settings the sidebar panel edits and passes to the operator."""
+    model_path: StringProperty(name="Model", subtype="FILE_PATH",
+                               description="ONNX parts model (empty: the add-on preferences)")
+    device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
+    cell_size: FloatProperty(name="Cell size", default=0.0, min=0.0, soft_max=10.0,
+                             unit="LENGTH",
+                             description="Voxel size; 0 uses the model's training cell size")
+    street_side: EnumProperty(name="Street side", items=STREET_ITEMS, default="+x",
+                              description="Style-aware models only")
+    window_period: IntProperty(name="Window period", default=1, min=1, max=3,
+                               description="Style-aware models only")
+    shopfront: BoolProperty(name="Shopfront", default=False, description="Style-aware models only")
+    balconies: BoolProperty(name="Balconies", default=False, description="Style-aware models only")
+
+
+class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
+    """Label the selected massing meshes with building parts (a new <name>_parts object each)"""
+    bl_idname = "object.proc_ml_predict_parts"
+    bl_label = "proc-ml: Predict Building Parts"
+    bl_options = {"REGISTER", "UNDO"}
+
+    model_path: StringProperty(name="Model", subtype="FILE_PATH",
+                               description="Empty: the scene setting, then the preferences")
+    device: EnumProperty(name="Device", items=[("SETTINGS", "From settings", "")] + DEVICE_ITEMS,
+                         default="SETTINGS")
+    cell_size: FloatProperty(name="Cell size", default=0.0, min=0.0, unit="LENGTH",
+                             description="Voxel size; 0 uses the model's training cell size")
+    street_side: EnumProperty(name="Street side", items=STREET_ITEMS, default="+x")
+    window_period: IntProperty(name="Window period", default=1, min=1, max=3)
+    shopfront: BoolProperty(name="Shopfront", default=False)
+    balconies: BoolProperty(name="Balconies", default=False)
+
+    @classmethod
+    def poll(cls, context):
+        return any(obj.type == "MESH" for obj in context.selected_objects)
+
+    def _model_and_device(self, context):
+        settings = context.scene.proc_ml_parts
+        prefs = _preferences(context)
+        model = self.model_path or settings.model_path or (prefs.model_path if prefs else "")
+        device = self.device if self.device != "SETTINGS" else settings.device
+        return bpy.path.abspath(model) if model else "", device
+
+    def execute(self, context):
+        prefs = _preferences(context)
+        if prefs is not None:
+            _add_python_path(prefs.python_path)
+        try:
+            from proc_ml.dcc import blender as bgeo
+            from proc_ml.dcc.predict import (open_session, predict_cell_points, predict_polygons,
+                                             style_vector)
+            from proc_ml.errors import ProcMLError
+        except ImportError as exc:
+            self.report({"ERROR"}, f"proc-ml is not importable from Blender's Python ({exc}); "
+                                   f"install it or set the add-on's 'proc-ml Python path'")
+            return {"CANCELLED"}
+        model, device = self._model_and_device(context)
+        sources = [obj for obj in context.selected_objects
+                   if obj.type == "MESH" and "proc_ml_source" not in obj]
+        depsgraph = context.evaluated_depsgraph_get()
+        labelled = []
+        try:
+            session = open_session(model, device, SESSION_CACHE.get("parts"))
+            SESSION_CACHE["parts"] = session
+            style = (style_vector(self.street_side, self.window_period, self.shopfront,
+                                  self.balconies) if session.with_style else None)
+            for source in sources:
+                points, counts, indices = bgeo.mesh_arrays(source, depsgraph)
+                if len(points) == 0:
+                    self.report({"WARNING"}, f"{source.name}: empty mesh, nothing to label")
+                    continue
+                prims = (predict_polygons(session, points, counts, indices, self.cell_size, style)
+                         if len(counts) else
+                         predict_cell_points(session, points, self.cell_size, style))
+                if len(prims) == 0:
+                    self.report({"WARNING"}, f"{source.name}: fills no cells at this cell size")
+                    continue
+                result = bgeo.result_object(source)
+                bgeo.write_labelled_mesh(result.data, prims,
+                                         bgeo.part_materials(session.parts, session.colours))
+                result["proc_ml_source"] = source.name
+                result["proc_ml_parts"] = " ".join(session.parts)
+                labelled.append((result, len(prims)))
+        except ProcMLError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if not labelled:
+            return {"CANCELLED"}
+        faces = sum(n for _, n in labelled)
+        self.report({"INFO"}, f"labelled {faces} faces on {len(labelled)} object(s)")
+        return {"FINISHED"}
+
+
+MATERIAL_ITEMS = [("plaster", "Plaster", "Plaster walls"), ("brick", "Brick", "Brick walls")]
+
+
+class OBJECT_OT_proc_ml_texture_building(bpy.types.Operator):
+    """Texture the active <name>_parts object with a pix2pix facade model: UVs into one atlas
+    image, and a material that shows it"""
+    bl_idname = "object.proc_ml_texture_building"
+    bl_label = "proc-ml: Texture Building"
+    bl_options = {"REGISTER", "UNDO"}
+
+    model_path: StringProperty(name="Texture model", subtype="FILE_PATH",
+                               description="pix2pix ONNX generator (empty: procedural textures)")
+    atlas_path: StringProperty(name="Atlas", subtype="FILE_PATH", default="//proc_ml_atlas.png",
+                               description="PNG the texture atlas is written to")
+    material: EnumProperty(name="Walls", items=MATERIAL_ITEMS, default="plaster")
+    module_px: IntProperty(name="Pixels per module", default=0, min=0,
+                           description="0: the model's training value (16 without a model)")
+    device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
+    seed: IntProperty(name="Seed", default=0, min=0)
+
+    @classmethod
+    def poll(cls, context):
+        obj = context.active_object
+        return obj is not None and obj.type == "MESH" and "proc_ml_parts" in obj
+
+    def execute(self, context):
+        prefs = _preferences(context)
+        if prefs is not None:
+            _add_python_path(prefs.python_path)
+        try:
+            from proc_ml.dcc import blender as bgeo
+            from proc_ml.errors import ProcMLError
+            from proc_ml.runtime.textures import TextureGenerator, texture_quads, write_atlas
+        except ImportError as exc:
+            self.report({"ERROR"}, f"proc-ml is not importable from Blender's Python ({exc})")
+            return {"CANCELLED"}
+        obj = context.active_object
+        try:
+            generator = (TextureGenerator(bpy.path.abspath(self.model_path), self.device)
+                         if self.model_path else None)
+            points, counts, indices = bgeo.mesh_arrays(obj)
+            parts = bgeo.face_attribute(obj.data, bgeo.PART_ATTRIB)
+            if parts is None or len(counts) == 0 or (counts != 4).any():
+                raise ProcMLError(f"{obj.name}: not a proc-ml parts result (quads with a 'part' attribute)")
+            textures = texture_quads(points, indices.reshape(-1, 4), parts, obj["proc_ml_parts"].split(),
+                                     generator, material=self.material, module_px=self.module_px or None,
+                                     seed=self.seed)
+            path = write_atlas(bpy.path.abspath(self.atlas_path), textures.atlas)
+        except ProcMLError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        bgeo.write_uvs(obj.data, textures.uv, "proc_ml_atlas")
+        bgeo.assign_textured_material(obj.data, f"proc_ml_texture_{obj.name}", path)
+        self.report({"INFO"}, f"textured {textures.faces} faces on {textures.facades} facades; "
+                              f"atlas {path}")
+        return {"FINISHED"}
+
+
+class VIEW3D_PT_proc_ml_parts(bpy.types.Panel):
+    bl_label = "Building Parts"
+    bl_idname = "VIEW3D_PT_proc_ml_parts"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "proc-ml"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.proc_ml_parts
+        layout.prop(settings, "model_path")
+        layout.prop(settings, "device")
+        layout.prop(settings, "cell_size")
+        style = layout.box()
+        style.label(text="Style (style-aware models)")
+        for name in ("street_side", "window_period", "shopfront", "balconies"):
+            style.prop(settings, name)
+        op = layout.operator(OBJECT_OT_proc_ml_predict_parts.bl_idname, icon="MOD_BUILD")
+        op.model_path = settings.model_path
+        op.device = settings.device
+        op.cell_size = settings.cell_size
+        op.street_side = settings.street_side
+        op.window_period = settings.window_period
+        op.shopfront = settings.shopfront
+        op.balconies = settings.balconies
+        layout.operator(OBJECT_OT_proc_ml_texture_building.bl_idname, icon="TEXTURE")
+
+
+def _menu(self, context):
+    self.layout.operator(OBJECT_OT_proc_ml_predict_parts.bl_idname)
+    self.layout.operator(OBJECT_OT_proc_ml_texture_building.bl_idname)
+
+
+CLASSES = (ProcMLPartsPreferences, ProcMLPartsSettings, OBJECT_OT_proc_ml_predict_parts,
+           OBJECT_OT_proc_ml_texture_building, VIEW3D_PT_proc_ml_parts)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.proc_ml_parts = bpy.props.PointerProperty(type=ProcMLPartsSettings)
+    bpy.types.VIEW3D_MT_object.append(_menu)
+
+
+def unregister():
+    bpy.types.VIEW3D_MT_object.remove(_menu)
+    del bpy.types.Scene.proc_ml_parts
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
+    SESSION_CACHE.clear()

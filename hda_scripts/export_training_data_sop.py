@@ -1,0 +1,89 @@
+"""proc-ml Export Training Data: Python SOP code (Houdini 19.5+, Python 3).
+
+Writes the labelled faces of the input massing as one building of a proc-ml dataset
+folder, in the formats ``proc-ml generate buildings`` writes (grids .npz, faces.csv,
+adjacency.csv, buildings.csv, meshes, point clouds, labels.json, dataset.yaml), so a
+studio's own procedural network produces training data. The geometry passes through.
+
+Input 0: axis-aligned polygons on a ``cellsize`` lattice covering a closed voxel massing
+(each polygon may span several cells), with a prim attribute naming the part: a string
+(part name) or an int (index into the vocabulary). The output of proc-ml Predict Parts
+qualifies, once corrected by hand.
+
+Parameters: ``output`` (folder), ``buildingid`` (int; buildings of a dataset are
+numbered 0..N-1, one per cook, e.g. ``@wedgeindex`` in PDG), ``cellsize`` (float),
+``gridsize`` (int x3; every building of a dataset shares it, 0 0 0 = fit the massing),
+``partattrib`` (default ``part_name``), ``parts`` (vocabulary, space separated; empty =
+the detail attribute ``part_names`` if present, else proc-ml's default parts),
+``formats`` (``all`` or a comma list of faces,adjacency,grids,meshes,points),
+``upaxis`` (y/z), ``archetype`` (a label stored per building), ``seed`` (split and point
+sampling), ``valfraction``/``testfraction`` (split), ``updateindex`` (toggle: rebuild
+the dataset-wide tables and dataset.yaml after this building; turn it off for parallel
+PDG cooks and press the HDA's "Rebuild Index" button once at the end).
+
+Houdini massing has no style features: they are written as zeros and dataset.yaml says
+``style_present: false``; train on it with ``--set dataset.use_style=false``.
+"""
+
+import hou
+
+from proc_ml.dcc import houdini as hgeo
+from proc_ml.dcc.export import export_labelled_faces, parse_parts
+from proc_ml.errors import ProcMLError
+
+
+def _parm(node, name, default):
+    parm = node.parm(name)
+    return default if parm is None else parm.eval()
+
+
+def _parm_string(node, name, default):
+    parm = node.parm(name)
+    return default if parm is None else parm.evalAsString()
+
+
+def _grid_size(node):
+    parm = node.parmTuple("gridsize")
+    return (16, 16, 16) if parm is None else tuple(int(v) for v in parm.eval())
+
+
+def _part_values(node, geo):
+    name = _parm_string(node, "partattrib", hgeo.PART_NAME_ATTRIB)
+    values = hgeo.prim_attrib_values(geo, name)
+    if values is None:
+        raise ProcMLError(f"the input has no prim attribute '{name}' naming each face's part")
+    if values.ndim != 1:
+        raise ProcMLError(f"prim attribute '{name}' must hold one value per prim, "
+                          f"not {values.shape[1]}")
+    return values
+
+
+def export(node, geo):
+    output = _parm_string(node, "output", "").strip()
+    if not output:
+        raise ProcMLError("no output folder set: set the 'output' parameter")
+    parts = parse_parts(_parm_string(node, "parts", ""), hgeo.detail_string(geo, hgeo.PART_NAMES_DETAIL))
+    formats = _parm_string(node, "formats", "all")
+    from exporters.dataset import parse_formats
+
+    points, counts, indices = hgeo.polygons(geo)
+    return export_labelled_faces(
+        output, int(_parm(node, "buildingid", 0)), points, counts, indices,
+        _part_values(node, geo), parts, _parm(node, "cellsize", 3.0), _grid_size(node),
+        up=_parm_string(node, "upaxis", "y"), formats=parse_formats(formats), source="houdini",
+        archetype=_parm_string(node, "archetype", "custom"),
+        split=(float(_parm(node, "valfraction", 0.1)), float(_parm(node, "testfraction", 0.1))),
+        seed=int(_parm(node, "seed", 0)), update_index=bool(_parm(node, "updateindex", 1)))
+
+
+def cook(node):
+    geo = node.geometry()
+    if hgeo.prim_count(geo) == 0:
+        raise hou.NodeWarning("input has no polygons: nothing exported")
+    try:
+        export(node, geo)
+    except ProcMLError as exc:
+        raise hou.NodeError(str(exc)) from None
+
+
+cook(hou.pwd())

@@ -1,0 +1,101 @@
+"""proc-ml Predict Parts: Python SOP code (Houdini 19.5+, Python 3).
+
+Labels the exterior faces of a building massing with parts (wall, window, door, roof...)
+using an ONNX model exported by ``proc-ml export onnx``. Run it as the code of a Python
+SOP or of an HDA built on one (see docs/houdini.md); Houdini executes it on every cook
+with ``hou.pwd()`` set to the node.
+
+Input 0, either
+  * voxel points: points only (no primitives), one at each filled cell's centre
+    (e.g. from Points from Volume), spaced ``cellsize`` apart; or
+  * polygon massing: closed polygons, voxelised at ``cellsize``.
+Output: one quad per exterior cell face, in world space, with prim attributes
+  ``part`` (int), ``part_name`` (string), ``part_prob`` (float[K], the model's
+  probability of each part, in the order of the detail attribute ``part_names``) and
+  ``Cd`` (the part's colour).
+
+Parameters: ``model`` (file), ``device`` (auto/cpu/cuda), ``threads`` (onnxruntime
+intra-op threads, 0 = its default), ``cellsize`` (float, 0 = the
+model's training cell size), ``inputtype`` (auto/points/polygons), ``upaxis`` (y/z),
+and, used only by style-aware models, ``streetside`` (+x/-x/+y/-y in proc-ml's z-up
+frame), ``windowperiod`` (1-3), ``shopfront`` and ``balconies`` (toggles).
+
+The loaded model is kept in the node's cached user data, so later cooks reuse it until
+the model file, its modification time or the device changes.
+"""
+
+import hou
+
+from proc_ml.dcc import houdini as hgeo
+from proc_ml.dcc.predict import open_session, predict_cell_points, predict_polygons, style_vector
+from proc_ml.errors import ProcMLError
+
+SESSION_KEY = "proc_ml_parts_session"
+INPUT_TYPES = ("auto", "points", "polygons")
+
+
+def _parm(node, name, default):
+    parm = node.parm(name)
+    return default if parm is None else parm.eval()
+
+
+def _parm_string(node, name, default):
+    parm = node.parm(name)
+    return default if parm is None else parm.evalAsString()
+
+
+def _session(node):
+    model = _parm_string(node, "model", "")
+    device = _parm_string(node, "device", "auto")
+    threads = int(_parm(node, "threads", 0))
+    session = open_session(model, device, node.cachedUserData(SESSION_KEY), threads)
+    node.setCachedUserData(SESSION_KEY, session)
+    return session
+
+
+def _style(node, session):
+    if not session.with_style:
+        return None
+    return style_vector(_parm_string(node, "streetside", "+x"), _parm(node, "windowperiod", 1),
+                        bool(_parm(node, "shopfront", 0)), bool(_parm(node, "balconies", 0)))
+
+
+def _input_type(node, geo):
+    wanted = _parm_string(node, "inputtype", "auto")
+    if wanted not in INPUT_TYPES:
+        raise ProcMLError(f"input type must be one of {', '.join(INPUT_TYPES)}, got '{wanted}'")
+    if hgeo.point_count(geo) == 0:
+        return "empty"
+    if wanted == "auto":
+        return "points" if hgeo.prim_count(geo) == 0 else "polygons"
+    return wanted
+
+
+def cook(node):
+    geo = node.geometry()
+    try:
+        session = _session(node)
+        kind = _input_type(node, geo)
+        frame = {"up": _parm_string(node, "upaxis", "y"), "clockwise": True}
+        cell_size = _parm(node, "cellsize", 0.0)
+        if kind == "points":
+            prims = predict_cell_points(session, hgeo.point_positions(geo), cell_size,
+                                        _style(node, session), **frame)
+        elif kind == "polygons":
+            points, counts, indices = hgeo.polygons(geo)
+            prims = predict_polygons(session, points, counts, indices, cell_size,
+                                     _style(node, session), **frame)
+        else:
+            prims = None
+    except ProcMLError as exc:
+        geo.clear()
+        raise hou.NodeError(str(exc)) from None
+    if prims is None:
+        geo.clear()
+        raise hou.NodeWarning("input has no geometry: nothing to label")
+    hgeo.write_labelled_prims(geo, prims)
+    if len(prims) == 0:
+        raise hou.NodeWarning("the input fills no cells at this cell size: nothing to label")
+
+
+cook(hou.pwd())

@@ -1,0 +1,98 @@
+"""proc-ml Texture Building: Python SOP code (Houdini 19.5+, Python 3).
+
+Textures the labelled quads of a proc-ml Predict Parts SOP with a pix2pix generator
+exported by ``proc-ml export onnx`` (see docs/pix2pix.md): every facade is drawn as a
+label map, the generator turns it into a texture, the textures are packed into one atlas
+PNG written to the ``atlas`` path, and the quads get UVs into it.
+
+Input 0: the Predict Parts SOP's output (one quad per exterior cell face with the prim
+attribute ``part`` and the detail attribute ``part_names``); the building may have been
+moved since, as long as the quads are kept.
+Output: the same quads plus the point attribute ``uv`` (float3, u v 0) and the prim
+attribute ``texture_path`` (the atlas file, e.g. for a material's base colour texture).
+
+Parameters: ``model`` (file; empty with ``procedural`` on), ``atlas`` (file to write),
+``material`` (plaster/brick), ``modulepx`` (pixels per module, 0 = the model's),
+``procedural`` (toggle: the procedural texture instead of a model), ``seed``,
+``device`` (auto/cpu/cuda), ``threads``.
+"""
+
+import numpy as np
+
+import hou
+
+from proc_ml.dcc import houdini as hgeo
+from proc_ml.errors import ProcMLError
+from proc_ml.runtime.textures import TextureGenerator, texture_quads, write_atlas
+
+GENERATOR_KEY = "proc_ml_texture_generator"
+UV_ATTRIB = "uv"
+TEXTURE_PATH_ATTRIB = "texture_path"
+
+
+def _parm(node, name, default):
+    parm = node.parm(name)
+    return default if parm is None else parm.eval()
+
+
+def _parm_string(node, name, default):
+    parm = node.parm(name)
+    return default if parm is None else parm.evalAsString()
+
+
+def _generator(node):
+    if bool(_parm(node, "procedural", 0)):
+        return None
+    model = _parm_string(node, "model", "").strip()
+    if not model:
+        raise ProcMLError("no model file set: point 'model' at a pix2pix .onnx "
+                          "(or turn on 'procedural')")
+    device, threads = _parm_string(node, "device", "auto"), int(_parm(node, "threads", 0))
+    key = (model, device, threads)
+    cached = node.cachedUserData(GENERATOR_KEY)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    generator = TextureGenerator(model, device, threads)   # load_model re-reads a changed file
+    node.setCachedUserData(GENERATOR_KEY, (key, generator))
+    return generator
+
+
+def _write_uvs(geo, uv, atlas_path):
+    if geo.findPointAttrib(UV_ATTRIB) is None:
+        geo.addAttrib(hou.attribType.Point, UV_ATTRIB, (0.0, 0.0, 0.0))
+    uvw = np.zeros((len(uv), 3), dtype=np.float32)
+    uvw[:, :2] = uv
+    geo.setPointFloatAttribValuesFromString(UV_ATTRIB, uvw.tobytes(), hou.numericData.Float32)
+    if geo.findPrimAttrib(TEXTURE_PATH_ATTRIB) is None:
+        geo.addAttrib(hou.attribType.Prim, TEXTURE_PATH_ATTRIB, "")
+    geo.setPrimStringAttribValues(TEXTURE_PATH_ATTRIB, [atlas_path] * hgeo.prim_count(geo))
+
+
+def cook(node):
+    geo = node.geometry()
+    try:
+        names = hgeo.detail_string(geo, hgeo.PART_NAMES_DETAIL)
+        parts = hgeo.prim_attrib_values(geo, hgeo.PART_ATTRIB)
+        if names is None or parts is None:
+            raise ProcMLError("input has no 'part' / 'part_names' attributes: connect the "
+                              "output of a proc-ml Predict Parts SOP")
+        atlas_path = _parm_string(node, "atlas", "").strip()
+        if not atlas_path:
+            raise ProcMLError("no atlas file set: 'atlas' names the PNG to write")
+        points, counts, indices = hgeo.polygons(geo)
+        if len(counts) == 0:
+            raise hou.NodeWarning("input has no quads: nothing to texture")
+        if (counts != 4).any():
+            raise ProcMLError("every primitive must be a quad (the Predict Parts output)")
+        textures = texture_quads(points, indices.reshape(-1, 4), parts, names.split(), _generator(node),
+                                 up="y", clockwise=True,
+                                 material=_parm_string(node, "material", "plaster"),
+                                 module_px=int(_parm(node, "modulepx", 0)) or None,
+                                 seed=int(_parm(node, "seed", 0)))
+        write_atlas(atlas_path, textures.atlas)
+    except ProcMLError as exc:
+        raise hou.NodeError(str(exc)) from None
+    _write_uvs(geo, textures.uv, atlas_path)
+
+
+cook(hou.pwd())

@@ -1,0 +1,396 @@
+"""Labelled faces from a DCC -> proc-ml building datasets (the ``proc-ml generate`` formats).
+
+A studio's own procedural network (Houdini, Blender, ...) produces a voxel massing whose
+faces carry a part: axis-aligned rectangles on a ``cell_size`` lattice, each covering one
+or more cell faces. :func:`building_from_faces` recovers the occupancy and the per-face
+labels from them (winding does not matter: the inside is found by parity along z), and
+:func:`export_building` writes the building with the same writers as ``proc-ml generate``
+and refreshes the dataset-wide tables and ``dataset.yaml`` so the folder is a dataset
+after every building.
+
+DCC massing carries no style features (street side, window rhythm...): they are written
+as zeros and the manifest says ``style_present: false``; train such data with
+``dataset.use_style=false`` (the massing-only model, the default for block-outs).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import FORMAT_VERSION, __version__
+from ..encoding import STYLE_FEATURES, adjacency_feature_names
+from ..errors import DatasetError
+from ..grid import DIRECTIONS, NO_PART, exterior_faces
+from .geometry import MAX_CELLS_PER_AXIS, GeometryError, check_cell_size
+
+#: Corners closer than this (in cells) to a lattice point are on it.
+LATTICE_TOLERANCE = 1e-3
+DEFAULT_ARCHETYPE = "custom"
+POINTS_PER_BUILDING = 2048
+
+
+@dataclass
+class LabelledBuilding:
+    """Occupancy and face labels recovered from DCC faces, proc-ml's z-up grid layout."""
+    occupancy: np.ndarray   # uint8[X, Y, Z]
+    labels: np.ndarray      # int8[X, Y, Z, 6], -1 where no face
+    origin: np.ndarray      # float64[3] z-up world position of cell [0, 0, 0]'s low corner
+
+
+@dataclass
+class _Style:
+    values: np.ndarray
+
+    def vector(self) -> np.ndarray:
+        return self.values
+
+
+@dataclass
+class ExportBuilding:
+    """What the ``exporters`` writers read from a building (a ``Building`` look-alike)."""
+    building_id: int
+    archetype: str
+    occupancy: np.ndarray
+    labels: np.ndarray
+    style: _Style = field(default_factory=lambda: _Style(np.zeros(len(STYLE_FEATURES), np.float32)))
+
+
+# -- faces -> grid ------------------------------------------------------------------------
+def part_indices(values, parts) -> np.ndarray:
+    """Per-face part as given by a DCC attribute (names or indices) -> ``int32`` indices."""
+    parts = list(parts)
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu":
+        bad = np.nonzero((arr < 0) | (arr >= len(parts)))[0]
+        if bad.size:
+            raise GeometryError(f"prim {int(bad[0])}: part index {int(arr[bad[0]])} is outside "
+                                f"0..{len(parts) - 1} ({', '.join(parts)})")
+        return arr.astype(np.int32)
+    names, inverse = np.unique(arr.astype(str), return_inverse=True)
+    lookup = {name: i for i, name in enumerate(parts)}
+    unknown = [n for n in names if n not in lookup]
+    if unknown:
+        first = int(np.nonzero(arr.astype(str) == unknown[0])[0][0])
+        shown = unknown[0] if unknown[0] else "<empty>"
+        raise GeometryError(f"prim {first}: part '{shown}' is not in the vocabulary "
+                            f"({', '.join(parts)})")
+    return np.array([lookup[n] for n in names], dtype=np.int32)[inverse.reshape(-1)]
+
+
+def _in_plane_axes(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two axes spanning a face whose normal runs along ``normal`` (in increasing order)."""
+    return np.where(normal == 0, 1, 0), np.where(normal == 2, 1, 2)
+
+
+def _rectangles(corners: np.ndarray):
+    """Integer corners ``[F, 4, 3]`` -> (low corner, extent, normal axis, valid) per polygon.
+
+    Valid: flat along exactly one axis, and the four corners are the four distinct
+    corners of the rectangle they span.
+    """
+    low, high = corners.min(axis=1), corners.max(axis=1)
+    extent = high - low
+    flat = extent == 0
+    normal = np.argmax(flat, axis=1)
+    u, v = _in_plane_axes(normal)
+    def along(values, axis):   # values[f, ..., axis[f]]
+        return np.take_along_axis(values, axis.reshape((-1,) + (1,) * (values.ndim - 1)),
+                                  axis=-1)[..., 0]
+
+    cu, cv = along(corners, u), along(corners, v)                         # [F, 4]
+    lu, hu = along(low, u)[:, None], along(high, u)[:, None]
+    lv, hv = along(low, v)[:, None], along(high, v)[:, None]
+    on_edges = ((cu == lu) | (cu == hu)) & ((cv == lv) | (cv == hv))
+    code = 2 * (cu == hu) + (cv == hv)
+    distinct = (np.sort(code, axis=1) == np.arange(4)).all(axis=1)
+    valid = (flat.sum(axis=1) == 1) & on_edges.all(axis=1) & distinct
+    return low, extent, normal, valid
+
+
+def _unit_faces(low, extent, normal):
+    """Split each rectangle into unit cell faces: (rect index, normal axis, low corner[3])."""
+    u, v = _in_plane_axes(normal)
+    rows = np.arange(len(low))
+    eu, ev = extent[rows, u], extent[rows, v]
+    counts = eu * ev
+    rect = np.repeat(rows, counts)
+    local = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    cell = low[rect].copy()
+    faces = np.arange(len(rect))
+    cell[faces, u[rect]] += local // ev[rect]
+    cell[faces, v[rect]] += local % ev[rect]
+    return rect, normal[rect], cell
+
+
+def _parity_occupancy(levels_xyz: np.ndarray, shape) -> np.ndarray:
+    """Cells inside a closed voxel surface, from its horizontal faces (z-parity)."""
+    X, Y, Z = shape
+    crossings = np.zeros((X, Y, Z + 1), dtype=np.int64)
+    np.add.at(crossings, tuple(levels_xyz.T), 1)
+    if crossings.max(initial=0) > 1:
+        i, j, k = (int(n) for n in np.argwhere(crossings > 1)[0])
+        raise GeometryError(f"two faces overlap at cell column ({i}, {j}), height {k}")
+    return (np.cumsum(crossings[:, :, :Z], axis=2) % 2).astype(np.uint8)
+
+
+def building_from_faces(points, counts, indices, part, cell_size, grid_size=None
+                        ) -> LabelledBuilding:
+    """Axis-aligned rectangles on a ``cell_size`` lattice (z-up positions) -> building.
+
+    ``counts``/``indices`` list each polygon's points; ``part`` gives one part index per
+    polygon. The massing must be closed, and ``grid_size`` (if given) must hold it.
+    """
+    size = check_cell_size(cell_size)
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1)
+    part = np.asarray(part, dtype=np.int64).reshape(-1)
+    if len(part) != len(counts):
+        raise GeometryError(f"{len(part)} part values for {len(counts)} polygons")
+    bad = np.nonzero(counts != 4)[0]
+    if bad.size:
+        raise GeometryError(f"prim {int(bad[0])} has {int(counts[bad[0]])} vertices; export "
+                            f"expects axis-aligned quads on the cell grid")
+    corners = pts[np.asarray(indices, dtype=np.int64)].reshape(-1, 4, 3)
+    origin = corners.reshape(-1, 3).min(axis=0)
+    scaled = (corners - origin) / size
+    lattice = np.rint(scaled)
+    off = np.abs(scaled - lattice).max(axis=(1, 2))
+    if (off > LATTICE_TOLERANCE).any():
+        prim = int(np.argmax(off > LATTICE_TOLERANCE))
+        raise GeometryError(f"prim {prim} is not on the cell grid (a corner lies {off[prim]:.3f} "
+                            f"cells off a multiple of cell size {size:g} from the massing's corner)")
+    low, extent, normal, valid = _rectangles(lattice.astype(np.int64))
+    if not valid.all():
+        prim = int(np.argmin(valid))
+        raise GeometryError(f"prim {prim} is not an axis-aligned rectangle on the cell grid")
+    shape = _grid_shape(low + extent, grid_size, size)
+    rect, axis, cell = _unit_faces(low, extent, normal)
+    occ = _parity_occupancy(cell[axis == 2], shape)
+    labels = _face_labels(occ, rect, axis, cell, part)
+    return LabelledBuilding(occ, labels, origin)
+
+
+def _grid_shape(high: np.ndarray, grid_size, cell_size: float) -> tuple[int, int, int]:
+    need = high.max(axis=0) if len(high) else np.zeros(3, dtype=np.int64)
+    if grid_size is None:
+        shape = tuple(int(n) for n in need)
+        if max(shape) > MAX_CELLS_PER_AXIS:
+            raise GeometryError(f"the massing is {max(shape)} cells across at cell size "
+                                f"{cell_size:g} (at most {MAX_CELLS_PER_AXIS}); raise the cell size")
+        return shape
+    shape = tuple(int(n) for n in grid_size)
+    if len(shape) != 3 or min(shape) < 1:
+        raise GeometryError(f"grid size must be 3 positive integers, got {list(grid_size)}")
+    if (need > np.array(shape)).any():
+        raise GeometryError(f"the massing needs a {'x'.join(str(int(n)) for n in need)} grid at "
+                            f"cell size {cell_size:g} but grid size is "
+                            f"{'x'.join(map(str, shape))}; raise the grid size or the cell size")
+    return shape
+
+
+def _face_labels(occ, rect, axis, cell, part) -> np.ndarray:
+    """Each unit face sits between two cells; the occupied one owns it."""
+    shape = np.array(occ.shape)
+    rows = np.arange(len(rect))
+    below = cell.copy()
+    below[rows, axis] -= 1
+    inside_below = _occupied(occ, below, shape)
+    inside_above = _occupied(occ, cell, shape)
+    stray = inside_below == inside_above
+    if stray.any():
+        raise GeometryError(f"prim {int(rect[np.argmax(stray)])} is not on the outer surface of "
+                            f"the massing (is the massing closed, with no inner faces?)")
+    owner = np.where(inside_below[:, None], below, cell)
+    direction = 2 * axis + np.where(inside_below, 0, 1)      # below owns it: its + face
+    labels = np.full(occ.shape + (6,), NO_PART, dtype=np.int8)
+    key = np.ravel_multi_index((owner[:, 0], owner[:, 1], owner[:, 2], direction), labels.shape)
+    unique, first = np.unique(key, return_index=True)
+    if len(unique) != len(key):
+        dup = np.setdiff1d(np.arange(len(key)), first)[0]
+        raise GeometryError(f"prim {int(rect[dup])} overlaps another face")
+    labels.reshape(-1)[key] = part[rect]
+    missing = int((exterior_faces(occ) & (labels < 0)).sum())
+    if missing:
+        raise GeometryError(f"{missing} faces of the massing have no labelled polygon; the "
+                            f"massing must be closed")
+    return labels
+
+
+def _occupied(occ, cells, shape) -> np.ndarray:
+    inside = ((cells >= 0) & (cells < shape)).all(axis=1)
+    out = np.zeros(len(cells), dtype=bool)
+    c = cells[inside]
+    out[inside] = occ[c[:, 0], c[:, 1], c[:, 2]] > 0
+    return out
+
+
+# -- writing ------------------------------------------------------------------------------
+def export_building(out, building_id: int, building: LabelledBuilding, parts, cell_size: float,
+                    formats=None, source: str = "dcc", archetype: str = DEFAULT_ARCHETYPE,
+                    split=(0.1, 0.1), seed: int = 0, update_index: bool = True) -> dict | None:
+    """Write one building (grids, meshes, points) and, by default, refresh the dataset.
+
+    Returns the refreshed manifest, or ``None`` when ``update_index`` is off (call
+    :func:`refresh_dataset` once after parallel exports, e.g. from PDG).
+    """
+    from exporters.dataset import FORMATS, _write_building_files
+    from ..procedural import Vocabulary
+
+    formats = tuple(formats or FORMATS)
+    if int(building_id) < 0:
+        raise DatasetError(f"building id must be >= 0, got {building_id}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", archetype or ""):
+        raise DatasetError(f"archetype '{archetype}' must be a word (letters, digits, _ . -)")
+    out = Path(out)
+    record = ExportBuilding(int(building_id), archetype, building.occupancy.astype(np.uint8),
+                            building.labels.astype(np.int8))
+    vocab = Vocabulary(tuple(parts))
+    cfg = _export_config(building.occupancy.shape, cell_size, vocab.names, split, source)
+    _write_building_files(record, out, formats + ("grids",), cfg, vocab, seed)
+    if not update_index:
+        return None
+    return refresh_dataset(out, formats, cfg, seed)
+
+
+def _export_config(shape, cell_size, parts, split, source) -> dict:
+    return {"source": source,
+            "grid": {"size": [int(n) for n in shape], "cell_size": float(cell_size)},
+            "parts": list(parts),
+            "points": {"per_building": POINTS_PER_BUILDING},
+            "split": {"val": float(split[0]), "test": float(split[1])}}
+
+
+def _grid_ids(out: Path) -> list[int]:
+    ids = []
+    for path in (out / "grids").glob("b*.npz"):
+        match = re.fullmatch(r"b(\d{6})\.npz", path.name)
+        if match:
+            ids.append(int(match.group(1)))
+    return sorted(ids)
+
+
+def refresh_dataset(out, formats, cfg: dict, seed: int = 0) -> dict:
+    """Rebuild faces/adjacency/buildings CSVs, labels.json and dataset.yaml from grids/.
+
+    Building ids must run 0..N-1 (``BuildingDataset`` reads them by index).
+    """
+    from exporters import tables
+    from exporters.dataset import MANIFEST
+    from exporters.meshes import legend_json
+    from ..datasets import read_building_npz
+    from ..fileio import write_bytes, write_text
+    from ..procedural import Vocabulary
+
+    import yaml
+
+    out = Path(out)
+    ids = _grid_ids(out)
+    missing = sorted(set(range(len(ids) and ids[-1] + 1)) - set(ids))
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+        raise DatasetError(f"{out / 'grids'}: building ids must run 0..N-1; missing {shown} "
+                           f"(export those ids, then the dataset index is rebuilt)")
+    vocab = Vocabulary(tuple(cfg["parts"]))
+    K = len(vocab)
+    rows = {"buildings": [], "faces": [], "adjacency": []}
+    part_counts = np.zeros(K, dtype=np.int64)
+    archetypes: dict[str, int] = {}
+    cells, shape = 0, None
+    for building_id in ids:
+        rec = read_building_npz(out / "grids" / f"b{building_id:06d}.npz", n_parts=K)
+        b = ExportBuilding(building_id, rec.archetype or DEFAULT_ARCHETYPE, rec.occupancy,
+                           rec.labels, _Style(rec.style))
+        if shape is not None and rec.occupancy.shape != shape:
+            raise DatasetError(f"{out / 'grids'}: building {building_id} has grid "
+                               f"{list(rec.occupancy.shape)} but others have {list(shape)}; "
+                               f"export every building with the same grid size")
+        shape = rec.occupancy.shape
+        rows["buildings"].append(tables.buildings_row(b))
+        coords, adjacency = tables.adjacency_rows(b)
+        rows["adjacency"].append(adjacency)
+        rows["faces"].append(tables.faces_rows(b, K, coords))
+        part_counts += np.bincount(b.labels[b.labels >= 0], minlength=K)
+        archetypes[b.archetype] = archetypes.get(b.archetype, 0) + 1
+        cells += int(rec.occupancy.sum())
+    headers = {"buildings": tables.buildings_header(), "faces": tables.faces_header(vocab.names),
+               "adjacency": tables.adjacency_header()}
+    for name, header in headers.items():
+        if name == "buildings" or name in formats:
+            write_bytes(out / f"{name}.csv", tables.header_line(header) + b"".join(rows[name]))
+    write_text(out / "labels.json", legend_json(vocab.names, vocab.colours()))
+    manifest = _manifest(cfg, ids, seed, formats, shape, cells, part_counts, archetypes, vocab)
+    write_text(out / MANIFEST, yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None))
+    return manifest
+
+
+def _manifest(cfg, ids, seed, formats, shape, cells, part_counts, archetypes, vocab) -> dict:
+    from exporters.dataset import split_ids
+
+    count = len(ids)
+    return {
+        "format": "proc-ml-buildings",
+        "format_version": FORMAT_VERSION,
+        "proc_ml_version": __version__,
+        "source": cfg["source"],
+        "style_present": False,
+        "seed": int(seed),
+        "count": count,
+        "grid_size": [int(n) for n in (shape or cfg["grid"]["size"])],
+        "cell_size": float(cfg["grid"]["cell_size"]),
+        "parts": list(vocab.names),
+        "directions": list(DIRECTIONS),
+        "style_features": list(STYLE_FEATURES),
+        "adjacency_features": list(adjacency_feature_names(with_style=True)),
+        "archetypes": sorted(archetypes),
+        "formats": [f for f in formats],
+        "layout": "named",
+        "stats": {"cells": int(cells), "faces": int(part_counts.sum()),
+                  "faces_per_part": {n: int(c) for n, c in zip(vocab.names, part_counts)},
+                  "buildings_per_archetype": dict(sorted(archetypes.items()))},
+        "split": split_ids(count, seed, cfg["split"]["val"], cfg["split"]["test"]),
+        "generator": cfg,
+    }
+
+
+def parse_parts(text: str | None, fallback=None) -> tuple[str, ...]:
+    """A vocabulary typed in a DCC field ("wall window door ..." or comma separated)."""
+    from ..procedural import DEFAULT_PARTS
+
+    names = tuple(n for n in re.split(r"[\s,]+", text or "") if n)
+    if names:
+        return names
+    names = tuple(n for n in re.split(r"[\s,]+", fallback or "") if n)
+    return names or tuple(DEFAULT_PARTS)
+
+
+def export_labelled_faces(out, building_id: int, points, counts, indices, part_values, parts,
+                          cell_size, grid_size=None, up: str = "z", formats=None,
+                          source: str = "dcc", archetype: str = DEFAULT_ARCHETYPE,
+                          split=(0.1, 0.1), seed: int = 0, update_index: bool = True
+                          ) -> tuple[LabelledBuilding, dict | None]:
+    """DCC faces (DCC frame) with a part per polygon -> one building of a dataset folder.
+
+    ``grid_size`` ``None`` or all zeros fits the grid to the massing; training needs every
+    building of a dataset on the same grid, so studios set it (the generator uses 16^3).
+    """
+    from .geometry import to_z_up
+
+    grid = None if grid_size is None or not any(int(n) for n in grid_size) else grid_size
+    building = building_from_faces(to_z_up(points, up), counts, indices,
+                                   part_indices(part_values, parts), cell_size, grid)
+    manifest = export_building(out, building_id, building, parts, check_cell_size(cell_size),
+                               formats, source, archetype, split, seed, update_index)
+    return building, manifest
+
+
+def rebuild_index(out, parts, cell_size, formats=None, source: str = "dcc",
+                  split=(0.1, 0.1), seed: int = 0) -> dict:
+    """Refresh the dataset-wide files of ``out`` from its grids (after parallel exports)."""
+    from exporters.dataset import FORMATS
+
+    cfg = _export_config((0, 0, 0), check_cell_size(cell_size), tuple(parts), split, source)
+    return refresh_dataset(out, tuple(formats or FORMATS), cfg, seed)

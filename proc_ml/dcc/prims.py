@@ -1,0 +1,85 @@
+"""Predicted parts -> per-primitive arrays a DCC writes in bulk (numpy only).
+
+One quad per exterior face of the voxel grid (``proc_ml.meshing.quad_mesh``), in world
+space and in the DCC's frame, with its part index, part name, per-part probabilities and
+an RGB colour. Quads do not share points, so each keeps its own attributes exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..meshing import quad_mesh
+from ..procedural.parts import Vocabulary
+from .geometry import VoxelGrid, from_z_up
+
+#: Colour of a part missing from the default palette and of faces left unlabelled.
+FALLBACK_COLOUR = (128, 128, 128)
+
+
+@dataclass
+class LabelledPrims:
+    """Everything a DCC needs to build the labelled quads; rows follow the quads."""
+    points: np.ndarray       # float32[4F, 3] positions in the DCC frame
+    polygons: np.ndarray     # int32[F, 4] point indices, wound for the DCC
+    part: np.ndarray         # int32[F] part index
+    part_name: np.ndarray    # str[F] part name
+    probs: np.ndarray        # float32[F, K] per-part probabilities (rows sum to 1)
+    colour: np.ndarray       # float32[F, 3] RGB in 0..1
+    cells: np.ndarray        # int32[F, 3] grid cell of each quad
+    directions: np.ndarray   # int8[F] face direction 0..5 (+x, -x, +y, -y, +z, -z)
+    parts: tuple             # the vocabulary, index -> name
+
+    def __len__(self) -> int:
+        return len(self.part)
+
+
+def part_colours(parts, colours=None) -> np.ndarray:
+    """``float32[K, 3]`` in 0..1: the model's colours if given, else proc-ml's palette."""
+    if colours is None:
+        try:
+            colours = Vocabulary(tuple(parts)).colours()
+        except ConfigError:   # not a generator vocabulary: no colour per role to go by
+            colours = [FALLBACK_COLOUR] * len(parts)
+    table = np.asarray(colours, dtype=np.float32).reshape(len(parts), 3)
+    return table / 255.0 if table.max(initial=0.0) > 1.0 else table
+
+
+def labelled_prims(grid: VoxelGrid, labels: np.ndarray, probs: np.ndarray, parts,
+                   colours=None, up: str = "z", clockwise: bool = False) -> LabelledPrims:
+    """Quads of ``grid``'s exterior faces with the predicted ``labels``/``probs`` on them.
+
+    ``labels`` is ``int[X, Y, Z, 6]`` and ``probs`` ``float[X, Y, Z, 6, K]`` as the
+    runtime returns them; ``up``/``clockwise`` give the DCC's frame and winding.
+    """
+    parts = tuple(parts)
+    mesh = quad_mesh(grid.occupancy, labels, grid.cell_size, grid.origin)
+    x, y, z = mesh.cells.T.astype(np.int64)
+    d = mesh.directions.astype(np.int64)
+    part = mesh.parts.astype(np.int32)
+    n_faces = len(part)
+    polygons = np.arange(4 * n_faces, dtype=np.int32).reshape(n_faces, 4)
+    if clockwise:
+        polygons = polygons[:, ::-1].copy()
+    table = part_colours(parts, colours)
+    names = np.asarray(parts + ("",), dtype=object)
+    return LabelledPrims(
+        points=from_z_up(mesh.vertices, up).astype(np.float32),
+        polygons=polygons,
+        part=part,
+        part_name=names[part],          # -1 (unlabelled) reads the trailing ""
+        probs=np.asarray(probs, dtype=np.float32)[x, y, z, d].reshape(n_faces, len(parts)),
+        colour=np.where(part[:, None] >= 0, table[np.maximum(part, 0)],
+                        np.float32(FALLBACK_COLOUR[0] / 255.0)).astype(np.float32),
+        cells=mesh.cells,
+        directions=mesh.directions,
+        parts=parts,
+    )
+
+
+def part_material_indices(part: np.ndarray) -> np.ndarray:
+    """Material slot per face when slot ``k`` holds part ``k`` (unlabelled -> slot 0)."""
+    return np.maximum(np.asarray(part, dtype=np.int32), 0)

@@ -1,0 +1,182 @@
+"""The Blender add-on in real bpy (Blender as a Python module): register it, run the
+operator on a generated building and on a hand-built L-shaped block, check the result."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+REPO = Path(__file__).resolve().parents[1]
+ADDON_DIR = REPO / "blender_addon"
+sys.path.insert(0, str(ADDON_DIR))
+
+import proc_ml_parts  # noqa: E402
+
+from proc_ml.grid import exterior_faces  # noqa: E402
+from proc_ml.meshing import quad_mesh  # noqa: E402
+from proc_ml.procedural import generate_building  # noqa: E402
+from proc_ml.procedural.config import default_config  # noqa: E402
+
+CELL = 3.0
+
+
+@pytest.fixture(scope="module")
+def addon():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    proc_ml_parts.register()
+    yield proc_ml_parts
+    proc_ml_parts.unregister()
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+@pytest.fixture
+def scene(addon):
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+    for mesh in list(bpy.data.meshes):
+        bpy.data.meshes.remove(mesh)
+    return bpy.context.scene
+
+
+def mesh_object(name, vertices, faces, location=(0.0, 0.0, 0.0)):
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata([tuple(v) for v in np.asarray(vertices, float)], [], [tuple(f) for f in faces])
+    mesh.update()
+    obj = bpy.data.objects.new(name, mesh)
+    obj.location = location
+    bpy.context.scene.collection.objects.link(obj)
+    return obj
+
+
+def select_only(obj):
+    for other in bpy.context.scene.objects:
+        other.select_set(False)
+    obj.select_set(True)
+    bpy.context.view_layer.objects.active = obj
+
+
+def run_operator(model, **props):
+    return bpy.ops.object.proc_ml_predict_parts(model_path=str(model), device="cpu", **props)
+
+
+def face_values(mesh, name, dtype):
+    values = np.empty(len(mesh.polygons), dtype=dtype)
+    mesh.attributes[name].data.foreach_get("value", values)
+    return values
+
+
+def check_result(source, expected_occupancy, parts_count):
+    result = bpy.data.objects[source.name + "_parts"]
+    mesh = result.data
+    n = len(mesh.polygons)
+    assert n == int(exterior_faces(expected_occupancy).sum())
+    assert mesh.attributes["part"].domain == "FACE" and mesh.attributes["part"].data_type == "INT"
+    part = face_values(mesh, "part", np.int32)
+    assert ((part >= 0) & (part < parts_count)).all()
+    material_index = np.empty(n, dtype=np.int32)
+    mesh.polygons.foreach_get("material_index", material_index)
+    assert (material_index == part).all()
+    names = result["proc_ml_parts"].split()
+    assert [m.name for m in mesh.materials] == [f"proc_ml_{p}" for p in names]
+    colours = np.array([m.diffuse_color[:3] for m in mesh.materials])
+    assert len({tuple(np.round(c, 4)) for c in colours}) == len(names)   # one colour per part
+    probs = np.stack([face_values(mesh, f"part_prob_{p}", np.float32) for p in names], axis=1)
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert (probs.argmax(axis=1) == part).all()
+    # Outward normals (Blender, like proc-ml, is counter-clockwise front-facing).
+    normals = np.empty(3 * n, dtype=np.float32)
+    mesh.polygons.foreach_get("normal", normals)
+    centres = np.empty(3 * n, dtype=np.float32)
+    mesh.polygons.foreach_get("center", centres)
+    return result, part, normals.reshape(-1, 3), centres.reshape(-1, 3)
+
+
+def test_manifest_is_a_blender_extension():
+    manifest = tomllib.loads((ADDON_DIR / "proc_ml_parts" / "blender_manifest.toml").read_text())
+    assert manifest["schema_version"] == "1.0.0" and manifest["type"] == "add-on"
+    assert manifest["id"] == "proc_ml_parts" and manifest["blender_version_min"] == "4.2.0"
+    assert "files" in manifest["permissions"]
+
+
+def test_generated_building_is_labelled(scene, tiny_massing_unet_onnx):
+    b = generate_building(default_config(), 1, 3)
+    quads = quad_mesh(b.occupancy, None, CELL)
+    faces = np.arange(len(quads.vertices)).reshape(-1, 4)
+    source = mesh_object("generated", quads.vertices, faces, location=(10.0, -4.0, 0.0))
+    select_only(source)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    nz = np.nonzero(b.occupancy)
+    crop = b.occupancy[nz[0].min():nz[0].max() + 1, nz[1].min():nz[1].max() + 1, :nz[2].max() + 1]
+    result, part, normals, centres = check_result(source, crop, 7)
+    # World space: the quads sit where the (moved) massing is.
+    co = np.empty(3 * len(result.data.vertices), np.float32)
+    result.data.vertices.foreach_get("co", co)
+    lo = co.reshape(-1, 3).min(axis=0)
+    assert np.allclose(lo, np.array([10.0, -4.0, 0.0]) + np.array([a.min() for a in nz]) * CELL,
+                       atol=1e-4)
+    # Same labels as the runtime gives for the same grid.
+    from proc_ml.runtime import PartsPredictor
+    labels, _ = PartsPredictor(tiny_massing_unet_onnx, "cpu").predict(crop)
+    assert sorted(part.tolist()) == sorted(labels[labels >= 0].tolist())
+    assert "generated" in bpy.data.objects and len(source.data.polygons) == len(faces)
+
+
+def test_hand_built_l_block_is_labelled_and_rerun_updates(scene, tiny_massing_unet_onnx):
+    # An L-shaped block a user might model: a cube scaled and extruded, not from proc-ml.
+    bpy.ops.mesh.primitive_cube_add(size=2.0, location=(0.0, 0.0, 0.0))
+    block = bpy.context.active_object
+    block.name = "l_block"
+    mesh = block.data
+    # Stretch the cube into a 4x2x3-cell slab (cell 1.5 m), then add the L's wing.
+    co = np.empty(3 * len(mesh.vertices), np.float32)
+    mesh.vertices.foreach_get("co", co)
+    co = (co.reshape(-1, 3) + 1.0) / 2.0 * np.array([6.0, 3.0, 4.5])
+    wing = np.array([[x, y, z] for z in (0.0, 4.5) for y in (3.0, 7.5) for x in (0.0, 3.0)])
+    wing_faces = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (2, 6, 7, 3), (0, 4, 6, 2), (1, 3, 7, 5)]
+    verts = np.concatenate([co, wing])
+    faces = [tuple(p.vertices) for p in mesh.polygons] + [tuple(8 + i for i in f) for f in wing_faces]
+    block.data = bpy.data.meshes.new("l_block")
+    block.data.from_pydata([tuple(v) for v in verts], [], faces)
+    block.data.update()
+    select_only(block)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=1.5) == {"FINISHED"}
+    occ = np.zeros((4, 5, 3), np.uint8)
+    occ[:, :2] = 1
+    occ[:2, 2:] = 1
+    result, part, normals, centres = check_result(block, occ, 7)
+    # Each quad faces away from the filled cell it bounds.
+    inside = (centres - normals * 0.75) / 1.5
+    cells = np.floor(inside).astype(int)
+    assert occ[cells[:, 0], cells[:, 1], cells[:, 2]].all()
+    # Running again updates <name>_parts in place instead of adding objects.
+    count = len(bpy.data.objects)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=1.5) == {"FINISHED"}
+    assert len(bpy.data.objects) == count and bpy.data.objects["l_block_parts"] is result
+
+
+def test_voxel_points_mesh_and_errors(scene, tiny_massing_unet_onnx, tmp_path):
+    cells = np.stack(np.nonzero(np.ones((2, 3, 2))), axis=1)
+    points = mesh_object("points", (cells + 0.5) * CELL, [])
+    select_only(points)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    check_result(points, np.ones((2, 3, 2), np.uint8), 7)
+    with pytest.raises(RuntimeError, match="model file not found"):
+        run_operator(tmp_path / "missing.onnx", cell_size=CELL)
+    empty = mesh_object("empty", np.zeros((0, 3)), [])
+    select_only(empty)
+    # An empty mesh: a warning, nothing created, the operator cancelled.
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"CANCELLED"}
+    assert "empty_parts" not in bpy.data.objects
+
+
+def test_panel_and_preferences_are_registered(addon):
+    assert hasattr(bpy.types, "VIEW3D_PT_proc_ml_parts")
+    assert bpy.types.VIEW3D_PT_proc_ml_parts.bl_category == "proc-ml"
+    settings = bpy.context.scene.proc_ml_parts
+    assert settings.device == "auto" and settings.cell_size == 0.0

@@ -1,0 +1,371 @@
+"""The Houdini SOP scripts, cooked against the in-repo fake ``hou`` (tests/fake_hou/hou.py).
+
+Each cook runs the script's source with the fake as ``hou`` and ``hou.pwd()`` set to the
+node, the way a Python SOP runs its code; HOM exceptions (NodeError, NodeWarning) reach
+the test the way Houdini would turn them into node errors and warnings.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "fake_hou"))
+
+import hou  # noqa: E402  (the fake)
+
+from proc_ml.datasets import open_dataset, read_faces_csv  # noqa: E402
+from proc_ml.dcc import predict as dcc_predict  # noqa: E402
+from proc_ml.dcc.geometry import from_z_up  # noqa: E402
+from proc_ml.grid import exterior_faces  # noqa: E402
+from proc_ml.procedural import generate_building  # noqa: E402
+from proc_ml.procedural.config import default_config  # noqa: E402
+
+SCRIPTS = REPO / "hda_scripts"
+PREDICT = compile((SCRIPTS / "predict_parts_sop.py").read_text(), "predict_parts_sop.py", "exec")
+EXPORT = compile((SCRIPTS / "export_training_data_sop.py").read_text(),
+                 "export_training_data_sop.py", "exec")
+CELL = 3.0
+OFFSET = np.array([30.0, -12.0, 0.0])   # z-up world offset of the building's grid
+
+
+@pytest.fixture(scope="session")
+def parts_model(tiny_massing_unet_onnx) -> Path:
+    """A massing-only model: what DCC block-outs (no style features) are labelled with."""
+    return Path(tiny_massing_unet_onnx)
+
+
+def building(index: int = 3):
+    return generate_building(default_config(), 1, index)
+
+
+def voxel_points_geometry(occupancy) -> hou.Geometry:
+    """Houdini (y-up) points at the centres of the filled cells, as Points from Volume makes."""
+    cells = np.stack(np.nonzero(occupancy), axis=1)
+    geo = hou.Geometry()
+    geo.createPoints(from_z_up(OFFSET + (cells + 0.5) * CELL, "y").tolist())
+    return geo
+
+
+def box_polygons(boxes, cell=CELL):
+    """Closed box polygons (z-up corners in cells) wound clockwise, as Houdini models them."""
+    points, polys = [], []
+    for (x0, y0, z0), (x1, y1, z1) in boxes:
+        corners = np.array([[x, y, z] for z in (z0, z1) for y in (y0, y1) for x in (x0, x1)],
+                           dtype=np.float64) * cell
+        base = len(points) * 8
+        # counter-clockwise from outside, then reversed for Houdini's clockwise convention
+        faces = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (2, 6, 7, 3), (0, 4, 6, 2), (1, 3, 7, 5)]
+        polys += [[base + i for i in reversed(f)] for f in faces]
+        points.append(corners)
+    geo = hou.Geometry()
+    geo.createPoints(from_z_up(np.concatenate(points), "y").tolist())
+    geo.createPolygons(polys)
+    return geo
+
+
+def predict_node(geometry, model, **parms):
+    values = {"model": str(model), "device": "cpu", "threads": 0, "cellsize": CELL,
+              "inputtype": "auto", "upaxis": "y"}
+    values.update(parms)
+    return hou.make_sop_node(values, geometry)
+
+
+def output_arrays(geo):
+    k = len(geo.attribValue("part_names").split())
+    n = geo.intrinsicValue("primitivecount")
+    return {
+        "part": np.array(geo.primIntAttribValues("part")),
+        "name": np.array(geo.primStringAttribValues("part_name")),
+        "prob": np.frombuffer(geo.primFloatAttribValuesAsString("part_prob"), np.float32).reshape(n, k),
+        "cd": np.frombuffer(geo.primFloatAttribValuesAsString("Cd"), np.float32).reshape(n, 3),
+        "points": np.frombuffer(geo.pointFloatAttribValuesAsString("P"), np.float32).reshape(-1, 3),
+        "polys": np.array([[p.number() for p in prim.points()] for prim in geo.prims()]),
+        "parts": geo.attribValue("part_names").split(),
+    }
+
+
+def check_labelled_output(geo, filled_centres_zup):
+    """Valid attributes on every quad, and quads facing away from the filled cell they bound."""
+    out = output_arrays(geo)
+    k = len(out["parts"])
+    assert ((out["part"] >= 0) & (out["part"] < k)).all()
+    assert (out["name"] == np.array(out["parts"])[out["part"]]).all()
+    assert np.allclose(out["prob"].sum(axis=1), 1.0, atol=1e-4)
+    assert (out["prob"].argmax(axis=1) == out["part"]).all()
+    assert ((out["cd"] >= 0) & (out["cd"] <= 1)).all()
+    same_part = out["part"][:, None] == out["part"][None, :]
+    same_colour = np.abs(out["cd"][:, None] - out["cd"][None, :]).max(axis=2) < 1e-6
+    assert (same_colour[same_part]).all()
+    corners = out["points"][out["polys"]].astype(np.float64)          # [F, 4, 3] y-up
+    # Houdini: vertices clockwise seen from the front, so the front normal is (v2-v0) x (v1-v0).
+    normal = np.cross(corners[:, 2] - corners[:, 0], corners[:, 1] - corners[:, 0])
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    inside = corners.mean(axis=1) - normal * CELL / 2
+    from proc_ml.dcc.geometry import to_z_up
+    inside_zup = to_z_up(inside, "y")
+    filled = {tuple(np.round(c, 3)) for c in filled_centres_zup}
+    assert all(tuple(np.round(c, 3)) in filled for c in inside_zup)
+    return out
+
+
+# -- predict_parts_sop.py ---------------------------------------------------------------
+def test_voxel_points_input_labels_every_exterior_face(parts_model):
+    b = building()
+    node = predict_node(voxel_points_geometry(b.occupancy), parts_model)
+    hou.cook(node, PREDICT)
+    geo = node.geometry()
+    assert geo.intrinsicValue("primitivecount") == int(exterior_faces(b.occupancy).sum())
+    cells = np.stack(np.nonzero(b.occupancy), axis=1)
+    out = check_labelled_output(geo, OFFSET + (cells + 0.5) * CELL)
+    # The same labels as the runtime gives for the grid the points describe (cropped to
+    # the building: phase features count from the grid's corner).
+    from proc_ml.runtime import PartsPredictor
+    nz = np.nonzero(b.occupancy)
+    crop = b.occupancy[nz[0].min():nz[0].max() + 1, nz[1].min():nz[1].max() + 1, :nz[2].max() + 1]
+    labels, _ = PartsPredictor(parts_model, "cpu").predict(crop)
+    assert sorted(out["part"].tolist()) == sorted(labels[labels >= 0].tolist())
+
+
+def test_style_aware_model_reads_the_style_parameters(tiny_unet_onnx):
+    b = building()
+    cells = np.stack(np.nonzero(b.occupancy), axis=1)
+    outputs = []
+    for side, period in (("+x", 1), ("-y", 3)):
+        node = predict_node(voxel_points_geometry(b.occupancy), tiny_unet_onnx, streetside=side,
+                            windowperiod=period, shopfront=1, balconies=0)
+        hou.cook(node, PREDICT)
+        outputs.append(check_labelled_output(node.geometry(), OFFSET + (cells + 0.5) * CELL))
+    # The style reaches the model: its probabilities change with it.
+    assert not np.allclose(outputs[0]["prob"], outputs[1]["prob"])
+    node = predict_node(voxel_points_geometry(b.occupancy), tiny_unet_onnx, streetside="north")
+    with pytest.raises(hou.NodeError, match="street side must be one of"):
+        hou.cook(node, PREDICT)
+
+
+def test_attribute_data_moves_in_bulk(parts_model):
+    node = predict_node(voxel_points_geometry(building().occupancy), parts_model)
+    hou.cook(node, PREDICT)
+    calls = node.geometry().calls
+    for bulk in ("createPoints", "createPolygons", "setPrimIntAttribValues",
+                 "setPrimStringAttribValues", "setPrimFloatAttribValuesFromString"):
+        assert calls.count(bulk) >= 1, bulk
+    assert calls.count("createPoints") == 1 and calls.count("createPolygons") == 1
+
+
+def test_polygon_massing_input_is_voxelised(parts_model):
+    # An L-shaped block out of two boxes (4x2x3 and 2x3x3 cells overlapping on a face).
+    geo = box_polygons([((0, 0, 0), (4, 2, 3)), ((0, 2, 0), (2, 5, 3))])
+    node = predict_node(geo, parts_model)
+    hou.cook(node, PREDICT)
+    occ = np.zeros((4, 5, 3), np.uint8)
+    occ[:4, :2] = 1
+    occ[:2, 2:5] = 1
+    out_geo = node.geometry()
+    # Two boxes touching along a face: the inner faces vanish, the L's surface remains.
+    assert out_geo.intrinsicValue("primitivecount") == int(exterior_faces(occ).sum())
+    cells = np.stack(np.nonzero(occ), axis=1)
+    check_labelled_output(out_geo, (cells + 0.5) * CELL)
+
+
+def test_session_is_cached_between_cooks(parts_model, monkeypatch):
+    loads = []
+    real = dcc_predict.PartsPredictor
+
+    def counting(path, device="auto", **options):
+        loads.append((path, device, options))
+        return real(path, device, **options)
+
+    monkeypatch.setattr(dcc_predict, "PartsPredictor", counting)
+    node = predict_node(voxel_points_geometry(building().occupancy), parts_model)
+    hou.cook(node, PREDICT)
+    first = node.cachedUserData("proc_ml_parts_session")
+    hou.cook(node, PREDICT)
+    assert len(loads) == 1
+    assert node.cachedUserData("proc_ml_parts_session") is first
+    node.parm("device").set("auto")          # another device: a new session
+    hou.cook(node, PREDICT)
+    assert len(loads) == 2
+    hou.cook(node, PREDICT)
+    assert len(loads) == 2
+    node.parm("threads").set(1)                 # fewer onnxruntime threads: a new session
+    hou.cook(node, PREDICT)
+    assert len(loads) == 3 and loads[-1][2] == {"intra_op_threads": 1}
+
+
+def test_missing_model_is_a_node_error(tmp_path, parts_model):
+    geo = voxel_points_geometry(building().occupancy)
+    missing = tmp_path / "nope.onnx"
+    with pytest.raises(hou.NodeError, match=r"nope\.onnx: model file not found"):
+        hou.cook(predict_node(geo, missing), PREDICT)
+    with pytest.raises(hou.NodeError, match="no model file set"):
+        hou.cook(predict_node(geo, ""), PREDICT)
+
+
+def test_unreadable_model_is_a_node_error(tmp_path):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"this is not an onnx file")
+    node = predict_node(voxel_points_geometry(building().occupancy), bad)
+    with pytest.raises(hou.NodeError, match=r"broken\.onnx: not a loadable ONNX model"):
+        hou.cook(node, PREDICT)
+    assert node.geometry().intrinsicValue("primitivecount") == 0
+
+
+def test_wrong_cell_size_for_voxel_points_is_a_node_error(parts_model):
+    node = predict_node(voxel_points_geometry(building().occupancy), parts_model, cellsize=2.0)
+    with pytest.raises(hou.NodeError, match="not at the cell centres of a 2 grid"):
+        hou.cook(node, PREDICT)
+
+
+def test_empty_input_gives_empty_output_and_a_warning(parts_model):
+    for node in (predict_node(hou.Geometry(), parts_model),
+                 hou.make_sop_node({"model": str(parts_model), "device": "cpu"})):
+        with pytest.raises(hou.NodeWarning, match="nothing to label"):
+            hou.cook(node, PREDICT)
+        assert node.geometry().intrinsicValue("pointcount") == 0
+        assert node.geometry().intrinsicValue("primitivecount") == 0
+
+
+def test_input_geometry_is_not_modified(parts_model):
+    geo = voxel_points_geometry(building().occupancy)
+    before = geo.pointFloatAttribValuesAsString("P")
+    hou.cook(predict_node(geo, parts_model), PREDICT)
+    assert geo.pointFloatAttribValuesAsString("P") == before
+
+
+# -- export_training_data_sop.py ---------------------------------------------------------
+def export_node(geometry, out, **parms):
+    values = {"output": str(out), "buildingid": 0, "cellsize": CELL, "partattrib": "part_name",
+              "parts": "", "formats": "all", "upaxis": "y", "archetype": "custom", "seed": 0,
+              "valfraction": 0.0, "testfraction": 0.0, "updateindex": 1, "gridsize": (16, 16, 16)}
+    values.update(parms)
+    return hou.make_sop_node(values, geometry)
+
+
+def test_predicted_buildings_export_to_a_dataset(parts_model, tmp_path):
+    out = tmp_path / "houdini_ds"
+    results = []
+    for building_id, index in enumerate((3, 5)):
+        b = building(index)
+        predicted = predict_node(voxel_points_geometry(b.occupancy), parts_model)
+        hou.cook(predicted, PREDICT)
+        labelled = predicted.geometry().freeze(read_only=True)
+        node = export_node(labelled, out, buildingid=building_id)
+        hou.cook(node, EXPORT)
+        assert node.geometry().intrinsicValue("primitivecount") == labelled.intrinsicValue(
+            "primitivecount")                                   # geometry passes through
+        results.append((b, output_arrays(labelled)))
+    ds = open_dataset(out)
+    assert ds.manifest["count"] == 2 and ds.manifest["style_present"] is False
+    assert ds.manifest["source"] == "houdini"
+    for building_id, (b, out_arrays) in enumerate(results):
+        rec = ds.building(building_id)
+        nz = np.nonzero(b.occupancy)
+        crop = b.occupancy[nz[0].min():nz[0].max() + 1, nz[1].min():nz[1].max() + 1, :nz[2].max() + 1]
+        X, Y, Z = crop.shape
+        assert rec.occupancy.shape == (16, 16, 16)
+        assert np.array_equal(rec.occupancy[:X, :Y, :Z], crop) and rec.occupancy.sum() == crop.sum()
+        assert sorted(rec.labels[rec.labels >= 0].tolist()) == sorted(out_arrays["part"].tolist())
+        assert not rec.style.any()
+    ids, one_hot = read_faces_csv(out / "faces.csv", ds.parts)
+    assert set(ids[:, 0].tolist()) == {0, 1}
+    assert int(one_hot.sum()) == sum(int((ds.building(i).labels >= 0).sum()) for i in (0, 1))
+    for name in ("adjacency.csv", "buildings.csv", "labels.json", "meshes/b000001.ply",
+                 "points/b000000.npz"):
+        assert (out / name).is_file(), name
+
+
+def test_export_reads_int_parts_on_large_rectangles(tmp_path):
+    # One 2x3x4-cell box as six big rectangles; int attribute 'part' (walls, roof, ground).
+    geo = box_polygons([((0, 0, 0), (2, 3, 4))])
+    geo.addAttrib(hou.attribType.Prim, "part", 0)
+    geo.setPrimIntAttribValues("part", [6, 3, 0, 0, 0, 0])     # -z ground, +z roof, sides
+    node = export_node(geo, tmp_path / "ds", partattrib="part", gridsize=(0, 0, 0))
+    hou.cook(node, EXPORT)
+    rec = open_dataset(tmp_path / "ds").building(0)
+    assert rec.occupancy.shape == (2, 3, 4) and rec.occupancy.all()
+    assert (rec.labels[..., 5][:, :, 0] == 6).all() and (rec.labels[..., 4][:, :, 3] == 3).all()
+    assert np.bincount(rec.labels[rec.labels >= 0]).tolist() == [2 * (2 * 4 + 3 * 4), 0, 0, 6, 0, 0, 6]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"partattrib": "material"}, "no prim attribute 'material'"),
+    ({"parts": "wall roof ground"}, "part 'window' is not in the vocabulary|part '.*' is not"),
+    ({"gridsize": (4, 4, 4)}, "raise the grid size"),
+    ({"output": ""}, "no output folder set"),
+    ({"buildingid": 2}, "building ids must run 0..N-1; missing 0, 1"),
+])
+def test_export_errors_are_node_errors(parts_model, tmp_path, change, message):
+    predicted = predict_node(voxel_points_geometry(building().occupancy), parts_model)
+    hou.cook(predicted, PREDICT)
+    if change.get("parts") and set(output_arrays(predicted.geometry())["name"]) <= {"wall", "roof", "ground"}:
+        pytest.skip("the tiny model predicted only parts in the reduced vocabulary")
+    node = export_node(predicted.geometry().freeze(read_only=True), tmp_path / "ds", **change)
+    with pytest.raises(hou.NodeError, match=message):
+        hou.cook(node, EXPORT)
+
+
+def test_export_refuses_an_open_massing(tmp_path):
+    geo = box_polygons([((0, 0, 0), (2, 2, 2))])
+    geo.addAttrib(hou.attribType.Prim, "part_name", "")
+    geo.setPrimStringAttribValues("part_name", ["ground", "roof", "wall", "wall", "wall", "wall"])
+    open_geo = hou.Geometry()        # the same box without its roof
+    points = np.frombuffer(geo.pointFloatAttribValuesAsString("P"), np.float32).reshape(-1, 3)
+    open_geo.createPoints(points.tolist())
+    open_geo.createPolygons([[p.number() for p in prim.points()] for prim in geo.prims()
+                             if prim.number() != 1])
+    open_geo.addAttrib(hou.attribType.Prim, "part_name", "")
+    open_geo.setPrimStringAttribValues("part_name", ["ground", "wall", "wall", "wall", "wall"])
+    with pytest.raises(hou.NodeError, match="closed"):
+        hou.cook(export_node(open_geo, tmp_path / "ds", gridsize=(0, 0, 0)), EXPORT)
+    hou.cook(export_node(geo, tmp_path / "ds", gridsize=(0, 0, 0)), EXPORT)
+    assert open_dataset(tmp_path / "ds").building(0).occupancy.sum() == 8
+
+
+def test_export_of_empty_input_warns(tmp_path):
+    with pytest.raises(hou.NodeWarning, match="nothing exported"):
+        hou.cook(export_node(hou.Geometry(), tmp_path / "ds"), EXPORT)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_hda_code_runs_the_scripts_from_the_package_folder(parts_model, monkeypatch, tmp_path):
+    from proc_ml.dcc.hda import run_script
+
+    b = building()
+    node = predict_node(voxel_points_geometry(b.occupancy), parts_model)
+    with hou.cooking(node):
+        run_script("predict_parts_sop.py")
+    assert node.geometry().intrinsicValue("primitivecount") == int(exterior_faces(b.occupancy).sum())
+    monkeypatch.setenv("PROC_ML_SCRIPTS", str(tmp_path))
+    with hou.cooking(node), pytest.raises(hou.NodeError, match="SOP script not found"):
+        run_script("predict_parts_sop.py")
+
+
+def test_polygon_voxelisation_fast_path_matches_voxelize():
+    """Shared-point massing skips voxelize's coordinate check; the grid must not change."""
+    from proc_ml.dcc.geometry import closed_by_topology, grid_from_polygons, triangulate
+    from proc_ml.meshing import quad_mesh
+    from proc_ml.voxelize import voxelize
+
+    occ = building(5).occupancy
+    quads = quad_mesh(occ, None, CELL)
+    soup_faces = np.arange(len(quads.vertices)).reshape(-1, 4)
+    shared, index = np.unique(np.round(quads.vertices, 6), axis=0, return_inverse=True)
+    for points, faces, closed in ((shared, index.reshape(-1, 4), True),
+                                  (quads.vertices, soup_faces, None)):
+        counts = np.full(len(faces), 4)
+        tris = triangulate(counts, faces.reshape(-1))
+        assert closed_by_topology(tris, len(points)) is closed
+        fast = grid_from_polygons(points, counts, faces.reshape(-1), CELL)
+        reference = voxelize(points, tris, CELL)
+        assert np.array_equal(fast.occupancy, reference.occupancy)
+        assert np.allclose(fast.origin, reference.origin)
+    # A box missing its top is open by topology: voxelize decides (fills it from below).
+    top_open = np.array([[0, 2, 3, 1], [0, 1, 5, 4], [2, 6, 7, 3], [0, 4, 6, 2], [1, 3, 7, 5]])
+    corners = np.array([[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)], float)
+    assert closed_by_topology(triangulate(np.full(5, 4), top_open.reshape(-1)), 8) is None
+    assert grid_from_polygons(corners, np.full(5, 4), top_open.reshape(-1), 1.0).occupancy.all()
