@@ -1,0 +1,90 @@
+"""The ``parts`` batch task: building parts for every mesh or grid, through the same
+``proc_ml.predict_parts`` logic as ``proc-ml predict building-parts``.
+
+Before the shared logic reads an asset, ``load_asset`` validates it (empty, truncated,
+not a mesh, NaN coordinates, no faces, empty scene, size limits) and the voxel grid size
+is checked against ``--max-cells``, so a broken or absurd asset fails with one line before
+anything large is allocated.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .assets import AssetError, Limits, load_asset
+from .items import TaskOutput
+
+#: onnxruntime threads per worker: workers are the parallelism, and one thread everywhere
+#: makes local and Ray outputs byte-identical.
+WORKER_THREADS = 1
+
+
+def open_parts(model_path: str, options: dict, limits: Limits):
+    """Load the model once (its session stays in the runtime's cache) and return the processor."""
+    from ..predict_parts import DEFAULT_CELL_SIZE
+    from ..runtime import PartsPredictor
+
+    _import_output_writers(bool(options.get("pictures", False)))
+
+    predictor = PartsPredictor(model_path, device=options.get("device", "auto"),
+                               intra_op_threads=WORKER_THREADS)
+    cell_size = options.get("cell_size") or predictor.metadata.cell_size or DEFAULT_CELL_SIZE
+    return _PartsProcessor(model_path, float(cell_size), options.get("device", "auto"), limits,
+                           bool(options.get("pictures", False)))
+
+
+class _PartsProcessor:
+    def __init__(self, model_path: str, cell_size: float, device: str, limits: Limits,
+                 pictures: bool):
+        self.model_path, self.cell_size, self.device, self.limits = model_path, cell_size, device, limits
+        self.pictures = pictures
+
+    def __call__(self, asset_path: Path, out_dir: Path) -> TaskOutput:
+        from ..errors import ProcMLError
+        from ..predict_parts import predict_building_parts
+
+        asset = load_asset(asset_path, self.limits)
+        if asset.kind == "points":
+            raise AssetError("a point cloud: the parts task needs a mesh or a voxel grid .npz")
+        if asset.kind == "mesh":
+            self.limits.check_cells(grid_shape(asset.vertices, self.cell_size))
+        try:
+            summary = predict_building_parts(self.model_path, asset_path, out_dir,
+                                             device=self.device, cell_size=self.cell_size,
+                                             threads=WORKER_THREADS, picture=self.pictures)
+        except ProcMLError as exc:
+            raise AssetError(_without_path(str(exc), asset_path)) from None
+        return TaskOutput(list(summary["files"]), _short_summary(summary))
+
+
+def _import_output_writers(pictures: bool) -> None:
+    """Load what writing outputs needs up front, so the first asset's time (and --timeout)
+    covers the asset rather than imports of the mesh exporters (and matplotlib)."""
+    import exporters.meshes  # noqa: F401
+
+    if pictures:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.figure  # noqa: F401
+        import mpl_toolkits.mplot3d  # noqa: F401
+
+
+def grid_shape(vertices: np.ndarray, cell_size: float) -> tuple[int, ...]:
+    """Cells per axis of the grid a mesh voxelises to (same rule as ``proc_ml.voxelize``)."""
+    extent = vertices.max(axis=0) - vertices.min(axis=0)
+    return tuple(max(1, math.ceil(e / cell_size - 1e-6)) for e in extent)
+
+
+def _short_summary(summary: dict) -> dict:
+    keys = ("grid_shape", "cells", "faces", "faces_per_part", "mean_confidence", "accuracy")
+    return {k: summary[k] for k in keys if summary.get(k) is not None}
+
+
+def _without_path(message: str, path: Path) -> str:
+    """The shared logic prefixes errors with the file path; the manifest names it already."""
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message

@@ -1,0 +1,272 @@
+"""``run_batch``: plan the work items of a folder, run them, record them in the manifest.
+
+Workers write each asset's outputs (every file atomically) into ``OUT/<asset path>/``, a
+folder the driver checked to lie inside OUT; the driver alone writes the manifest, one
+fsync'ed record per asset after its outputs are complete. Before an asset that has an ok
+record is redone, an "interrupted" failed record is appended, so if the run is killed while
+its files are being replaced no ok record ever names a mix of old and new files. A lock
+file keeps two batches off one OUT; temp files a killed run left are removed at the start.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import ModelError, ProcMLError
+from ..fileio import safe_join
+from .assets import AssetError, Limits, one_line
+from .items import (FAILED, OK, SKIPPED, ItemResult, WorkItem, file_sha256, item_out_dir,
+                    output_rel, settings_sha256)
+from .manifest import Manifest
+from .tasks import BatchTask, get_task
+from .walker import FoundAsset, walk_assets
+from .worker import WorkerSpec
+
+LOCK_NAME = ".proc-ml-batch.lock"
+# Temporary files of proc_ml.fileio.atomic_path: ".<name>.<random token>.tmp".
+_STALE_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp$")
+INTERRUPTED = "the run stopped before this asset finished (killed?); it is redone on the next run"
+
+
+@dataclass
+class BatchSettings:
+    asset_dir: str
+    out_dir: str
+    task: str = "parts"
+    model: str = ""
+    workers: int = 1
+    executor: str = "local"                 # local | ray
+    address: str | None = None              # Ray cluster address (None: start a local Ray)
+    options: dict = field(default_factory=dict)   # task options, e.g. {"cell_size": 1.0}
+    force: bool = False
+    extensions: tuple[str, ...] | None = None     # None: the task's asset types
+    timeout: float | None = None            # seconds per asset
+    limits: Limits = field(default_factory=Limits)
+    follow_symlinks: bool = False
+    progress: bool = True
+
+
+@dataclass
+class BatchReport:
+    counts: dict                            # status -> assets, this run
+    failures: list                          # (asset, error), this run
+    seconds: float
+    executor: str
+    records: list                           # manifest records written by this run
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.failures else 0
+
+
+def run_batch(settings: BatchSettings, task: BatchTask | None = None, executor=None) -> BatchReport:
+    """Process every asset of ``settings.asset_dir``; see docs/batch.md."""
+    start = time.perf_counter()
+    task = task or get_task(settings.task)
+    asset_dir, out_dir = _check_folders(settings.asset_dir, settings.out_dir)
+    model = Path(settings.model)
+    if not model.is_file():
+        raise ModelError(f"{model}: model file not found")
+    options = {k: settings.options[k] for k in task.option_names if k in settings.options}
+    hashes = {"model_sha256": file_sha256(model),
+              "settings_sha256": settings_sha256(task.name, task.version, options),
+              "task": task.name}
+    spec = WorkerSpec(task.opener, str(model.resolve()), options, settings.limits)
+    executor = executor or make_executor(settings, spec)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _OutputLock(out_dir):
+        remove_stale_temps(out_dir)
+        found = walk_assets(asset_dir, settings.extensions or task.extensions, exclude=[out_dir],
+                            follow_symlinks=settings.follow_symlinks)
+        with Manifest(out_dir) as manifest:
+            run = _Run(settings, out_dir, manifest, hashes, len(found))
+            try:
+                items = run.plan(found)
+                for item in items:
+                    run.mark_started(item)
+                for result in executor.run(items):
+                    run.record_result(result)
+            finally:
+                run.close()
+                manifest.write_csv()
+    return BatchReport(run.counts, run.failures, time.perf_counter() - start,
+                       executor.describe(), run.records)
+
+
+def make_executor(settings: BatchSettings, spec: WorkerSpec):
+    if settings.executor == "local":
+        from .local import LocalExecutor
+        return LocalExecutor(spec, settings.workers, settings.timeout)
+    if settings.executor == "ray":
+        from .ray_executor import RayExecutor
+        return RayExecutor(spec, settings.workers, settings.timeout, settings.address)
+    raise ProcMLError(f"--executor must be local or ray, got '{settings.executor}'")
+
+
+def _check_folders(asset_dir, out_dir) -> tuple[Path, Path]:
+    assets, out = Path(asset_dir).resolve(), Path(out_dir).resolve()
+    if not assets.is_dir():
+        raise ProcMLError(f"{asset_dir}: asset folder not found")
+    if out == assets or out in assets.parents:
+        raise ProcMLError(f"--out {out_dir} must not be the asset folder or contain it "
+                          f"(outputs would be read back as assets)")
+    return assets, out
+
+
+def remove_stale_temps(out_dir: Path) -> int:
+    """Delete temp files a killed run left behind (only ours: fileio's naming, inside OUT)."""
+    removed = 0
+    for dirpath, dirnames, filenames in os.walk(out_dir):
+        for name in filenames:
+            path = Path(dirpath) / name
+            if _STALE_TEMP.match(name) and not path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+class _OutputLock:
+    """An exclusive ``flock`` on OUT; released by the OS even when the process is killed."""
+
+    def __init__(self, out_dir: Path):
+        self.path, self.fh = out_dir / LOCK_NAME, None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:          # Windows: no advisory locks; run one batch per OUT
+            return self
+        self.fh = open(self.path, "a")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.close()
+            raise ProcMLError(f"{self.path.parent}: another proc-ml batch is writing to this "
+                              f"output folder") from None
+        return self
+
+    def __exit__(self, *exc):
+        if self.fh is not None:
+            self.fh.close()
+        return False
+
+
+class _Run:
+    """Bookkeeping of one run: skip decisions, writing results, records, progress."""
+
+    def __init__(self, settings: BatchSettings, out_dir: Path, manifest: Manifest, hashes: dict,
+                 total: int):
+        from tqdm import tqdm
+
+        self.settings, self.out_dir, self.manifest, self.hashes = settings, out_dir, manifest, hashes
+        self.previous = dict(manifest.records)    # records from earlier runs, per asset
+        self.counts = {OK: 0, SKIPPED: 0, FAILED: 0}
+        self.failures, self.records, self.planned = [], [], {}
+        self.bar = tqdm(total=total, unit="asset", desc="batch", disable=not settings.progress,
+                        dynamic_ncols=True, smoothing=0.1)
+
+    def plan(self, found: list[FoundAsset]) -> list[WorkItem]:
+        """Work items to run; records bad symlinks, pre-check failures and skips right away."""
+        items = []
+        for asset in found:
+            try:
+                item = self._item(asset)
+            except (ProcMLError, OSError) as exc:
+                self._append(self._record(asset.rel, FAILED, error=one_line(exc)))
+                continue
+            if self._unchanged(item):
+                previous = self.previous[item.rel]
+                self._append(self._record(item.rel, SKIPPED, item=item, outputs=previous["outputs"],
+                                          summary=previous.get("summary") or {}))
+            else:
+                self.planned[item.rel] = item
+                items.append(item)
+        return items
+
+    def _item(self, asset: FoundAsset) -> WorkItem:
+        if asset.problem:
+            raise AssetError(asset.problem)
+        try:
+            out_dir = item_out_dir(self.out_dir, asset.rel)
+        except ProcMLError as exc:   # its message starts with the asset path the record names
+            raise AssetError(str(exc).removeprefix(f"{asset.rel}: ")) from None
+        if out_dir.is_file() or out_dir == self.out_dir:
+            raise AssetError(f"its output folder {out_dir} is taken by a file")
+        size = Path(asset.path).stat().st_size
+        self.settings.limits.check_bytes(size)
+        return WorkItem(asset.rel, str(asset.path), file_sha256(asset.path), size, str(out_dir))
+
+    def _unchanged(self, item: WorkItem) -> bool:
+        previous = self.previous.get(item.rel)
+        if self.settings.force or not _succeeded(previous):
+            return False
+        if previous.get("asset_sha256") != item.sha256:
+            return False
+        if any(previous.get(key) != value for key, value in self.hashes.items()):
+            return False
+        return all(_is_output(self.out_dir, rel) for rel in previous.get("outputs") or ())
+
+    def mark_started(self, item: WorkItem) -> None:
+        """Withdraw an ok record before the item's files are replaced (see module doc)."""
+        if _succeeded(self.previous.get(item.rel)):
+            self.manifest.append(self._record(item.rel, FAILED, item=item, error=INTERRUPTED))
+
+    def record_result(self, result: ItemResult) -> None:
+        item = self.planned[result.rel]
+        outputs = [output_rel(item.rel, name) for name in result.files]
+        self._remove_stale_outputs(item.rel, keep=set(outputs) if result.status == OK else set())
+        if result.status == OK:
+            self._append(self._record(item.rel, OK, item=item, outputs=outputs,
+                                      summary=result.summary, seconds=result.seconds))
+        else:
+            self._append(self._record(item.rel, FAILED, item=item, error=result.error,
+                                      seconds=result.seconds))
+
+    def _remove_stale_outputs(self, rel: str, keep: set) -> None:
+        """Files of an earlier success that this result does not produce again (a failed
+        asset keeps no outputs of an older version; the manifest says it failed)."""
+        previous = self.previous.get(rel) or {}
+        for out_rel in previous.get("outputs") or ():
+            if out_rel in keep:
+                continue
+            try:
+                safe_join(self.out_dir, out_rel).unlink(missing_ok=True)
+            except (ProcMLError, OSError):
+                pass
+
+    def _record(self, rel: str, status: str, item: WorkItem | None = None, error: str | None = None,
+                outputs=(), summary=None, seconds: float = 0.0) -> dict:
+        return {"asset": rel, "status": status, "error": error, "seconds": round(seconds, 4),
+                "asset_sha256": item.sha256 if item else None,
+                "asset_bytes": item.size if item else None,
+                **self.hashes, "outputs": list(outputs), "summary": summary or {},
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    def _append(self, record: dict) -> None:
+        self.manifest.append(record)
+        self.records.append(record)
+        self.counts[record["status"]] += 1
+        if record["status"] == FAILED:
+            self.failures.append((record["asset"], record["error"]))
+        self.bar.set_postfix(ok=self.counts[OK], skipped=self.counts[SKIPPED],
+                             failed=self.counts[FAILED], refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _succeeded(record: dict | None) -> bool:
+    return bool(record) and record.get("status") in (OK, SKIPPED)
+
+
+def _is_output(out_dir: Path, rel: str) -> bool:
+    try:
+        return safe_join(out_dir, rel).is_file()
+    except ProcMLError:
+        return False

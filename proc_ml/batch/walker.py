@@ -1,0 +1,83 @@
+"""Finding the assets of a folder: recursive, sorted, deterministic, safe with symlinks.
+
+* Hidden files and folders (name starting with '.') are skipped, as is the batch's own
+  output folder when it lies inside the asset folder.
+* Symlinked files are followed when their target lies inside the asset folder; a link that
+  points outside it or nowhere becomes a failed item with a clear error (not silently
+  dropped). Symlinked folders are not entered (no cycles, no escaping the folder).
+  ``follow_symlinks=True`` follows both everywhere, entering each real folder once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .assets import ASSET_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class FoundAsset:
+    rel: str                 # path relative to the asset folder, '/'-separated
+    path: Path               # the file to read (a symlink's resolved target)
+    problem: str | None = None   # why it cannot be processed (bad symlink), else None
+
+
+def parse_extensions(values) -> tuple[str, ...]:
+    """``["obj,ply", ".STL"]`` -> ``("obj", "ply", "stl")``; None -> every supported type."""
+    if not values:
+        return ASSET_EXTENSIONS
+    if isinstance(values, str):
+        values = [values]
+    out = []
+    for value in values:
+        for ext in value.split(","):
+            ext = ext.strip().lower().lstrip(".")
+            if ext and ext not in out:
+                out.append(ext)
+    return tuple(out)
+
+
+def walk_assets(root, extensions=ASSET_EXTENSIONS, exclude=(), follow_symlinks=False) -> list[FoundAsset]:
+    """Every asset under ``root`` with one of ``extensions``, sorted by relative path."""
+    root = Path(root).resolve()
+    wanted = {e.lower().lstrip(".") for e in extensions}
+    excluded = {Path(p).resolve() for p in exclude}
+    found: list[FoundAsset] = []
+    visited = {root}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_symlinks):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames
+                             if _enter(here / d, excluded, visited, follow_symlinks))
+        for name in sorted(filenames):
+            if name.startswith(".") or Path(name).suffix.lower().lstrip(".") not in wanted:
+                continue
+            found.append(_found(root, here / name, follow_symlinks))
+    found.sort(key=lambda a: a.rel)
+    return found
+
+
+def _enter(path: Path, excluded: set, visited: set, follow_symlinks: bool) -> bool:
+    if path.name.startswith("."):
+        return False
+    if path.is_symlink() and not follow_symlinks:
+        return False
+    real = path.resolve()
+    if real in excluded or path in excluded or real in visited:
+        return False
+    visited.add(real)
+    return True
+
+
+def _found(root: Path, path: Path, follow_symlinks: bool) -> FoundAsset:
+    rel = path.relative_to(root).as_posix()
+    if not path.is_symlink():
+        return FoundAsset(rel, path)
+    target = path.resolve()
+    if not target.is_file():
+        return FoundAsset(rel, path, f"broken symlink (points to {os.readlink(path)})")
+    if not follow_symlinks and root not in target.parents:
+        return FoundAsset(rel, path, f"symlink points outside the asset folder ({target}); "
+                                     f"use --follow-symlinks to allow it")
+    return FoundAsset(rel, target)

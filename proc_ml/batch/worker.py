@@ -1,0 +1,73 @@
+"""Running work items inside one worker (a local process or a Ray actor).
+
+The worker opens the task's model once, then runs items one after another. Every failure
+of an item becomes a one-line error in its result; nothing an asset does stops the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from ..errors import ProcMLError
+from ..fileio import safe_join
+from .assets import AssetError, Limits, one_line
+from .items import FAILED, OK, ItemResult, TaskOutput, WorkItem, file_sha256
+from .tasks import resolve_opener
+
+
+class ItemRunner:
+    """One worker's processor (model loaded once) and the per-item error handling."""
+
+    def __init__(self, opener: str, model_path: str, options: dict, limits: Limits):
+        # Import mesh IO now: --timeout should time the asset, not the first lazy import.
+        import trimesh  # noqa: F401
+
+        logging.getLogger("trimesh").setLevel(logging.CRITICAL)
+        self.limits = limits
+        self.processor = resolve_opener(opener)(model_path, dict(options), limits)
+
+    def run(self, item: WorkItem) -> ItemResult:
+        start = time.perf_counter()
+        try:
+            output = self._process(item)
+        except MemoryError:
+            return _failed(item, "out of memory while processing the asset", start)
+        except Exception as exc:  # noqa: BLE001 - any asset failure is recorded, never raised
+            return _failed(item, one_line(exc), start)
+        return ItemResult(item.rel, OK, None, time.perf_counter() - start,
+                          sorted(output.files), dict(output.summary))
+
+    def _process(self, item: WorkItem) -> TaskOutput:
+        path, out_dir = Path(item.path), Path(item.out_dir)
+        self.limits.check_bytes(path.stat().st_size)
+        output = self.processor(path, out_dir)
+        if not isinstance(output, TaskOutput):
+            raise TypeError(f"task processor returned {type(output).__name__}, not TaskOutput")
+        for name in output.files:
+            if not safe_join(out_dir, name).is_file():
+                raise ProcMLError(f"task output '{name}' was not written")
+        # The planned hash is what the manifest records; refuse results of a file that was
+        # rewritten while it was processed (the next run picks up the new content).
+        if file_sha256(path) != item.sha256:
+            raise AssetError("the file changed while it was processed; run the batch again")
+        return output
+
+
+def _failed(item: WorkItem, error: str, start: float) -> ItemResult:
+    return ItemResult(item.rel, FAILED, error or "failed", time.perf_counter() - start)
+
+
+class WorkerSpec:
+    """Everything a worker needs to open its processor (picklable for processes and Ray)."""
+
+    def __init__(self, opener: str, model_path: str, options: dict, limits: Limits):
+        self.opener, self.model_path, self.options, self.limits = opener, model_path, options, limits
+
+    def runner(self) -> ItemRunner:
+        return ItemRunner(self.opener, self.model_path, self.options, self.limits)
+
+
+def failed_result(item: WorkItem, error: str, seconds: float = 0.0) -> ItemResult:
+    return ItemResult(item.rel, FAILED, error, seconds)

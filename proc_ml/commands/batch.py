@@ -1,0 +1,112 @@
+"""``proc-ml batch``: run a model over a whole asset folder (resumable, local or Ray)."""
+
+from __future__ import annotations
+
+import sys
+
+from proc_ml.errors import ProcMLError
+
+TASK_NAMES = ("parts", "classify", "segment", "texture")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "batch", help="run a model over a whole asset folder (resumable, local or Ray)",
+        description="Run a model over every asset of a folder (OBJ, PLY, STL, OFF, GLB/GLTF, PCD, "
+                    "proc-ml .npz), mirroring the folder under --out. Unchanged assets are skipped "
+                    "on a rerun; broken assets are recorded in OUT/manifest.jsonl and the batch "
+                    "goes on. Exit code 0: all succeeded, 2: some failed. See docs/batch.md.")
+    p.add_argument("asset_dir", metavar="ASSET_DIR", help="folder of assets (searched recursively)")
+    p.add_argument("--task", default="parts", choices=TASK_NAMES,
+                   help="what to predict (default parts; classify/segment/texture need model "
+                        "families that come later)")
+    p.add_argument("--model", required=True, help="exported ONNX model (proc-ml export onnx)")
+    p.add_argument("--out", required=True, help="output folder (mirrors ASSET_DIR; holds manifest.jsonl)")
+    p.add_argument("--workers", type=int, default=1, help="parallel workers (default 1)")
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local worker processes (default) or Ray actors")
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--cell-size", type=float, default=None,
+                   help="voxel size in scene units for meshes and point clouds "
+                        "(default: the model's training cell size)")
+    p.add_argument("--force", action="store_true", help="redo every asset, even unchanged ones")
+    p.add_argument("--pictures", action="store_true",
+                   help="also render parts.png per asset (matplotlib; about doubles the time per asset)")
+    p.add_argument("--extensions", nargs="+", metavar="EXT",
+                   help="asset types to process, e.g. --extensions obj ply (default: all the task reads)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds one asset may take before its worker is stopped (default: none)")
+    p.add_argument("--max-bytes", type=int, default=None, help="largest asset file in bytes (default 1 GiB)")
+    p.add_argument("--max-faces", type=int, default=None,
+                   help="most triangles (or points) per asset (default 10,000,000)")
+    p.add_argument("--max-cells", type=int, default=None,
+                   help="most voxel grid cells per asset (default 256^3)")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="follow symlinked files and folders that point outside ASSET_DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from proc_ml.batch import BatchSettings, Limits, get_task, parse_extensions, run_batch
+
+    task = get_task(args.task)   # refuses tasks whose model family is not available yet
+    if args.workers < 1:
+        raise ProcMLError(f"--workers must be >= 1, got {args.workers}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise ProcMLError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    if args.cell_size is not None and not args.cell_size > 0:
+        raise ProcMLError(f"--cell-size must be > 0, got {args.cell_size}")
+    settings = BatchSettings(
+        asset_dir=args.asset_dir, out_dir=args.out, task=task.name, model=args.model,
+        workers=args.workers, executor=args.executor, address=args.address,
+        options={"cell_size": args.cell_size, "pictures": args.pictures}, force=args.force,
+        extensions=parse_extensions(args.extensions) if args.extensions else None,
+        timeout=args.timeout, limits=_limits(Limits, args), follow_symlinks=args.follow_symlinks,
+        progress=not args.quiet)
+    report = run_batch(settings, task)
+    print_report(report, args.out)
+    return report.exit_code
+
+
+def _limits(limits_class, args):
+    given = {"max_bytes": args.max_bytes, "max_faces": args.max_faces, "max_cells": args.max_cells}
+    for name, value in given.items():
+        if value is not None and value < 1:
+            raise ProcMLError(f"--{name.replace('_', '-')} must be >= 1")
+    return limits_class(**{k: v for k, v in given.items() if v is not None})
+
+
+def print_report(report, out_dir, stream=None) -> None:
+    """The summary table: counts by status, speed, totals of the predictions, failures."""
+    stream = stream or sys.stdout
+    total = sum(report.counts.values())
+    ran = report.counts["ok"] + report.counts["failed"]
+    rate = f", {ran / report.seconds:.2f} assets/s processed" if ran and report.seconds > 0 else ""
+    print(f"batch: {total} assets in {report.seconds:.1f}s with {report.executor}{rate}", file=stream)
+    print(f"  {'status':<8} {'assets':>7}", file=stream)
+    for status in ("ok", "skipped", "failed"):
+        print(f"  {status:<8} {report.counts[status]:>7}", file=stream)
+    for line in _totals(report.records):
+        print(f"  {line}", file=stream)
+    print(f"manifest: {out_dir}/manifest.jsonl (and manifest.csv)", file=stream)
+    if report.failures:
+        print(f"{len(report.failures)} asset(s) failed:", file=sys.stderr)
+        for asset, error in sorted(report.failures):
+            print(f"  {asset}: {error}", file=sys.stderr)
+
+
+def _totals(records) -> list[str]:
+    """Sums of the count tables in the ok records' summaries, e.g. faces per part."""
+    sums: dict[str, dict[str, int]] = {}
+    for record in records:
+        if record["status"] == "failed":
+            continue
+        for key, value in (record.get("summary") or {}).items():
+            if isinstance(value, dict):
+                table = sums.setdefault(key, {})
+                for name, count in value.items():
+                    if isinstance(count, (int, float)):
+                        table[name] = table.get(name, 0) + count
+    return [f"{key.replace('_', ' ')}: " + ", ".join(f"{n} {c:g}" for n, c in table.items())
+            for key, table in sums.items()]
