@@ -108,8 +108,16 @@ def suffix_is_y_up(path: Path) -> bool:
     return path.suffix.lower() in (".glb", ".gltf")
 
 
+def _open3d(what: str):
+    try:
+        import open3d
+    except ImportError:
+        raise DatasetError(f"{what} needs open3d (pip install 'proc-ml[points]')") from None
+    return open3d
+
+
 def _load_cloud(path: Path) -> Shape:
-    import open3d as o3d
+    o3d = _open3d(f"{path}: reading a point cloud")
 
     cloud = o3d.io.read_point_cloud(str(path))
     points = np.asarray(cloud.points, dtype=np.float64)
@@ -155,7 +163,7 @@ def _cloud_points(shape: Shape, count: int, seed: int):
 
 def _fix_cloud(points: np.ndarray, normals: np.ndarray | None, count: int):
     """Even out an over-dense cloud (voxel down-sampling) and estimate missing normals (open3d)."""
-    import open3d as o3d
+    o3d = _open3d("evening out a point cloud or estimating its normals")
 
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
     if normals is not None:
@@ -219,3 +227,39 @@ def shape_occupancy(shape: Shape, resolution: int = 32) -> np.ndarray:
 def points_occupancy(points: np.ndarray, resolution: int = 32) -> np.ndarray:
     """``uint8[R, R, R]`` occupancy of the cells holding ``points`` (same framing as meshes)."""
     return shape_occupancy(Shape("points", np.asarray(points, np.float64)), resolution)
+
+
+# -- net inputs (training and the runtime build them with these same functions) ---------
+#: How a run's coordinates are normalised: unit sphere per shape, or cell units (buildings,
+#: whose part rules follow the cell grid).
+NORMALIZE_FOR = ("unit_sphere", "cells")
+
+
+def normalize_for(points: np.ndarray, mode: str, cell_size: float | None) -> np.ndarray:
+    """The coordinates a run was trained on (``NORMALIZE_FOR``)."""
+    if mode == "cells":
+        if not cell_size or cell_size <= 0:
+            raise ValueError(f"'cells' normalisation needs a cell size > 0, got {cell_size}")
+        return (np.asarray(points, np.float64) / float(cell_size)).astype(np.float32)
+    if mode != "unit_sphere":
+        raise ValueError(f"normalisation must be one of {', '.join(NORMALIZE_FOR)}, got '{mode}'")
+    return normalize_points(points, "unit_sphere")[0]
+
+
+def point_feature_names(normals: bool, with_style: bool) -> list[str]:
+    from ..encoding import STYLE_FEATURES
+
+    return (["x", "y", "z"] + (["nx", "ny", "nz"] if normals else [])
+            + (list(STYLE_FEATURES) if with_style else []))
+
+
+def point_features(points: np.ndarray, normals: np.ndarray | None,
+                   style: np.ndarray | None) -> np.ndarray:
+    """``float32[N, C]``: x, y, z, then normals, then the style repeated on every point."""
+    columns = [np.asarray(points, np.float32)]
+    if normals is not None:
+        columns.append(np.asarray(normals, np.float32))
+    if style is not None:
+        style = np.asarray(style, np.float32).reshape(-1)
+        columns.append(np.broadcast_to(style, (len(points), len(style))))
+    return np.concatenate(columns, axis=1).astype(np.float32)
