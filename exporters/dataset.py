@@ -151,29 +151,43 @@ def generate_dataset(cfg: dict, count: int, seed: int, out, formats=FORMATS, wor
             bar.close()
 
     write_text(out / "labels.json", legend_json(vocab.names, vocab.colours()))
-    manifest = {
+    manifest = build_manifest(cfg, count=count, seed=seed, formats=formats, layout=layout,
+                              cells=cells, part_counts=part_counts,
+                              archetype_counts={a: archetypes.get(a, 0) for a in ARCHETYPES},
+                              archetypes=list(ARCHETYPES), source="proc-ml generate",
+                              style_present=True)
+    write_text(out / MANIFEST, yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None))
+    return manifest
+
+
+def build_manifest(cfg: dict, *, count: int, seed: int, formats, layout: str, cells: int,
+                   part_counts, archetype_counts: dict, archetypes: list, source: str,
+                   style_present: bool, grid_size=None) -> dict:
+    """The ``dataset.yaml`` mapping (docs/formats.md), shared by every dataset writer."""
+    vocab = Vocabulary(tuple(cfg["parts"]))
+    return {
         "format": "proc-ml-buildings",
         "format_version": FORMAT_VERSION,
         "proc_ml_version": __version__,
+        "source": source,
+        "style_present": bool(style_present),
         "seed": int(seed),
         "count": int(count),
-        "grid_size": list(cfg["grid"]["size"]),
+        "grid_size": [int(n) for n in (grid_size or cfg["grid"]["size"])],
         "cell_size": float(cfg["grid"]["cell_size"]),
         "parts": list(vocab.names),
         "directions": list(DIRECTIONS),
         "style_features": list(STYLE_FEATURES),
         "adjacency_features": list(adjacency_feature_names(with_style=True)),
-        "archetypes": list(ARCHETYPES),
+        "archetypes": list(archetypes),
         "formats": list(formats),
         "layout": layout,
-        "stats": {"cells": int(cells), "faces": int(part_counts.sum()),
+        "stats": {"cells": int(cells), "faces": int(np.sum(part_counts)),
                   "faces_per_part": {n: int(c) for n, c in zip(vocab.names, part_counts)},
-                  "buildings_per_archetype": {a: archetypes.get(a, 0) for a in ARCHETYPES}},
+                  "buildings_per_archetype": dict(archetype_counts)},
         "split": split_ids(count, seed, cfg["split"]["val"], cfg["split"]["test"]),
         "generator": cfg,
     }
-    write_text(out / MANIFEST, yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None))
-    return manifest
 
 
 class _TableWriters:

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import FORMAT_VERSION, __version__
-from ..encoding import STYLE_FEATURES, adjacency_feature_names
+from ..encoding import STYLE_FEATURES
 from ..errors import DatasetError
-from ..grid import DIRECTIONS, NO_PART, exterior_faces
+from ..grid import NO_PART, exterior_faces
 from .geometry import MAX_CELLS_PER_AXIS, GeometryError, check_cell_size
 
 #: Corners closer than this (in cells) to a lattice point are on it.
@@ -322,38 +321,19 @@ def refresh_dataset(out, formats, cfg: dict, seed: int = 0) -> dict:
         if name == "buildings" or name in formats:
             write_bytes(out / f"{name}.csv", tables.header_line(header) + b"".join(rows[name]))
     write_text(out / "labels.json", legend_json(vocab.names, vocab.colours()))
-    manifest = _manifest(cfg, ids, seed, formats, shape, cells, part_counts, archetypes, vocab)
+    manifest = _manifest(cfg, ids, seed, formats, shape, cells, part_counts, archetypes)
     write_text(out / MANIFEST, yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None))
     return manifest
 
 
-def _manifest(cfg, ids, seed, formats, shape, cells, part_counts, archetypes, vocab) -> dict:
-    from exporters.dataset import split_ids
+def _manifest(cfg, ids, seed, formats, shape, cells, part_counts, archetypes) -> dict:
+    from exporters.dataset import build_manifest
 
-    count = len(ids)
-    return {
-        "format": "proc-ml-buildings",
-        "format_version": FORMAT_VERSION,
-        "proc_ml_version": __version__,
-        "source": cfg["source"],
-        "style_present": False,
-        "seed": int(seed),
-        "count": count,
-        "grid_size": [int(n) for n in (shape or cfg["grid"]["size"])],
-        "cell_size": float(cfg["grid"]["cell_size"]),
-        "parts": list(vocab.names),
-        "directions": list(DIRECTIONS),
-        "style_features": list(STYLE_FEATURES),
-        "adjacency_features": list(adjacency_feature_names(with_style=True)),
-        "archetypes": sorted(archetypes),
-        "formats": [f for f in formats],
-        "layout": "named",
-        "stats": {"cells": int(cells), "faces": int(part_counts.sum()),
-                  "faces_per_part": {n: int(c) for n, c in zip(vocab.names, part_counts)},
-                  "buildings_per_archetype": dict(sorted(archetypes.items()))},
-        "split": split_ids(count, seed, cfg["split"]["val"], cfg["split"]["test"]),
-        "generator": cfg,
-    }
+    return build_manifest(cfg, count=len(ids), seed=seed, formats=formats, layout="named",
+                          cells=cells, part_counts=part_counts,
+                          archetype_counts=dict(sorted(archetypes.items())),
+                          archetypes=sorted(archetypes), source=cfg["source"],
+                          style_present=False, grid_size=shape)
 
 
 def parse_parts(text: str | None, fallback=None) -> tuple[str, ...]:
