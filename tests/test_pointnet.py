@@ -223,3 +223,26 @@ def test_batch_openers_process_assets_and_report_bad_ones(exported, point_datase
     segment = open_segment(str(out / "seg.onnx"), {"device": "cpu"})
     with pytest.raises(AssetError, match="style"):
         segment(cloud, tmp_path / "seg")
+
+
+def test_batch_classify_cli_over_a_folder(exported, point_dataset, tmp_path):
+    import json
+    import shutil
+
+    from proc_ml.batch import OK, FAILED, read_records
+    from proc_ml.cli import main
+
+    out, _ = exported
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for name in ("b000001.ply", "b000002.ply"):
+        shutil.copy(point_dataset / "points" / name, assets / name)
+    (assets / "broken.off").write_bytes(b"OFF\n3 1 0\nnot numbers\n")
+    code = main(["batch", str(assets), "--task", "classify", "--model", str(out / "cls.onnx"),
+                 "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 2
+    records, _ = read_records(tmp_path / "out" / "manifest.jsonl")
+    assert {r: records[r]["status"] for r in records} == {
+        "b000001.ply": OK, "b000002.ply": OK, "broken.off": FAILED}
+    classes = json.loads((tmp_path / "out" / "b000001.ply" / "classes.json").read_text())
+    assert classes["top_k"]

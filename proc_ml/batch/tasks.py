@@ -67,11 +67,12 @@ register_task(BatchTask(
     "parts (3D U-Net / per-cell MLP, ONNX)", "proc_ml.batch.parts:open_parts",
     MESH_EXTENSIONS + NPZ_EXTENSIONS, option_names=("cell_size", "pictures")))
 register_task(BatchTask(
-    "classify", "one class per asset", "PointNet / VoxNet classifier", None,
-    MESH_EXTENSIONS + POINT_EXTENSIONS + NPZ_EXTENSIONS))
+    "classify", "one class per asset (top-k classes.json)", "PointNet / VoxNet classifier",
+    "proc_ml.predict_shapes:open_classify", MESH_EXTENSIONS + POINT_EXTENSIONS))
 register_task(BatchTask(
-    "segment", "one part per point or face", "PointNet / VoxNet segmentation", None,
-    MESH_EXTENSIONS + POINT_EXTENSIONS + NPZ_EXTENSIONS))
+    "segment", "one part per point", "PointNet segmentation",
+    "proc_ml.predict_shapes:open_segment", MESH_EXTENSIONS + POINT_EXTENSIONS,
+    option_names=("pictures",)))
 register_task(BatchTask(
     "texture", "a texture per asset from its map", "pix2pix image-to-image", None,
     ("png", "jpg", "jpeg", "exr")))
