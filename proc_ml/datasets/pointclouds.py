@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
+from ..voxelize import MESH_SUFFIXES
 
-MESH_SUFFIXES = (".obj", ".off", ".stl", ".ply", ".glb", ".gltf")
 CLOUD_SUFFIXES = (".pcd", ".ply")
 SHAPE_SUFFIXES = tuple(sorted(set(MESH_SUFFIXES + CLOUD_SUFFIXES)))
 NORMALIZE_MODES = ("unit_sphere", "none")
@@ -79,20 +79,13 @@ def load_shape(path: str | os.PathLike) -> Shape:
 
 
 def _load_mesh(path: Path) -> Shape:
-    import trimesh
+    """Read with ``proc_ml.voxelize.load_mesh`` (the one mesh reader), glTF turned z-up."""
+    from ..voxelize import default_up, load_mesh, to_z_up
 
     logging.getLogger("trimesh").setLevel(logging.ERROR)
-    try:
-        mesh = trimesh.load(path, force="mesh", process=False)
-    except Exception as exc:  # trimesh raises many types for malformed files
-        raise DatasetError(f"{path}: cannot read mesh ({type(exc).__name__}: {exc})") from None
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise DatasetError(f"{path}: no triangles in the mesh")
-    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    mesh = load_mesh(path)
+    vertices = to_z_up(np.asarray(mesh.vertices, dtype=np.float64), default_up(path))
     faces = np.asarray(mesh.faces, dtype=np.int64)
-    if suffix_is_y_up(path):
-        from ..voxelize import to_z_up
-        vertices = to_z_up(vertices, "y")
     _check_finite(path, vertices)
     if not (np.ptp(vertices[faces.ravel()], axis=0) > 0).any():
         raise DatasetError(f"{path}: the mesh has no extent (all vertices coincide)")
@@ -101,11 +94,6 @@ def _load_mesh(path: Path) -> Shape:
     if not area.sum() > 0:
         raise DatasetError(f"{path}: the mesh has no surface area (degenerate triangles only)")
     return Shape(str(path), vertices, faces)
-
-
-def suffix_is_y_up(path: Path) -> bool:
-    """glTF is y-up by convention; every other format is read as z-up."""
-    return path.suffix.lower() in (".glb", ".gltf")
 
 
 def _open3d(what: str):
