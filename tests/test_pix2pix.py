@@ -243,3 +243,45 @@ def test_predict_texture_cli_image_building_and_bad_colour(tiny_onnx, tmp_path, 
     mesh = trimesh.load(glb, force="mesh")
     assert mesh.visual.uv.shape == (len(mesh.vertices), 2)
     assert mesh.visual.material.baseColorTexture.size[0] >= 64
+
+
+def test_pad_jitter_shifts_without_rescaling(facades):
+    from trainers.config import load_train_config, resolve_config_path
+
+    cfg = load_train_config("pix2pix", resolve_config_path("tiny_pix2pix"),
+                            ["dataset.jitter=pad", "dataset.size=128", "dataset.load_size=136",
+                             "model.num_downs=7"])
+    task = Pix2PixTask(cfg, facades)
+    originals, targets, _ = task.load_split("train", 128)
+    train = task.dataset("train")
+    np.random.seed(1)
+    for i in range(len(train)):
+        a, b, _ = train[i]
+        padded_a = torch.nn.functional.pad(originals[i], (4, 4, 4, 4), value=-1.0)
+        padded_b = torch.nn.functional.pad(targets[i], (4, 4, 4, 4), value=-1.0)
+        found = [(y, x, f) for y in range(9) for x in range(9) for f in (False, True)
+                 if torch.equal((padded_a.flip(-1) if f else padded_a)[:, y:y + 128, x:x + 128], a)
+                 and torch.equal((padded_b.flip(-1) if f else padded_b)[:, y:y + 128, x:x + 128], b)]
+        assert found, "a training pair is not a shifted (and maybe mirrored) window of its images"
+    with pytest.raises(Exception, match="dataset.jitter"):
+        Pix2PixTask(load_train_config("pix2pix", resolve_config_path("tiny_pix2pix"),
+                                      ["dataset.jitter=zoom"]), facades)
+
+
+def test_texture_inference_never_imports_torch(tiny_onnx, facades, tmp_path, no_torch_source):
+    import subprocess
+    import sys
+    import textwrap
+
+    path, _ = tiny_onnx
+    label_png = sorted((facades / "labels").glob("*.png"))[0]
+    script = no_torch_source + textwrap.dedent(f"""
+        import sys
+        from proc_ml.cli import main
+        assert main(["predict", "texture", "--model", r"{path}", "--input", r"{label_png}",
+                     "--out", r"{tmp_path / 'x.png'}"]) == 0
+        assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "x.png").is_file()

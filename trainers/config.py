@@ -104,7 +104,8 @@ TASK_DEFAULTS = {
             "val_split": "val",
             "direction": "AtoB",       # side-by-side datasets: AtoB learns left -> right
             "size": 256,               # training crop (and evaluation size)
-            "load_size": 286,          # resize to this, then crop ``size`` at random (jitter)
+            "load_size": 286,          # jitter: bring to this size, then crop ``size`` at random
+            "jitter": "resize",        # resize (the reference: scale + shift) | pad (shift only)
             "flip": True,              # random horizontal mirroring
             "max_pairs": 0,            # > 0: use only the first N pairs of each split
             "preview_count": 4,        # validation pairs in each epoch's PNG grid

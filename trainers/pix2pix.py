@@ -10,7 +10,9 @@ and Adam betas (0.5, 0.999) come from the config.
 
 Data: pairs are resized to ``dataset.load_size``, cropped to ``dataset.size`` at a random
 place and mirrored at random (the reference's "resize_and_crop" + flip); evaluation
-resizes straight to ``size``. With a palette both images are resized nearest-neighbour,
+resizes straight to ``size``. ``dataset.jitter: pad`` centres them on a ``load_size``
+canvas of background instead of resizing (shift only): textures painted pixel-exactly on
+a module grid must be learnt at the scale they are used at (docs/pix2pix.md). With a palette both images are resized nearest-neighbour,
 so label colours stay in the palette and every texture pixel stays on its label pixel
 (bicubic targets would drift up to a pixel from their nearest-resized labels); without
 one (side-by-side photos) both are resized bicubic, as the reference does. Images are
@@ -37,6 +39,7 @@ from proc_ml.models import build_model
 from .task import Task
 
 GAN_MODES = ("vanilla", "lsgan")
+JITTERS = ("resize", "pad")
 INPUT_NAMES = ("label_r", "label_g", "label_b")
 
 
@@ -61,6 +64,17 @@ def resize(image: torch.Tensor, size: int, nearest: bool) -> torch.Tensor:
     out = F.interpolate(image[None], size=(size, size), mode="bicubic", align_corners=False,
                         antialias=True)[0]
     return out.clamp(-1.0, 1.0)
+
+
+def pad_to(image: torch.Tensor, size: int, fill) -> torch.Tensor:
+    """``[C, H, W]`` centred on a ``size`` x ``size`` canvas of ``fill`` (a number or a
+    per-channel tensor): the shift-only jitter, which keeps pixel-exact label maps at scale."""
+    c, h, w = image.shape
+    canvas = torch.empty((c, size, size), dtype=image.dtype)
+    canvas[...] = fill.reshape(c, 1, 1) if torch.is_tensor(fill) else fill
+    top, left = (size - h) // 2, (size - w) // 2
+    canvas[:, top:top + h, left:left + w] = image
+    return canvas
 
 
 class PairSet(Dataset):
@@ -189,6 +203,9 @@ class Pix2PixTask(Task):
                               f"2**model.num_downs = {self.stride}, got {size}")
         if load < size:
             raise ConfigError(f"config key 'dataset.load_size' must be >= dataset.size ({size}), got {load}")
+        if self.data_cfg["jitter"] not in JITTERS:
+            raise ConfigError(f"config key 'dataset.jitter' must be one of {', '.join(JITTERS)}, "
+                              f"got {self.data_cfg['jitter']!r}")
         if self.gan["mode"] not in GAN_MODES:
             raise ConfigError(f"config key 'gan.mode' must be one of {', '.join(GAN_MODES)}, "
                               f"got {self.gan['mode']!r}")
@@ -259,10 +276,16 @@ class Pix2PixTask(Task):
 
     def dataset(self, split: str, limit: int = 0):
         train = split == self.data_cfg["train_split"]
-        size = self.data_cfg["load_size"] if train else self.data_cfg["size"]
-        inputs, targets, masks = self.load_split(split, size)
-        return PairSet(inputs, targets, masks, self.data_cfg["size"], jitter=train,
-                       flip=bool(self.data_cfg["flip"]))
+        size, load = self.data_cfg["size"], self.data_cfg["load_size"]
+        by_padding = self.data_cfg["jitter"] == "pad"
+        inputs, targets, masks = self.load_split(split, load if train and not by_padding else size)
+        if train and by_padding:
+            fill = self._background_colour()
+            fill = -1.0 if fill is None else torch.from_numpy(fill).float() / 127.5 - 1.0
+            inputs = [pad_to(x, load, fill) for x in inputs]
+            targets = [pad_to(x, load, -1.0) for x in targets]
+            masks = [pad_to(x, load, 0.0) for x in masks]
+        return PairSet(inputs, targets, masks, size, jitter=train, flip=bool(self.data_cfg["flip"]))
 
     def collate(self, examples):
         a, b, m = zip(*examples)
@@ -391,9 +414,10 @@ def evaluate_pix2pix(run_dir, data_dir, split: str = "test", checkpoint: str = "
             evaluation.update(net, {"inputs": torch.stack(inputs[batch]), "targets": torch.stack(targets[batch]),
                                     "masks": torch.stack(masks[batch])})
         results[name] = evaluation.metrics()
-    if grid_path is not None:
-        a = torch.stack(inputs[:grid_count])
-        _write_rows(Path(grid_path), [a, baseline(a), model(a), torch.stack(targets[:grid_count])])
+    if grid_path is not None:   # pairs spread evenly over the split
+        picks = np.unique(np.linspace(0, len(inputs) - 1, grid_count).round().astype(int))
+        a = torch.stack([inputs[i] for i in picks])
+        _write_rows(Path(grid_path), [a, baseline(a), model(a), torch.stack([targets[i] for i in picks])])
     m, b = results["model"], results["baseline"]
     return {"run": str(run_dir), "data": str(data_dir), "split": split, "pairs": len(inputs),
             "epoch": info["epoch"], **results,

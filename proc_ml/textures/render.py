@@ -146,16 +146,23 @@ def _wall(layout: PixelLayout, material: str, rng: np.random.Generator) -> np.nd
         base = _colour(rng, (0.86, 0.82, 0.74), 0.012)
         grain = smooth_noise((h, w), max(layout.module_px / 3, 2.0), rng)[..., None]
         return np.broadcast_to(base, (h, w, 3)) * (1.0 + 0.025 * grain)
-    course = max(3, int(round(layout.module_px / 5)))
-    brick_len = 2 * course + 1
-    iy, ix = np.mgrid[0:h, 0:w]
-    row = iy // course
-    shifted = ix + (row % 2) * (brick_len // 2)
-    brick_id = row * 10_007 + shifted // brick_len
+    # courses and bricks repeat with the module grid, so a texture's brick joints are
+    # fixed by where the label map's modules are (not by where an image happens to start)
+    m = layout.module_px
+    courses = max(2, int(round(m / 4)))                      # per module
+    py = np.minimum((layout.ly * m).astype(np.int64), m - 1)  # pixel row inside the module
+    px = np.minimum((layout.lx * m).astype(np.int64), m - 1)
+    course = py * courses // m
+    u = (px + (course % 2) * (m // 4)) % m                    # half-brick bond: 2 bricks per module
+    brick = u * 2 // m
     base = _colour(rng, (0.60, 0.31, 0.21), 0.012)
-    shade = rng.normal(0.0, 0.02, int(brick_id.max()) + 1)[brick_id][..., None]
+    col = np.arange(w)[None, :] // m + np.zeros((h, 1), dtype=np.int64)
+    row = np.arange(h)[:, None] // m + np.zeros((1, w), dtype=np.int64)
+    brick_id = ((row * 4096 + col) * courses + course) * 2 + brick
+    _, brick_id = np.unique(brick_id, return_inverse=True)
+    shade = rng.normal(0.0, 0.02, int(brick_id.max()) + 1)[brick_id.reshape(h, w)][..., None]
     image = np.broadcast_to(base, (h, w, 3)) + shade
-    mortar = (iy % course == course - 1) | (shifted % brick_len == brick_len - 1)
+    mortar = ((py * courses) % m >= m - courses) | (u * 2 % m >= m - 2)
     _paint(image, mortar, _colour(rng, (0.76, 0.73, 0.68), 0.015))
     return image
 
