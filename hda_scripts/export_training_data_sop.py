@@ -32,23 +32,13 @@ from proc_ml.dcc.export import export_labelled_faces, parse_parts
 from proc_ml.errors import ProcMLError
 
 
-def _parm(node, name, default):
-    parm = node.parm(name)
-    return default if parm is None else parm.eval()
-
-
-def _parm_string(node, name, default):
-    parm = node.parm(name)
-    return default if parm is None else parm.evalAsString()
-
-
 def _grid_size(node):
     parm = node.parmTuple("gridsize")
     return (16, 16, 16) if parm is None else tuple(int(v) for v in parm.eval())
 
 
 def _part_values(node, geo):
-    name = _parm_string(node, "partattrib", hgeo.PART_NAME_ATTRIB)
+    name = hgeo.parm_string(node, "partattrib", hgeo.PART_NAME_ATTRIB)
     values = hgeo.prim_attrib_values(geo, name)
     if values is None:
         raise ProcMLError(f"the input has no prim attribute '{name}' naming each face's part")
@@ -59,21 +49,21 @@ def _part_values(node, geo):
 
 
 def export(node, geo):
-    output = _parm_string(node, "output", "").strip()
+    output = hgeo.parm_string(node, "output", "").strip()
     if not output:
         raise ProcMLError("no output folder set: set the 'output' parameter")
-    parts = parse_parts(_parm_string(node, "parts", ""), hgeo.detail_string(geo, hgeo.PART_NAMES_DETAIL))
-    formats = _parm_string(node, "formats", "all")
+    parts = parse_parts(hgeo.parm_string(node, "parts", ""), hgeo.detail_string(geo, hgeo.PART_NAMES_DETAIL))
+    formats = hgeo.parm_string(node, "formats", "all")
     from exporters.dataset import parse_formats
 
     points, counts, indices = hgeo.polygons(geo)
     return export_labelled_faces(
-        output, int(_parm(node, "buildingid", 0)), points, counts, indices,
-        _part_values(node, geo), parts, _parm(node, "cellsize", 3.0), _grid_size(node),
-        up=_parm_string(node, "upaxis", "y"), formats=parse_formats(formats), source="houdini",
-        archetype=_parm_string(node, "archetype", "custom"),
-        split=(float(_parm(node, "valfraction", 0.1)), float(_parm(node, "testfraction", 0.1))),
-        seed=int(_parm(node, "seed", 0)), update_index=bool(_parm(node, "updateindex", 1)))
+        output, int(hgeo.parm_value(node, "buildingid", 0)), points, counts, indices,
+        _part_values(node, geo), parts, hgeo.parm_value(node, "cellsize", 3.0), _grid_size(node),
+        up=hgeo.parm_string(node, "upaxis", "y"), formats=parse_formats(formats), source="houdini",
+        archetype=hgeo.parm_string(node, "archetype", "custom"),
+        split=(float(hgeo.parm_value(node, "valfraction", 0.1)), float(hgeo.parm_value(node, "testfraction", 0.1))),
+        seed=int(hgeo.parm_value(node, "seed", 0)), update_index=bool(hgeo.parm_value(node, "updateindex", 1)))
 
 
 def cook(node):

@@ -34,20 +34,10 @@ SESSION_KEY = "proc_ml_parts_session"
 INPUT_TYPES = ("auto", "points", "polygons")
 
 
-def _parm(node, name, default):
-    parm = node.parm(name)
-    return default if parm is None else parm.eval()
-
-
-def _parm_string(node, name, default):
-    parm = node.parm(name)
-    return default if parm is None else parm.evalAsString()
-
-
 def _session(node):
-    model = _parm_string(node, "model", "")
-    device = _parm_string(node, "device", "auto")
-    threads = int(_parm(node, "threads", 0))
+    model = hgeo.parm_string(node, "model", "")
+    device = hgeo.parm_string(node, "device", "auto")
+    threads = int(hgeo.parm_value(node, "threads", 0))
     session = open_session(model, device, node.cachedUserData(SESSION_KEY), threads)
     node.setCachedUserData(SESSION_KEY, session)
     return session
@@ -56,12 +46,12 @@ def _session(node):
 def _style(node, session):
     if not session.with_style:
         return None
-    return style_vector(_parm_string(node, "streetside", "+x"), _parm(node, "windowperiod", 1),
-                        bool(_parm(node, "shopfront", 0)), bool(_parm(node, "balconies", 0)))
+    return style_vector(hgeo.parm_string(node, "streetside", "+x"), hgeo.parm_value(node, "windowperiod", 1),
+                        bool(hgeo.parm_value(node, "shopfront", 0)), bool(hgeo.parm_value(node, "balconies", 0)))
 
 
 def _input_type(node, geo):
-    wanted = _parm_string(node, "inputtype", "auto")
+    wanted = hgeo.parm_string(node, "inputtype", "auto")
     if wanted not in INPUT_TYPES:
         raise ProcMLError(f"input type must be one of {', '.join(INPUT_TYPES)}, got '{wanted}'")
     if hgeo.point_count(geo) == 0:
@@ -76,8 +66,8 @@ def cook(node):
     try:
         session = _session(node)
         kind = _input_type(node, geo)
-        frame = {"up": _parm_string(node, "upaxis", "y"), "clockwise": True}
-        cell_size = _parm(node, "cellsize", 0.0)
+        frame = {"up": hgeo.parm_string(node, "upaxis", "y"), "clockwise": True}
+        cell_size = hgeo.parm_value(node, "cellsize", 0.0)
         if kind == "points":
             prims = predict_cell_points(session, hgeo.point_positions(geo), cell_size,
                                         _style(node, session), **frame)

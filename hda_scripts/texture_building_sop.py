@@ -30,24 +30,14 @@ UV_ATTRIB = "uv"
 TEXTURE_PATH_ATTRIB = "texture_path"
 
 
-def _parm(node, name, default):
-    parm = node.parm(name)
-    return default if parm is None else parm.eval()
-
-
-def _parm_string(node, name, default):
-    parm = node.parm(name)
-    return default if parm is None else parm.evalAsString()
-
-
 def _generator(node):
-    if bool(_parm(node, "procedural", 0)):
+    if bool(hgeo.parm_value(node, "procedural", 0)):
         return None
-    model = _parm_string(node, "model", "").strip()
+    model = hgeo.parm_string(node, "model", "").strip()
     if not model:
         raise ProcMLError("no model file set: point 'model' at a pix2pix .onnx "
                           "(or turn on 'procedural')")
-    device, threads = _parm_string(node, "device", "auto"), int(_parm(node, "threads", 0))
+    device, threads = hgeo.parm_string(node, "device", "auto"), int(hgeo.parm_value(node, "threads", 0))
     key = (model, device, threads)
     cached = node.cachedUserData(GENERATOR_KEY)
     if cached is not None and cached[0] == key:
@@ -76,7 +66,7 @@ def cook(node):
         if names is None or parts is None:
             raise ProcMLError("input has no 'part' / 'part_names' attributes: connect the "
                               "output of a proc-ml Predict Parts SOP")
-        atlas_path = _parm_string(node, "atlas", "").strip()
+        atlas_path = hgeo.parm_string(node, "atlas", "").strip()
         if not atlas_path:
             raise ProcMLError("no atlas file set: 'atlas' names the PNG to write")
         points, counts, indices = hgeo.polygons(geo)
@@ -86,9 +76,9 @@ def cook(node):
             raise ProcMLError("every primitive must be a quad (the Predict Parts output)")
         textures = texture_quads(points, indices.reshape(-1, 4), parts, names.split(), _generator(node),
                                  up="y", clockwise=True,
-                                 material=_parm_string(node, "material", "plaster"),
-                                 module_px=int(_parm(node, "modulepx", 0)) or None,
-                                 seed=int(_parm(node, "seed", 0)))
+                                 material=hgeo.parm_string(node, "material", "plaster"),
+                                 module_px=int(hgeo.parm_value(node, "modulepx", 0)) or None,
+                                 seed=int(hgeo.parm_value(node, "seed", 0)))
         write_atlas(atlas_path, textures.atlas)
     except ProcMLError as exc:
         raise hou.NodeError(str(exc)) from None

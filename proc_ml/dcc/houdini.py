@@ -24,6 +24,19 @@ COLOUR_ATTRIB = "Cd"
 PART_NAMES_DETAIL = "part_names"
 
 
+def parm_value(node, name: str, default):
+    """A node parameter's value, or ``default`` when the node has no such parameter
+    (a bare Python SOP before its HDA interface is built)."""
+    parm = node.parm(name)
+    return default if parm is None else parm.eval()
+
+
+def parm_string(node, name: str, default: str) -> str:
+    """A string parameter with variables and expressions expanded (``evalAsString``)."""
+    parm = node.parm(name)
+    return default if parm is None else parm.evalAsString()
+
+
 def point_count(geo) -> int:
     return int(geo.intrinsicValue("pointcount"))
 
