@@ -19,12 +19,12 @@ def register(sub) -> None:
                        description="Run the whole pipeline on CPU in a few minutes and write a "
                                    "picture and a report.")
     p.add_argument("--out", default=DEMO_OUT, help=f"output folder (default ./{DEMO_OUT})")
-    p.add_argument("--count", type=int, default=600, help="training buildings (default 600)")
+    p.add_argument("--count", type=int, default=1500, help="training buildings (default 1500)")
     p.add_argument("--unseen", type=int, default=100, help="unseen buildings to predict (default 100)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the config's)")
-    p.add_argument("--grid", type=int, default=12,
-                   help="grid size N of the N^3 buildings (default 12: 2.4x fewer cells than 16^3, "
-                        "same rules, so the demo trains in about two minutes on 2 cores)")
+    p.add_argument("--grid", type=int, default=16,
+                   help="grid size N of the N^3 buildings (default 16; the demo trains in about a "
+                        "minute on 2 cores)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training data; unseen data uses seed+1")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
