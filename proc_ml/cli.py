@@ -18,8 +18,15 @@ from .errors import ProcMLError
 COMMAND_MODULES = ("generate", "train", "evaluate", "export", "predict", "demo", "batch")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes get one line naming the command, like every other proc-ml error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="proc-ml",
         description="Procedural content generation + deep learning for DCC pipelines: "
                     "generate labelled data, train, export to ONNX, predict.")

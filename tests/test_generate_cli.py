@@ -152,3 +152,13 @@ def test_shipped_sample_data_is_reproducible(capsys, tmp_path):
         else:
             assert (shipped / name).read_bytes() == (out / name).read_bytes(), name
     check_dataset(shipped, 20, 512)
+
+
+def test_usage_mistakes_get_one_line_naming_the_command(capsys):
+    for argv, command in ((["generate", "buildings", "--count", "abc"], "proc-ml generate buildings"),
+                          (["trian"], "proc-ml"), (["train"], "proc-ml train")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"{command}: error: "), err
