@@ -194,15 +194,19 @@ def test_output_paths_cannot_leave_out(tmp_path):
         item_out_dir(out, "sub/house.obj")
 
 
-def test_tasks_without_their_model_family_are_refused(tmp_path, capsys):
+def test_tasks_without_their_model_family_are_refused(tmp_path, capsys, monkeypatch):
+    from proc_ml.batch import TASKS, get_task
+
     (tmp_path / "model.onnx").write_bytes(b"x")
-    for task in ("texture",):
-        code = main(["batch", str(tmp_path), "--task", task, "--model", str(tmp_path / "model.onnx"),
-                     "--out", str(tmp_path / "out")])
-        err = capsys.readouterr().err.strip()
-        assert code == 1 and len(err.splitlines()) == 1, err
-        assert "not available" in err and task in err
+    monkeypatch.setitem(TASKS, "texture", BatchTask("texture", "later", "pix2pix", None, ("obj",)))
+    code = main(["batch", str(tmp_path), "--task", "texture", "--model", str(tmp_path / "model.onnx"),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "not available" in err and "texture" in err
     assert not (tmp_path / "out").exists()
+    monkeypatch.undo()
+    assert get_task("texture").available          # pix2pix is in (tests/test_pix2pix.py)
 
 
 def test_batch_inference_path_never_imports_torch():

@@ -285,3 +285,66 @@ def test_texture_inference_never_imports_torch(tiny_onnx, facades, tmp_path, no_
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "x.png").is_file()
+
+
+def test_batch_texture_task_writes_textured_glbs_and_resumes(tiny_onnx, tiny_massing_unet_onnx,
+                                                            tiny_dataset, tmp_path, capsys):
+    """``proc-ml batch --task texture``: mesh -> voxelise -> parts model -> pix2pix atlas ->
+    textured GLB per asset; grids use their own labels; reruns skip; meshes need a parts model."""
+    import shutil
+    from pathlib import Path
+
+    import trimesh
+    from proc_ml.batch import FAILED, OK, SKIPPED, read_records
+    from proc_ml.cli import main
+    from proc_ml.textures.images import read_rgb
+
+    path, _ = tiny_onnx
+    assets = tmp_path / "assets"
+    (assets / "sub").mkdir(parents=True)
+    meshes = sorted((tiny_dataset / "meshes").glob("*.obj"))[:2]
+    for mesh in meshes:
+        shutil.copy(mesh, assets / mesh.name)
+    grid = sorted((tiny_dataset / "grids").glob("*.npz"))[0]
+    shutil.copy(grid, assets / "sub" / grid.name)
+    (assets / "broken.obj").write_text("v 0 0 0\nf 1 2 3\n")
+    out = tmp_path / "out"
+
+    def batch(*extra):
+        return main(["batch", str(assets), "--task", "texture", "--model", str(path), "--out", str(out),
+                     "--quiet", *extra])
+
+    assert batch("--parts-model", str(tiny_massing_unet_onnx), "--material", "brick") == 2
+    records, _ = read_records(out / "manifest.jsonl")
+    good = [m.name for m in meshes] + [f"sub/{grid.name}"]
+    assert sorted(records) == sorted(good + ["broken.obj"])
+    assert records["broken.obj"]["status"] == FAILED and "\n" not in records["broken.obj"]["error"]
+    for rel in good:
+        record = records[rel]
+        assert record["status"] == OK, record
+        assert record["summary"]["faces"] > 0 and record["summary"]["material"] == "brick"
+        assert sorted(Path(o).name for o in record["outputs"]) == [
+            "textured.glb", "textured_atlas.png", "textured_labels.png"]
+        mesh = trimesh.load(out / rel / "textured.glb", force="mesh")
+        assert mesh.visual.uv.shape == (len(mesh.vertices), 2)
+        atlas = read_rgb(out / rel / "textured_atlas.png")
+        assert mesh.visual.material.baseColorTexture.size == (atlas.shape[1], atlas.shape[0])
+    assert records[meshes[0].name]["summary"]["parts_from"] == "model"
+    assert records[f"sub/{grid.name}"]["summary"]["parts_from"] == "model"
+
+    # Unchanged assets and settings: skipped. Without a parts model the settings differ:
+    # grids are textured from their own labels and meshes fail with one line.
+    assert batch("--parts-model", str(tiny_massing_unet_onnx), "--material", "brick") == 2
+    records, _ = read_records(out / "manifest.jsonl")
+    assert {records[rel]["status"] for rel in good} == {SKIPPED}
+    assert batch() == 2
+    records, _ = read_records(out / "manifest.jsonl")
+    assert records[f"sub/{grid.name}"]["status"] == OK
+    assert records[f"sub/{grid.name}"]["summary"]["parts_from"] == "file"
+    assert records[meshes[0].name]["status"] == FAILED
+    assert "--parts-model" in records[meshes[0].name]["error"]
+    capsys.readouterr()
+
+    # A model that is not a pix2pix generator is refused with one line.
+    assert main(["batch", str(assets), "--task", "texture", "--model", str(tiny_massing_unet_onnx),
+                 "--out", str(tmp_path / "out2"), "--quiet"]) != 0

@@ -74,5 +74,6 @@ register_task(BatchTask(
     "proc_ml.predict_shapes:open_segment", MESH_EXTENSIONS + POINT_EXTENSIONS,
     option_names=("pictures",)))
 register_task(BatchTask(
-    "texture", "a texture per asset from its map", "pix2pix image-to-image", None,
-    ("png", "jpg", "jpeg", "exr")))
+    "texture", "a textured GLB (facade atlas) per mesh or grid", "pix2pix facade generator",
+    "proc_ml.batch.texture:open_texture", MESH_EXTENSIONS + NPZ_EXTENSIONS,
+    option_names=("cell_size", "parts_model", "parts_model_sha256", "material")))

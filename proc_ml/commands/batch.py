@@ -18,9 +18,13 @@ def register(sub) -> None:
                     "goes on. Exit code 0: all succeeded, 2: some failed. See docs/batch.md.")
     p.add_argument("asset_dir", metavar="ASSET_DIR", help="folder of assets (searched recursively)")
     p.add_argument("--task", default="parts", choices=TASK_NAMES,
-                   help="what to predict (default parts; classify/segment/texture need model "
-                        "families that come later)")
+                   help="what to predict (default parts; texture: a textured GLB per mesh or grid "
+                        "from a pix2pix model)")
     p.add_argument("--model", required=True, help="exported ONNX model (proc-ml export onnx)")
+    p.add_argument("--parts-model", help="texture task: building-parts ONNX model that labels meshes "
+                                         "(grids from proc-ml generate carry their labels)")
+    p.add_argument("--material", choices=("plaster", "brick"), default="plaster",
+                   help="texture task: wall material of the label maps (default plaster)")
     p.add_argument("--out", required=True, help="output folder (mirrors ASSET_DIR; holds manifest.jsonl)")
     p.add_argument("--workers", type=int, default=1, help="parallel workers (default 1)")
     p.add_argument("--executor", default="local", choices=("local", "ray"),
@@ -57,16 +61,37 @@ def run(args) -> int:
         raise ProcMLError(f"--timeout must be > 0 seconds, got {args.timeout}")
     if args.cell_size is not None and not args.cell_size > 0:
         raise ProcMLError(f"--cell-size must be > 0, got {args.cell_size}")
+    options = {"cell_size": args.cell_size, "pictures": args.pictures}
+    if task.name == "texture":
+        options.update(_texture_options(args))
+    elif args.parts_model:
+        raise ProcMLError("--parts-model is for --task texture")
     settings = BatchSettings(
         asset_dir=args.asset_dir, out_dir=args.out, task=task.name, model=args.model,
         workers=args.workers, executor=args.executor, address=args.address,
-        options={"cell_size": args.cell_size, "pictures": args.pictures}, force=args.force,
+        options=options, force=args.force,
         extensions=parse_extensions(args.extensions) if args.extensions else None,
         timeout=args.timeout, limits=_limits(Limits, args), follow_symlinks=args.follow_symlinks,
         progress=not args.quiet)
     report = run_batch(settings, task)
     print_report(report, args.out)
     return report.exit_code
+
+
+def _texture_options(args) -> dict:
+    """The texture task's options; the parts model's content hash is part of the skip hash."""
+    from pathlib import Path
+
+    from proc_ml.batch.items import file_sha256
+    from proc_ml.errors import ModelError
+
+    options = {"material": args.material}
+    if args.parts_model:
+        parts = Path(args.parts_model)
+        if not parts.is_file():
+            raise ModelError(f"{parts}: parts model file not found")
+        options.update(parts_model=str(parts.resolve()), parts_model_sha256=file_sha256(parts))
+    return options
 
 
 def _limits(limits_class, args):

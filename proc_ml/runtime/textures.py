@@ -77,16 +77,18 @@ class TextureGenerator:
 
 def texture_building_file(model_path, building_path, out_path, *, parts_model=None,
                           material: str = "plaster", module_px: int | None = None, seed: int = 0,
-                          device: str = "auto", threads: int = 0, procedural: bool = False) -> dict:
+                          device: str = "auto", threads: int = 0, procedural: bool = False,
+                          cell_size: float | None = None) -> dict:
     """Texture the building in ``building_path`` and write ``out_path`` (.glb) plus the
-    atlas and its label map beside it (``NAME_atlas.png``, ``NAME_labels.png``)."""
+    atlas and its label map beside it (``NAME_atlas.png``, ``NAME_labels.png``).
+    ``cell_size``: voxel size for meshes (default: ``predict_parts.read_input``'s)."""
     from ..predict_parts import read_input
     from ..procedural.parts import DEFAULT_PARTS
     from ..textures.building import texture_building
     from ..textures.glb import write_textured_glb
     from ..textures.images import write_png
 
-    item = read_input(building_path)
+    item = read_input(building_path, cell_size=cell_size)
     labels, parts = item.truth, item.truth_parts
     if parts_model is not None:
         from .parts import PartsPredictor
