@@ -127,7 +127,8 @@ def assign_textured_material(mesh, name: str, image_path: str):
     image = bpy.data.images.load(image_path, check_existing=True)
     image.reload()
     material = bpy.data.materials.get(name) or bpy.data.materials.new(name)
-    material.use_nodes = True
+    if bpy.app.version < (5, 0, 0):       # Blender 5 materials always have a node tree
+        material.use_nodes = True
     tree = material.node_tree
     bsdf = tree.nodes.get("Principled BSDF") or tree.nodes.new("ShaderNodeBsdfPrincipled")
     texture = tree.nodes.get("proc_ml_atlas") or tree.nodes.new("ShaderNodeTexImage")
