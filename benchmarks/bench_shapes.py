@@ -1,5 +1,6 @@
 """Shape nets: training throughput through the shared loop, and onnxruntime vs PyTorch
-inference, for pointnet-cls, pointnet-seg and voxnet, side by side in one run.
+inference, for pointnet-cls, pointnet-seg (PointNet and DGCNN) and voxnet, side by side in
+one run.
 
     python benchmarks/bench_shapes.py [--count 120] [--epochs 1] [--repeats 20]
 
@@ -9,8 +10,9 @@ second over the timed steps, the first step excluded as warm-up), exports it to 
 (parity-checked) and times one forward pass at batch 1 and batch 32 in PyTorch (eval,
 no_grad) and in onnxruntime (``proc_ml.runtime``), the same inputs for both.
 
-``--acceptance DATA`` instead trains the three shipped configs at full size on DATA (a
-``proc-ml generate`` dataset) into ``--out`` and prints held-out metrics (test split).
+``--acceptance DATA`` instead trains the shipped configs at full size on DATA (a
+``proc-ml generate`` dataset) into ``--out`` and prints held-out metrics (test split);
+``--only NAME ...`` limits either mode to some of them (names as in ``RUNS``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-TASKS = {"pointnet-cls": "pointnet_cls", "pointnet-seg": "pointnet_seg", "voxnet": "voxnet"}
+#: Benchmarked runs: name -> (task, shipped config). dgcnn-seg is the recommended
+#: segmentation config; pointnet-seg (plain PointNet) is kept as the baseline.
+RUNS = {"pointnet-cls": ("pointnet-cls", "pointnet_cls"),
+        "pointnet-seg": ("pointnet-seg", "pointnet_seg"),
+        "dgcnn-seg": ("pointnet-seg", "dgcnn_seg"),
+        "voxnet": ("voxnet", "voxnet")}
 
 
 def _dataset(root: Path, count: int) -> Path:
@@ -48,12 +55,17 @@ class _StepTimer:
         pass
 
 
-def _train(task: str, data: Path, out: Path, epochs: int):
+THREADS = 0   # --threads: training.threads of every run (0: torch's default)
+
+
+def _train(name: str, data: Path, out: Path, epochs: int):
     from trainers import fit, load_train_config
     from trainers.config import resolve_config_path
 
-    config = load_train_config(task, resolve_config_path(TASKS[task]),
-                               [f"training.epochs={epochs}", "training.progress=false"])
+    task, config_name = RUNS[name]
+    config = load_train_config(task, resolve_config_path(config_name),
+                               [f"training.epochs={epochs}", "training.progress=false",
+                                f"training.threads={THREADS}"])
     timer = _StepTimer()
     fit(config, data, out, callbacks=[timer], progress=False)
     steps = len(timer.marks) - 1
@@ -90,7 +102,7 @@ def _inference(run: Path, model_path: Path, repeats: int) -> dict:
     return out
 
 
-def benchmark(count: int, epochs: int, repeats: int) -> None:
+def benchmark(count: int, epochs: int, repeats: int, names) -> None:
     import torch
 
     from exporters.onnx_export import export_run
@@ -100,7 +112,7 @@ def benchmark(count: int, epochs: int, repeats: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = _dataset(Path(tmp) / "data", count)
         rows = []
-        for task in TASKS:
+        for task in names:
             run = Path(tmp) / task
             _, throughput = _train(task, data, run, epochs)
             report = export_run(run, run / "model.onnx", log=lambda line: None)
@@ -115,12 +127,13 @@ def benchmark(count: int, epochs: int, repeats: int) -> None:
     print("ratio = PyTorch time / onnxruntime time (> 1: onnxruntime is faster)")
 
 
-def acceptance(data: Path, out: Path) -> None:
+def acceptance(data: Path, out: Path, names) -> None:
     from exporters.onnx_export import export_run
     from trainers import evaluate_run
 
-    results = {}
-    for task in TASKS:
+    path = out / "acceptance.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    for task in names:
         run = out / task
         start = time.perf_counter()
         if not (run / "checkpoints" / "best.pt").is_file():
@@ -134,14 +147,15 @@ def acceptance(data: Path, out: Path) -> None:
                          "onnx_max_abs_diff": report["max_abs_diff"], "parity": report["parity"],
                          "minutes": round((time.perf_counter() - start) / 60, 1)}
         print(json.dumps({task: results[task]}, indent=1))
-    (out / "acceptance.json").write_text(json.dumps(results, indent=2) + "\n")
+        path.write_text(json.dumps(results, indent=2) + "\n")
 
 
-def _config_epochs(task: str) -> int:
+def _config_epochs(name: str) -> int:
     from trainers import load_train_config
     from trainers.config import resolve_config_path
 
-    return int(load_train_config(task, resolve_config_path(TASKS[task]))["training"]["epochs"])
+    task, config_name = RUNS[name]
+    return int(load_train_config(task, resolve_config_path(config_name))["training"]["epochs"])
 
 
 def main() -> None:
@@ -152,11 +166,20 @@ def main() -> None:
     parser.add_argument("--acceptance", type=Path, default=None,
                         help="train the shipped configs on this dataset and report test metrics")
     parser.add_argument("--out", type=Path, default=Path("shape_runs"))
+    parser.add_argument("--only", nargs="+", choices=list(RUNS), default=list(RUNS),
+                        help="benchmark only these runs")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads of the training runs (0: torch's default)")
     args = parser.parse_args()
+    global THREADS
+    THREADS = args.threads
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     if args.acceptance:
-        acceptance(args.acceptance, args.out)
+        acceptance(args.acceptance, args.out, args.only)
     else:
-        benchmark(args.count, args.epochs, args.repeats)
+        benchmark(args.count, args.epochs, args.repeats, args.only)
 
 
 if __name__ == "__main__":

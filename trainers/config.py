@@ -67,6 +67,14 @@ _MODEL_CHECKS = {
     "dropout": (lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
     "num_downs": (lambda v: 5 <= v <= 10, "must be between 5 and 10"),
     "norm": (lambda v: v in ("batch", "instance"), "must be batch or instance"),
+    "k": (lambda v: v >= 1, "must be >= 1"),
+    "point_widths": (lambda v: all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
+                                   for n in v), "must be a list of layer sizes >= 1"),
+    "edge_widths": (lambda v: len(v) >= 1 and all(
+        (isinstance(w, int) and not isinstance(w, bool) and w >= 1)
+        or (isinstance(w, list) and w and all(isinstance(n, int) and not isinstance(n, bool)
+                                              and n >= 1 for n in w)) for w in v),
+        "must list one layer size (or list of layer sizes) >= 1 per EdgeConv"),
 }
 
 

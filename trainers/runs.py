@@ -60,6 +60,8 @@ def load_run(run_dir, checkpoint: str = "best"):
                          f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     model.eval()
     info = copy.deepcopy(saved["info"])
+    if info.get("logit_offset"):
+        _fold_logit_offset(model, info["logit_offset"], checkpoint_path(run_dir, checkpoint))
     best = saved.get("best") or {}
     info.update({"metrics": copy.deepcopy(best.get("metrics", {})),
                  "best_epoch": best.get("epoch"),
@@ -68,6 +70,22 @@ def load_run(run_dir, checkpoint: str = "best"):
                  "checkpoint": str(checkpoint_path(run_dir, checkpoint)),
                  "model_kwargs": copy.deepcopy(saved["model_kwargs"])})
     return model, info
+
+
+def _fold_logit_offset(model, offset, source) -> None:
+    """Add ``offset`` to the bias of the output layer, so evaluation and ONNX see adjusted logits.
+
+    The output layer is the last convolution or linear layer with one output per class.
+    """
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d,
+                                                           torch.nn.Conv3d))]
+    last = layers[-1] if layers else None
+    size = None if last is None else getattr(last, "out_features", getattr(last, "out_channels", None))
+    if last is None or last.bias is None or size != len(offset):
+        raise ModelError(f"{source}: the run has a logit offset for {len(offset)} classes but the "
+                         f"network's last layer is not a {len(offset)}-way output with a bias")
+    with torch.no_grad():
+        last.bias += torch.tensor(offset, dtype=last.bias.dtype)
 
 
 def resume_config(run_dir, overrides=()) -> dict:

@@ -69,7 +69,9 @@ def task_defaults(task: str) -> dict:
                         **DATASET_DEFAULTS, "use_style": settings["use_style"],
                         "normalize": settings["normalize"]},
             "augment": dict(AUGMENT_DEFAULTS),
-            "training": {"best_metric": settings["best_metric"]}}
+            # True: the trained net's logits get -log(class weight) added for evaluation and
+            # export (see ``logit_offset``); checkpoints keep the raw weights.
+            "training": {"best_metric": settings["best_metric"], "logit_adjustment": False}}
 
 
 def validate_shape_config(config: dict, source: str) -> None:
@@ -91,6 +93,12 @@ def validate_shape_config(config: dict, source: str) -> None:
         raise fail("augment.scale", f"must be [low, high] with 0 < low <= high, got {scale}")
     if aug["jitter"] < 0:
         raise fail("augment.jitter", f"must be >= 0, got {aug['jitter']}")
+    adjust = config["training"]["logit_adjustment"]
+    if not isinstance(adjust, bool):
+        raise fail("training.logit_adjustment", f"must be true or false, got {adjust!r}")
+    if adjust and config["training"]["class_weighting"] == "none":
+        raise fail("training.logit_adjustment", "needs training.class_weighting (it undoes the "
+                                                "weights' shift of the decision boundaries)")
 
 
 # -- augmentation (shared by point tasks; numpy, seeded per sample) ------------------------
@@ -147,8 +155,9 @@ class ShapeExamplesDataset(Dataset):
 class ShapeEvaluation:
     """Confusion matrix (over shapes, or over points for segmentation) and summed loss."""
 
-    def __init__(self, names, device=None):
+    def __init__(self, names, device=None, logit_offset=None):
         self.names = list(names)
+        self.offset = None if logit_offset is None else torch.tensor(logit_offset, device=device)
         k = len(self.names)
         self.confusion = torch.zeros(k * k, dtype=torch.int64, device=device)
         self.loss = torch.zeros(2, dtype=torch.float64, device=device)
@@ -157,6 +166,8 @@ class ShapeEvaluation:
     def update(self, model, batch) -> None:
         k = len(self.names)
         logits = _class_last(model(batch["inputs"]).float(), batch["targets"])
+        if self.offset is not None:
+            logits = logits + self.offset
         targets = batch["targets"].reshape(-1)
         valid = targets != IGNORE
         loss = F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum")
@@ -212,6 +223,7 @@ class ShapeTask(Task):
     segmentation = False
     representation = "points"
     class_weights: torch.Tensor | None = None
+    logit_offset: list[float] | None = None      # set with the class weights (training split)
 
     def __init__(self, config: dict, data_dir):
         super().__init__(config)
@@ -284,6 +296,12 @@ class ShapeTask(Task):
                                  for s in stored]).astype(np.int64)
         counts = np.bincount(labels[labels >= 0], minlength=len(self.parts))
         self.class_weights = torch.from_numpy(inverse_sqrt_weights(counts))
+        if self.config["training"]["logit_adjustment"]:
+            # A loss weighted by w_c trains logits shifted by about log w_c; adding -log w_c
+            # back makes the argmax the unweighted (accuracy-optimal) decision again, while the
+            # features keep what the weighting taught them about the rare parts (logit
+            # adjustment, Menon et al. 2021).
+            self.logit_offset = [-math.log(float(w)) for w in self.class_weights]
 
     def stored_examples(self, split: str, limit: int = 0) -> list[dict]:
         if self.source == "folder":
@@ -308,7 +326,7 @@ class ShapeTask(Task):
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
     def new_evaluation(self, device=None):
-        return ShapeEvaluation(self.parts, device)
+        return ShapeEvaluation(self.parts, device, self.logit_offset)
 
     # -- run description ------------------------------------------------------------------
     def info(self) -> dict:
@@ -320,7 +338,7 @@ class ShapeTask(Task):
                 "num_points": int(self.data_cfg["num_points"]),
                 "resolution": int(self.data_cfg["resolution"]), "stride": 1,
                 "data_dir": str(self.root.resolve()), "n_logits": len(self.parts),
-                "output_layout": self.output_layout}
+                "output_layout": self.output_layout, "logit_offset": self.logit_offset}
         info["task_info"] = {k: info[k] for k in ("classes", "source", "normalize", "cell_size",
                                                   "num_points", "resolution")}
         info["task_info"]["output"] = "points" if self.segmentation else "shape"
@@ -424,9 +442,11 @@ class VoxNetTask(ShapeTask):
 
 SHAPE_TASKS = {task.name: task for task in (PointNetClassificationTask,
                                             PointNetSegmentationTask, VoxNetTask)}
-SHAPE_TASK_FAMILIES = {"pointnet-cls": ("pointnet-cls",), "pointnet-seg": ("pointnet-seg",),
+SHAPE_TASK_FAMILIES = {"pointnet-cls": ("pointnet-cls",),
+                       "pointnet-seg": ("pointnet-seg", "dgcnn-seg"),
                        "voxnet": ("voxnet",)}
-SHAPE_DEFAULT_CONFIGS = {"pointnet-cls": "pointnet_cls.yaml", "pointnet-seg": "pointnet_seg.yaml",
+# pointnet-seg trains DGCNN by default (dgcnn_seg.yaml); pointnet_seg.yaml is the PointNet baseline.
+SHAPE_DEFAULT_CONFIGS = {"pointnet-cls": "pointnet_cls.yaml", "pointnet-seg": "dgcnn_seg.yaml",
                          "voxnet": "voxnet.yaml"}
 
 
@@ -475,7 +495,7 @@ def evaluate_shape_run(model, info: dict, run_dir, data_dir, split: str = "test"
     dataset = task.dataset(split)
     loader = torch.utils.data.DataLoader(dataset, shuffle=False, collate_fn=task.collate,
                                          batch_size=batch_size or config["training"]["eval_batch_size"])
-    evaluation = task.new_evaluation()
+    evaluation = ShapeEvaluation(task.parts)      # load_run folded any logit offset into the model
     for batch in loader:
         evaluation.update(model, batch)
     return {"run": str(run_dir), "checkpoint": info["checkpoint"], "epoch": info["epoch"],

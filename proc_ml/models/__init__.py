@@ -3,7 +3,7 @@
 ``build_model(family, **kwargs)`` constructs a network; ``FAMILIES[family].defaults`` are
 the hyper-parameters a config's ``model`` section may set (the task fills in the input
 and output sizes, ``inputs`` names which of those it sets). Later families (pointnet,
-voxnet, pix2pix) register here the same way.
+dgcnn, voxnet, pix2pix) register here the same way.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .dgcnn import DGCNNSegmenter
 from .parts_mlp import PartsMLP
 from .parts_unet3d import PartsUNet3D
 from .pointnet import PointNetClassifier, PointNetSegmenter
@@ -43,6 +44,14 @@ FAMILIES: dict[str, Family] = {
                             "input_transform": False, "feature_transform": False,
                             "fourier_bands": 0, "fourier_period": 2.0},
                            ("in_features", "n_classes")),
+    # DGCNN (EdgeConv over k nearest neighbours) for per-point segmentation: local
+    # neighbourhoods (proc_ml/models/dgcnn.py); trained by the pointnet-seg task.
+    "dgcnn-seg": Family("dgcnn-seg", DGCNNSegmenter,
+                        {"k": 20, "point_widths": [], "edge_widths": [[64, 64], [64, 64], [64]],
+                         "emb": 512,
+                         "head": [256, 128], "dropout": 0.5, "dynamic_graph": False,
+                         "fourier_bands": 0, "fourier_period": 2.0},
+                        ("in_features", "n_classes")),
     "voxnet": Family("voxnet", VoxNet, {"width": 32, "head": [128], "dropout": 0.4},
                      ("n_classes", "resolution")),
     "voxel-unet3d": Family("voxel-unet3d", VoxelUNet3D, {"width": 8, "depth": 2},
@@ -69,6 +78,6 @@ def build_model(family: str, **kwargs):
     return get_family(family).factory(**kwargs)
 
 
-__all__ = ["FAMILIES", "Family", "PartsMLP", "PartsUNet3D", "PatchGANDiscriminator",
+__all__ = ["DGCNNSegmenter", "FAMILIES", "Family", "PartsMLP", "PartsUNet3D", "PatchGANDiscriminator",
            "PointNetClassifier", "PointNetSegmenter", "UNetGenerator", "VoxNet", "VoxelUNet3D",
            "build_model", "get_family"]
