@@ -26,6 +26,18 @@ def tiny_dataset(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def point_dataset(tmp_path_factory):
+    """16 buildings on a 10^3 grid with grids and 256-point labelled clouds (shape nets)."""
+    from exporters.dataset import generate_dataset
+    from proc_ml.procedural import load_generator_config
+
+    out = tmp_path_factory.mktemp("points_ds")
+    cfg = load_generator_config(None, ["grid.size=[10,10,10]", "points.per_building=256"])
+    generate_dataset(cfg, 16, 5, out, ("grids", "points"), workers=1, progress=False)
+    return out
+
+
 def _train(tmp_path_factory, dataset, name: str, config: str, *overrides: str):
     from proc_ml.cli import main
 

@@ -18,17 +18,6 @@ from proc_ml.models.dgcnn import EdgeConv, gather_neighbours, knn
 
 
 @pytest.fixture(scope="module")
-def point_dataset(tmp_path_factory):
-    from exporters.dataset import generate_dataset
-    from proc_ml.procedural import load_generator_config
-
-    out = tmp_path_factory.mktemp("dgcnn_ds")
-    cfg = load_generator_config(None, ["grid.size=[10,10,10]", "points.per_building=256"])
-    generate_dataset(cfg, 16, 5, out, ("grids", "points"), workers=1, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
 def seg_run(tmp_path_factory, point_dataset):
     run = tmp_path_factory.mktemp("dgcnn_seg") / "run"
     assert main(["train", "pointnet-seg", "--data", str(point_dataset), "--out", str(run),

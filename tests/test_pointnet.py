@@ -16,17 +16,6 @@ from proc_ml.models import build_model
 from proc_ml.models.pointnet import TNet, feature_transform_loss
 
 
-@pytest.fixture(scope="module")
-def point_dataset(tmp_path_factory):
-    from exporters.dataset import generate_dataset
-    from proc_ml.procedural import load_generator_config
-
-    out = tmp_path_factory.mktemp("points_ds")
-    cfg = load_generator_config(None, ["grid.size=[10,10,10]", "points.per_building=256"])
-    generate_dataset(cfg, 16, 5, out, ("grids", "points"), workers=1, progress=False)
-    return out
-
-
 def _train(tmp_path_factory, task: str, data, *overrides) -> str:
     run = tmp_path_factory.mktemp(task) / "run"
     args = ["train", task, "--data", str(data), "--out", str(run),
