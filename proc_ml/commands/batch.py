@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from proc_ml.errors import ProcMLError
+from proc_ml.textures.palette import MATERIALS
 
 TASK_NAMES = ("parts", "classify", "segment", "texture")
 
@@ -23,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="exported ONNX model (proc-ml export onnx)")
     p.add_argument("--parts-model", help="texture task: building-parts ONNX model that labels meshes "
                                          "(grids from proc-ml generate carry their labels)")
-    p.add_argument("--material", choices=("plaster", "brick"), default="plaster",
+    p.add_argument("--material", choices=MATERIALS, default="plaster",
                    help="texture task: wall material of the label maps (default plaster)")
     p.add_argument("--out", required=True, help="output folder (mirrors ASSET_DIR; holds manifest.jsonl)")
     p.add_argument("--workers", type=int, default=1, help="parallel workers (default 1)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from proc_ml.textures.palette import MATERIALS
+
 
 def register(sub) -> None:
     parser = sub.add_parser("predict", help="run an exported ONNX model on a building",
@@ -46,7 +48,7 @@ def register(sub) -> None:
     source.add_argument("--building", help="building to texture: grid .npz, adjacency.csv or mesh")
     t.add_argument("--out", required=True, help="output .png (--input) or .glb (--building)")
     t.add_argument("--parts-model", help="building-parts ONNX model to label the building first")
-    t.add_argument("--material", choices=("plaster", "brick"), default="plaster",
+    t.add_argument("--material", choices=MATERIALS, default="plaster",
                    help="wall material the label maps ask for (default plaster)")
     t.add_argument("--module-px", type=int, default=None,
                    help="pixels per facade module (default: the model's training value)")
