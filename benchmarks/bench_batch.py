@@ -24,7 +24,7 @@ from pathlib import Path
 
 def tiny_model(work: Path) -> Path:
     """A massing-only 3D U-Net trained for 2 epochs on 16 small buildings, exported to ONNX."""
-    from exporters.onnx_export import export_run
+    from proc_ml.exporters.onnx_export import export_run
     from proc_ml.cli import main
 
     data = work / "model_data"

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from exporters.dataset import FORMATS, generate_dataset
+from proc_ml.exporters.dataset import FORMATS, generate_dataset
 from proc_ml.procedural import generate_building, load_generator_config
 from proc_ml.procedural.reference import generate_building_reference
 

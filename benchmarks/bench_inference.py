@@ -44,9 +44,9 @@ def shipped_model(family: str):
     import torch
 
     from proc_ml.encoding import adjacency_feature_names, grid_channel_names
-    from proc_ml.models import build_model, get_family
+    from proc_ml.trainers.models import build_model, get_family
     from proc_ml.procedural.parts import DEFAULT_PARTS
-    from trainers import load_train_config, resolve_config_path
+    from proc_ml.trainers import load_train_config, resolve_config_path
 
     config = load_train_config("building-parts", resolve_config_path(SHIPPED_CONFIGS[family]))
     hyper = {k: config["model"][k] for k in get_family(family).defaults if k in config["model"]}
@@ -100,7 +100,7 @@ def time_pair(fn_a, fn_b, inputs, repeats: int) -> tuple[np.ndarray, np.ndarray]
 def bench_family(model, info, args, tmp: Path) -> dict:
     import torch
 
-    from exporters.onnx_export import attach_metadata, check_model, export_model_proto
+    from proc_ml.exporters.onnx_export import attach_metadata, check_model, export_model_proto
     from proc_ml.runtime import load_model
 
     blds = buildings(args.grid, max(args.batch, 8))
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     if args.runs:
-        from trainers import load_run
+        from proc_ml.trainers import load_run
         pairs = [load_run(r) for r in args.runs]
     else:
         pairs = [shipped_model(f) for f in FAMILIES]

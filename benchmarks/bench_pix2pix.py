@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import torch
-    from trainers.pix2pix import evaluate_pix2pix, format_pix2pix_table
+    from proc_ml.trainers.pix2pix import evaluate_pix2pix, format_pix2pix_table
 
     torch.set_num_threads(args.threads)
     result = evaluate_pix2pix(args.run, args.data, args.split, args.checkpoint, grid_path=args.grid)

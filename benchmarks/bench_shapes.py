@@ -34,7 +34,7 @@ RUNS = {"pointnet-cls": ("pointnet-cls", "pointnet_cls"),
 
 
 def _dataset(root: Path, count: int) -> Path:
-    from exporters.dataset import generate_dataset
+    from proc_ml.exporters.dataset import generate_dataset
     from proc_ml.procedural import load_generator_config
 
     cfg = load_generator_config(None, ["points.per_building=1024"])
@@ -59,8 +59,8 @@ THREADS = 0   # --threads: training.threads of every run (0: torch's default)
 
 
 def _train(name: str, data: Path, out: Path, epochs: int):
-    from trainers import fit, load_train_config
-    from trainers.config import resolve_config_path
+    from proc_ml.trainers import fit, load_train_config
+    from proc_ml.trainers.config import resolve_config_path
 
     task, config_name = RUNS[name]
     config = load_train_config(task, resolve_config_path(config_name),
@@ -84,9 +84,9 @@ def _time(fn, repeats: int) -> float:
 def _inference(run: Path, model_path: Path, repeats: int) -> dict:
     import torch
 
-    from exporters.onnx_export import parity_inputs
+    from proc_ml.exporters.onnx_export import parity_inputs
     from proc_ml.runtime import load_model
-    from trainers import load_run
+    from proc_ml.trainers import load_run
 
     model, info = load_run(run)
     one = parity_inputs(info, info["data_dir"])[1][1]
@@ -105,7 +105,7 @@ def _inference(run: Path, model_path: Path, repeats: int) -> dict:
 def benchmark(count: int, epochs: int, repeats: int, names) -> None:
     import torch
 
-    from exporters.onnx_export import export_run
+    from proc_ml.exporters.onnx_export import export_run
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; dataset of {count} "
           f"buildings; {epochs} epoch(s) per family")
@@ -128,8 +128,8 @@ def benchmark(count: int, epochs: int, repeats: int, names) -> None:
 
 
 def acceptance(data: Path, out: Path, names) -> None:
-    from exporters.onnx_export import export_run
-    from trainers import evaluate_run
+    from proc_ml.exporters.onnx_export import export_run
+    from proc_ml.trainers import evaluate_run
 
     path = out / "acceptance.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
@@ -151,8 +151,8 @@ def acceptance(data: Path, out: Path, names) -> None:
 
 
 def _config_epochs(name: str) -> int:
-    from trainers import load_train_config
-    from trainers.config import resolve_config_path
+    from proc_ml.trainers import load_train_config
+    from proc_ml.trainers.config import resolve_config_path
 
     task, config_name = RUNS[name]
     return int(load_train_config(task, resolve_config_path(config_name))["training"]["epochs"])

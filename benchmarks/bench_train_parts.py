@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import trainers
+import proc_ml.trainers as trainers
 
 
 def parse_args(argv=None):
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     work = Path(args.out or tempfile.mkdtemp(prefix="bench_train_parts_"))
     data = args.data
     if data is None:
-        from exporters.dataset import generate_dataset
+        from proc_ml.exporters.dataset import generate_dataset
         from proc_ml.procedural.config import load_generator_config
         data = work / "data"
         generate_dataset(load_generator_config(), args.count, 1, data, formats=("grids",), progress=False)

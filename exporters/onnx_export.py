@@ -63,7 +63,7 @@ def _dynamic_dims(info: dict):
     if info["input_kind"] == "cells":
         return "cells", "logits", {0: Dim("cells", min=0)}, {0: "cells"}
     if info["input_kind"] in ("points", "voxels"):
-        from trainers.shapes import shape_dynamic_dims
+        from proc_ml.trainers.shapes import shape_dynamic_dims
         return shape_dynamic_dims(info)
     if info["input_kind"] == "image":
         stride = int(info["stride"])
@@ -149,7 +149,7 @@ def parity_inputs(info: dict, data_dir=None, n: int = 3) -> list[tuple[str, np.n
         from proc_ml.textures.parity import parity_images
         return parity_images(info, n)
     if info["input_kind"] in ("points", "voxels"):
-        from trainers.shapes import shape_parity_inputs
+        from proc_ml.trainers.shapes import shape_parity_inputs
         return shape_parity_inputs(info, data_dir, n)
     records = _sample_records(info, data_dir, n)
     with_style = bool(info["with_style"])
@@ -231,7 +231,7 @@ def export_run(run_dir, out, *, opset: int = DEFAULT_OPSET, checkpoint: str = "b
     """Export a run to ``out``; raise ``ModelError`` (and write nothing) if parity fails."""
     import torch
 
-    from trainers import load_run
+    from proc_ml.trainers import load_run
 
     model, info = load_run(run_dir, checkpoint)
     data_dir = data_dir if data_dir is not None else _run_data_dir(info)

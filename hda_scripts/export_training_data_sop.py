@@ -54,7 +54,7 @@ def export(node, geo):
         raise ProcMLError("no output folder set: set the 'output' parameter")
     parts = parse_parts(hgeo.parm_string(node, "parts", ""), hgeo.detail_string(geo, hgeo.PART_NAMES_DETAIL))
     formats = hgeo.parm_string(node, "formats", "all")
-    from exporters.dataset import parse_formats
+    from proc_ml.exporters.dataset import parse_formats
 
     points, counts, indices = hgeo.polygons(geo)
     return export_labelled_faces(

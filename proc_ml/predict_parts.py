@@ -186,8 +186,8 @@ def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: d
     on where the output folder lives. ``picture=False`` skips ``parts.png`` (matplotlib
     rendering is about half of the time per building).
     """
-    from exporters.meshes import labelled_trimesh, mesh_bytes
-    from exporters.tables import faces_header, faces_rows, header_line
+    from proc_ml.exporters.meshes import labelled_trimesh, mesh_bytes
+    from proc_ml.exporters.tables import faces_header, faces_rows, header_line
 
     out = Path(out_dir)
     colours = part_colours(parts)

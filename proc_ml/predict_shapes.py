@@ -77,7 +77,7 @@ def classify_shape(predictor, input_path, out_dir=None, k: int = 5, seed: int = 
 def segment_shape(predictor, input_path, out_dir, style=None, num_points: int | None = None,
                   seed: int = 0, picture: bool = True) -> dict:
     """Per-point parts of one shape: ``segments.ply`` (+ ``segments.png``) and ``summary.json``."""
-    from exporters.meshes import point_cloud_ply
+    from proc_ml.exporters.meshes import point_cloud_ply
 
     points, normals, labels, probs = predictor.segment(input_path, style=style,
                                                        num_points=num_points, seed=seed)

@@ -16,7 +16,7 @@ TINY_SEED = 3
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     """A 16-building dataset on a 12^3 grid with grids, faces/adjacency CSVs and meshes."""
-    from exporters.dataset import generate_dataset
+    from proc_ml.exporters.dataset import generate_dataset
     from proc_ml.procedural import load_generator_config
 
     out = tmp_path_factory.mktemp("tiny_dataset")
@@ -29,7 +29,7 @@ def tiny_dataset(tmp_path_factory):
 @pytest.fixture(scope="session")
 def point_dataset(tmp_path_factory):
     """16 buildings on a 10^3 grid with grids and 256-point labelled clouds (shape nets)."""
-    from exporters.dataset import generate_dataset
+    from proc_ml.exporters.dataset import generate_dataset
     from proc_ml.procedural import load_generator_config
 
     out = tmp_path_factory.mktemp("points_ds")
@@ -51,7 +51,7 @@ def _train(tmp_path_factory, dataset, name: str, config: str, *overrides: str):
 
 
 def _export(tmp_path_factory, run, dataset, name: str):
-    from exporters.onnx_export import export_run
+    from proc_ml.exporters.onnx_export import export_run
 
     out = tmp_path_factory.mktemp(name) / "model.onnx"
     export_run(run, out, data_dir=dataset, log=lambda line: None)

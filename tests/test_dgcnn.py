@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from proc_ml.cli import main
-from proc_ml.models import DGCNNSegmenter, build_model
-from proc_ml.models.dgcnn import EdgeConv, gather_neighbours, knn
+from proc_ml.trainers.models import DGCNNSegmenter, build_model
+from proc_ml.trainers.models.dgcnn import EdgeConv, gather_neighbours, knn
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def seg_run(tmp_path_factory, point_dataset):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, seg_run):
-    from exporters.onnx_export import export_run
+    from proc_ml.exporters.onnx_export import export_run
 
     out = tmp_path_factory.mktemp("dgcnn_onnx") / "seg.onnx"
     return out, export_run(seg_run, out, log=lambda line: None)
@@ -93,7 +93,7 @@ def test_segmenter_refuses_bad_settings():
 
 def test_config_checks_dgcnn_keys():
     from proc_ml.errors import ConfigError
-    from trainers import load_train_config
+    from proc_ml.trainers import load_train_config
 
     config = load_train_config("pointnet-seg", "proc_ml/configs/dgcnn_seg.yaml")
     assert config["model"]["family"] == "dgcnn-seg"
@@ -148,9 +148,9 @@ print("ok")
 
 def test_logit_adjustment_is_folded_into_the_model_that_is_evaluated_and_exported(
         tmp_path, point_dataset):
-    from exporters.onnx_export import export_run
-    from trainers import evaluate_run, load_run
-    from trainers.checkpoint import load as load_checkpoint
+    from proc_ml.exporters.onnx_export import export_run
+    from proc_ml.trainers import evaluate_run, load_run
+    from proc_ml.trainers.checkpoint import load as load_checkpoint
 
     run = tmp_path / "adjusted"
     assert main(["train", "pointnet-seg", "--data", str(point_dataset), "--out", str(run),

@@ -15,7 +15,7 @@ from proc_ml.runtime import ModelMetadata, load_model
 def _torch_logits(run, x):
     import torch
 
-    from trainers import load_run
+    from proc_ml.trainers import load_run
 
     model, _ = load_run(run)
     with torch.no_grad():
@@ -64,7 +64,7 @@ def test_metadata_carries_everything_needed_to_run(tiny_unet_onnx, tiny_unet_run
     import onnx
 
     from proc_ml import FORMAT_VERSION, __version__
-    from trainers import load_run
+    from proc_ml.trainers import load_run
 
     _, info = load_run(tiny_unet_run)
     props = {p.key: p.value for p in onnx.load(tiny_unet_onnx).metadata_props}
@@ -85,7 +85,7 @@ def test_metadata_carries_everything_needed_to_run(tiny_unet_onnx, tiny_unet_run
 
 
 def test_legacy_exporter_also_passes_parity(tiny_mlp_run, tiny_dataset, tmp_path):
-    from exporters.onnx_export import export_run
+    from proc_ml.exporters.onnx_export import export_run
 
     report = export_run(tiny_mlp_run, tmp_path / "legacy.onnx", exporter="legacy", opset=17,
                         data_dir=tiny_dataset, log=lambda line: None)
@@ -95,7 +95,7 @@ def test_legacy_exporter_also_passes_parity(tiny_mlp_run, tiny_dataset, tmp_path
 
 def test_parity_failure_refuses_the_export_and_writes_nothing(tiny_mlp_run, tiny_dataset,
                                                               tmp_path, monkeypatch):
-    import exporters.onnx_export as ox
+    import proc_ml.exporters.onnx_export as ox
 
     real = ox.compare_with_torch
     monkeypatch.setattr(ox, "compare_with_torch",

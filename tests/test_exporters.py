@@ -10,8 +10,8 @@ import pytest
 import trimesh
 import yaml
 
-from exporters.dataset import FORMATS, generate_dataset, parse_formats, split_ids
-from exporters.tables import faces_header, one_hot_faces, opara_rows
+from proc_ml.exporters.dataset import FORMATS, generate_dataset, parse_formats, split_ids
+from proc_ml.exporters.tables import faces_header, one_hot_faces, opara_rows
 from proc_ml import FORMAT_VERSION
 from proc_ml.encoding import STYLE_FEATURES, adjacency_feature_names, adjacency_features
 from proc_ml.errors import ConfigError

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from proc_ml.encoding import GRID_STRIDE, decode_grid_logits, grid_channel_names
-from proc_ml.models import FAMILIES, PartsMLP, PartsUNet3D, build_model, get_family
-from trainers.building_parts import masked_cross_entropy, predict_parts
+from proc_ml.trainers.models import FAMILIES, PartsMLP, PartsUNet3D, build_model, get_family
+from proc_ml.trainers.building_parts import masked_cross_entropy, predict_parts
 
 
 def test_unet_stride_matches_encoding_and_depth():
@@ -91,7 +91,7 @@ def test_masked_loss_on_cells_and_without_faces():
 
 
 def test_inverse_sqrt_class_weights_favour_rare_parts_and_keep_the_loss_scale():
-    from trainers.building_parts import inverse_sqrt_weights
+    from proc_ml.trainers.building_parts import inverse_sqrt_weights
 
     counts = np.array([900, 100, 0])
     weights = inverse_sqrt_weights(counts)

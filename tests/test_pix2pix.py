@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from proc_ml.models.pix2pix import PatchGANDiscriminator, UNetGenerator, receptive_field
-from trainers.loop import constant_then_linear
-from trainers.pix2pix import (ImageEvaluation, MeanColourBaseline, Pix2PixTask, psnr, ssim,
+from proc_ml.trainers.models.pix2pix import PatchGANDiscriminator, UNetGenerator, receptive_field
+from proc_ml.trainers.loop import constant_then_linear
+from proc_ml.trainers.pix2pix import (ImageEvaluation, MeanColourBaseline, Pix2PixTask, psnr, ssim,
                               to_unit)
 
 
@@ -106,7 +106,7 @@ def facades(tmp_path_factory):
 
 
 def _tiny_config():
-    from trainers.config import load_train_config, resolve_config_path
+    from proc_ml.trainers.config import load_train_config, resolve_config_path
     return load_train_config("pix2pix", resolve_config_path("tiny_pix2pix"))
 
 
@@ -161,7 +161,7 @@ def tiny_run(facades, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tiny_run, tmp_path_factory):
-    from exporters.onnx_export import export_run
+    from proc_ml.exporters.onnx_export import export_run
 
     out = tmp_path_factory.mktemp("p2p_onnx") / "gen.onnx"
     report = export_run(tiny_run, out, log=lambda line: None)
@@ -200,7 +200,7 @@ def test_onnx_parity_at_several_sizes(tiny_onnx):
 
 def test_runtime_generator_matches_torch_and_pads_any_size(tiny_run, tiny_onnx):
     from proc_ml.runtime.textures import TextureGenerator
-    from trainers import load_run
+    from proc_ml.trainers import load_run
 
     path, _ = tiny_onnx
     gen = TextureGenerator(path, device="cpu")
@@ -246,7 +246,7 @@ def test_predict_texture_cli_image_building_and_bad_colour(tiny_onnx, tmp_path, 
 
 
 def test_pad_jitter_shifts_without_rescaling(facades):
-    from trainers.config import load_train_config, resolve_config_path
+    from proc_ml.trainers.config import load_train_config, resolve_config_path
 
     cfg = load_train_config("pix2pix", resolve_config_path("tiny_pix2pix"),
                             ["dataset.jitter=pad", "dataset.size=128", "dataset.load_size=136",

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from proc_ml.cli import main
-from proc_ml.models import build_model
-from proc_ml.models.pointnet import TNet, feature_transform_loss
+from proc_ml.trainers.models import build_model
+from proc_ml.trainers.models.pointnet import TNet, feature_transform_loss
 
 
 def _train(tmp_path_factory, task: str, data, *overrides) -> str:
@@ -75,7 +75,7 @@ def test_tnet_starts_as_identity_and_orthogonality_loss():
 
 # -- data and augmentation ---------------------------------------------------------------------
 def _task(task_name, data, *overrides):
-    from trainers import load_train_config, make_task
+    from proc_ml.trainers import load_train_config, make_task
 
     config = load_train_config(task_name, f"proc_ml/configs/tiny_{task_name.replace('-', '_')}.yaml",
                                overrides)
@@ -135,7 +135,7 @@ def test_evaluate_reports_confusion_and_miou(seg_run, point_dataset, capsys):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, cls_run, seg_run):
-    from exporters.onnx_export import export_run
+    from proc_ml.exporters.onnx_export import export_run
 
     out = tmp_path_factory.mktemp("pointnet_onnx")
     reports = {name: export_run(run, out / f"{name}.onnx", log=lambda line: None)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from exporters.dataset import generate_dataset
+from proc_ml.exporters.dataset import generate_dataset
 from proc_ml.cli import main
 from proc_ml.procedural.config import load_generator_config
 

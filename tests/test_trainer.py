@@ -12,13 +12,13 @@ import pytest
 from proc_ml.config import load_yaml
 import torch
 
-import trainers
-from exporters.dataset import generate_dataset
+import proc_ml.trainers as trainers
+from proc_ml.exporters.dataset import generate_dataset
 from proc_ml.encoding import adjacency_feature_names, grid_channel_names
 from proc_ml.errors import ConfigError, DatasetError, ModelError
 from proc_ml.procedural.config import load_generator_config
-from trainers import Callback, fit, load_run, load_train_config
-from trainers.building_parts import BuildingPartsTask, masked_cross_entropy
+from proc_ml.trainers import Callback, fit, load_run, load_train_config
+from proc_ml.trainers.building_parts import BuildingPartsTask, masked_cross_entropy
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ import torch
 
 from proc_ml.cli import main
 from proc_ml.datasets.pointclouds import Shape, points_occupancy, shape_occupancy
-from proc_ml.models import PartsUNet3D, build_model
+from proc_ml.trainers.models import PartsUNet3D, build_model
 
 
 def test_voxnet_logits_and_resolution_check():
@@ -51,7 +51,7 @@ def test_box_surface_grid_is_centred_closed_and_hollow():
 
 @pytest.fixture(scope="module")
 def voxel_run(tmp_path_factory):
-    from exporters.dataset import generate_dataset
+    from proc_ml.exporters.dataset import generate_dataset
     from proc_ml.procedural import load_generator_config
 
     data = tmp_path_factory.mktemp("vox_ds")
@@ -64,7 +64,7 @@ def voxel_run(tmp_path_factory):
 
 
 def test_voxnet_trains_exports_and_classifies_without_torch(voxel_run, tmp_path, no_torch_source):
-    from exporters.onnx_export import export_run
+    from proc_ml.exporters.onnx_export import export_run
 
     data, run = voxel_run
     model = tmp_path / "voxnet.onnx"

@@ -18,7 +18,7 @@ from proc_ml.encoding import (adjacency_feature_names, adjacency_features, face_
                               grid_channel_names, grid_channels, pad_to_stride)
 from proc_ml.errors import DatasetError
 from proc_ml.grid import DIRECTIONS, NO_PART
-from proc_ml.models import build_model
+from .models import build_model
 
 from .metrics import classification_metrics
 from .task import Task

@@ -1,7 +1,7 @@
 """Training configs: ``dataset`` / ``model`` / ``training`` sections, strictly checked.
 
 The ``model`` section's allowed keys depend on ``model.family`` (each family's
-hyper-parameters in ``proc_ml.models.FAMILIES``), so the family is read first and the
+hyper-parameters in ``proc_ml.trainers.models.FAMILIES``), so the family is read first and the
 defaults for it are built before the strict merge.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from proc_ml.config import load_config, load_yaml, parse_override
 from proc_ml.errors import ConfigError
-from proc_ml.models import FAMILIES
+from .models import FAMILIES
 
 from .shapes import SHAPE_DEFAULT_CONFIGS, SHAPE_TASK_FAMILIES, validate_shape_config
 from .shapes import task_defaults as shape_task_defaults

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from proc_ml.datasets.pix2pix import open_pairs
 from proc_ml.errors import ConfigError, DatasetError
-from proc_ml.models import build_model
+from .models import build_model
 
 from .task import Task
 

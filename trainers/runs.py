@@ -20,7 +20,7 @@ import torch
 from proc_ml.config import load_yaml
 from proc_ml.datasets import open_dataset
 from proc_ml.errors import ModelError
-from proc_ml.models import build_model
+from .models import build_model
 
 from . import checkpoint
 from .building_parts import encode_cell_example, encode_grid_example

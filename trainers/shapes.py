@@ -31,7 +31,7 @@ from proc_ml.datasets.pointclouds import (NORMALIZE_FOR, Shape, normalize_for, p
                                           point_features, shape_occupancy)
 from proc_ml.errors import ConfigError, DatasetError
 from proc_ml.meshing import quad_mesh
-from proc_ml.models import build_model
+from .models import build_model
 
 from .building_parts import inverse_sqrt_weights
 from .metrics import classification_metrics

@@ -27,7 +27,7 @@ def open_texture(model_path: str, options: dict, limits: Limits):
     from ..runtime import PartsPredictor
     from ..runtime.textures import TextureGenerator
 
-    import exporters.meshes  # noqa: F401  (mesh IO up front: --timeout times the asset)
+    import proc_ml.exporters.meshes  # noqa: F401  (mesh IO up front: --timeout times the asset)
 
     device = options.get("device", "auto")
     TextureGenerator(model_path, device=device, threads=WORKER_THREADS)   # checks it is pix2pix

@@ -42,12 +42,12 @@ def _stage(name: str, timings: dict):
 
 
 def run(args) -> int:
-    from exporters.dataset import generate_dataset
-    from exporters.onnx_export import export_run
+    from proc_ml.exporters.dataset import generate_dataset
+    from proc_ml.exporters.onnx_export import export_run
     from proc_ml.fileio import write_bytes, write_text
     from proc_ml.procedural import load_generator_config
-    from trainers import fit, load_train_config
-    from trainers.config import default_config_path
+    from proc_ml.trainers import fit, load_train_config
+    from proc_ml.trainers.config import default_config_path
 
     out = Path(args.out)
     progress = not args.quiet

@@ -21,7 +21,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from proc_ml.fileio import write_text
-    from trainers import evaluate_run, format_table
+    from proc_ml.trainers import evaluate_run, format_table
 
     result = evaluate_run(args.run, args.data, split=args.split, checkpoint=args.checkpoint)
     out = Path(args.out) if args.out else Path(args.run) / "eval.json"

@@ -33,7 +33,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from exporters.onnx_export import export_run
+    from proc_ml.exporters.onnx_export import export_run
     from proc_ml.errors import ModelError
 
     if not str(args.out).endswith(".onnx"):

@@ -26,8 +26,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from proc_ml.errors import ConfigError
-    from trainers import fit, load_train_config, resolve_config_path, resume_config
-    from trainers.config import default_config_path
+    from proc_ml.trainers import fit, load_train_config, resolve_config_path, resume_config
+    from proc_ml.trainers.config import default_config_path
 
     if args.resume:
         if args.config:

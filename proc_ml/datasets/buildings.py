@@ -158,7 +158,7 @@ def read_faces_csv(path: str | os.PathLike, parts, layout: str = "named"):
     if layout == "opara":
         header, id_cols = None, 0
     else:
-        from exporters.tables import faces_header  # the writer owns the column names
+        from proc_ml.exporters.tables import faces_header  # the writer owns the column names
         header, id_cols = faces_header(parts), 4
     ncols = id_cols + 6 * K
     rows = [(_numbers(path, n, f, int), n) for n, f in _read_csv(path, header, ncols)]
@@ -174,7 +174,7 @@ def read_faces_csv(path: str | os.PathLike, parts, layout: str = "named"):
 def read_adjacency_csv(path: str | os.PathLike):
     """``adjacency.csv`` -> ``(ids int64[N, 4], features float32[N, F], feature names)``."""
     path = Path(path)
-    from exporters.tables import adjacency_header
+    from proc_ml.exporters.tables import adjacency_header
     header = adjacency_header()
     rows = [_numbers(path, n, f, float) for n, f in _read_csv(path, header, len(header))]
     data = np.array(rows, dtype=np.float64).reshape(-1, len(header))
@@ -184,7 +184,7 @@ def read_adjacency_csv(path: str | os.PathLike):
 def read_buildings_csv(path: str | os.PathLike) -> list[dict]:
     """``buildings.csv`` -> one dict per building: ids, archetype, sizes, counts, style."""
     path = Path(path)
-    from exporters.tables import buildings_header
+    from proc_ml.exporters.tables import buildings_header
     header = buildings_header()
     n_style = len(STYLE_FEATURES)
     rows = []

@@ -236,7 +236,7 @@ def export_building(out, building_id: int, building: LabelledBuilding, parts, ce
     Returns the refreshed manifest, or ``None`` when ``update_index`` is off (call
     :func:`refresh_dataset` once after parallel exports, e.g. from PDG).
     """
-    from exporters.dataset import FORMATS, _write_building_files
+    from proc_ml.exporters.dataset import FORMATS, _write_building_files
     from ..procedural import Vocabulary
 
     formats = tuple(formats or FORMATS)
@@ -277,9 +277,9 @@ def refresh_dataset(out, formats, cfg: dict, seed: int = 0) -> dict:
 
     Building ids must run 0..N-1 (``BuildingDataset`` reads them by index).
     """
-    from exporters import tables
-    from exporters.dataset import MANIFEST
-    from exporters.meshes import legend_json
+    from proc_ml.exporters import tables
+    from proc_ml.exporters.dataset import MANIFEST
+    from proc_ml.exporters.meshes import legend_json
     from ..datasets import read_building_npz
     from ..fileio import write_bytes, write_text
     from ..procedural import Vocabulary
@@ -327,7 +327,7 @@ def refresh_dataset(out, formats, cfg: dict, seed: int = 0) -> dict:
 
 
 def _manifest(cfg, ids, seed, formats, shape, cells, part_counts, archetypes) -> dict:
-    from exporters.dataset import build_manifest
+    from proc_ml.exporters.dataset import build_manifest
 
     return build_manifest(cfg, count=len(ids), seed=seed, formats=formats, layout="named",
                           cells=cells, part_counts=part_counts,
@@ -370,7 +370,7 @@ def export_labelled_faces(out, building_id: int, points, counts, indices, part_v
 def rebuild_index(out, parts, cell_size, formats=None, source: str = "dcc",
                   split=(0.1, 0.1), seed: int = 0) -> dict:
     """Refresh the dataset-wide files of ``out`` from its grids (after parallel exports)."""
-    from exporters.dataset import FORMATS
+    from proc_ml.exporters.dataset import FORMATS
 
     cfg = _export_config((0, 0, 0), check_cell_size(cell_size), tuple(parts), split, source)
     return refresh_dataset(out, tuple(formats or FORMATS), cfg, seed)

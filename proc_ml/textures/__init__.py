@@ -8,6 +8,6 @@ parts, paired training data for pix2pix, atlas packing and textured GLB output.
 * ``building``: a whole building's label maps -> textures -> atlas -> UVs;
 * ``atlas``, ``glb``, ``images``, ``parity``: packing, GLB and PNG output, export inputs.
 
-The pix2pix model itself lives in ``proc_ml.models.pix2pix`` / ``trainers.pix2pix``; its
+The pix2pix model itself lives in ``proc_ml.trainers.models.pix2pix`` / ``trainers.pix2pix``; its
 torch-free inference in ``proc_ml.runtime.textures``.
 """

@@ -74,7 +74,7 @@ def facade_pairs(cfg: dict, seed: int, index: int, size: int, palette, module_px
 
 def write_facade_pairs(cfg: dict, count: int, seed: int, out, size: int = 256,
                        module_px: int = DEFAULT_MODULE_PX, progress: bool = False) -> dict:
-    from exporters.dataset import split_ids
+    from proc_ml.exporters.dataset import split_ids
 
     if size not in SIZES:
         from ..errors import ConfigError

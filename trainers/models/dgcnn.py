@@ -32,7 +32,7 @@ for any ``N >= 1`` with no branch on ``N``. So the network exports to ONNX with 
 point axis.
 
 ``fourier_bands`` / ``fourier_period`` add the harmonics of the coordinates as per-point
-inputs, as in ``proc_ml.models.pointnet`` (the grid rhythms of building parts).
+inputs, as in ``proc_ml.trainers.models.pointnet`` (the grid rhythms of building parts).
 """
 
 from __future__ import annotations
