@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from proc_ml.exporters.dataset import FORMATS, generate_dataset
+from proc_ml.exporters.dataset import generate_dataset
+from proc_ml.formats import FORMATS
 from proc_ml.procedural import generate_building, load_generator_config
 from proc_ml.procedural.reference import generate_building_reference
 

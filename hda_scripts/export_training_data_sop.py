@@ -30,6 +30,7 @@ import hou
 from proc_ml.dcc import houdini as hgeo
 from proc_ml.dcc.export import export_labelled_faces, parse_parts
 from proc_ml.errors import ProcMLError
+from proc_ml.formats import parse_formats
 
 
 def _grid_size(node):
@@ -54,7 +55,6 @@ def export(node, geo):
         raise ProcMLError("no output folder set: set the 'output' parameter")
     parts = parse_parts(hgeo.parm_string(node, "parts", ""), hgeo.detail_string(geo, hgeo.PART_NAMES_DETAIL))
     formats = hgeo.parm_string(node, "formats", "all")
-    from proc_ml.exporters.dataset import parse_formats
 
     points, counts, indices = hgeo.polygons(geo)
     return export_labelled_faces(

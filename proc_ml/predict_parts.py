@@ -19,14 +19,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 from .encoding import STYLE_FEATURES
 from .errors import DatasetError
 from .fileio import safe_join, write_bytes, write_text
-from .grid import NO_PART
+from .colours import part_colours
 from .meshing import QuadMesh, quad_mesh
 from .runtime import PartsPredictor, face_accuracy
 from .voxelize import MESH_SUFFIXES, VoxelGrid, transfer_labels, voxelize_file
@@ -68,37 +67,30 @@ def read_input(path: str | os.PathLike, *, building_id: int | None = None,
                        f"adjacency.csv rows, or a mesh: {', '.join(MESH_SUFFIXES)})")
 
 
-def _dataset_root(path: Path) -> Path | None:
-    for folder in (path.parent, path.parent.parent):
-        if (folder / "dataset.yaml").is_file():
-            return folder
-    return None
-
-
 def _dataset_info(path: Path) -> tuple[list | None, float | None]:
     """(parts, cell size) of the dataset a file belongs to, when it can be found."""
-    root = _dataset_root(path)
+    from .formats import find_dataset_root, manifest as dataset_manifest
+
+    root = find_dataset_root(path)
     if root is None:
         return None, None
-    from .datasets import read_manifest
-
-    manifest = read_manifest(root)
+    manifest = dataset_manifest.read(root)
     return list(manifest["parts"]), float(manifest.get("cell_size", DEFAULT_CELL_SIZE))
 
 
 def _read_grid(path: Path, cell_size) -> PartsInput:
-    from .datasets import read_building_npz
+    from .formats import grid_npz
 
     parts, data_cell = _dataset_info(path)
-    record = read_building_npz(path, n_parts=len(parts) if parts else None)
+    record = grid_npz.read(path, n_parts=len(parts) if parts else None)
     return PartsInput(str(path), record.building_id, record.occupancy, record.style,
                       record.labels, parts, cell_size or data_cell or DEFAULT_CELL_SIZE)
 
 
 def _read_adjacency(path: Path, building_id, cell_size) -> PartsInput:
-    from .datasets import read_adjacency_csv
+    from .formats import adjacency_csv
 
-    ids, feats, names = read_adjacency_csv(path)
+    ids, feats, names = adjacency_csv.read(path)
     if len(ids) == 0:
         raise DatasetError(f"{path}: no rows")
     present = np.unique(ids[:, 0])
@@ -120,24 +112,12 @@ def _read_adjacency(path: Path, building_id, cell_size) -> PartsInput:
     parts, data_cell = _dataset_info(path)
     item = PartsInput(str(path), int(building_id), occ, style,
                       cell_size=cell_size or data_cell or DEFAULT_CELL_SIZE)
-    faces = path.with_name("faces.csv")
+    from .formats import FACES_CSV, faces_csv
+
+    faces = path.with_name(FACES_CSV)
     if parts and faces.is_file():
-        item.truth, item.truth_parts = _truth_from_faces(faces, parts, building_id, occ), parts
+        item.truth, item.truth_parts = faces_csv.labels_of(faces, parts, building_id, occ.shape), parts
     return item
-
-
-def _truth_from_faces(path: Path, parts, building_id: int, occ: np.ndarray):
-    from .datasets import read_faces_csv
-
-    ids, one_hot = read_faces_csv(path, parts)
-    rows = ids[:, 0] == building_id
-    labels = np.full(occ.shape + (6,), NO_PART, dtype=np.int8)
-    coords = ids[rows, 1:]
-    if len(coords) == 0 or coords.max(axis=0).tolist() >= list(occ.shape):
-        return None
-    block = one_hot[rows]
-    labels[tuple(coords.T)] = np.where(block.any(axis=2), block.argmax(axis=2), NO_PART)
-    return labels
 
 
 def parse_style(text: str | None) -> np.ndarray | None:
@@ -155,12 +135,6 @@ def parse_style(text: str | None) -> np.ndarray | None:
 
 
 # -- predicting and writing -------------------------------------------------------------
-def part_colours(parts) -> list[tuple[int, int, int]]:
-    from .procedural.parts import Vocabulary
-
-    return Vocabulary(tuple(parts)).colours()
-
-
 def accuracy_against_truth(item: PartsInput, labels: np.ndarray, parts) -> dict | None:
     if item.truth is None:
         return None
@@ -186,8 +160,8 @@ def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: d
     on where the output folder lives. ``picture=False`` skips ``parts.png`` (matplotlib
     rendering is about half of the time per building).
     """
-    from proc_ml.exporters.meshes import labelled_trimesh, mesh_bytes
-    from proc_ml.exporters.tables import faces_header, faces_rows, header_line
+    from .formats import faces_csv, labelled_mesh
+    from .formats.tables import header_line
 
     out = Path(out_dir)
     colours = part_colours(parts)
@@ -199,16 +173,15 @@ def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: d
         files.append(name)
 
     for fmt in ("ply", "glb"):
-        put(f"parts.{fmt}", mesh_bytes(quads, fmt, parts, colours))
+        put(f"parts.{fmt}", labelled_mesh.mesh_bytes(quads.vertices, quads.triangles,
+                                                     quads.triangle_parts, fmt, parts, colours))
     coords = np.stack(np.nonzero(item.occupancy), axis=1)
-    building = SimpleNamespace(labels=labels, building_id=item.building_id)
-    put("faces.csv", header_line(faces_header(parts)) + faces_rows(building, len(parts), coords))
+    put("faces.csv", header_line(faces_csv.header(parts))
+        + faces_csv.rows(item.building_id, labels, coords, len(parts)))
     if item.mesh is not None:
         tri_parts = transfer_labels(item.mesh.vertices, item.mesh.faces, item.voxels, labels)
-        source = SimpleNamespace(vertices=np.asarray(item.mesh.vertices),
-                                 triangles=np.asarray(item.mesh.faces), triangle_parts=tri_parts)
-        put("input_parts.ply", labelled_trimesh(source, colours).export(
-            file_type="ply", include_attributes=True))
+        put("input_parts.ply", labelled_mesh.mesh_bytes(item.mesh.vertices, item.mesh.faces,
+                                                        tri_parts, "ply", parts, colours))
     accuracy = accuracy_against_truth(item, labels, parts)
     meshes, titles = [quads], ["prediction"]
     if accuracy is not None:

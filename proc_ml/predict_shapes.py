@@ -12,11 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .colours import part_colours
 from .fileio import safe_join, write_bytes, write_text
-
-_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
-
 
 def register_shape_predictors(kinds) -> None:
     """Add the ``classify`` and ``segment`` subcommands to ``proc-ml predict``."""
@@ -52,17 +49,6 @@ def register_shape_predictors(kinds) -> None:
     p.set_defaults(func=run_segment)
 
 
-def colours_for(parts) -> list[tuple[int, int, int]]:
-    """The generator's part colours when ``parts`` is a building vocabulary, else a palette."""
-    from .errors import ConfigError
-    from .procedural.parts import Vocabulary
-
-    try:
-        return Vocabulary(tuple(parts)).colours()
-    except ConfigError:
-        return [_PALETTE[i % len(_PALETTE)] for i in range(len(parts))]
-
-
 def classify_shape(predictor, input_path, out_dir=None, k: int = 5, seed: int = 0) -> dict:
     """Top-k classes of one shape; ``classes.json`` in ``out_dir`` when given."""
     ranked = predictor.classify(input_path, k=k, seed=seed)
@@ -77,15 +63,15 @@ def classify_shape(predictor, input_path, out_dir=None, k: int = 5, seed: int = 
 def segment_shape(predictor, input_path, out_dir, style=None, num_points: int | None = None,
                   seed: int = 0, picture: bool = True) -> dict:
     """Per-point parts of one shape: ``segments.ply`` (+ ``segments.png``) and ``summary.json``."""
-    from proc_ml.exporters.meshes import point_cloud_ply
+    from .formats.point_cloud import ply_bytes
 
     points, normals, labels, probs = predictor.segment(input_path, style=style,
                                                        num_points=num_points, seed=seed)
     parts = predictor.classes
-    colours = colours_for(parts)
+    colours = part_colours(parts)
     out = Path(out_dir)
     files = ["segments.ply"]
-    write_bytes(safe_join(out, "segments.ply"), point_cloud_ply(points, normals, labels, colours))
+    write_bytes(safe_join(out, "segments.ply"), ply_bytes(points, normals, labels, colours))
     if picture:
         write_bytes(safe_join(out, "segments.png"), render_points(points, labels, parts, colours))
         files.append("segments.png")

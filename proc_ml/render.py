@@ -10,9 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .colours import UNLABELLED
 from .meshing import QuadMesh
-
-_UNLABELLED = (0.6, 0.6, 0.6)
 
 
 def render_parts(meshes: Sequence[QuadMesh], parts: Sequence[str], colours,
@@ -31,7 +30,7 @@ def render_parts(meshes: Sequence[QuadMesh], parts: Sequence[str], colours,
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     titles = list(titles) if titles is not None else [""] * len(meshes)
-    table = np.array([[c / 255.0 for c in rgb] for rgb in colours] + [_UNLABELLED])
+    table = np.array([[c / 255.0 for c in rgb] for rgb in list(colours) + [UNLABELLED]])
     cols = max(1, min(columns or len(meshes), len(meshes)))
     rows = -(-len(meshes) // cols)
     fig = Figure(figsize=(size * cols + 1.6, size * rows), dpi=dpi)

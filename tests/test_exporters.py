@@ -10,8 +10,10 @@ import pytest
 import trimesh
 import yaml
 
-from proc_ml.exporters.dataset import FORMATS, generate_dataset, parse_formats, split_ids
-from proc_ml.exporters.tables import faces_header, one_hot_faces, opara_rows
+from proc_ml.exporters.dataset import generate_dataset
+from proc_ml.formats import FORMATS, parse_formats
+from proc_ml.formats.faces_csv import header as faces_header, one_hot_faces, opara_rows
+from proc_ml.formats.manifest import split_ids
 from proc_ml import FORMAT_VERSION
 from proc_ml.encoding import STYLE_FEATURES, adjacency_feature_names, adjacency_features
 from proc_ml.errors import ConfigError

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from proc_ml.exporters.dataset import generate_dataset
-from proc_ml.exporters.tables import faces_header
+from proc_ml.formats.faces_csv import header as faces_header
 from proc_ml.datasets import (open_dataset, read_adjacency_csv, read_building_npz,
                               read_buildings_csv, read_faces_csv, read_labelled_mesh,
                               read_labels_json, read_manifest, read_point_cloud)

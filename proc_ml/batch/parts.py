@@ -63,7 +63,9 @@ class _PartsProcessor:
 def _import_output_writers(pictures: bool) -> None:
     """Load what writing outputs needs up front, so the first asset's time (and --timeout)
     covers the asset rather than imports of the mesh exporters (and matplotlib)."""
-    import proc_ml.exporters.meshes  # noqa: F401
+    from ..formats.labelled_mesh import preload
+
+    preload()
 
     if pictures:
         import matplotlib

@@ -27,7 +27,9 @@ def open_texture(model_path: str, options: dict, limits: Limits):
     from ..runtime import PartsPredictor
     from ..runtime.textures import TextureGenerator
 
-    import proc_ml.exporters.meshes  # noqa: F401  (mesh IO up front: --timeout times the asset)
+    from ..formats.labelled_mesh import preload
+
+    preload()      # mesh IO up front: --timeout times the asset
 
     device = options.get("device", "auto")
     TextureGenerator(model_path, device=device, threads=WORKER_THREADS)   # checks it is pix2pix

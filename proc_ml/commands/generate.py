@@ -63,7 +63,8 @@ def run_facades(args) -> int:
 
 
 def run(args) -> int:
-    from proc_ml.exporters.dataset import generate_dataset, parse_formats
+    from proc_ml.exporters.dataset import generate_dataset
+    from proc_ml.formats import parse_formats
     from proc_ml.procedural import load_generator_config
 
     cfg = load_generator_config(args.config, args.set)

@@ -16,20 +16,22 @@ as zeros and the manifest says ``style_present: false``; train such data with
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..datasets.writer import BuildingArrays, DatasetIndex, index_rows, write_building_files
 from ..encoding import STYLE_FEATURES
 from ..errors import DatasetError
+from ..formats import FORMATS, GRIDS_DIR, grid_npz, grid_path
 from ..grid import NO_PART, exterior_faces
+from ..procedural.parts import DEFAULT_PARTS, Vocabulary
 from .geometry import MAX_CELLS_PER_AXIS, GeometryError, check_cell_size
 
 #: Corners closer than this (in cells) to a lattice point are on it.
 LATTICE_TOLERANCE = 1e-3
 DEFAULT_ARCHETYPE = "custom"
-POINTS_PER_BUILDING = 2048
 
 
 @dataclass
@@ -38,24 +40,6 @@ class LabelledBuilding:
     occupancy: np.ndarray   # uint8[X, Y, Z]
     labels: np.ndarray      # int8[X, Y, Z, 6], -1 where no face
     origin: np.ndarray      # float64[3] z-up world position of cell [0, 0, 0]'s low corner
-
-
-@dataclass
-class _Style:
-    values: np.ndarray
-
-    def vector(self) -> np.ndarray:
-        return self.values
-
-
-@dataclass
-class ExportBuilding:
-    """What the ``exporters`` writers read from a building (a ``Building`` look-alike)."""
-    building_id: int
-    archetype: str
-    occupancy: np.ndarray
-    labels: np.ndarray
-    style: _Style = field(default_factory=lambda: _Style(np.zeros(len(STYLE_FEATURES), np.float32)))
 
 
 # -- faces -> grid ------------------------------------------------------------------------
@@ -234,112 +218,64 @@ def export_building(out, building_id: int, building: LabelledBuilding, parts, ce
     """Write one building (grids, meshes, points) and, by default, refresh the dataset.
 
     Returns the refreshed manifest, or ``None`` when ``update_index`` is off (call
-    :func:`refresh_dataset` once after parallel exports, e.g. from PDG).
+    :func:`rebuild_index` once after parallel exports, e.g. from PDG).
     """
-    from proc_ml.exporters.dataset import FORMATS, _write_building_files
-    from ..procedural import Vocabulary
-
     formats = tuple(formats or FORMATS)
     if int(building_id) < 0:
         raise DatasetError(f"building id must be >= 0, got {building_id}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", archetype or ""):
         raise DatasetError(f"archetype '{archetype}' must be a word (letters, digits, _ . -)")
-    out = Path(out)
-    record = ExportBuilding(int(building_id), archetype, building.occupancy.astype(np.uint8),
-                            building.labels.astype(np.int8))
-    vocab = Vocabulary(tuple(parts))
-    cfg = _export_config(building.occupancy.shape, cell_size, vocab.names, split, source)
-    _write_building_files(record, out, formats + ("grids",), cfg, vocab, seed)
+    Vocabulary(tuple(parts))
+    arrays = BuildingArrays(int(building_id), archetype, building.occupancy.astype(np.uint8),
+                            building.labels.astype(np.int8), np.zeros(len(STYLE_FEATURES), np.float32))
+    write_building_files(out, arrays, formats + ("grids",), parts, cell_size, seed=seed)
     if not update_index:
         return None
-    return refresh_dataset(out, formats, cfg, seed)
-
-
-def _export_config(shape, cell_size, parts, split, source) -> dict:
-    return {"source": source,
-            "grid": {"size": [int(n) for n in shape], "cell_size": float(cell_size)},
-            "parts": list(parts),
-            "points": {"per_building": POINTS_PER_BUILDING},
-            "split": {"val": float(split[0]), "test": float(split[1])}}
+    return rebuild_index(out, parts, cell_size, formats, source, split, seed)
 
 
 def _grid_ids(out: Path) -> list[int]:
     ids = []
-    for path in (out / "grids").glob("b*.npz"):
+    for path in (out / GRIDS_DIR).glob("b*.npz"):
         match = re.fullmatch(r"b(\d{6})\.npz", path.name)
         if match:
             ids.append(int(match.group(1)))
     return sorted(ids)
 
 
-def refresh_dataset(out, formats, cfg: dict, seed: int = 0) -> dict:
-    """Rebuild faces/adjacency/buildings CSVs, labels.json and dataset.yaml from grids/.
-
-    Building ids must run 0..N-1 (``BuildingDataset`` reads them by index).
-    """
-    from proc_ml.exporters import tables
-    from proc_ml.exporters.dataset import MANIFEST
-    from proc_ml.exporters.meshes import legend_json
-    from ..datasets import read_building_npz
-    from ..fileio import write_bytes, write_text
-    from ..procedural import Vocabulary
-
-    import yaml
-
+def rebuild_index(out, parts, cell_size, formats=None, source: str = "dcc",
+                  split=(0.1, 0.1), seed: int = 0) -> dict:
+    """Rebuild the dataset-wide files of ``out`` (CSV tables, labels.json, dataset.yaml)
+    from its grids, e.g. once after parallel exports. Building ids must run 0..N-1
+    (``BuildingDataset`` reads them by index); every building must share one grid size."""
     out = Path(out)
+    formats = tuple(formats or FORMATS)
+    cell_size = check_cell_size(cell_size)
     ids = _grid_ids(out)
     missing = sorted(set(range(len(ids) and ids[-1] + 1)) - set(ids))
     if missing:
         shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
-        raise DatasetError(f"{out / 'grids'}: building ids must run 0..N-1; missing {shown} "
+        raise DatasetError(f"{out / GRIDS_DIR}: building ids must run 0..N-1; missing {shown} "
                            f"(export those ids, then the dataset index is rebuilt)")
-    vocab = Vocabulary(tuple(cfg["parts"]))
-    K = len(vocab)
-    rows = {"buildings": [], "faces": [], "adjacency": []}
-    part_counts = np.zeros(K, dtype=np.int64)
-    archetypes: dict[str, int] = {}
-    cells, shape = 0, None
-    for building_id in ids:
-        rec = read_building_npz(out / "grids" / f"b{building_id:06d}.npz", n_parts=K)
-        b = ExportBuilding(building_id, rec.archetype or DEFAULT_ARCHETYPE, rec.occupancy,
-                           rec.labels, _Style(rec.style))
-        if shape is not None and rec.occupancy.shape != shape:
-            raise DatasetError(f"{out / 'grids'}: building {building_id} has grid "
-                               f"{list(rec.occupancy.shape)} but others have {list(shape)}; "
-                               f"export every building with the same grid size")
-        shape = rec.occupancy.shape
-        rows["buildings"].append(tables.buildings_row(b))
-        coords, adjacency = tables.adjacency_rows(b)
-        rows["adjacency"].append(adjacency)
-        rows["faces"].append(tables.faces_rows(b, K, coords))
-        part_counts += np.bincount(b.labels[b.labels >= 0], minlength=K)
-        archetypes[b.archetype] = archetypes.get(b.archetype, 0) + 1
-        cells += int(rec.occupancy.sum())
-    headers = {"buildings": tables.buildings_header(), "faces": tables.faces_header(vocab.names),
-               "adjacency": tables.adjacency_header()}
-    for name, header in headers.items():
-        if name == "buildings" or name in formats:
-            write_bytes(out / f"{name}.csv", tables.header_line(header) + b"".join(rows[name]))
-    write_text(out / "labels.json", legend_json(vocab.names, vocab.colours()))
-    manifest = _manifest(cfg, ids, seed, formats, shape, cells, part_counts, archetypes)
-    write_text(out / MANIFEST, yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None))
-    return manifest
-
-
-def _manifest(cfg, ids, seed, formats, shape, cells, part_counts, archetypes) -> dict:
-    from proc_ml.exporters.dataset import build_manifest
-
-    return build_manifest(cfg, count=len(ids), seed=seed, formats=formats, layout="named",
-                          cells=cells, part_counts=part_counts,
-                          archetype_counts=dict(sorted(archetypes.items())),
-                          archetypes=sorted(archetypes), source=cfg["source"],
-                          style_present=False, grid_size=shape)
+    vocab = Vocabulary(tuple(parts))
+    shape = None
+    with DatasetIndex(out, vocab.names, formats) as index:
+        for building_id in ids:
+            rec = grid_npz.read(grid_path(out, building_id), n_parts=len(vocab))
+            if shape is not None and rec.occupancy.shape != shape:
+                raise DatasetError(f"{out / GRIDS_DIR}: building {building_id} has grid "
+                                   f"{list(rec.occupancy.shape)} but others have {list(shape)}; "
+                                   f"export every building with the same grid size")
+            shape = rec.occupancy.shape
+            b = BuildingArrays(building_id, rec.archetype or DEFAULT_ARCHETYPE, rec.occupancy,
+                               rec.labels, rec.style)
+            index.add(index_rows(b, len(vocab), formats))
+    return index.finish(cell_size=cell_size, grid_size=shape or (0, 0, 0), seed=seed, source=source,
+                        style_present=False, split=split)
 
 
 def parse_parts(text: str | None, fallback=None) -> tuple[str, ...]:
     """A vocabulary typed in a DCC field ("wall window door ..." or comma separated)."""
-    from ..procedural import DEFAULT_PARTS
-
     names = tuple(n for n in re.split(r"[\s,]+", text or "") if n)
     if names:
         return names
@@ -365,12 +301,3 @@ def export_labelled_faces(out, building_id: int, points, counts, indices, part_v
     manifest = export_building(out, building_id, building, parts, check_cell_size(cell_size),
                                formats, source, archetype, split, seed, update_index)
     return building, manifest
-
-
-def rebuild_index(out, parts, cell_size, formats=None, source: str = "dcc",
-                  split=(0.1, 0.1), seed: int = 0) -> dict:
-    """Refresh the dataset-wide files of ``out`` from its grids (after parallel exports)."""
-    from proc_ml.exporters.dataset import FORMATS
-
-    cfg = _export_config((0, 0, 0), check_cell_size(cell_size), tuple(parts), split, source)
-    return refresh_dataset(out, tuple(formats or FORMATS), cfg, seed)

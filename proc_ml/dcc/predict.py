@@ -16,7 +16,8 @@ from ..errors import ModelError
 from ..runtime import DEVICES, PartsPredictor
 from .geometry import (GeometryError, VoxelGrid, check_cell_size, grid_from_cell_points,
                        grid_from_polygons, to_z_up)
-from .prims import LabelledPrims, labelled_prims, part_colours
+from ..colours import part_colours, unit_rgb
+from .prims import LabelledPrims, labelled_prims
 
 #: Cell size used when neither the node nor the model gives one (the generator default).
 DEFAULT_CELL_SIZE = 3.0
@@ -75,7 +76,7 @@ def open_session(model_path, device: str = "auto", previous: PartsSession | None
         return previous
     predictor = PartsPredictor(key[0], device, intra_op_threads=int(threads))
     parts = tuple(predictor.parts)
-    return PartsSession(key, predictor, parts, part_colours(parts))
+    return PartsSession(key, predictor, parts, unit_rgb(part_colours(parts)))
 
 
 def resolve_cell_size(cell_size, session: PartsSession) -> float:

@@ -11,13 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..colours import UNLABELLED, part_colours, unit_rgb
 from ..meshing import quad_mesh
-from ..procedural.parts import Vocabulary
 from .geometry import VoxelGrid, from_z_up
-
-#: Colour of a part missing from the default palette and of faces left unlabelled.
-FALLBACK_COLOUR = (128, 128, 128)
 
 
 @dataclass
@@ -37,17 +33,6 @@ class LabelledPrims:
         return len(self.part)
 
 
-def part_colours(parts, colours=None) -> np.ndarray:
-    """``float32[K, 3]`` in 0..1: the model's colours if given, else proc-ml's palette."""
-    if colours is None:
-        try:
-            colours = Vocabulary(tuple(parts)).colours()
-        except ConfigError:   # not a generator vocabulary: no colour per role to go by
-            colours = [FALLBACK_COLOUR] * len(parts)
-    table = np.asarray(colours, dtype=np.float32).reshape(len(parts), 3)
-    return table / 255.0 if table.max(initial=0.0) > 1.0 else table
-
-
 def labelled_prims(grid: VoxelGrid, labels: np.ndarray, probs: np.ndarray, parts,
                    colours=None, up: str = "z", clockwise: bool = False) -> LabelledPrims:
     """Quads of ``grid``'s exterior faces with the predicted ``labels``/``probs`` on them.
@@ -64,7 +49,7 @@ def labelled_prims(grid: VoxelGrid, labels: np.ndarray, probs: np.ndarray, parts
     polygons = np.arange(4 * n_faces, dtype=np.int32).reshape(n_faces, 4)
     if clockwise:
         polygons = polygons[:, ::-1].copy()
-    table = part_colours(parts, colours)
+    table = unit_rgb(part_colours(parts)) if colours is None else np.asarray(colours, np.float32)
     names = np.asarray(parts + ("",), dtype=object)
     return LabelledPrims(
         points=from_z_up(mesh.vertices, up).astype(np.float32),
@@ -73,7 +58,7 @@ def labelled_prims(grid: VoxelGrid, labels: np.ndarray, probs: np.ndarray, parts
         part_name=names[part],          # -1 (unlabelled) reads the trailing ""
         probs=np.asarray(probs, dtype=np.float32)[x, y, z, d].reshape(n_faces, len(parts)),
         colour=np.where(part[:, None] >= 0, table[np.maximum(part, 0)],
-                        np.float32(FALLBACK_COLOUR[0] / 255.0)).astype(np.float32),
+                        unit_rgb([UNLABELLED])[0]).astype(np.float32),
         cells=mesh.cells,
         directions=mesh.directions,
         parts=parts,

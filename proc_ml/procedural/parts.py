@@ -1,9 +1,10 @@
-"""The part vocabulary: names, the roles the rules use, and a colour per part."""
+"""The part vocabulary: names and the roles the rules use (colours: ``proc_ml.colours``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..colours import part_colours
 from ..errors import ConfigError
 
 DEFAULT_PARTS = ("wall", "window", "door", "roof", "balcony", "shopfront", "ground")
@@ -14,11 +15,6 @@ FALLBACKS = {
     "door": ("door", "wall"),
     "balcony": ("balcony", "window", "wall"),
     "shopfront": ("shopfront", "window", "wall"),
-}
-DEFAULT_COLOURS = {
-    "wall": (200, 190, 170), "window": (70, 130, 200), "door": (150, 80, 40),
-    "roof": (170, 50, 50), "balcony": (90, 170, 90), "shopfront": (230, 180, 40),
-    "ground": (90, 90, 90),
 }
 
 
@@ -49,12 +45,5 @@ class Vocabulary:
         raise KeyError(role)
 
     def colours(self) -> list[tuple[int, int, int]]:
-        """An RGB colour per part: the defaults, then a stable hash-based colour."""
-        out = []
-        for name in self.names:
-            if name in DEFAULT_COLOURS:
-                out.append(DEFAULT_COLOURS[name])
-            else:
-                h = sum(ord(c) * 131 ** i for i, c in enumerate(name)) % (256 ** 3)
-                out.append((h >> 16 & 255, h >> 8 & 255, h & 255))
-        return out
+        """An RGB colour per part (``proc_ml.colours.part_colours``)."""
+        return part_colours(self.names)

@@ -5,7 +5,7 @@
 ``images/NAME.png`` (the procedural texture), plus ``palette.json`` and the manifest
 ``facades.json`` (palette, size, module size, seed, split per pair). The layout is the
 "label folders" layout ``proc_ml.datasets.pix2pix`` reads, so real paired data in the
-same layout trains the same way. Splits are by building (``exporters.dataset.split_ids``):
+same layout trains the same way. Splits are by building (``proc_ml.formats.manifest.split_ids``):
 held-out facades come from buildings never seen in training.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import write_text
+from ..formats.manifest import split_ids
 from ..procedural import generate_building
 from .images import write_png
 from .layout import front_views
@@ -74,8 +75,6 @@ def facade_pairs(cfg: dict, seed: int, index: int, size: int, palette, module_px
 
 def write_facade_pairs(cfg: dict, count: int, seed: int, out, size: int = 256,
                        module_px: int = DEFAULT_MODULE_PX, progress: bool = False) -> dict:
-    from proc_ml.exporters.dataset import split_ids
-
     if size not in SIZES:
         from ..errors import ConfigError
         raise ConfigError(f"--size must be one of {', '.join(map(str, SIZES))}, got {size}")

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DatasetError
-from ..procedural.parts import DEFAULT_COLOURS, DEFAULT_PARTS, Vocabulary
+from ..colours import DEFAULT_COLOURS
+from ..procedural.parts import DEFAULT_PARTS, Vocabulary
 
 BACKGROUND = "background"
 MATERIALS = ("plaster", "brick")

@@ -1,0 +1,41 @@
+"""buildings.csv: one row per building (id, archetype, grid size, cells, faces, style)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..encoding import STYLE_FEATURES
+from ..grid import NO_PART
+from .tables import numbers, read_rows
+
+
+def header() -> list[str]:
+    return ["building_id", "archetype", "size_x", "size_y", "size_z", "cells", "faces",
+            *STYLE_FEATURES]
+
+
+def row(building_id: int, archetype: str, occupancy: np.ndarray, labels: np.ndarray,
+        style: np.ndarray) -> bytes:
+    X, Y, Z = occupancy.shape
+    faces = int((np.asarray(labels) != NO_PART).sum())
+    cells = int(np.asarray(occupancy).sum())
+    values = ",".join(f"{v:g}" for v in np.asarray(style, dtype=np.float32).tolist())
+    return f"{int(building_id)},{archetype},{X},{Y},{Z},{cells},{faces},{values}\n".encode()
+
+
+def read(path: str | os.PathLike) -> list[dict]:
+    """``buildings.csv`` -> one dict per building: ids, archetype, sizes, counts, style."""
+    path = Path(path)
+    head = header()
+    n_style = len(STYLE_FEATURES)
+    out = []
+    for lineno, fields in read_rows(path, head, len(head)):
+        ints = numbers(path, lineno, fields[:1] + fields[2:-n_style], int)
+        style = numbers(path, lineno, fields[-n_style:], float)
+        out.append({"building_id": ints[0], "archetype": fields[1],
+                    "size": tuple(ints[1:4]), "cells": ints[4], "faces": ints[5],
+                    "style": np.array(style, dtype=np.float32)})
+    return out

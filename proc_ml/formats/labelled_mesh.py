@@ -1,0 +1,147 @@
+"""Labelled meshes: a part per triangle, as PLY, OBJ or GLB (through trimesh).
+
+* PLY: one mesh; per-face ``part`` property (int) and per-face colour.
+* GLB and OBJ: one object per part, named after the part and coloured with it
+  (formats without per-face attributes carry the part in the object name). GLB is y-up
+  as glTF requires (a node rotation over z-up geometry); OBJ and PLY are z-up.
+
+Writers take plain arrays (vertices, triangles, a part per triangle, -1 = unlabelled);
+``read`` returns vertices in proc-ml's z-up frame for every format.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetError
+from ..meshing import to_z_up, z_up_to_y_up_transform
+
+FORMATS = ("obj", "ply", "glb")
+UNLABELLED_GREY = 128
+
+
+def preload() -> None:
+    """Import trimesh and its exporters now (a batch worker does this before its first
+    asset, so ``--timeout`` times the asset, not the imports)."""
+    import trimesh
+    import trimesh.exchange.export  # noqa: F401
+
+
+def _rgba(colours, parts: np.ndarray) -> np.ndarray:
+    table = np.array([tuple(c) + (255,) for c in colours], dtype=np.uint8)
+    return table[parts]
+
+
+def labelled_trimesh(vertices, triangles, triangle_parts, colours):
+    """One trimesh with per-face ``part`` and colours (faces without a part are grey)."""
+    import trimesh
+
+    tm = trimesh.Trimesh(np.asarray(vertices), np.asarray(triangles), process=False)
+    parts = np.asarray(triangle_parts).astype(np.int32)
+    rgba = np.where(parts[:, None] >= 0, _rgba(colours, np.maximum(parts, 0)),
+                    UNLABELLED_GREY).astype(np.uint8)
+    tm.visual.face_colors = rgba
+    tm.face_attributes["part"] = parts
+    return tm
+
+
+def part_scene(vertices, triangles, triangle_parts, names, colours, y_up: bool = False):
+    """A scene with one geometry per part present, named after the part.
+
+    With ``y_up`` the geometry stays z-up and each node carries the rotation to glTF's y-up
+    frame, so viewers show the building upright and readers can undo it exactly.
+    """
+    import trimesh
+
+    transform = z_up_to_y_up_transform() if y_up else None
+    scene = trimesh.Scene()
+    vertices, triangles = np.asarray(vertices), np.asarray(triangles)
+    tri_parts = np.asarray(triangle_parts)
+    for part in np.unique(tri_parts):
+        if part < 0:
+            continue
+        faces = triangles[tri_parts == part]
+        used, inverse = np.unique(faces, return_inverse=True)
+        sub = trimesh.Trimesh(vertices[used], inverse.reshape(-1, 3), process=False)
+        sub.visual = trimesh.visual.ColorVisuals(sub, face_colors=tuple(colours[part]) + (255,))
+        scene.add_geometry(sub, geom_name=names[part], node_name=names[part], transform=transform)
+    return scene
+
+
+def mesh_bytes(vertices, triangles, triangle_parts, fmt: str, names, colours) -> bytes:
+    """The labelled mesh as ``fmt`` (one of ``FORMATS``) bytes."""
+    if fmt == "ply":
+        data = labelled_trimesh(vertices, triangles, triangle_parts, colours).export(
+            file_type="ply", include_attributes=True)
+    elif fmt in ("glb", "obj"):
+        data = part_scene(vertices, triangles, triangle_parts, names, colours,
+                          y_up=(fmt == "glb")).export(file_type=fmt)
+    else:
+        raise ValueError(f"unknown mesh format '{fmt}' (expected one of {FORMATS})")
+    return data.encode() if isinstance(data, str) else data
+
+
+def read(path: str | os.PathLike, parts):
+    """A labelled mesh -> ``(trimesh.Trimesh, int32 part per triangle)``.
+
+    PLY carries a ``part`` face property; GLB and OBJ carry one object per part name.
+    Vertices come back in proc-ml's z-up frame for every format (GLB is stored y-up).
+    """
+    import trimesh
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".ply":
+            mesh = trimesh.load(path, process=False, force="mesh")
+            raw = mesh.metadata.get("_ply_raw", {}).get("face", {}).get("data")
+            if raw is None or "part" not in (raw.dtype.names or ()):
+                raise DatasetError(f"{path}: PLY has no per-face 'part' property")
+            return mesh, np.asarray(raw["part"], dtype=np.int32)
+        if suffix == ".obj":
+            mesh = trimesh.load(path, process=False, force="mesh")
+            return mesh, _obj_object_parts(path, parts, len(mesh.faces))
+        if suffix in (".glb", ".gltf"):
+            scene = trimesh.load(path, process=False, force="scene")
+            meshes, labels = [], []
+            for node in scene.graph.nodes_geometry:
+                transform, name = scene.graph[node]
+                if name not in parts:
+                    raise DatasetError(f"{path}: object '{name}' is not a part name ({', '.join(parts)})")
+                geom = scene.geometry[name].copy()
+                geom.apply_transform(transform)              # world frame, y-up (glTF)
+                geom.vertices = to_z_up(geom.vertices, "y")  # proc-ml frame, z-up
+                meshes.append(geom)
+                labels.append(np.full(len(geom.faces), list(parts).index(name), dtype=np.int32))
+            if not meshes:
+                raise DatasetError(f"{path}: no geometry")
+            return trimesh.util.concatenate(meshes), np.concatenate(labels)
+    except DatasetError:
+        raise
+    except Exception as exc:  # trimesh raises many types for malformed files
+        raise DatasetError(f"{path}: cannot read mesh ({type(exc).__name__}: {exc})") from None
+    raise DatasetError(f"{path}: unsupported mesh format '{suffix}' (expected .ply, .glb, .obj)")
+
+
+def _obj_object_parts(path: Path, parts, n_faces: int) -> np.ndarray:
+    """Part per triangle from the ``o NAME`` sections of an OBJ (trimesh merges them on load)."""
+    labels, current = [], None
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if line.startswith("o "):
+            current = line[2:].strip()
+            if current not in parts:
+                raise DatasetError(f"{path}: line {lineno}: object '{current}' is not a part name "
+                                   f"({', '.join(parts)})")
+        elif line.startswith("f "):
+            if current is None:
+                raise DatasetError(f"{path}: line {lineno}: face outside a named part object")
+            labels.append(list(parts).index(current))
+    if len(labels) != n_faces:
+        raise DatasetError(f"{path}: {len(labels)} face lines but {n_faces} triangles "
+                           f"(labelled OBJ files must hold triangles only)")
+    return np.array(labels, dtype=np.int32)
