@@ -40,9 +40,11 @@ def parse_args(argv=None):
 
 
 def shipped_model(family: str):
-    """(model, info) with the shipped config's architecture and random weights, eval mode."""
+    """(model, run) with the shipped config's architecture and random weights, eval mode."""
     import torch
 
+    from proc_ml.runinfo import PartsInfo
+    from proc_ml.trainers import Run
     from proc_ml.encoding import adjacency_feature_names, grid_channel_names
     from proc_ml.trainers.models import build_model, get_family
     from proc_ml.procedural.parts import DEFAULT_PARTS
@@ -55,11 +57,11 @@ def shipped_model(family: str):
     sizes = {"in_channels" if grid else "in_features": len(names), "n_parts": len(DEFAULT_PARTS)}
     torch.manual_seed(0)
     model = build_model(family, **sizes, **hyper).eval()
-    info = {"family": family, "task": "building-parts", "parts": list(DEFAULT_PARTS),
-            "input_kind": "grid" if grid else "cells", "input_names": names, "with_style": True,
-            "stride": getattr(model, "stride", None), "metrics": {},
-            "dataset_manifest": {"grid_size": [16, 16, 16], "cell_size": 3.0}}
-    return model, info
+    info = PartsInfo(task="building-parts", family=family, input_kind="grid" if grid else "cells",
+                     input_names=names, parts=list(DEFAULT_PARTS), with_style=True,
+                     stride=getattr(model, "stride", 1), cell_size=3.0, grid_size=[16, 16, 16])
+    return model, Run(path=Path("shipped"), info=info, config=config, epoch=0,
+                      checkpoint=Path("none"), model_kwargs={})
 
 
 def buildings(grid, count: int):
@@ -74,8 +76,8 @@ def buildings(grid, count: int):
 def encode(info, blds):
     from proc_ml.encoding import adjacency_features, grid_channels, pad_to_stride
 
-    if info["input_kind"] == "grid":
-        one = [pad_to_stride(grid_channels(b.occupancy, b.style.vector()), info["stride"])[None]
+    if info.input_kind == "grid":
+        one = [pad_to_stride(grid_channels(b.occupancy, b.style.vector()), info.stride)[None]
                for b in blds]
         return one, np.concatenate(one)
     one = [adjacency_features(b.occupancy, b.style.vector())[1] for b in blds]
@@ -97,18 +99,19 @@ def time_pair(fn_a, fn_b, inputs, repeats: int) -> tuple[np.ndarray, np.ndarray]
     return times[:, 0], times[:, 1]
 
 
-def bench_family(model, info, args, tmp: Path) -> dict:
+def bench_family(model, run, args, tmp: Path) -> dict:
     import torch
 
     from proc_ml.exporters.onnx_export import attach_metadata, check_model, export_model_proto
     from proc_ml.runtime import load_model
 
     blds = buildings(args.grid, max(args.batch, 8))
+    info = run.info
     singles, big = encode(info, blds[:args.batch])
     proto = export_model_proto(model, singles[0], info, args.opset, args.exporter)
-    attach_metadata(proto, info, {"exporter": args.exporter, "opset": args.opset})
+    attach_metadata(proto, run, {"exporter": args.exporter, "opset": args.opset})
     check_model(proto, "benchmark model")
-    path = tmp / f"{info['family']}.onnx"
+    path = tmp / f"{info.family}.onnx"
     path.write_bytes(proto.SerializeToString())
     session = load_model(path, device="cpu", intra_op_threads=args.threads, inter_op_threads=1)
 
@@ -119,7 +122,7 @@ def bench_family(model, info, args, tmp: Path) -> dict:
     diff = max(float(np.abs(session.run(x) - run_torch(x)).max()) for x in singles[:4])
     ort_lat, torch_lat = time_pair(session.run, run_torch, singles, args.repeats)
     ort_big, torch_big = time_pair(session.run, run_torch, [big], max(5, args.repeats // 8))
-    return {"family": info["family"], "input": list(singles[0].shape), "big": list(big.shape),
+    return {"family": info.family, "input": list(singles[0].shape), "big": list(big.shape),
             "diff": diff,
             "ort_p50": np.percentile(ort_lat, 50) * 1e3, "ort_p95": np.percentile(ort_lat, 95) * 1e3,
             "torch_p50": np.percentile(torch_lat, 50) * 1e3,
@@ -145,8 +148,8 @@ def main(argv=None) -> int:
           f"{args.exporter} exporter opset {args.opset}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for model, info in pairs:
-            rows.append(bench_family(model, info, args, Path(tmp)))
+        for model, run in pairs:
+            rows.append(bench_family(model, run, args, Path(tmp)))
     print(f"{'family':<14}{'engine':<13}{'p50 ms':>9}{'p95 ms':>9}{'bldg/s @B':>11}")
     for r in rows:
         print(f"{r['family']:<14}{'onnxruntime':<13}{r['ort_p50']:>9.2f}{r['ort_p95']:>9.2f}{r['ort_tput']:>11.1f}")

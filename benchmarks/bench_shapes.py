@@ -84,12 +84,11 @@ def _time(fn, repeats: int) -> float:
 def _inference(run: Path, model_path: Path, repeats: int) -> dict:
     import torch
 
-    from proc_ml.exporters.onnx_export import parity_inputs
     from proc_ml.runtime import load_model
     from proc_ml.trainers import load_run
 
-    model, info = load_run(run)
-    one = parity_inputs(info, info["data_dir"])[1][1]
+    model, loaded = load_run(run)
+    one = loaded.task.parity_inputs(loaded, loaded.info.data_dir)[1][1]
     session = load_model(model_path, device="cpu")
     out = {}
     for batch in (1, 32):

@@ -22,10 +22,12 @@ from typing import Callable
 
 import numpy as np
 
-from proc_ml import FORMAT_VERSION, __version__
+from proc_ml import __version__
 from proc_ml.errors import ModelError
 from proc_ml.fileio import atomic_path
-from proc_ml.runtime.metadata import build_metadata
+from proc_ml.formats import MANIFEST
+from proc_ml.runinfo import RunInfo
+from proc_ml.runtime.metadata import ModelMetadata
 
 EXPORTERS = ("dynamo", "legacy")
 DEFAULT_OPSET = 18
@@ -56,28 +58,24 @@ def quiet_exporter(verbose: bool = False):
             lg.setLevel(level)
 
 
-def _dynamic_dims(info: dict):
-    """(input name, output name, dynamo ``dynamic_shapes`` dims, legacy ``dynamic_axes``)."""
+def _dynamic_dims(info: RunInfo):
+    """Dynamic axes from the run info's tensor layout: dynamo ``dynamic_shapes`` dims and
+    legacy ``dynamic_axes`` (a stride multiple becomes ``stride * Dim(name_divN)``)."""
     from torch.export import Dim
 
-    if info["input_kind"] == "cells":
-        return "cells", "logits", {0: Dim("cells", min=0)}, {0: "cells"}
-    if info["input_kind"] in ("points", "voxels"):
-        from proc_ml.trainers.shapes import shape_dynamic_dims
-        return shape_dynamic_dims(info)
-    if info["input_kind"] == "image":
-        stride = int(info["stride"])
-        dims = {0: Dim("batch", min=1), 2: stride * Dim(f"height_div{stride}", min=1),
-                3: stride * Dim(f"width_div{stride}", min=1)}
-        return "labels", "image", dims, {0: "batch", 2: "height", 3: "width"}
-    stride = int(info.get("stride") or 1)
-    dims = {0: Dim("batch", min=1)}
-    for axis, name in zip((2, 3, 4), "xyz"):
-        dims[axis] = stride * Dim(f"{name}_div{stride}", min=1) if stride > 1 else Dim(name, min=1)
-    return "grid", "logits", dims, {0: "batch", 2: "x", 3: "y", 4: "z"}
+    dims, axes = {}, {}
+    for index, axis in enumerate(info.input_axes()):
+        if not axis.dynamic:
+            continue
+        if axis.multiple > 1:
+            dims[index] = axis.multiple * Dim(f"{axis.name}_div{axis.multiple}", min=1)
+        else:
+            dims[index] = Dim(axis.name, min=axis.minimum)
+        axes[index] = axis.name
+    return dims, axes
 
 
-def export_model_proto(model, example: np.ndarray, info: dict, opset: int, exporter: str,
+def export_model_proto(model, example: np.ndarray, info: RunInfo, opset: int, exporter: str,
                        verbose: bool = False):
     """The torch model as an ``onnx.ModelProto`` with dynamic axes (no metadata yet)."""
     import onnx
@@ -85,7 +83,9 @@ def export_model_proto(model, example: np.ndarray, info: dict, opset: int, expor
 
     if exporter not in EXPORTERS:
         raise ModelError(f"exporter must be one of {', '.join(EXPORTERS)}, got '{exporter}'")
-    in_name, out_name, dyn_shapes, dyn_axes = _dynamic_dims(info)
+    in_name, out_name = info.input_name(), info.output_name()
+    dyn_shapes, dyn_axes = _dynamic_dims(info)
+    out_axes = {i: a.name for i, a in enumerate(info.output_axes()) if a.dynamic}
     args = (torch.from_numpy(np.ascontiguousarray(example)),)
     with quiet_exporter(verbose):
         try:
@@ -97,14 +97,14 @@ def export_model_proto(model, example: np.ndarray, info: dict, opset: int, expor
             buf = io.BytesIO()
             torch.onnx.export(model, args, buf, dynamo=False, input_names=[in_name],
                               output_names=[out_name], opset_version=opset,
-                              dynamic_axes={in_name: dyn_axes, out_name: dyn_axes},
+                              dynamic_axes={in_name: dyn_axes, out_name: out_axes},
                               do_constant_folding=True)
             return onnx.load_from_string(buf.getvalue())
         except ModelError:
             raise
         except Exception as exc:  # exporters raise many types; report one line
             lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-            raise ModelError(f"{exporter} ONNX export of {info['family']} failed: "
+            raise ModelError(f"{exporter} ONNX export of {info.family} failed: "
                              f"{type(exc).__name__}: {lines[0] if lines else ''}") from None
 
 
@@ -113,20 +113,19 @@ def _graph_shape(value_info) -> list:
             for d in value_info.type.tensor_type.shape.dim]
 
 
-def attach_metadata(proto, info: dict, exporter_info: dict):
+def attach_metadata(proto, run, exporter_info: dict) -> ModelMetadata:
     """Write the proc-ml metadata (docs/onnx.md) into ``proto.metadata_props``."""
     import onnx
 
-    meta = build_metadata(info, exporter=exporter_info, proc_ml_version=__version__,
-                          dataset_format_version=(info.get("dataset_manifest") or {}).get(
-                              "format_version", FORMAT_VERSION))
-    meta.input_shape = _graph_shape(proto.graph.input[0])
-    meta.output_shape = _graph_shape(proto.graph.output[0])
+    meta = ModelMetadata.for_info(run.info, proc_ml_version=__version__, metrics=run.metrics,
+                                  exporter=exporter_info,
+                                  input_shape=_graph_shape(proto.graph.input[0]),
+                                  output_shape=_graph_shape(proto.graph.output[0]))
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, meta.to_props())
     proto.producer_name = "proc-ml"
     proto.producer_version = __version__
-    proto.doc_string = (f"proc-ml {meta.family} for {meta.task}: parts {', '.join(meta.parts)}; "
+    proto.doc_string = (f"proc-ml {meta.family} ({meta.kind} model) for {meta.task}; "
                         f"see the proc_ml.* metadata keys")
     return meta
 
@@ -139,71 +138,6 @@ def check_model(proto, where: str) -> None:
     except Exception as exc:
         raise ModelError(f"{where}: onnx.checker rejected the exported model "
                          f"({str(exc).strip().splitlines()[0]})") from None
-
-
-# -- parity inputs ----------------------------------------------------------------------
-def parity_inputs(info: dict, data_dir=None, n: int = 3) -> list[tuple[str, np.ndarray]]:
-    """Named inputs: real samples from the run's dataset (or freshly generated buildings
-    when no dataset is given) plus one size/count the export never saw."""
-    if info["input_kind"] == "image":
-        from proc_ml.textures.parity import parity_images
-        return parity_images(info, n)
-    if info["input_kind"] in ("points", "voxels"):
-        from proc_ml.trainers.shapes import shape_parity_inputs
-        return shape_parity_inputs(info, data_dir, n)
-    records = _sample_records(info, data_dir, n)
-    with_style = bool(info["with_style"])
-    samples = [(name, _encode(info, occ, style if with_style else None))
-               for name, occ, style in records]
-    unseen = _unseen_record(info)
-    samples.append((f"unseen size {list(unseen[1].shape)}",
-                    _encode(info, unseen[1], unseen[2] if with_style else None)))
-    if info["input_kind"] == "grid":  # a batch of 2 at that size exercises the batch axis
-        samples.append(("unseen size, batch 2", np.concatenate([samples[-1][1]] * 2)))
-    else:  # many buildings' cells in one run, as batch inference does
-        cells = np.concatenate([x for _, x in samples])
-        samples.append((f"all samples at once ({len(cells)} cells)", cells))
-    return samples
-
-
-def _encode(info: dict, occupancy, style) -> np.ndarray:
-    from proc_ml.encoding import adjacency_features, grid_channels, pad_to_stride
-
-    if info["input_kind"] == "grid":
-        return pad_to_stride(grid_channels(occupancy, style), int(info["stride"]))[None]
-    return adjacency_features(occupancy, style)[1]
-
-
-def _sample_records(info: dict, data_dir, n: int):
-    if data_dir is not None:
-        from proc_ml.datasets import open_dataset
-
-        data = open_dataset(data_dir)
-        ids = (data.ids("test") or data.ids("val") or data.ids())[:n]
-        return [(f"dataset building {i}", r.occupancy, r.style)
-                for i, r in ((i, data.building(i)) for i in ids)]
-    size = list((info.get("dataset_manifest") or {}).get("grid_size") or [16, 16, 16])
-    return _generated(size, n, seed=1)
-
-
-def _unseen_record(info: dict):
-    """A building on a grid no training sample had (bigger, non-cubic, not a stride multiple)."""
-    size = list((info.get("dataset_manifest") or {}).get("grid_size") or [16, 16, 16])
-    unseen = [size[0] + 6, max(size[1] - 2, 6), size[2] + 3]
-    return _generated(unseen, 1, seed=2)[0]
-
-
-def _generated(size, n: int, seed: int):
-    from proc_ml.procedural import generate_building
-    from proc_ml.procedural.config import default_config
-
-    cfg = default_config()
-    cfg["grid"]["size"] = [int(v) for v in size]
-    out = []
-    for index in range(n):
-        b = generate_building(cfg, seed, index)
-        out.append((f"generated building {list(size)} #{index}", b.occupancy, b.style.vector()))
-    return out
 
 
 def compare_with_torch(model, onnx_path, samples, device: str = "cpu"):
@@ -233,13 +167,13 @@ def export_run(run_dir, out, *, opset: int = DEFAULT_OPSET, checkpoint: str = "b
 
     from proc_ml.trainers import load_run
 
-    model, info = load_run(run_dir, checkpoint)
-    data_dir = data_dir if data_dir is not None else _run_data_dir(info)
-    samples = parity_inputs(info, data_dir)
-    proto = export_model_proto(model, samples[0][1], info, opset, exporter, verbose)
-    meta = attach_metadata(proto, info, {"exporter": exporter, "opset": opset,
-                                         "torch": torch.__version__,
-                                         "checkpoint": checkpoint, "epoch": info.get("epoch")})
+    model, run = load_run(run_dir, checkpoint)
+    data_dir = data_dir if data_dir is not None else _run_data_dir(run)
+    samples = run.task.parity_inputs(run, data_dir)
+    proto = export_model_proto(model, samples[0][1], run.info, opset, exporter, verbose)
+    meta = attach_metadata(proto, run, {"exporter": exporter, "opset": opset,
+                                        "torch": torch.__version__,
+                                        "checkpoint": checkpoint, "epoch": run.epoch})
     check_model(proto, str(out))
     with atomic_path(out) as tmp:
         tmp.write_bytes(proto.SerializeToString())
@@ -256,9 +190,9 @@ def export_run(run_dir, out, *, opset: int = DEFAULT_OPSET, checkpoint: str = "b
             "data": str(data_dir) if data_dir else "generated buildings"}
 
 
-def _run_data_dir(info: dict):
+def _run_data_dir(run):
     """The dataset a run was trained on, when the run recorded it and it still exists."""
-    for value in (info.get("data_dir"), (info.get("config") or {}).get("data_dir")):
-        if value and Path(value, "dataset.yaml").is_file():
-            return value
+    value = getattr(run.info, "data_dir", None)
+    if value and Path(value, MANIFEST).is_file():
+        return value
     return None

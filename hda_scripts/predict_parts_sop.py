@@ -20,8 +20,9 @@ model's training cell size), ``inputtype`` (auto/points/polygons), ``upaxis`` (y
 and, used only by style-aware models, ``streetside`` (+x/-x/+y/-y in proc-ml's z-up
 frame), ``windowperiod`` (1-3), ``shopfront`` and ``balconies`` (toggles).
 
-The loaded model is kept in the node's cached user data, so later cooks reuse it until
-the model file, its modification time or the device changes.
+The loaded model stays in proc-ml's one model cache (``proc_ml.runtime.session.cached``),
+so later cooks, of this node or any other using the same file, reuse it until the model
+file, the device or the thread count changes.
 """
 
 import hou
@@ -30,7 +31,6 @@ from proc_ml.dcc import houdini as hgeo
 from proc_ml.dcc.predict import open_session, predict_cell_points, predict_polygons, style_vector
 from proc_ml.errors import ProcMLError
 
-SESSION_KEY = "proc_ml_parts_session"
 INPUT_TYPES = ("auto", "points", "polygons")
 
 
@@ -38,9 +38,7 @@ def _session(node):
     model = hgeo.parm_string(node, "model", "")
     device = hgeo.parm_string(node, "device", "auto")
     threads = int(hgeo.parm_value(node, "threads", 0))
-    session = open_session(model, device, node.cachedUserData(SESSION_KEY), threads)
-    node.setCachedUserData(SESSION_KEY, session)
-    return session
+    return open_session(model, device, threads)
 
 
 def _style(node, session):

@@ -23,9 +23,9 @@ import hou
 
 from proc_ml.dcc import houdini as hgeo
 from proc_ml.errors import ProcMLError
-from proc_ml.runtime.textures import TextureGenerator, texture_quads, write_atlas
+from proc_ml.dcc.texture import texture_quads, write_atlas
+from proc_ml.runtime.textures import TextureGenerator
 
-GENERATOR_KEY = "proc_ml_texture_generator"
 UV_ATTRIB = "uv"
 TEXTURE_PATH_ATTRIB = "texture_path"
 
@@ -38,13 +38,7 @@ def _generator(node):
         raise ProcMLError("no model file set: point 'model' at a pix2pix .onnx "
                           "(or turn on 'procedural')")
     device, threads = hgeo.parm_string(node, "device", "auto"), int(hgeo.parm_value(node, "threads", 0))
-    key = (model, device, threads)
-    cached = node.cachedUserData(GENERATOR_KEY)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    generator = TextureGenerator(model, device, threads)   # load_model re-reads a changed file
-    node.setCachedUserData(GENERATOR_KEY, (key, generator))
-    return generator
+    return TextureGenerator.open(model, device, threads)     # proc-ml's one model cache
 
 
 def _write_uvs(geo, uv, atlas_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import DatasetError
 from .grid import DIRECTIONS, exterior_faces, neighbours, NO_PART
 
 #: Per-building style features written by the generator, in this order.
@@ -43,11 +44,30 @@ def adjacency_feature_names(with_style: bool) -> tuple[str, ...]:
     return ADJACENCY_BASE + ((ADJACENCY_STREET + STYLE_FEATURES) if with_style else ())
 
 
-def _check_style(style) -> np.ndarray:
-    vec = np.asarray(style, dtype=np.float32).reshape(-1)
+class StyleError(DatasetError, ValueError):
+    """A style vector that is not 9 possible values (a ``ValueError`` to numpy callers, one
+    line to the CLI)."""
+
+
+def style_vector(style, source: str = "style", check_values: bool = True) -> np.ndarray:
+    """``float32[9]`` style features (``STYLE_FEATURES`` order), checked: 9 finite numbers
+    and, with ``check_values``, values a building can have (one street side, one window
+    period, 0/1 flags). ``StyleError`` naming ``source`` otherwise."""
+    try:
+        vec = np.asarray(style, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise StyleError(f"{source}: must be {len(STYLE_FEATURES)} numbers "
+                           f"({', '.join(STYLE_FEATURES)})") from None
     if vec.shape != (len(STYLE_FEATURES),):
-        raise ValueError(f"style features: expected {len(STYLE_FEATURES)} values "
-                         f"({', '.join(STYLE_FEATURES)}), got {vec.shape[0]}")
+        raise StyleError(f"{source}: expected {len(STYLE_FEATURES)} values "
+                           f"({', '.join(STYLE_FEATURES)}), got {vec.size}")
+    if not np.isfinite(vec).all():
+        raise StyleError(f"{source}: values must be finite numbers, got {vec.tolist()}")
+    if check_values:
+        binary = np.isin(vec, (0.0, 1.0)).all()
+        if not binary or vec[:4].sum() != 1 or vec[4:7].sum() != 1:
+            raise StyleError(f"{source}: not a possible style {vec.tolist()}: street:* and "
+                               f"window_period:* must each be one-hot, shopfront and balconies 0 or 1")
     return vec
 
 
@@ -70,7 +90,7 @@ def grid_channels(occupancy: np.ndarray, style=None) -> np.ndarray:
     for i, phase in enumerate(_phase_grids(occ.shape)):
         out[2 + i] = occ & phase
     if style is not None:
-        vec = _check_style(style)
+        vec = style_vector(style, check_values=False)
         out[len(GRID_CHANNELS):] = vec[:, None, None, None] * occ[None]
     return out
 
@@ -113,7 +133,7 @@ def adjacency_features(occupancy: np.ndarray, style=None, street_side: int | Non
     cols += [(phase & occ)[x, y, z][:, None] for phase in
              np.broadcast_arrays(*_phase_grids(occ.shape))]
     if style is not None:
-        vec = _check_style(style)
+        vec = style_vector(style, check_values=False)
         side = int(np.argmax(vec[:4])) if street_side is None else street_side
         cols.append(street_distance(occ, side)[x, y, z][:, None])
         cols.append(np.broadcast_to(vec, (len(coords), vec.size)))

@@ -68,3 +68,30 @@ def _frame(ax, vertices: np.ndarray, elev: float, azim: float) -> None:
     ax.set_box_aspect((1, 1, 1))
     ax.view_init(elev=elev, azim=azim)
     ax.set_axis_off()
+
+
+def render_points(points: np.ndarray, labels: np.ndarray, parts, colours, size: float = 5.0,
+                  dpi: int = 110) -> bytes:
+    """PNG bytes: a 3D scatter of the points (z up) coloured by part, with a legend."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    rgb = np.array(colours, dtype=np.float64)[labels] / 255.0
+    fig = Figure(figsize=(size, size), dpi=dpi)
+    ax = fig.add_subplot(projection="3d")
+    ax.scatter(points[:, 0], points[:, 1], points[:, 2], c=rgb, s=2, depthshade=False)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    centre, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2, 1e-6)
+    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
+        setter(c - half, c + half)
+    ax.view_init(elev=28.0, azim=-58.0)
+    present = sorted(set(labels.tolist()))
+    fig.legend(handles=[Patch(color=np.array(colours[i]) / 255.0, label=parts[i]) for i in present],
+               loc="lower center", ncol=min(4, max(1, len(present))), fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

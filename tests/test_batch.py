@@ -210,8 +210,8 @@ def test_tasks_without_their_model_family_are_refused(tmp_path, capsys, monkeypa
 
 
 def test_batch_inference_path_never_imports_torch():
-    code = ("import sys; import proc_ml.batch.parts, proc_ml.batch.local, proc_ml.predict_parts, "
-            "proc_ml.render, exporters.meshes, exporters.tables, proc_ml.commands.batch; "
+    code = ("import sys; import proc_ml.batch.parts, proc_ml.batch.local, proc_ml.predict.parts, "
+            "proc_ml.render, proc_ml.formats.labelled_mesh, proc_ml.formats.faces_csv, proc_ml.commands.batch; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 

@@ -66,21 +66,27 @@ def test_metadata_carries_everything_needed_to_run(tiny_unet_onnx, tiny_unet_run
     from proc_ml import FORMAT_VERSION, __version__
     from proc_ml.trainers import load_run
 
-    _, info = load_run(tiny_unet_run)
+    _, run = load_run(tiny_unet_run)
+    info = run.info
     props = {p.key: p.value for p in onnx.load(tiny_unet_onnx).metadata_props}
-    assert all(json.loads(v) is not None for v in props.values())
+    # readable by any tool: text as text, every other value as JSON
+    assert props["proc_ml.family"] == "parts-unet3d" and props["proc_ml.kind"] == "parts"
+    assert all(json.loads(v) is not None for k, v in props.items()
+               if k not in ("proc_ml.family", "proc_ml.task", "proc_ml.kind", "proc_ml.input_kind",
+                            "proc_ml.input_name", "proc_ml.input_dtype", "proc_ml.output_name",
+                            "proc_ml.proc_ml_version", "proc_ml.logit_layout"))
     meta = ModelMetadata.from_props(props)
-    assert (meta.family, meta.task, meta.parts) == ("parts-unet3d", "building-parts", info["parts"])
-    assert meta.input_names == info["input_names"] and meta.with_style is True
-    assert meta.stride == 4 and meta.input_kind == "grid" and meta.input_dtype == "float32"
-    assert meta.input_shape[1] == len(info["input_names"])
+    assert (meta.family, meta.task, meta.info.parts) == ("parts-unet3d", "building-parts", info.parts)
+    assert meta.input_names == info.input_names and meta.info.with_style is True
+    assert meta.info.stride == 4 and meta.input_kind == "grid" and meta.input_dtype == "float32"
+    assert meta.input_shape[1] == len(info.input_names)
     assert all(isinstance(d, str) for d in meta.input_shape[2:])
     assert set(meta.input_meanings) == set(meta.input_names)
     assert "no description" not in meta.input_meanings.values()
-    assert meta.cell_size == info["dataset_manifest"]["cell_size"]
-    assert meta.grid_size == info["dataset_manifest"]["grid_size"]
-    assert meta.dataset_format_version == FORMAT_VERSION and meta.proc_ml_version == __version__
-    assert meta.metrics["face_accuracy"] == pytest.approx(info["metrics"]["face_accuracy"])
+    assert meta.info.cell_size == info.cell_size
+    assert meta.info.grid_size == info.grid_size
+    assert meta.info.dataset_format_version == FORMAT_VERSION and meta.proc_ml_version == __version__
+    assert meta.metrics["face_accuracy"] == pytest.approx(run.metrics["face_accuracy"])
     assert meta.exporter["exporter"] == "dynamo" and meta.exporter["opset"] == 18
 
 

@@ -24,6 +24,7 @@ from proc_ml.dcc.geometry import from_z_up  # noqa: E402
 from proc_ml.grid import exterior_faces  # noqa: E402
 from proc_ml.procedural import generate_building  # noqa: E402
 from proc_ml.procedural.config import default_config  # noqa: E402
+from proc_ml.runtime import clear_cache  # noqa: E402
 
 SCRIPTS = REPO / "hda_scripts"
 PREDICT = compile((SCRIPTS / "predict_parts_sop.py").read_text(), "predict_parts_sop.py", "exec")
@@ -181,12 +182,13 @@ def test_session_is_cached_between_cooks(parts_model, monkeypatch):
         return real(path, device, **options)
 
     monkeypatch.setattr(dcc_predict, "PartsPredictor", counting)
+    clear_cache()                      # proc-ml's one model cache, shared by every node
     node = predict_node(voxel_points_geometry(building().occupancy), parts_model)
     hou.cook(node, PREDICT)
-    first = node.cachedUserData("proc_ml_parts_session")
+    first = dcc_predict.open_session(parts_model, "cpu")
     hou.cook(node, PREDICT)
     assert len(loads) == 1
-    assert node.cachedUserData("proc_ml_parts_session") is first
+    assert dcc_predict.open_session(parts_model, "cpu") is first
     node.parm("device").set("auto")          # another device: a new session
     hou.cook(node, PREDICT)
     assert len(loads) == 2

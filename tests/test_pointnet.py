@@ -196,7 +196,7 @@ def test_predict_segment_cli_writes_coloured_ply_and_png(exported, point_dataset
 
 def test_batch_openers_process_assets_and_report_bad_ones(exported, point_dataset, tmp_path):
     from proc_ml.batch.assets import AssetError
-    from proc_ml.predict_shapes import open_classify, open_segment
+    from proc_ml.batch.shapes import open_classify, open_segment
 
     out, _ = exported
     cloud = point_dataset / "points" / "b000001.ply"

@@ -15,6 +15,7 @@ from proc_ml.datasets import open_dataset
 from proc_ml.encoding import grid_channel_names
 from proc_ml.errors import ModelError
 from proc_ml.grid import exterior_faces
+from proc_ml.runinfo import PartsInfo
 from proc_ml.runtime import (ModelMetadata, PartsPredictor, clear_cache, cuda_status, load_model,
                              resolve_providers, run_cell_sets)
 
@@ -23,13 +24,10 @@ ORT_ERROR_MARKERS = ("[E:onnxruntime", "Failed to load library", "[W:onnxruntime
 
 
 def _metadata(**changes) -> ModelMetadata:
-    meta = ModelMetadata(
-        family="parts-unet3d", task="building-parts", parts=["wall", "window", "roof", "ground"],
-        directions=["+x", "-x", "+y", "-y", "+z", "-z"], input_kind="grid", input_name="grid",
-        input_dtype="float32", input_shape=["batch", 7, "x", "y", "z"],
-        input_names=list(grid_channel_names(False)), output_name="logits",
-        output_shape=["batch", 24, "x", "y", "z"], stride=4, cell_size=3.0,
-        metrics={"face_accuracy": 0.5})
+    info = PartsInfo(task="building-parts", family="parts-unet3d", input_kind="grid",
+                     input_names=list(grid_channel_names(False)),
+                     parts=["wall", "window", "roof", "ground"], stride=4, cell_size=3.0)
+    meta = ModelMetadata.for_info(info, metrics={"face_accuracy": 0.5})
     for key, value in changes.items():
         setattr(meta, key, value)
     return meta

@@ -13,6 +13,7 @@ from proc_ml.config import load_yaml
 import torch
 
 import proc_ml.trainers as trainers
+from proc_ml import registry
 from proc_ml.exporters.dataset import generate_dataset
 from proc_ml.encoding import adjacency_feature_names, grid_channel_names
 from proc_ml.errors import ConfigError, DatasetError, ModelError
@@ -50,20 +51,21 @@ def test_tiny_unet_run_writes_the_run_folder_contract(tiny_data, tmp_path):
     raw = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert raw["epoch"] == 2 and set(raw["rng"]) >= {"torch", "numpy", "python"}
 
-    model, info = load_run(run)
+    model, loaded = load_run(run)
+    info = loaded.info
     assert not model.training and next(model.parameters()).device.type == "cpu"
-    assert info["family"] == "parts-unet3d" and info["task"] == "building-parts"
-    assert info["input_kind"] == "grid" and info["stride"] == model.stride == 4
-    assert info["input_names"] == list(grid_channel_names(True)) and info["with_style"] is True
-    assert info["parts"][:3] == ["wall", "window", "door"]
-    assert info["dataset_manifest"]["grid_size"] == [8, 8, 8]
+    assert info.family == "parts-unet3d" and info.task == "building-parts"
+    assert info.input_kind == "grid" and info.stride == model.stride == 4
+    assert info.input_names == list(grid_channel_names(True)) and info.with_style is True
+    assert info.parts[:3] == ["wall", "window", "door"]
+    assert info.grid_size == [8, 8, 8]
     best = summary["best"]
-    assert info["metrics"]["face_accuracy"] == best["value"] == max(r["val_face_accuracy"] for r in lines)
+    assert loaded.metrics["face_accuracy"] == best["value"] == max(r["val_face_accuracy"] for r in lines)
 
     examples = trainers.example_inputs(info, tiny_data, n=2)
     with torch.no_grad():
         logits = model(torch.from_numpy(examples[0]["input"]))
-    assert logits.shape[1] == 6 * len(info["parts"])
+    assert logits.shape[1] == 6 * len(info.parts)
     assert logits.shape[2:] == examples[0]["input"].shape[2:]
 
 
@@ -73,9 +75,10 @@ def test_mlp_learns_and_load_run_describes_cells(tiny_data, tmp_path):
                   tiny_data, tmp_path / "mlp")
     losses = [h["train_loss"] for h in summary["history"]]
     assert losses[-1] < 0.7 * losses[0]
-    model, info = load_run(tmp_path / "mlp", checkpoint="last")
-    assert info["input_kind"] == "cells" and info["with_style"] is False
-    assert info["input_names"] == list(adjacency_feature_names(False))
+    model, loaded = load_run(tmp_path / "mlp", checkpoint="last")
+    info = loaded.info
+    assert info.input_kind == "cells" and info.with_style is False
+    assert info.input_names == list(adjacency_feature_names(False))
     example = trainers.example_inputs(info, tiny_data, n=1, split="val")[0]
     assert example["style"] is None
     assert model(torch.from_numpy(example["input"])).shape == (len(example["coords"]), 42)
@@ -148,7 +151,7 @@ class _CriticTask(BuildingPartsTask):
 
 
 def test_one_loop_steps_every_optimizer_a_task_yields(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setitem(trainers.loop.TASKS, "building-parts", _CriticTask)
+    monkeypatch.setitem(registry.TASKS, "building-parts", registry.TaskEntry("building-parts", _CriticTask))
     config = tiny_config("parts-mlp", "training.epochs=1", "training.scheduler=none")
     summary = fit(config, tiny_data, tmp_path / "two")
     record = summary["history"][0]

@@ -17,11 +17,12 @@ from proc_ml.datasets import open_dataset
 from proc_ml.encoding import (adjacency_feature_names, adjacency_features, face_mask,
                               grid_channel_names, grid_channels, pad_to_stride)
 from proc_ml.errors import DatasetError
-from proc_ml.grid import DIRECTIONS, NO_PART
-from .models import build_model
+from proc_ml.grid import NO_PART
+from proc_ml.metrics import classification_metrics
+from proc_ml.runinfo import PartsInfo
 
-from .metrics import classification_metrics
-from .task import Task
+from .models import build_model
+from .task import Task, evaluate_split
 
 GRID_FAMILIES = ("parts-unet3d",)
 CELL_FAMILIES = ("parts-mlp",)
@@ -138,10 +139,13 @@ class PartsEvaluation:
 
 class BuildingPartsTask(Task):
     name = "building-parts"
+    families = GRID_FAMILIES + CELL_FAMILIES
+    default_config = "parts_unet3d.yaml"
+    info_type = PartsInfo
     metric_names = ("face_accuracy", "macro_f1", "building_accuracy", "loss")
 
     def __init__(self, config: dict, data_dir):
-        super().__init__(config)
+        super().__init__(config, data_dir)
         self.data = open_dataset(data_dir)
         self.family = config["model"]["family"]
         self.with_style = bool(config["dataset"]["use_style"])
@@ -226,31 +230,127 @@ class BuildingPartsTask(Task):
     def new_evaluation(self, device=None):
         return PartsEvaluation(self.parts, device)
 
-    # -- run description ------------------------------------------------------------
-    def info(self) -> dict:
-        manifest = self.data.manifest
-        return {
-            "task": self.name,
-            "family": self.family,
-            "parts": list(self.parts),
-            "directions": list(DIRECTIONS),
-            "input_kind": self.input_kind,
-            "input_names": list(self.input_names),
-            "with_style": self.with_style,
-            "stride": self.stride,
-            "output": "logits[6*K] per cell, index direction*K + part",
-            "dataset_manifest": {"grid_size": list(manifest["grid_size"]),
-                                 "cell_size": float(manifest.get("cell_size", 1.0)),
-                                 "count": int(manifest["count"]),
-                                 "seed": int(manifest.get("seed", 0)),
-                                 "format_version": int(manifest["format_version"])},
-        }
+    def label_names(self) -> list[str]:
+        return list(self.parts)
 
-    def check_compatible(self, info: dict, what: str) -> None:
+    # -- run description ------------------------------------------------------------
+    def info(self) -> PartsInfo:
+        manifest = self.data.manifest
+        return PartsInfo(task=self.name, family=self.family, input_kind=self.input_kind,
+                         input_names=list(self.input_names), parts=list(self.parts),
+                         with_style=self.with_style, stride=self.stride or 1,
+                         cell_size=self.data.cell_size,
+                         grid_size=[int(n) for n in manifest["grid_size"]],
+                         dataset_count=int(manifest["count"]), dataset_seed=int(manifest.get("seed", 0)),
+                         dataset_format_version=int(manifest["format_version"]))
+
+    def check_compatible(self, info: PartsInfo, what: str) -> None:
         """Refuse a dataset whose vocabulary differs from the one ``what`` was trained on."""
-        if list(info["parts"]) != self.parts:
+        if list(info.parts) != self.parts:
             raise DatasetError(f"{self.data.root}: dataset parts {self.parts} differ from the parts "
-                               f"{list(info['parts'])} of {what}; use a dataset generated with the same parts")
+                               f"{list(info.parts)} of {what}; use a dataset generated with the same parts")
+
+    # -- finished runs ----------------------------------------------------------------
+    @classmethod
+    def evaluate(cls, model, run, data_dir, split: str = "test", batch_size: int | None = None) -> dict:
+        """Per-part precision/recall/F1, face accuracy and whole-building accuracy on a split."""
+        task = cls(run.config, data_dir)
+        task.check_compatible(run.info, f"the run in {run.path}")
+        metrics, dataset = evaluate_split(task, model, split, batch_size)
+        grid_sizes = sorted({tuple(int(n) for n in r.occupancy.shape) for r in dataset.records})
+        return {"run": str(run.path), "checkpoint": str(run.checkpoint), "epoch": run.epoch,
+                "task": cls.name, "family": run.info.family, "with_style": run.info.with_style,
+                "data": str(data_dir), "split": split, "parts": list(run.info.parts),
+                "grid_sizes": [list(s) for s in grid_sizes],
+                "trained_grid_size": run.info.grid_size, **metrics}
+
+    @staticmethod
+    def format_table(result: dict) -> str:
+        lines = [f"{result['family']} ({'style-aware' if result['with_style'] else 'massing only'}) "
+                 f"on {result['data']} [{result['split']}]: {result['buildings']} buildings, "
+                 f"{result['faces']} faces",
+                 f"{'part':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+        for name, c in result["per_class"].items():
+            lines.append(f"{name:<12}{c['precision']:>10.4f}{c['recall']:>10.4f}{c['f1']:>10.4f}"
+                         f"{c['support']:>10d}")
+        lines += [f"face accuracy      {result['face_accuracy']:.4f}",
+                  f"macro F1           {result['macro_f1']:.4f}",
+                  f"buildings all right {result['building_accuracy']:.4f}"]
+        return "\n".join(lines)
+
+    @classmethod
+    def parity_inputs(cls, run, data_dir=None, n: int = 3) -> list[tuple[str, np.ndarray]]:
+        """Real buildings from the run's dataset (or freshly generated ones when there is
+        none) plus one on a grid size (or cell count) the export never saw."""
+        info = run.info
+        records = _sample_records(info, data_dir, n)
+        samples = [(name, _encode(info, occ, style)) for name, occ, style in records]
+        name, occ, style = _generated(_unseen_size(info), 1, seed=2)[0]
+        samples.append((f"unseen size {list(occ.shape)}", _encode(info, occ, style)))
+        if info.input_kind == "grid":   # a batch of 2 at that size exercises the batch axis
+            samples.append(("unseen size, batch 2", np.concatenate([samples[-1][1]] * 2)))
+        else:                           # many buildings' cells in one run, as batch inference does
+            cells = np.concatenate([x for _, x in samples])
+            samples.append((f"all samples at once ({len(cells)} cells)", cells))
+        return samples
+
+
+def example_inputs(info: PartsInfo, dataset_dir, n: int = 4, split: str = "test") -> list[dict]:
+    """Real encoded inputs of a run's kind (torch vs ONNX vs runtime checks).
+
+    Each item: ``building_id``, ``occupancy`` uint8[X,Y,Z], ``style`` float32[9] (None if
+    the run is massing-only), ``labels`` int8[X,Y,Z,6], ``input`` — grid runs:
+    float32[1, C, X', Y', Z'] padded to ``info.stride``; cell runs: float32[N, F] with
+    ``coords`` int32[N, 3].
+    """
+    data = open_dataset(dataset_dir)
+    out = []
+    for building_id in data.ids(None if split == "all" else split)[:n]:
+        record = data.building(building_id)
+        item = {"building_id": building_id, "occupancy": record.occupancy,
+                "style": record.style if info.with_style else None, "labels": record.labels}
+        if info.input_kind == "grid":
+            item["input"] = encode_grid_example(record, info.with_style, info.stride)[0][None]
+        else:
+            coords, feats, _ = encode_cell_example(record, info.with_style)
+            item.update({"input": feats, "coords": coords})
+        out.append(item)
+    return out
+
+
+def _encode(info: PartsInfo, occupancy, style) -> np.ndarray:
+    style = style if info.with_style else None
+    if info.input_kind == "grid":
+        return pad_to_stride(grid_channels(occupancy, style), info.stride)[None]
+    return adjacency_features(occupancy, style)[1]
+
+
+def _sample_records(info: PartsInfo, data_dir, n: int):
+    if data_dir is not None:
+        data = open_dataset(data_dir)
+        ids = (data.ids("test") or data.ids("val") or data.ids())[:n]
+        return [(f"dataset building {i}", r.occupancy, r.style)
+                for i, r in ((i, data.building(i)) for i in ids)]
+    return _generated(list(info.grid_size or [16, 16, 16]), n, seed=1)
+
+
+def _unseen_size(info: PartsInfo) -> list[int]:
+    """A grid no training sample had (bigger, non-cubic, not a stride multiple)."""
+    size = list(info.grid_size or [16, 16, 16])
+    return [size[0] + 6, max(size[1] - 2, 6), size[2] + 3]
+
+
+def _generated(size, n: int, seed: int):
+    from proc_ml.procedural import generate_building
+    from proc_ml.procedural.config import default_config
+
+    cfg = default_config()
+    cfg["grid"]["size"] = [int(v) for v in size]
+    out = []
+    for index in range(n):
+        b = generate_building(cfg, seed, index)
+        out.append((f"generated building {list(size)} #{index}", b.occupancy, b.style.vector()))
+    return out
 
 
 def _collate_grids(examples):

@@ -14,14 +14,9 @@ from pathlib import Path
 
 from proc_ml.config import load_config, load_yaml, parse_override
 from proc_ml.errors import ConfigError
+from proc_ml.registry import TASKS, task_class
+
 from .models import FAMILIES
-
-from .shapes import SHAPE_DEFAULT_CONFIGS, SHAPE_TASK_FAMILIES, validate_shape_config
-from .shapes import task_defaults as shape_task_defaults
-
-#: Families each task can train (a task's first family is its default).
-TASK_FAMILIES = {"building-parts": ("parts-unet3d", "parts-mlp"), "pix2pix": ("pix2pix-unet",)}
-DEFAULT_CONFIGS = {"building-parts": "parts_unet3d.yaml", "pix2pix": "pix2pix_cpu.yaml"}
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "onecycle", "linear")
@@ -100,47 +95,15 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
 
 
 def default_config_path(task: str) -> Path:
-    return packaged_config_dir() / DEFAULT_CONFIGS[task]
-
-
-# Per-task defaults: a task's own sections (replacing the base section of that name) and
-# its training defaults (updating the base ones).
-TASK_DEFAULTS = {
-    "pix2pix": {
-        "dataset": {
-            "train_split": "train",
-            "val_split": "val",
-            "direction": "AtoB",       # side-by-side datasets: AtoB learns left -> right
-            "size": 256,               # training crop (and evaluation size)
-            "load_size": 286,          # jitter: bring to this size, then crop ``size`` at random
-            "jitter": "resize",        # resize (the reference: scale + shift) | pad (shift only)
-            "flip": True,              # random horizontal mirroring
-            "max_pairs": 0,            # > 0: use only the first N pairs of each split
-            "preview_count": 4,        # validation pairs in each epoch's PNG grid
-        },
-        "gan": {
-            "mode": "vanilla",         # vanilla (BCE with logits) or lsgan (least squares)
-            "lambda_l1": 100.0,
-            "disc_width": 64,
-            "disc_layers": 3,          # 3 = the 70x70 PatchGAN
-        },
-        "training": {"optimizer": "adam", "lr": 0.0002, "betas": [0.5, 0.999],
-                     "scheduler": "linear", "decay_fraction": 0.5, "batch_size": 1,
-                     "eval_batch_size": 8, "best_metric": "psnr", "amp": False},
-    },
-}
-
-
-# PointNet / VoxNet tasks (trainers/shapes.py): their families, default configs and defaults.
-TASK_FAMILIES.update(SHAPE_TASK_FAMILIES)
-DEFAULT_CONFIGS.update(SHAPE_DEFAULT_CONFIGS)
-TASK_DEFAULTS.update({task: shape_task_defaults(task) for task in SHAPE_TASK_FAMILIES})
+    return packaged_config_dir() / task_class(task).default_config
 
 
 def defaults_for(task: str, family: str) -> dict:
+    """``BASE_DEFAULTS`` with the task's own sections (``Task.defaults``) and the family's
+    hyper-parameters (``trainers.models.FAMILIES``) as the ``model`` section."""
     defaults = copy.deepcopy(BASE_DEFAULTS)
     defaults["task"] = task
-    for section, values in copy.deepcopy(TASK_DEFAULTS.get(task, {})).items():
+    for section, values in copy.deepcopy(task_class(task).defaults()).items():
         if section == "training":
             defaults["training"].update(values)
         else:
@@ -160,15 +123,16 @@ def _requested(raw: dict, overrides, section: str, key: str):
 
 def load_train_config(task: str, path: str | os.PathLike | None = None, overrides=()) -> dict:
     """Defaults for (task, family) <- YAML <- ``--set`` overrides, then value checks."""
-    if task not in TASK_FAMILIES:
-        raise ConfigError(f"unknown task '{task}' (known: {', '.join(TASK_FAMILIES)})")
+    if task not in TASKS:
+        raise ConfigError(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+    families = task_class(task).families
     overrides = list(overrides)
     source = str(path) if path is not None else "config"
     raw = load_yaml(path) if path is not None else {}
-    family = _requested(raw, overrides, "model", "family") or TASK_FAMILIES[task][0]
-    if family not in TASK_FAMILIES[task]:
+    family = _requested(raw, overrides, "model", "family") or families[0]
+    if family not in families:
         raise ConfigError(f"{source}: config key 'model.family' must be one of "
-                          f"{', '.join(TASK_FAMILIES[task])} for task {task}, got {family!r}")
+                          f"{', '.join(families)} for task {task}, got {family!r}")
     file_task = raw.get("task", task)
     if file_task != task:
         raise ConfigError(f"{source}: config key 'task' is '{file_task}', but this command trains '{task}'")
@@ -205,8 +169,7 @@ def validate(config: dict, source: str = "config") -> dict:
     betas = train["betas"]
     if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
         raise fail("training.betas", f"must be two numbers in [0, 1), got {betas!r}")
-    if config.get("task") in SHAPE_TASK_FAMILIES:
-        validate_shape_config(config, source)
+    task_class(config["task"]).validate_config(config, source)
     for key, value in config["model"].items():
         check = _MODEL_CHECKS.get(key)
         if check is not None and not check[0](value):

@@ -28,19 +28,12 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from proc_ml.errors import ConfigError, ModelError
 from proc_ml.fileio import write_text
+from proc_ml.registry import task_class
+from proc_ml.runinfo import info_from_dict
 
 from . import checkpoint, distributed, plots
-from .building_parts import BuildingPartsTask
-from .pix2pix import Pix2PixTask
-from .shapes import SHAPE_TASKS
+from .runs import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE
 from .task import Task, parameters_of
-
-TASKS: dict[str, type[Task]] = {"building-parts": BuildingPartsTask, "pix2pix": Pix2PixTask}
-TASKS.update(SHAPE_TASKS)
-
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_DIR = "checkpoints"
 
 
 class Callback:
@@ -58,7 +51,8 @@ class Callback:
 
 
 def make_task(config: dict, data_dir) -> Task:
-    return TASKS[config["task"]](config, data_dir)
+    """The registered task of ``config["task"]`` (``proc_ml.registry``) on ``data_dir``."""
+    return task_class(config["task"])(config, data_dir)
 
 
 def seed_all(*key: int) -> None:
@@ -176,7 +170,7 @@ class Trainer:
         return {
             "epoch": self.epoch, "global_step": self.global_step,
             "task": self.task.name, "family": self.config["model"]["family"],
-            "model_kwargs": self.task.model_kwargs(), "info": self.task.info(),
+            "model_kwargs": self.task.model_kwargs(), "info": self.task.info().to_dict(),
             "config": self.config,
             "models": {n: m.state_dict() for n, m in self.models.items()},
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
@@ -190,7 +184,7 @@ class Trainer:
         if not path.is_file():
             raise ModelError(f"{path}: nothing to resume (no checkpoint in {self.out})")
         saved = checkpoint.load(path)
-        self.task.check_compatible(saved["info"], f"the run in {self.out}")
+        self.task.check_compatible(info_from_dict(saved.get("info"), str(path)), f"the run in {self.out}")
         if saved["model_kwargs"] != self.task.model_kwargs() or saved["family"] != self.config["model"]["family"]:
             raise ModelError(f"{path}: model {saved['family']} {saved['model_kwargs']} does not match "
                              f"the config's {self.config['model']['family']} {self.task.model_kwargs()}")
@@ -327,7 +321,8 @@ class Trainer:
         plots.plot_curves(self.history, self.out / "plots" / "curves.png", self.task.metric_names)
         best = self.best["metrics"]
         if "confusion" in best:
-            plots.plot_confusion(best["confusion"], self.task.parts, self.out / "plots" / "confusion.png",
+            plots.plot_confusion(best["confusion"], self.task.label_names(),
+                                 self.out / "plots" / "confusion.png",
                                  f"validation, epoch {self.best['epoch']}")
         self.task.on_epoch_end(self.models, self.out, self.epoch)
         if self.tensorboard is not None:
@@ -337,9 +332,9 @@ class Trainer:
             self.tensorboard.flush()
         if self.progress:
             from tqdm import tqdm
-            shown = ", ".join(f"{k}={record[k]:.4f}" for k in
-                              ("train_loss", "val_loss", "val_face_accuracy", "val_macro_f1",
-                               *self.task.progress_keys) if k in record)
+            keys = ("train_loss", "val_loss", *(f"val_{m}" for m in self.task.metric_names[:2]),
+                    *self.task.progress_keys)
+            shown = ", ".join(f"{k}={record[k]:.4f}" for k in dict.fromkeys(keys) if k in record)
             tqdm.write(f"epoch {record['epoch']}/{self.training['epochs']}: {shown}"
                        f"{' (best)' if improved else ''} [{record['time_s']:.1f}s]")
 

@@ -34,8 +34,10 @@ from torch.utils.data import Dataset
 
 from proc_ml.datasets.pix2pix import open_pairs
 from proc_ml.errors import ConfigError, DatasetError
-from .models import build_model
+from proc_ml.runinfo import ImageInfo
+from proc_ml.textures.images import from_signed, to_signed
 
+from .models import build_model
 from .task import Task
 
 GAN_MODES = ("vanilla", "lsgan")
@@ -45,14 +47,13 @@ INPUT_NAMES = ("label_r", "label_g", "label_b")
 
 # -- image tensors --------------------------------------------------------------------
 def to_unit(image: np.ndarray) -> torch.Tensor:
-    """``uint8[H, W, 3]`` -> ``float32[3, H, W]`` in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 127.5 - 1.0
+    """``uint8[H, W, 3]`` -> ``float32[3, H, W]`` in [-1, 1] (``textures.images.to_signed``)."""
+    return torch.from_numpy(to_signed(image))
 
 
 def to_uint8(tensor: torch.Tensor) -> np.ndarray:
-    """``float[3, H, W]`` in [-1, 1] -> ``uint8[H, W, 3]``."""
-    array = ((tensor.detach().float().cpu().clamp(-1, 1) + 1.0) * 127.5).round()
-    return array.byte().permute(1, 2, 0).numpy()
+    """``float[3, H, W]`` in [-1, 1] -> ``uint8[H, W, 3]`` (``textures.images.from_signed``)."""
+    return from_signed(tensor.detach().float().cpu().numpy())
 
 
 def resize(image: torch.Tensor, size: int, nearest: bool) -> torch.Tensor:
@@ -179,14 +180,42 @@ def set_requires_grad(model: torch.nn.Module, flag: bool) -> None:
 
 class Pix2PixTask(Task):
     name = "pix2pix"
+    families = ("pix2pix-unet",)
+    default_config = "pix2pix_cpu.yaml"
+    info_type = ImageInfo
     primary_model = "model"        # the generator: what load_run returns and ONNX exports
     metric_names = ("psnr", "ssim", "l1", "l1_facade")
     lower_is_better = ("l1", "l1_facade")
     progress_keys = ("train_loss_discriminator", "train_loss_generator", "train_l1",
                      "val_l1", "val_psnr", "val_ssim")
 
+    @classmethod
+    def defaults(cls) -> dict:
+        return {
+            "dataset": {
+                "train_split": "train",
+                "val_split": "val",
+                "direction": "AtoB",       # side-by-side datasets: AtoB learns left -> right
+                "size": 256,               # training crop (and evaluation size)
+                "load_size": 286,          # jitter: bring to this size, then crop ``size`` at random
+                "jitter": "resize",        # resize (the reference: scale + shift) | pad (shift only)
+                "flip": True,              # random horizontal mirroring
+                "max_pairs": 0,            # > 0: use only the first N pairs of each split
+                "preview_count": 4,        # validation pairs in each epoch's PNG grid
+            },
+            "gan": {
+                "mode": "vanilla",         # vanilla (BCE with logits) or lsgan (least squares)
+                "lambda_l1": 100.0,
+                "disc_width": 64,
+                "disc_layers": 3,          # 3 = the 70x70 PatchGAN
+            },
+            "training": {"optimizer": "adam", "lr": 0.0002, "betas": [0.5, 0.999],
+                         "scheduler": "linear", "decay_fraction": 0.5, "batch_size": 1,
+                         "eval_batch_size": 8, "best_metric": "psnr", "amp": False},
+        }
+
     def __init__(self, config: dict, data_dir):
-        super().__init__(config)
+        super().__init__(config, data_dir)
         self.data_cfg, self.gan = config["dataset"], config["gan"]
         self.hyper = {k: v for k, v in config["model"].items() if k != "family"}
         self.family = config["model"]["family"]
@@ -315,36 +344,41 @@ class Pix2PixTask(Task):
         write_grid(Path(out_dir) / "images" / f"epoch_{epoch:03d}.png",
                    self._preview[0], outputs, self._preview[1])
 
-    # -- run description ------------------------------------------------------------
-    def info(self) -> dict:
-        manifest = self.data.manifest
-        palette = self.palette.to_json() if self.palette is not None else None
-        task_info = {"palette": palette, "module_px": self.data.module_px,
-                     "size": int(self.data_cfg["size"]), "value_range": [-1.0, 1.0],
-                     "inference_mode": "eval", "direction": self.data_cfg["direction"],
-                     "layout": self.data.layout}
-        return {
-            "task_info": task_info,
-            "task": self.name, "family": self.family,
-            "parts": list(self.palette.names) if self.palette is not None else [],
-            "palette": palette,
-            "input_kind": "image", "input_names": list(INPUT_NAMES),
-            "out_channels": 3, "stride": self.stride, "with_style": False,
-            "size": int(self.data_cfg["size"]), "module_px": self.data.module_px,
-            "layout": self.data.layout, "direction": self.data_cfg["direction"],
-            "value_range": [-1.0, 1.0], "inference_mode": "eval",
-            "output": "RGB image in [-1, 1], same height and width as the input",
-            "dataset_manifest": {"format_version": int(manifest.get("format_version", 1)),
-                                 "count": len(self.data.names()),
-                                 "seed": int(manifest.get("seed", 0)),
-                                 "size": manifest.get("size")},
-        }
+    def label_names(self) -> list[str]:
+        return list(self.palette.names) if self.palette is not None else []
 
-    def check_compatible(self, info: dict, what: str) -> None:
+    # -- run description ------------------------------------------------------------
+    def info(self) -> ImageInfo:
+        manifest = self.data.manifest
+        return ImageInfo(task=self.name, family=self.family, input_kind="image",
+                         input_names=list(INPUT_NAMES),
+                         palette=self.palette.to_json() if self.palette is not None else None,
+                         module_px=self.data.module_px, size=int(self.data_cfg["size"]),
+                         stride=self.stride, direction=self.data_cfg["direction"],
+                         layout=self.data.layout, dataset_count=len(self.data.names()),
+                         dataset_seed=int(manifest.get("seed", 0)),
+                         dataset_format_version=int(manifest.get("format_version", 1)))
+
+    def check_compatible(self, info: ImageInfo, what: str) -> None:
         mine = self.palette.to_json() if self.palette is not None else None
-        if info.get("palette") != mine:
+        if info.palette != mine:
             raise DatasetError(f"{self.data.root}: the dataset's palette differs from the palette "
                                f"of {what}; use label maps drawn in the same palette")
+
+    # -- finished runs ----------------------------------------------------------------
+    @classmethod
+    def evaluate(cls, model, run, data_dir, split: str = "test", batch_size: int | None = None) -> dict:
+        return {"task": cls.name, **evaluate_pix2pix(run, data_dir, split, model=model)}
+
+    @staticmethod
+    def format_table(result: dict) -> str:
+        return format_pix2pix_table(result)
+
+    @classmethod
+    def parity_inputs(cls, run, data_dir=None, n: int = 3) -> list[tuple[str, np.ndarray]]:
+        from proc_ml.textures.parity import parity_images
+
+        return parity_images(run.info, n)
 
 
 def write_grid(path: Path, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -390,16 +424,19 @@ class MeanColourBaseline(torch.nn.Module):
 
 
 @torch.no_grad()
-def evaluate_pix2pix(run_dir, data_dir, split: str = "test", checkpoint: str = "best",
-                     grid_path=None, grid_count: int = 4) -> dict:
+def evaluate_pix2pix(run, data_dir, split: str = "test", checkpoint: str = "best",
+                     grid_path=None, grid_count: int = 4, model=None) -> dict:
     """The generator (eval mode) and the mean-colour-per-label baseline (fitted on the
     train split) on ``split``: L1 (0..1), PSNR, SSIM, facade-only L1, and their ratios.
-    ``grid_path``: also write a PNG, one row per pair: input | baseline | output | target."""
-    from .runs import load_run
+    ``run`` is a run folder (its ``checkpoint`` is loaded) or a loaded ``Run`` with its
+    ``model``. ``grid_path``: also write a PNG, one row per pair: input | baseline |
+    output | target."""
+    from .runs import Run, load_run
 
-    model, info = load_run(run_dir, checkpoint)
-    task = Pix2PixTask(info["config"], data_dir)
-    task.check_compatible(info, f"the run in {run_dir}")
+    if not isinstance(run, Run):
+        model, run = load_run(run, checkpoint)
+    task = Pix2PixTask(run.config, data_dir)
+    task.check_compatible(run.info, f"the run in {run.path}")
     if task.palette is None:
         raise DatasetError(f"{data_dir}: the mean-colour baseline needs a label palette")
     size = task.data_cfg["size"]
@@ -419,8 +456,8 @@ def evaluate_pix2pix(run_dir, data_dir, split: str = "test", checkpoint: str = "
         a = torch.stack([inputs[i] for i in picks])
         _write_rows(Path(grid_path), [a, baseline(a), model(a), torch.stack([targets[i] for i in picks])])
     m, b = results["model"], results["baseline"]
-    return {"run": str(run_dir), "data": str(data_dir), "split": split, "pairs": len(inputs),
-            "epoch": info["epoch"], **results,
+    return {"run": str(run.path), "data": str(data_dir), "split": split, "pairs": len(inputs),
+            "epoch": run.epoch, **results,
             "l1_ratio": b["l1"] / m["l1"] if m["l1"] else float("inf"),
             "l1_facade_ratio": b["l1_facade"] / m["l1_facade"] if m["l1_facade"] else float("inf")}
 

@@ -25,17 +25,18 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from proc_ml.datasets import open_dataset
-from proc_ml.datasets.buildings import MANIFEST
 from proc_ml.datasets.modelnet import ShapeFolder, ShapeSettings, is_shape_folder
 from proc_ml.datasets.pointclouds import (NORMALIZE_FOR, Shape, normalize_for, point_feature_names,
                                           point_features, shape_occupancy)
 from proc_ml.errors import ConfigError, DatasetError
+from proc_ml.formats import MANIFEST
 from proc_ml.meshing import quad_mesh
-from .models import build_model
+from proc_ml.metrics import classification_metrics
+from proc_ml.runinfo import ShapeInfo
 
 from .building_parts import inverse_sqrt_weights
-from .metrics import classification_metrics
-from .task import Task
+from .models import build_model
+from .task import Task, evaluate_split
 
 SOURCES = ("auto", "buildings", "folder")
 IGNORE = -1
@@ -63,7 +64,7 @@ TASK_SETTINGS = {
 
 
 def task_defaults(task: str) -> dict:
-    """The extra defaults of a shape task (merged over ``BASE_DEFAULTS``)."""
+    """The extra defaults of a shape task (merged over ``trainers.config.BASE_DEFAULTS``)."""
     settings = TASK_SETTINGS[task]
     return {"dataset": {"train_split": "train", "val_split": "val", "max_buildings": 0,
                         **DATASET_DEFAULTS, "use_style": settings["use_style"],
@@ -220,13 +221,22 @@ def _class_last(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 # -- the tasks -----------------------------------------------------------------------------
 class ShapeTask(Task):
     """Common data handling; subclasses say what a sample's input and target are."""
+    info_type = ShapeInfo
     segmentation = False
     representation = "points"
     class_weights: torch.Tensor | None = None
     logit_offset: list[float] | None = None      # set with the class weights (training split)
 
+    @classmethod
+    def defaults(cls) -> dict:
+        return task_defaults(cls.name)
+
+    @classmethod
+    def validate_config(cls, config: dict, source: str) -> None:
+        validate_shape_config(config, source)
+
     def __init__(self, config: dict, data_dir):
-        super().__init__(config)
+        super().__init__(config, data_dir)
         self.family = config["model"]["family"]
         self.data_cfg, self.augment = config["dataset"], config["augment"]
         self.seed = int(config["training"]["seed"])
@@ -328,33 +338,80 @@ class ShapeTask(Task):
     def new_evaluation(self, device=None):
         return ShapeEvaluation(self.parts, device, self.logit_offset)
 
+    def label_names(self) -> list[str]:
+        return list(self.parts)
+
     # -- run description ------------------------------------------------------------------
-    def info(self) -> dict:
-        info = {"task": self.name, "family": self.family, "parts": list(self.parts),
-                "classes": list(self.parts), "output": self.output_description,
-                "input_kind": self.representation, "input_names": self.input_names(),
-                "with_style": self.with_style, "source": self.source,
-                "normalize": self.data_cfg["normalize"], "cell_size": self.cell_size,
-                "num_points": int(self.data_cfg["num_points"]),
-                "resolution": int(self.data_cfg["resolution"]), "stride": 1,
-                "data_dir": str(self.root.resolve()), "n_logits": len(self.parts),
-                "output_layout": self.output_layout, "logit_offset": self.logit_offset}
-        info["task_info"] = {k: info[k] for k in ("classes", "source", "normalize", "cell_size",
-                                                  "num_points", "resolution")}
-        info["task_info"]["output"] = "points" if self.segmentation else "shape"
+    def info(self) -> ShapeInfo:
+        info = ShapeInfo(task=self.name, family=self.family, input_kind=self.representation,
+                         input_names=self.input_names(), classes=list(self.parts),
+                         output="points" if self.segmentation else "shape",
+                         with_style=self.with_style, normalize=self.data_cfg["normalize"],
+                         cell_size=self.cell_size, num_points=int(self.data_cfg["num_points"]),
+                         resolution=int(self.data_cfg["resolution"]), source=self.source,
+                         data_dir=str(self.root.resolve()), logit_offset=self.logit_offset)
         if self.source == "buildings":
             manifest = self.buildings.manifest
-            info["dataset_manifest"] = {"grid_size": list(manifest["grid_size"]),
-                                        "cell_size": self.cell_size,
-                                        "count": int(manifest["count"]),
-                                        "seed": int(manifest.get("seed", 0)),
-                                        "format_version": int(manifest["format_version"])}
+            info.dataset_count = int(manifest["count"])
+            info.dataset_seed = int(manifest.get("seed", 0))
+            info.dataset_format_version = int(manifest["format_version"])
         return info
 
-    def check_compatible(self, info: dict, what: str) -> None:
-        if list(info["parts"]) != list(self.parts):
+    def check_compatible(self, info: ShapeInfo, what: str) -> None:
+        if list(info.classes) != list(self.parts):
             raise DatasetError(f"{self.root}: labels {self.parts} differ from the labels "
-                               f"{list(info['parts'])} of {what}")
+                               f"{list(info.classes)} of {what}")
+
+    # -- finished runs --------------------------------------------------------------------
+    @classmethod
+    def evaluate(cls, model, run, data_dir, split: str = "test", batch_size: int | None = None) -> dict:
+        """Accuracy, mean per-class accuracy, mIoU, per-class scores and the confusion
+        matrix (``load_run`` folded any logit offset into the model)."""
+        task = cls(run.config, data_dir)
+        task.check_compatible(run.info, f"the run in {run.path}")
+        metrics, dataset = evaluate_split(task, model, split, batch_size,
+                                          evaluation=ShapeEvaluation(task.parts))
+        return {"run": str(run.path), "checkpoint": str(run.checkpoint), "epoch": run.epoch,
+                "task": run.info.task, "family": run.info.family, "data": str(data_dir),
+                "source": task.source, "split": split, "classes": list(task.parts),
+                "shapes": len(dataset), **metrics}
+
+    @staticmethod
+    def format_table(result: dict) -> str:
+        unit = "points" if result["task"] == "pointnet-seg" else "shapes"
+        lines = [f"{result['family']} on {result['data']} [{result['split']}]: "
+                 f"{result['shapes']} shapes, {result['samples']} {unit} scored",
+                 f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'iou':>10}{'support':>10}"]
+        for name, c in result["per_class"].items():
+            lines.append(f"{name:<14}{c['precision']:>10.4f}{c['recall']:>10.4f}{c['f1']:>10.4f}"
+                         f"{c['iou']:>10.4f}{c['support']:>10d}")
+        lines += [f"accuracy             {result['accuracy']:.4f}",
+                  f"mean class accuracy  {result['mean_class_accuracy']:.4f}",
+                  f"mean IoU             {result['miou']:.4f}",
+                  "confusion (rows: true, columns: predicted, order as above):"]
+        lines += ["  " + " ".join(f"{v:>5d}" for v in row) for row in result["confusion"]]
+        return "\n".join(lines)
+
+    @classmethod
+    def parity_inputs(cls, run, data_dir=None, n: int = 3) -> list[tuple[str, np.ndarray]]:
+        """``n`` real held-out samples as one batch, a single sample, and (point nets) the
+        same shapes at two other point counts."""
+        data_dir = data_dir or run.info.data_dir
+        if not data_dir or not Path(data_dir).exists():
+            raise DatasetError(f"the run's data {data_dir} is gone; pass --data with the dataset or "
+                               f"shape folder it was trained on for the parity check")
+        task = cls(run.config, data_dir)
+        split = "test" if task.source == "folder" else run.config["dataset"]["val_split"]
+        examples = task.dataset(split, limit=max(n, 2))
+        batch = np.stack([examples[i][0] for i in range(len(examples))])
+        samples = [(f"{len(batch)} {split} samples", batch), ("one sample", batch[:1])]
+        if run.info.input_kind == "points":
+            base = int(run.config["dataset"]["num_points"])
+            for count in (base // 2 + 37, 2 * base):
+                task.data_cfg = {**task.data_cfg, "num_points": count}
+                resampled = np.stack([examples[i][0] for i in range(len(examples))])
+                samples.append((f"{len(resampled)} samples of {count} points", resampled))
+        return samples
 
 
 class _PointTask(ShapeTask):
@@ -389,9 +446,9 @@ class _PointTask(ShapeTask):
 
 class PointNetClassificationTask(_PointTask):
     name = "pointnet-cls"
+    families = ("pointnet-cls",)
+    default_config = "pointnet_cls.yaml"
     metric_names = ("accuracy", "mean_class_accuracy", "macro_f1", "loss")
-    output_description = "logits[K] per shape, K = len(classes)"
-    output_layout = ("logits", ("batch", "logits"))
 
     def building_example(self, building_id: int) -> dict:
         points, normals, _ = self._read_points(building_id)
@@ -401,10 +458,11 @@ class PointNetClassificationTask(_PointTask):
 
 class PointNetSegmentationTask(_PointTask):
     name = "pointnet-seg"
+    # DGCNN by default (dgcnn_seg.yaml); pointnet_seg.yaml is the PointNet baseline.
+    families = ("pointnet-seg", "dgcnn-seg")
+    default_config = "dgcnn_seg.yaml"
     segmentation = True
     metric_names = ("miou", "accuracy", "mean_class_accuracy", "macro_f1", "loss")
-    output_description = "logits[N, K] per point, K = len(parts)"
-    output_layout = ("logits", ("batch", "points", "logits"))
 
     def building_example(self, building_id: int) -> dict:
         points, normals, parts = self._read_points(building_id)
@@ -415,10 +473,10 @@ class PointNetSegmentationTask(_PointTask):
 
 class VoxNetTask(ShapeTask):
     name = "voxnet"
+    families = ("voxnet",)
+    default_config = "voxnet.yaml"
     representation = "voxels"
     metric_names = ("accuracy", "mean_class_accuracy", "macro_f1", "loss")
-    output_description = "logits[K] per grid, K = len(classes)"
-    output_layout = ("logits", ("batch", "logits"))
 
     def input_names(self) -> list[str]:
         return ["occupancy"]
@@ -438,83 +496,3 @@ class VoxNetTask(ShapeTask):
         if train:
             grid = augment_grid(grid, rng, self.augment)
         return grid[None].astype(np.float32), stored["label"]
-
-
-SHAPE_TASKS = {task.name: task for task in (PointNetClassificationTask,
-                                            PointNetSegmentationTask, VoxNetTask)}
-SHAPE_TASK_FAMILIES = {"pointnet-cls": ("pointnet-cls",),
-                       "pointnet-seg": ("pointnet-seg", "dgcnn-seg"),
-                       "voxnet": ("voxnet",)}
-# pointnet-seg trains DGCNN by default (dgcnn_seg.yaml); pointnet_seg.yaml is the PointNet baseline.
-SHAPE_DEFAULT_CONFIGS = {"pointnet-cls": "pointnet_cls.yaml", "pointnet-seg": "dgcnn_seg.yaml",
-                         "voxnet": "voxnet.yaml"}
-
-
-# -- ONNX export hooks (exporters/onnx_export.py) -------------------------------------------
-def shape_dynamic_dims(info: dict):
-    """(input name, output name, dynamo dims, legacy axes): dynamic batch, and for point
-    nets a dynamic point count."""
-    from torch.export import Dim
-
-    if info["input_kind"] == "points":
-        return "points", "logits", {0: Dim("batch", min=1), 1: Dim("points", min=2)}, \
-            {0: "batch", 1: "points"}
-    return "voxels", "logits", {0: Dim("batch", min=1)}, {0: "batch"}
-
-
-def shape_parity_inputs(info: dict, data_dir=None, n: int = 3) -> list[tuple[str, np.ndarray]]:
-    """Named inputs for the ONNX parity check: ``n`` real held-out samples as one batch, a
-    single sample, and (point nets) the same shapes at two other point counts."""
-    data_dir = data_dir or info.get("data_dir")
-    if not data_dir or not Path(data_dir).exists():
-        raise DatasetError(f"the run's data {data_dir} is gone; pass --data with the dataset or "
-                           f"shape folder it was trained on for the parity check")
-    config = info["config"]
-    task = SHAPE_TASKS[info["task"]](config, data_dir)
-    split = "test" if task.source == "folder" else config["dataset"]["val_split"]
-    examples = task.dataset(split, limit=max(n, 2))
-    batch = np.stack([examples[i][0] for i in range(len(examples))])
-    samples = [(f"{len(batch)} {split} samples", batch), ("one sample", batch[:1])]
-    if info["input_kind"] == "points":
-        base = int(config["dataset"]["num_points"])
-        for count in (base // 2 + 37, 2 * base):
-            task.data_cfg = {**task.data_cfg, "num_points": count}
-            resampled = np.stack([examples[i][0] for i in range(len(examples))])
-            samples.append((f"{len(resampled)} samples of {count} points", resampled))
-    return samples
-
-
-# -- evaluation of finished runs (trainers.runs.evaluate_run dispatches here) -------------------
-@torch.no_grad()
-def evaluate_shape_run(model, info: dict, run_dir, data_dir, split: str = "test",
-                       batch_size: int | None = None) -> dict:
-    """Accuracy, mean per-class accuracy, mIoU, per-class scores and the confusion matrix."""
-    config = info["config"]
-    task = SHAPE_TASKS[info["task"]](config, data_dir)
-    task.check_compatible(info, f"the run in {run_dir}")
-    dataset = task.dataset(split)
-    loader = torch.utils.data.DataLoader(dataset, shuffle=False, collate_fn=task.collate,
-                                         batch_size=batch_size or config["training"]["eval_batch_size"])
-    evaluation = ShapeEvaluation(task.parts)      # load_run folded any logit offset into the model
-    for batch in loader:
-        evaluation.update(model, batch)
-    return {"run": str(run_dir), "checkpoint": info["checkpoint"], "epoch": info["epoch"],
-            "task": info["task"], "family": info["family"], "data": str(data_dir),
-            "source": task.source, "split": split, "classes": list(task.parts),
-            "shapes": len(dataset), **evaluation.metrics()}
-
-
-def format_shape_table(result: dict) -> str:
-    unit = "points" if result["task"] in ("pointnet-seg",) else "shapes"
-    lines = [f"{result['family']} on {result['data']} [{result['split']}]: "
-             f"{result['shapes']} shapes, {result['samples']} {unit} scored",
-             f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'iou':>10}{'support':>10}"]
-    for name, c in result["per_class"].items():
-        lines.append(f"{name:<14}{c['precision']:>10.4f}{c['recall']:>10.4f}{c['f1']:>10.4f}"
-                     f"{c['iou']:>10.4f}{c['support']:>10d}")
-    lines += [f"accuracy             {result['accuracy']:.4f}",
-              f"mean class accuracy  {result['mean_class_accuracy']:.4f}",
-              f"mean IoU             {result['miou']:.4f}",
-              "confusion (rows: true, columns: predicted, order as above):"]
-    lines += ["  " + " ".join(f"{v:>5d}" for v in row) for row in result["confusion"]]
-    return "\n".join(lines)

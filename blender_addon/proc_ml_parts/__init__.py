@@ -24,7 +24,6 @@ DEVICE_ITEMS = [("auto", "Auto", "CUDA when onnxruntime can use it, else CPU"),
                 ("cpu", "CPU", "Always run on the CPU"),
                 ("cuda", "CUDA", "Run on the GPU; an error if CUDA is not usable")]
 STREET_ITEMS = [(side, side, f"The street is on the {side} side") for side in ("+x", "-x", "+y", "-y")]
-SESSION_CACHE: dict = {}
 
 
 def _package() -> str:
@@ -123,8 +122,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
         depsgraph = context.evaluated_depsgraph_get()
         labelled = []
         try:
-            session = open_session(model, device, SESSION_CACHE.get("parts"))
-            SESSION_CACHE["parts"] = session
+            session = open_session(model, device)     # proc-ml's one model cache
             style = (style_vector(self.street_side, self.window_period, self.shopfront,
                                   self.balconies) if session.with_style else None)
             for source in sources:
@@ -186,13 +184,14 @@ class OBJECT_OT_proc_ml_texture_building(bpy.types.Operator):
         try:
             from proc_ml.dcc import blender as bgeo
             from proc_ml.errors import ProcMLError
-            from proc_ml.runtime.textures import TextureGenerator, texture_quads, write_atlas
+            from proc_ml.dcc.texture import texture_quads, write_atlas
+            from proc_ml.runtime.textures import TextureGenerator
         except ImportError as exc:
             self.report({"ERROR"}, f"proc-ml is not importable from Blender's Python ({exc})")
             return {"CANCELLED"}
         obj = context.active_object
         try:
-            generator = (TextureGenerator(bpy.path.abspath(self.model_path), self.device)
+            generator = (TextureGenerator.open(bpy.path.abspath(self.model_path), self.device)
                          if self.model_path else None)
             points, counts, indices = bgeo.mesh_arrays(obj)
             parts = bgeo.face_attribute(obj.data, bgeo.PART_ATTRIB)
@@ -261,4 +260,3 @@ def unregister():
     del bpy.types.Scene.proc_ml_parts
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
-    SESSION_CACHE.clear()

@@ -72,6 +72,13 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def asset_error(exc: ProcMLError, path) -> "AssetError":
+    """A library error about ``path`` as one asset's error: the manifest names the asset,
+    so the message loses its ``path:`` prefix."""
+    message, prefix = str(exc), f"{path}: "
+    return AssetError(message[len(prefix):] if message.startswith(prefix) else message)
+
+
 def extension(path) -> str:
     return Path(path).suffix.lower().lstrip(".")
 

@@ -1,5 +1,5 @@
 """The ``parts`` batch task: building parts for every mesh or grid, through the same
-``proc_ml.predict_parts`` logic as ``proc-ml predict building-parts``.
+``proc_ml.predict.parts`` logic as ``proc-ml predict building-parts``.
 
 Before the shared logic reads an asset, ``load_asset`` validates it (empty, truncated,
 not a mesh, NaN coordinates, no faces, empty scene, size limits) and the voxel grid size
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .assets import AssetError, Limits, load_asset
+from ..errors import ProcMLError
+from ..units import resolve_cell_size
+from .assets import AssetError, Limits, asset_error, load_asset
 from .items import TaskOutput
 
 #: onnxruntime threads per worker: workers are the parallelism, and one thread everywhere
@@ -23,28 +25,23 @@ WORKER_THREADS = 1
 
 
 def open_parts(model_path: str, options: dict, limits: Limits):
-    """Load the model once (its session stays in the runtime's cache) and return the processor."""
-    from ..predict_parts import DEFAULT_CELL_SIZE
+    """Load the model once (the runtime's cache keeps it) and return the processor."""
     from ..runtime import PartsPredictor
 
     _import_output_writers(bool(options.get("pictures", False)))
-
-    predictor = PartsPredictor(model_path, device=options.get("device", "auto"),
-                               intra_op_threads=WORKER_THREADS)
-    cell_size = options.get("cell_size") or predictor.metadata.cell_size or DEFAULT_CELL_SIZE
-    return _PartsProcessor(model_path, float(cell_size), options.get("device", "auto"), limits,
-                           bool(options.get("pictures", False)))
+    predictor = PartsPredictor.open(model_path, device=options.get("device", "auto"),
+                                    intra_op_threads=WORKER_THREADS)
+    cell_size = resolve_cell_size(options.get("cell_size"), model=predictor.cell_size)
+    return _PartsProcessor(predictor, cell_size, limits, bool(options.get("pictures", False)))
 
 
 class _PartsProcessor:
-    def __init__(self, model_path: str, cell_size: float, device: str, limits: Limits,
-                 pictures: bool):
-        self.model_path, self.cell_size, self.device, self.limits = model_path, cell_size, device, limits
+    def __init__(self, predictor, cell_size: float, limits: Limits, pictures: bool):
+        self.predictor, self.cell_size, self.limits = predictor, cell_size, limits
         self.pictures = pictures
 
     def __call__(self, asset_path: Path, out_dir: Path) -> TaskOutput:
-        from ..errors import ProcMLError
-        from ..predict_parts import predict_building_parts
+        from ..predict.parts import label_building
 
         asset = load_asset(asset_path, self.limits)
         if asset.kind == "points":
@@ -52,11 +49,10 @@ class _PartsProcessor:
         if asset.kind == "mesh":
             self.limits.check_cells(grid_shape(asset.vertices, self.cell_size))
         try:
-            summary = predict_building_parts(self.model_path, asset_path, out_dir,
-                                             device=self.device, cell_size=self.cell_size,
-                                             threads=WORKER_THREADS, picture=self.pictures)
+            summary = label_building(self.predictor, asset_path, out_dir, cell_size=self.cell_size,
+                                     picture=self.pictures)
         except ProcMLError as exc:
-            raise AssetError(_without_path(str(exc), asset_path)) from None
+            raise asset_error(exc, asset_path) from None
         return TaskOutput(list(summary["files"]), _short_summary(summary))
 
 
@@ -66,7 +62,6 @@ def _import_output_writers(pictures: bool) -> None:
     from ..formats.labelled_mesh import preload
 
     preload()
-
     if pictures:
         import matplotlib
 
@@ -84,9 +79,3 @@ def grid_shape(vertices: np.ndarray, cell_size: float) -> tuple[int, ...]:
 def _short_summary(summary: dict) -> dict:
     keys = ("grid_shape", "cells", "faces", "faces_per_part", "mean_confidence", "accuracy")
     return {k: summary[k] for k in keys if summary.get(k) is not None}
-
-
-def _without_path(message: str, path: Path) -> str:
-    """The shared logic prefixes errors with the file path; the manifest names it already."""
-    prefix = f"{path}: "
-    return message[len(prefix):] if message.startswith(prefix) else message

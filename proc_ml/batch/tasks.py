@@ -68,10 +68,10 @@ register_task(BatchTask(
     MESH_EXTENSIONS + NPZ_EXTENSIONS, option_names=("cell_size", "pictures")))
 register_task(BatchTask(
     "classify", "one class per asset (top-k classes.json)", "PointNet / VoxNet classifier",
-    "proc_ml.predict_shapes:open_classify", MESH_EXTENSIONS + POINT_EXTENSIONS))
+    "proc_ml.batch.shapes:open_classify", MESH_EXTENSIONS + POINT_EXTENSIONS))
 register_task(BatchTask(
     "segment", "one part per point", "PointNet segmentation",
-    "proc_ml.predict_shapes:open_segment", MESH_EXTENSIONS + POINT_EXTENSIONS,
+    "proc_ml.batch.shapes:open_segment", MESH_EXTENSIONS + POINT_EXTENSIONS,
     option_names=("pictures",)))
 register_task(BatchTask(
     "texture", "a textured GLB (facade atlas) per mesh or grid", "pix2pix facade generator",

@@ -119,15 +119,12 @@ def _picture(result: dict) -> bytes:
 
 
 def _report(args, timings, summary, exported, result, picture) -> dict:
+    from proc_ml.metrics import per_class_scores
+
     confusion = result["confusion"]
     total = int(confusion.sum())
-    per_part = {}
-    for i, name in enumerate(result["parts"]):
-        tp, true, pred = confusion[i, i], confusion[i].sum(), confusion[:, i].sum()
-        if true:
-            prec = tp / pred if pred else 0.0
-            rec = tp / true
-            per_part[name] = {"faces": int(true), "f1": round(float(2 * prec * rec / (prec + rec)) if tp else 0.0, 4)}
+    per_part = {name: {"faces": c["support"], "f1": round(c["f1"], 4)}
+                for name, c in per_class_scores(confusion, result["parts"]).items() if c["support"]}
     n = len(result["records"])
     return {
         "unseen_face_accuracy": round(float(confusion.trace() / total), 5),

@@ -1,14 +1,31 @@
-"""``proc-ml predict building-parts``: label a building (grid, adjacency rows or mesh)."""
+"""``proc-ml predict building-parts|classify|segment|texture``: run an exported ONNX model
+on a file (torch-free: numpy + onnxruntime). Every subcommand is parsed here; the work is
+done by ``proc_ml.predict``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from proc_ml.textures.palette import MATERIALS
+
+DEVICE_HELP = "auto (CUDA when usable, else CPU; default), cpu, or cuda"
+
+
+def _common(p, seed_help: str | None = None) -> None:
+    from proc_ml.runtime.providers import DEVICES
+
+    p.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
+    p.add_argument("--threads", type=int, default=0,
+                   help="onnxruntime intra-op threads (default 0 = onnxruntime's choice)")
+    if seed_help:
+        p.add_argument("--seed", type=int, default=0, help=seed_help)
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("predict", help="run an exported ONNX model on a building",
+    parser = sub.add_parser("predict", help="run an exported ONNX model on a building or shape",
                             description="Run an exported model (torch-free: numpy + onnxruntime).")
     kinds = parser.add_subparsers(dest="kind", metavar="TASK", required=True)
+
     p = kinds.add_parser(
         "building-parts", help="a part on every exterior face",
         description="Label every exterior face of a building. INPUT is a dataset grid .npz, "
@@ -20,8 +37,6 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--cell-size", type=float, default=None,
                    help="metres per cell when voxelising a mesh (default: the model's)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto (CUDA when usable, else CPU; default), cpu, or cuda")
     p.add_argument("--building-id", type=int, default=None,
                    help="which building's rows to use when adjacency.csv holds several")
     p.add_argument("--up", choices=("y", "z"), default=None,
@@ -30,11 +45,33 @@ def register(sub) -> None:
                    help="9 comma-separated style values for style-aware models on inputs "
                         "without style (meshes): street:+x,street:-x,street:+y,street:-y,"
                         "window_period:1,window_period:2,window_period:3,shopfront,balconies")
-    p.add_argument("--threads", type=int, default=0,
-                   help="onnxruntime intra-op threads (default 0 = onnxruntime's choice)")
-    p.set_defaults(func=run)
-    from proc_ml.predict_shapes import register_shape_predictors  # numpy only, cheap
-    register_shape_predictors(kinds)
+    _common(p)
+    p.set_defaults(func=run_parts)
+
+    p = kinds.add_parser(
+        "classify", help="the class of a mesh or point cloud (PointNet / VoxNet)",
+        description="Classify a shape with an exported pointnet-cls or voxnet model. INPUT is "
+                    "a mesh (OBJ/OFF/STL/PLY/GLB/GLTF) or a point cloud (PCD, PLY without faces).")
+    p.add_argument("--model", required=True, help="ONNX model from 'proc-ml export onnx'")
+    p.add_argument("--input", required=True, help="mesh or point-cloud file")
+    p.add_argument("--top-k", type=int, default=5, help="how many classes to list (default 5)")
+    p.add_argument("--out", default=None, help="folder for classes.json (optional)")
+    _common(p, "seed of the surface point sampling")
+    p.set_defaults(func=run_classify)
+
+    p = kinds.add_parser(
+        "segment", help="a part for every point of a mesh or point cloud (PointNet)",
+        description="Segment a shape with an exported pointnet-seg model: writes segments.ply "
+                    "(coloured, with a 'part' property), segments.png and summary.json.")
+    p.add_argument("--model", required=True, help="ONNX model from 'proc-ml export onnx'")
+    p.add_argument("--input", required=True, help="mesh or point-cloud file")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--points", type=int, default=None,
+                   help="points to sample (default: the number the model was trained with)")
+    p.add_argument("--style", default=None,
+                   help="9 comma-separated style values for style-aware building models")
+    _common(p, "seed of the surface point sampling")
+    p.set_defaults(func=run_segment)
 
     t = kinds.add_parser(
         "texture", help="facade textures from label maps (pix2pix), or a textured building",
@@ -48,67 +85,112 @@ def register(sub) -> None:
     source.add_argument("--building", help="building to texture: grid .npz, adjacency.csv or mesh")
     t.add_argument("--out", required=True, help="output .png (--input) or .glb (--building)")
     t.add_argument("--parts-model", help="building-parts ONNX model to label the building first")
+    t.add_argument("--cell-size", type=float, default=None,
+                   help="metres per cell when voxelising a mesh (default: the parts model's)")
     t.add_argument("--material", choices=MATERIALS, default="plaster",
                    help="wall material the label maps ask for (default plaster)")
     t.add_argument("--module-px", type=int, default=None,
                    help="pixels per facade module (default: the model's training value)")
     t.add_argument("--procedural", action="store_true",
                    help="use the procedural texture instead of a model (no --model needed)")
-    t.add_argument("--seed", type=int, default=0, help="seed of procedural textures and tiles")
-    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    t.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads")
+    _common(t, "seed of procedural textures and tiles")
     t.set_defaults(func=run_texture)
 
 
-def run_texture(args) -> int:
-    from proc_ml.errors import ConfigError
+def parse_style(text: str | None):
+    """``--style``: 9 comma-separated numbers in ``STYLE_FEATURES`` order (checked)."""
+    from proc_ml.encoding import STYLE_FEATURES, style_vector
+    from proc_ml.errors import DatasetError
 
-    if args.model is None and not (args.procedural and args.building):
-        raise ConfigError("--model is required (or --procedural with --building)")
-    if args.module_px is not None and args.module_px < 1:
-        raise ConfigError(f"--module-px must be >= 1, got {args.module_px}")
-    if args.input:
-        return _texture_image(args)
-    from proc_ml.runtime.textures import texture_building_file
-
-    if not str(args.out).lower().endswith(".glb"):
-        raise ConfigError(f"{args.out}: --out must name a .glb file with --building")
-    summary = texture_building_file(args.model, args.building, args.out, parts_model=args.parts_model,
-                                    material=args.material, module_px=args.module_px, seed=args.seed,
-                                    device=args.device, threads=args.threads,
-                                    procedural=args.procedural)
-    print(f"textured {summary['faces']} faces on {summary['facades']} facade sheets "
-          f"(atlas {summary['atlas'][0]}x{summary['atlas'][1]}, {summary['module_px']} px per module, "
-          f"{summary['source']}); wrote {summary['out']}")
-    return 0
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise DatasetError(f"--style: '{text}' is not a comma-separated list of numbers "
+                           f"({', '.join(STYLE_FEATURES)})") from None
+    return style_vector(values, "--style")
 
 
-def _texture_image(args) -> int:
-    from proc_ml.runtime.textures import TextureGenerator
-    from proc_ml.textures.images import read_rgb, write_png
+def _cell_size(args) -> float | None:
+    from proc_ml.units import check_cell_size
 
-    generator = TextureGenerator(args.model, args.device, args.threads)
-    labels = read_rgb(args.input)
-    generator.check_labels(labels, args.input)
-    texture = generator.predict(labels)
-    write_png(args.out, texture)
-    print(f"wrote {args.out} ({texture.shape[1]}x{texture.shape[0]}, {generator.provider})")
-    return 0
+    return None if args.cell_size is None else check_cell_size(args.cell_size, "--cell-size")
 
 
-def run(args) -> int:
-    from proc_ml.errors import ConfigError
-    from proc_ml.predict_parts import parse_style, predict_building_parts
+def run_parts(args) -> int:
+    from proc_ml.predict.parts import label_building
+    from proc_ml.runtime import PartsPredictor
 
-    if args.cell_size is not None and not args.cell_size > 0:
-        raise ConfigError(f"--cell-size must be > 0, got {args.cell_size}")
-    summary = predict_building_parts(args.model, args.input, args.out, device=args.device,
-                                     cell_size=args.cell_size, building_id=args.building_id,
-                                     up=args.up, style=parse_style(args.style),
-                                     threads=args.threads)
+    cell_size = _cell_size(args)
+    style = parse_style(args.style)
+    predictor = PartsPredictor.open(args.model, device=args.device, intra_op_threads=args.threads)
+    summary = label_building(predictor, args.input, args.out, cell_size=cell_size,
+                             building_id=args.building_id, up=args.up, style=style)
     acc = "" if summary["accuracy"] is None else f", face accuracy {summary['accuracy']:.4f}"
     print(f"labelled {summary['faces']} faces of {summary['cells']} cells "
           f"(grid {summary['grid_shape']}, {summary['provider']}){acc}; wrote {args.out}")
     for note in summary["notes"]:
         print(f"note: {note}")
+    return 0
+
+
+def run_classify(args) -> int:
+    from proc_ml.errors import ConfigError
+    from proc_ml.predict.shapes import classify_shape
+    from proc_ml.runtime.shapes import ShapePredictor
+
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    predictor = ShapePredictor.open(args.model, device=args.device, intra_op_threads=args.threads)
+    result = classify_shape(predictor, args.input, args.out, args.top_k, args.seed)
+    for entry in result["top_k"]:
+        print(f"{entry['class']:<20}{entry['probability']:8.4f}")
+    if args.out:
+        print(f"wrote {Path(args.out) / 'classes.json'}")
+    return 0
+
+
+def run_segment(args) -> int:
+    from proc_ml.errors import ConfigError
+    from proc_ml.predict.shapes import segment_shape
+    from proc_ml.runtime.shapes import ShapePredictor
+
+    if args.points is not None and args.points < 1:
+        raise ConfigError(f"--points must be >= 1, got {args.points}")
+    style = parse_style(args.style)
+    predictor = ShapePredictor.open(args.model, device=args.device, intra_op_threads=args.threads)
+    summary = segment_shape(predictor, args.input, args.out, style, args.points, args.seed)
+    shown = ", ".join(f"{p} {c}" for p, c in summary["points_per_part"].items() if c)
+    print(f"segmented {summary['points']} points ({shown}); wrote {args.out}")
+    return 0
+
+
+def run_texture(args) -> int:
+    from proc_ml.errors import ConfigError
+    from proc_ml.predict.texture import texture_building_file, texture_image_file
+    from proc_ml.runtime import PartsPredictor
+    from proc_ml.runtime.textures import TextureGenerator
+
+    if args.model is None and not (args.procedural and args.building):
+        raise ConfigError("--model is required (or --procedural with --building)")
+    if args.module_px is not None and args.module_px < 1:
+        raise ConfigError(f"--module-px must be >= 1, got {args.module_px}")
+    cell_size = _cell_size(args)
+    if args.input:
+        generator = TextureGenerator.open(args.model, args.device, args.threads)
+        result = texture_image_file(generator, args.input, args.out)
+        print(f"wrote {args.out} ({result['size'][0]}x{result['size'][1]}, {result['provider']})")
+        return 0
+    if not str(args.out).lower().endswith(".glb"):
+        raise ConfigError(f"{args.out}: --out must name a .glb file with --building")
+    generator = None if args.procedural else TextureGenerator.open(args.model, args.device, args.threads)
+    parts = (PartsPredictor.open(args.parts_model, args.device, args.threads)
+             if args.parts_model else None)
+    summary = texture_building_file(generator, args.building, args.out, parts_model=parts,
+                                    material=args.material, module_px=args.module_px,
+                                    seed=args.seed, cell_size=cell_size)
+    print(f"textured {summary['faces']} faces on {summary['facades']} facade sheets "
+          f"(atlas {summary['atlas'][0]}x{summary['atlas'][1]}, {summary['module_px']} px per module, "
+          f"{summary['source']}); wrote {summary['out']}")
     return 0

@@ -1,8 +1,9 @@
-"""``proc-ml train TASK``: train a model into a run folder (also under torchrun for DDP)."""
+"""``proc-ml train TASK``: train a model into a run folder (also under torchrun for DDP).
+The tasks are the ones in ``proc_ml.registry``."""
 
 from __future__ import annotations
 
-TASKS = ("building-parts", "pointnet-cls", "pointnet-seg", "voxnet", "pix2pix")
+from proc_ml.registry import TASKS
 
 
 def register(sub) -> None:
@@ -10,7 +11,9 @@ def register(sub) -> None:
         "train", help="train a model on a generated dataset",
         description="Train a model into a run folder (config.yaml, checkpoints/, metrics.jsonl, "
                     "plots/). Runs unchanged under 'torchrun --nproc_per_node=N -m proc_ml train ...'.")
-    parser.add_argument("task", choices=TASKS, help="what to learn")
+    parser.add_argument("task", choices=list(TASKS), metavar="TASK",
+                        help="what to learn: " + "; ".join(f"{name} ({entry.help})"
+                                                           for name, entry in TASKS.items()))
     parser.add_argument("--data", required=True, help="dataset folder (from 'proc-ml generate'; pix2pix: 'proc-ml "
                                                     "generate facades' or a paired image folder)")
     parser.add_argument("--out", required=True, help="run folder to write")

@@ -27,7 +27,8 @@ from ..errors import DatasetError
 from ..formats import FORMATS, GRIDS_DIR, grid_npz, grid_path
 from ..grid import NO_PART, exterior_faces
 from ..procedural.parts import DEFAULT_PARTS, Vocabulary
-from .geometry import MAX_CELLS_PER_AXIS, GeometryError, check_cell_size
+from ..units import check_cell_size
+from .geometry import MAX_CELLS_PER_AXIS, GeometryError
 
 #: Corners closer than this (in cells) to a lattice point are on it.
 LATTICE_TOLERANCE = 1e-3

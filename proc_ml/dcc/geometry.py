@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ProcMLError
+from ..units import check_cell_size
 from ..voxelize import MAX_CELLS_PER_AXIS, UP_AXES, VoxelGrid, from_z_up, to_z_up, voxelize
 
 __all__ = ["CELL_CENTRE_TOLERANCE", "GeometryError", "MAX_CELLS_PER_AXIS", "UP_AXES",
-           "VoxelGrid", "cell_centres", "check_cell_size", "from_z_up", "grid_from_cell_points",
+           "VoxelGrid", "cell_centres", "from_z_up", "grid_from_cell_points",
            "grid_from_polygons", "to_z_up", "triangulate"]
 
 #: Voxel points further than this (in cells) from a cell centre mean a wrong cell size.
@@ -23,13 +24,6 @@ CELL_CENTRE_TOLERANCE = 0.25
 
 class GeometryError(ProcMLError):
     """The input geometry cannot become a voxel grid (wrong cell size, not a massing...)."""
-
-
-def check_cell_size(cell_size) -> float:
-    size = float(cell_size)
-    if not np.isfinite(size) or size <= 0:
-        raise GeometryError(f"cell size must be a number > 0, got {cell_size!r}")
-    return size
 
 
 def _check_extent(shape, cell_size: float) -> None:

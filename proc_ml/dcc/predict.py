@@ -1,33 +1,30 @@
 """The prediction path every DCC node shares: model session, massing -> grid -> labelled quads.
 
-A DCC keeps the :class:`PartsSession` between evaluations (Houdini: the node's cached
-user data; Blender: a module-level cache) and passes it back as ``previous``; it is
-reused while the model file (path, modification time, size) and the device are the same.
+Nodes ask ``open_session`` on every evaluation; the session lives in the runtime's one model
+cache (``proc_ml.runtime.session.cached``), so it is loaded once per model file version,
+device and thread count, for every node and operator of the process alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
-from ..runtime import DEVICES, PartsPredictor
-from .geometry import (GeometryError, VoxelGrid, check_cell_size, grid_from_cell_points,
-                       grid_from_polygons, to_z_up)
 from ..colours import part_colours, unit_rgb
+from ..runtime import PartsPredictor
+from ..runtime.session import cached
+from ..units import resolve_cell_size
+from .geometry import (GeometryError, VoxelGrid, grid_from_cell_points, grid_from_polygons,
+                       to_z_up)
 from .prims import LabelledPrims, labelled_prims
 
-#: Cell size used when neither the node nor the model gives one (the generator default).
-DEFAULT_CELL_SIZE = 3.0
 STREET_SIDES = ("+x", "-x", "+y", "-y")
 
 
 @dataclass
 class PartsSession:
     """A loaded parts model plus what a node needs from it on every evaluation."""
-    key: tuple                # (resolved path, mtime_ns, size, device, threads)
     predictor: PartsPredictor
     parts: tuple
     colours: np.ndarray       # float32[K, 3] in 0..1
@@ -38,52 +35,22 @@ class PartsSession:
 
     @property
     def cell_size(self) -> float | None:
-        return self.predictor.metadata.cell_size
+        return self.predictor.cell_size
 
     @property
     def providers(self) -> list[str]:
         return list(self.predictor.model.providers)
 
 
-def model_key(model_path, device: str = "auto", threads: int = 0) -> tuple:
-    """Identity of a model file for caching; raises ``ModelError`` for a missing file."""
-    text = str(model_path or "").strip()
-    if not text:
-        raise ModelError("no model file set: point the 'model' setting at a .onnx file "
-                         "exported with 'proc-ml export onnx'")
-    if device not in DEVICES:
-        raise ModelError(f"device must be one of {', '.join(DEVICES)}, got '{device}'")
-    path = Path(text).expanduser()
-    try:
-        resolved = path.resolve()
-        stat = resolved.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        raise ModelError(f"{path}: model file not found") from None
-    if not resolved.is_file():
-        raise ModelError(f"{path}: not a model file (it is a folder)")
-    if int(threads) < 0:
-        raise ModelError(f"threads must be >= 0 (0 = onnxruntime's default), got {threads}")
-    return (str(resolved), stat.st_mtime_ns, stat.st_size, device, int(threads))
-
-
-def open_session(model_path, device: str = "auto", previous: PartsSession | None = None,
-                 threads: int = 0) -> PartsSession:
-    """``previous`` when it still matches the model file, device and threads, else a fresh
-    load. ``threads``: onnxruntime intra-op threads (0 = its default, all cores); 1 often
-    cooks faster inside a DCC that is busy with other nodes."""
-    key = model_key(model_path, device, threads)
-    if isinstance(previous, PartsSession) and previous.key == key:
-        return previous
-    predictor = PartsPredictor(key[0], device, intra_op_threads=int(threads))
-    parts = tuple(predictor.parts)
-    return PartsSession(key, predictor, parts, unit_rgb(part_colours(parts)))
-
-
-def resolve_cell_size(cell_size, session: PartsSession) -> float:
-    """The node's cell size, or the model's training cell size when it is 0 / unset."""
-    if cell_size is not None and float(cell_size) > 0:
-        return check_cell_size(cell_size)
-    return float(session.cell_size or DEFAULT_CELL_SIZE)
+def open_session(model_path, device: str = "auto", threads: int = 0) -> PartsSession:
+    """The parts model at ``model_path``, from the shared cache while the file, the device
+    and ``threads`` (onnxruntime intra-op threads; 0 = its default, all cores; 1 often
+    cooks faster inside a DCC that is busy with other nodes) stay the same."""
+    def build(resolved):
+        predictor = PartsPredictor(resolved, device, intra_op_threads=int(threads))
+        parts = tuple(predictor.parts)
+        return PartsSession(predictor, parts, unit_rgb(part_colours(parts)))
+    return cached("dcc-parts", model_path, device, (int(threads),), build)
 
 
 def style_vector(street_side: str = "+x", window_period: int = 1, shopfront: bool = False,
@@ -119,7 +86,7 @@ def empty_prims(session: PartsSession) -> LabelledPrims:
 def predict_cell_points(session: PartsSession, points, cell_size, style=None, up: str = "z",
                         clockwise: bool = False) -> LabelledPrims:
     """Voxel points at cell centres (DCC frame) -> labelled quads (DCC frame)."""
-    grid = grid_from_cell_points(to_z_up(points, up), resolve_cell_size(cell_size, session))
+    grid = grid_from_cell_points(to_z_up(points, up), resolve_cell_size(cell_size, model=session.cell_size))
     return predict_prims(session, grid, style, up, clockwise)
 
 
@@ -127,5 +94,5 @@ def predict_polygons(session: PartsSession, points, counts, indices, cell_size, 
                      up: str = "z", clockwise: bool = False) -> LabelledPrims:
     """Polygon massing (DCC frame, vertex counts + point indices) -> labelled quads."""
     grid = grid_from_polygons(to_z_up(points, up), counts, indices,
-                              resolve_cell_size(cell_size, session), clockwise)
+                              resolve_cell_size(cell_size, model=session.cell_size), clockwise)
     return predict_prims(session, grid, style, up, clockwise)

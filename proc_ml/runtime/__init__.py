@@ -2,16 +2,17 @@
 
 * ``load_model(path, device="auto")``: cached ``ModelSession`` (provider choice, quiet
   CPU fallback, input checks against the model's proc-ml metadata).
-* ``PartsPredictor(path).predict(occupancy, style=None) -> (labels, probs)``.
+* ``PartsPredictor(path).predict(occupancy, style=None) -> (labels, probs)``
+  (``PartsPredictor.open`` takes it from the one model cache).
 * ``run_grids`` / ``run_cells`` / ``run_cell_sets``: batching for many small inputs.
 """
 
 from .batching import group_by_shape, run_cell_sets, run_cells, run_grids
-from .metadata import ModelMetadata, describe_input
+from .metadata import ModelMetadata
 from .parts import PartsPredictor, face_accuracy
 from .providers import DEVICES, cuda_status, resolve_providers
-from .session import ModelSession, clear_cache, load_model, session_options
+from .session import ModelSession, cached, clear_cache, load_model, session_options
 
-__all__ = ["DEVICES", "ModelMetadata", "ModelSession", "PartsPredictor", "clear_cache",
-           "cuda_status", "describe_input", "face_accuracy", "group_by_shape", "load_model",
-           "resolve_providers", "run_cell_sets", "run_cells", "run_grids", "session_options"]
+__all__ = ["DEVICES", "ModelMetadata", "ModelSession", "PartsPredictor", "cached", "clear_cache",
+           "cuda_status", "face_accuracy", "group_by_shape", "load_model", "resolve_providers",
+           "run_cell_sets", "run_cells", "run_grids", "session_options"]

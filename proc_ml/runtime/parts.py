@@ -16,16 +16,16 @@ import numpy as np
 
 from ..encoding import (STYLE_FEATURES, adjacency_feature_names, adjacency_features,
                         decode_cell_logits, decode_grid_logits, grid_channel_names,
-                        grid_channels, pad_to_stride)
+                        grid_channels, pad_to_stride, style_vector)
 from ..errors import ModelError
 from ..grid import NO_PART, check_occupancy
 from .batching import DEFAULT_GRID_BATCH, run_cell_sets, run_grids
-from .session import ModelSession, load_model
+from .session import Loaded, ModelSession, load_model
 
-TASK = "building-parts"
+KIND = "parts"
 
 
-class PartsPredictor:
+class PartsPredictor(Loaded):
     """``predict(occupancy, style=None) -> (labels int8[X,Y,Z,6], probs float32[X,Y,Z,6,K])``."""
 
     def __init__(self, model_path: str | os.PathLike, device: str = "auto",
@@ -34,21 +34,28 @@ class PartsPredictor:
                                               inter_op_threads)
         self.metadata = self.model.metadata
         meta = self.metadata
-        if meta.task != TASK:
-            raise ModelError(f"{model_path}: model task is '{meta.task}', expected '{TASK}'")
+        if meta.kind != KIND:
+            raise ModelError(f"{model_path}: a {meta.kind} model ({meta.task}, {meta.family}); "
+                             f"labelling building parts needs a {KIND} model")
+        self.info = meta.info
         expected = (grid_channel_names if meta.input_kind == "grid"
-                    else adjacency_feature_names)(meta.with_style)
+                    else adjacency_feature_names)(self.info.with_style)
         if list(expected) != list(meta.input_names):
             raise ModelError(f"{model_path}: model inputs {meta.input_names} are not the ones this "
                              f"proc-ml encodes ({list(expected)}); re-export with this version")
 
     @property
     def parts(self) -> list[str]:
-        return list(self.metadata.parts)
+        return list(self.info.parts)
 
     @property
     def with_style(self) -> bool:
-        return self.metadata.with_style
+        return self.info.with_style
+
+    @property
+    def cell_size(self) -> float | None:
+        """Metres per cell of the model's training data (None for models without it)."""
+        return self.info.cell_size
 
     def _style_for_model(self, style):
         if not self.with_style:
@@ -57,14 +64,7 @@ class PartsPredictor:
             raise ModelError(f"{self.model.path}: this model was trained with style features; "
                              f"pass style ({len(STYLE_FEATURES)} values: {', '.join(STYLE_FEATURES)}) "
                              f"or use a massing-only model")
-        try:
-            vec = np.asarray(style, dtype=np.float32).reshape(-1)
-        except (TypeError, ValueError):
-            raise ModelError(f"style must be {len(STYLE_FEATURES)} numbers") from None
-        if vec.shape != (len(STYLE_FEATURES),):
-            raise ModelError(f"style: expected {len(STYLE_FEATURES)} values "
-                             f"({', '.join(STYLE_FEATURES)}), got {vec.size}")
-        return vec
+        return style_vector(style)
 
     def predict(self, occupancy: np.ndarray, style=None) -> tuple[np.ndarray, np.ndarray]:
         return self.predict_many([occupancy], [style])[0]
@@ -82,15 +82,15 @@ class PartsPredictor:
         return self._predict_cells(occs, styles)
 
     def _predict_grids(self, occs, styles, batch_size):
-        stride = self.metadata.stride
+        stride = self.info.stride
         grids = [pad_to_stride(grid_channels(o, s), stride) for o, s in zip(occs, styles)]
         logits = run_grids(self.model, grids, batch_size)
-        return [decode_grid_logits(lg, o, self.metadata.n_parts) for lg, o in zip(logits, occs)]
+        return [decode_grid_logits(lg, o, self.info.n_parts) for lg, o in zip(logits, occs)]
 
     def _predict_cells(self, occs, styles):
         encoded = [adjacency_features(o, s) for o, s in zip(occs, styles)]
         logits = run_cell_sets(self.model, [feats for _, feats in encoded])
-        return [decode_cell_logits(lg, coords, o, self.metadata.n_parts)
+        return [decode_cell_logits(lg, coords, o, self.info.n_parts)
                 for lg, (coords, _), o in zip(logits, encoded, occs)]
 
 

@@ -1,8 +1,11 @@
-"""The one onnxruntime session wrapper every proc-ml caller uses (numpy + onnxruntime only).
+"""The one onnxruntime session wrapper every proc-ml caller uses (numpy + onnxruntime only),
+and the one cache of what is loaded from model files.
 
-``load_model(path, device)`` returns a cached ``ModelSession``: sessions are keyed by
-(path, file modification time, providers, thread counts), so repeated calls from a DCC
-node reuse one session and a re-exported model file is picked up automatically.
+``load_model(path, device)`` returns a cached ``ModelSession``. ``cached(kind, path, ...)``
+is the cache itself: the CLI, batch workers, the Houdini SOPs and the Blender operators
+keep sessions, predictors and DCC sessions in it, keyed by (what, resolved path, file
+modification time and size, device, thread counts), so repeated calls reuse one loaded
+model and a re-exported model file is picked up automatically.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import numpy as np
 
 from ..errors import ModelError
 from .metadata import ModelMetadata
-from .providers import resolve_providers
+from .providers import DEVICES, resolve_providers
 
-#: Most sessions kept alive at once (each holds the model's weights).
+#: Most objects kept alive at once (each holds, or holds a session with, the model's weights).
 CACHE_SIZE = 8
 # onnxruntime log severities: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal.
 _LOG_SEVERITY = 3
@@ -77,8 +80,8 @@ class ModelSession:
             raise ModelError(f"{self.path}: graph output '{outputs[0].name}' does not match "
                              f"the metadata output '{meta.output_name}'")
         shape = inputs[0].shape
-        if len(shape) != len(meta.input_shape) or (isinstance(shape[1], int)
-                                                   and shape[1] != meta.n_inputs):
+        fixed = [(g, m) for g, m in zip(shape, meta.input_shape) if isinstance(g, int) and isinstance(m, int)]
+        if len(shape) != len(meta.input_shape) or any(g != m for g, m in fixed):
             raise ModelError(f"{self.path}: graph input shape {shape} does not match the "
                              f"metadata shape {meta.input_shape}")
 
@@ -101,28 +104,62 @@ def _one_line(exc: Exception) -> str:
     return text[-1] if text else type(exc).__name__
 
 
-def load_model(path: str | os.PathLike, device: str = "auto", intra_op_threads: int = 0,
-               inter_op_threads: int = 0) -> ModelSession:
-    """A cached ``ModelSession``; a changed file (new mtime) gets a fresh session."""
-    resolved = Path(path).resolve()
+def model_file_key(path: str | os.PathLike) -> tuple[str, int, int]:
+    """(resolved path, mtime_ns, size) of a model file; ``ModelError`` when it is missing."""
+    text = str(path or "").strip()
+    if not text:
+        raise ModelError("no model file set: point the model setting at a .onnx file exported "
+                         "with 'proc-ml export onnx'")
+    given = Path(text).expanduser()
     try:
-        mtime = resolved.stat().st_mtime_ns
-    except FileNotFoundError:
-        raise ModelError(f"{path}: model file not found") from None
-    key = (str(resolved), mtime, tuple(resolve_providers(device)), int(intra_op_threads),
-           int(inter_op_threads))
+        resolved = given.resolve()
+        stat = resolved.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise ModelError(f"{given}: model file not found") from None
+    if not resolved.is_file():
+        raise ModelError(f"{given}: not a model file (it is a folder)")
+    return str(resolved), stat.st_mtime_ns, stat.st_size
+
+
+def cached(kind: str, path: str | os.PathLike, device: str, threads: tuple, build):
+    """The object ``build(resolved_path)`` makes from a model file, from the cache when the
+    same ``kind`` of object was built from the same file version, device and threads."""
+    if device not in DEVICES:
+        raise ModelError(f"device must be one of {', '.join(DEVICES)}, got '{device}'")
+    if any(int(t) < 0 for t in threads):
+        raise ModelError(f"threads must be >= 0 (0 = onnxruntime's default), got {threads}")
+    file_key = model_file_key(path)
+    key = (kind, *file_key, device, tuple(int(t) for t in threads))
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    model = ModelSession(resolved, device, intra_op_threads, inter_op_threads)
+    value = build(file_key[0])
     with _cache_lock:
-        for stale in [k for k in _cache if k[0] == key[0] and k[1] != mtime]:
+        for stale in [k for k in _cache if k[:2] == key[:2] and k[2:4] != key[2:4]]:
             del _cache[stale]
-        _cache[key] = model
+        _cache[key] = value
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
-    return model
+    return value
+
+
+class Loaded:
+    """A class built from a model file whose ``open`` keeps one instance per file version,
+    device and threads in the shared cache (``cached``)."""
+
+    @classmethod
+    def open(cls, model_path: str | os.PathLike, device: str = "auto", intra_op_threads: int = 0,
+             inter_op_threads: int = 0):
+        return cached(cls.__qualname__, model_path, device, (intra_op_threads, inter_op_threads),
+                      lambda resolved: cls(resolved, device, intra_op_threads, inter_op_threads))
+
+
+def load_model(path: str | os.PathLike, device: str = "auto", intra_op_threads: int = 0,
+               inter_op_threads: int = 0) -> ModelSession:
+    """A cached ``ModelSession``; a changed file (new mtime or size) gets a fresh session."""
+    return cached("session", path, device, (intra_op_threads, inter_op_threads),
+                  lambda resolved: ModelSession(resolved, device, intra_op_threads, inter_op_threads))
 
 
 def clear_cache() -> None:

@@ -20,12 +20,11 @@ import numpy as np
 
 from ..datasets.pointclouds import (Shape, load_shape, normalize_for, point_feature_names,
                                     point_features, shape_occupancy, shape_points)
-from ..encoding import STYLE_FEATURES
+from ..encoding import STYLE_FEATURES, style_vector
 from ..errors import ModelError
-from .session import ModelSession, load_model
+from .session import Loaded, ModelSession, load_model
 
-CLASSIFY_TASKS = ("pointnet-cls", "voxnet")
-SEGMENT_TASKS = ("pointnet-seg",)
+KIND = "shape"
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -39,23 +38,23 @@ def top_k(probabilities: np.ndarray, names, k: int) -> list[tuple[str, float]]:
     return [(names[i], float(probabilities[i])) for i in order]
 
 
-class ShapePredictor:
+class ShapePredictor(Loaded):
     def __init__(self, model_path: str | os.PathLike, device: str = "auto",
                  intra_op_threads: int = 0, inter_op_threads: int = 0):
         self.model: ModelSession = load_model(model_path, device, intra_op_threads, inter_op_threads)
         self.metadata = meta = self.model.metadata
-        if meta.task not in CLASSIFY_TASKS + SEGMENT_TASKS:
-            raise ModelError(f"{model_path}: model task is '{meta.task}', not a shape task "
-                             f"({', '.join(CLASSIFY_TASKS + SEGMENT_TASKS)})")
-        info = meta.task_info
-        self.classes = list(info.get("classes") or meta.parts)
-        self.normalize = info.get("normalize", "unit_sphere")
-        self.cell_size = info.get("cell_size")
-        self.num_points = int(info.get("num_points") or 1024)
-        self.resolution = int(info.get("resolution") or 32)
+        if meta.kind != KIND:
+            raise ModelError(f"{model_path}: a {meta.kind} model ({meta.task}, {meta.family}), "
+                             f"not a shape model (classify / segment)")
+        self.info = info = meta.info
+        self.classes = list(info.classes)
+        self.normalize = info.normalize
+        self.cell_size = info.cell_size
+        self.num_points = int(info.num_points)
+        self.resolution = int(info.resolution)
         if meta.input_kind == "points":
             self.normals = "nx" in meta.input_names
-            expected = point_feature_names(self.normals, meta.with_style)
+            expected = point_feature_names(self.normals, info.with_style)
             if list(meta.input_names) != expected:
                 raise ModelError(f"{model_path}: model inputs {meta.input_names} are not the ones "
                                  f"this proc-ml prepares ({expected}); re-export with this version")
@@ -64,21 +63,23 @@ class ShapePredictor:
     def task(self) -> str:
         return self.metadata.task
 
+    @property
+    def segments(self) -> bool:
+        """True for per-point models (segment), False for per-shape ones (classify)."""
+        return self.info.output == "points"
+
     # -- inputs -------------------------------------------------------------------------
     def _shape(self, shape) -> Shape:
         return shape if isinstance(shape, Shape) else load_shape(shape)
 
     def _style(self, style):
-        if not self.metadata.with_style:
+        if not self.info.with_style:
             return None
         if style is None:
             raise ModelError(f"{self.model.path}: this model was trained with the building style "
                              f"features; pass style ({len(STYLE_FEATURES)} values: "
                              f"{', '.join(STYLE_FEATURES)})")
-        vec = np.asarray(style, dtype=np.float32).reshape(-1)
-        if vec.shape != (len(STYLE_FEATURES),):
-            raise ModelError(f"style: expected {len(STYLE_FEATURES)} values, got {vec.size}")
-        return vec
+        return style_vector(style)
 
     def point_input(self, shape: Shape, style=None, num_points: int | None = None, seed: int = 0):
         """``(float32[1, N, C] input, source points float32[N, 3], normals float32[N, 3])``."""
@@ -95,7 +96,7 @@ class ShapePredictor:
 
     # -- predictions -----------------------------------------------------------------------
     def classify(self, shape, k: int = 5, seed: int = 0) -> list[tuple[str, float]]:
-        if self.task not in CLASSIFY_TASKS:
+        if self.segments:
             raise ModelError(f"{self.model.path}: a {self.task} model segments; use segment")
         shape = self._shape(shape)
         array = (self.voxel_input(shape) if self.metadata.input_kind == "voxels"
@@ -104,7 +105,7 @@ class ShapePredictor:
 
     def segment(self, shape, style=None, num_points: int | None = None, seed: int = 0):
         """``(points, normals, labels int32[N], probabilities float32[N, K])`` in the shape's units."""
-        if self.task not in SEGMENT_TASKS:
+        if not self.segments:
             raise ModelError(f"{self.model.path}: a {self.task} model classifies; use classify")
         array, points, normals = self.point_input(self._shape(shape), style, num_points, seed)
         probs = softmax(self.model.run(array)[0]).astype(np.float32)

@@ -13,6 +13,21 @@ from ..fileio import write_bytes
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def to_signed(images) -> np.ndarray:
+    """``uint8[H, W, 3]`` -> ``float32[3, H, W]``, or ``uint8[B, H, W, 3]`` (or a list of
+    same-size images) -> ``float32[B, 3, H, W]``, in [-1, 1]: what the image nets read."""
+    batch = np.asarray(images if isinstance(images, np.ndarray) else np.stack(images))
+    array = np.moveaxis(batch[..., :3], -1, -3).astype(np.float32)
+    return np.ascontiguousarray(array / np.float32(127.5) - np.float32(1.0))
+
+
+def from_signed(array) -> np.ndarray:
+    """``float[3, H, W]`` (or ``[B, 3, H, W]``) in [-1, 1] -> ``uint8[H, W, 3]`` (or
+    ``[B, H, W, 3]``), rounded to the nearest value (ties to even)."""
+    values = np.rint((np.clip(np.asarray(array, dtype=np.float32), -1.0, 1.0) + 1.0) * 127.5)
+    return np.ascontiguousarray(np.moveaxis(values, -3, -1).astype(np.uint8))
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     from PIL import Image
 

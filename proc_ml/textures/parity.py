@@ -5,17 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..procedural.config import default_config
+from ..runinfo import ImageInfo
+from .images import to_signed
 from .palette import Palette, facade_palette
 from .pairs import facade_pairs, module_px_for
 
 
-def _label_maps(info: dict, count: int, size: int) -> list[np.ndarray]:
+def _label_maps(info: ImageInfo, count: int, size: int) -> list[np.ndarray]:
     """``count`` square label maps of ``size`` px: generated facades drawn in the run's
     palette (class ids beyond it wrap round), or smooth colour fields without a palette."""
     cfg = default_config()
     ours = facade_palette(cfg["parts"])
-    theirs = Palette.from_json(info["palette"]) if info.get("palette") else None
-    module_px = int(info.get("module_px") or 0)        # the run's, when a facade shows at that size
+    theirs = Palette.from_json(info.palette) if info.palette else None
+    module_px = int(info.module_px or 0)        # the run's, when a facade shows at that size
     if not 0 < module_px <= size // 2:
         module_px = module_px_for(size, cfg["grid"]["size"])
     maps, index = [], 0
@@ -34,15 +36,15 @@ def _label_maps(info: dict, count: int, size: int) -> list[np.ndarray]:
 
 def to_input(images) -> np.ndarray:
     """``uint8[H, W, 3]`` images -> ``float32[B, 3, H, W]`` in [-1, 1]."""
-    batch = np.stack([np.asarray(im) for im in images]).astype(np.float32)
-    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2) / np.float32(127.5) - np.float32(1.0))
+    return to_signed(list(images))
 
 
-def parity_images(info: dict, n: int = 3) -> list[tuple[str, np.ndarray]]:
+def parity_images(info: ImageInfo, n: int = 3) -> list[tuple[str, np.ndarray]]:
     """Named inputs: a 2x2 tiling (the export example), label maps at the training size,
     a wider size and a batch of two at a taller size (every size a multiple of the stride)."""
-    size = int(info.get("size") or info["stride"])
-    size = max(size - size % int(info["stride"]), int(info["stride"]))
+    stride = int(info.stride)
+    size = int(info.size or stride)
+    size = max(size - size % stride, stride)
     maps = _label_maps(info, max(n, 4), size)
     # first, the example the exporter traces: at twice the stride the bottleneck is 2x2,
     # so torch.export keeps height and width symbolic (a size-1 dim would be specialised)

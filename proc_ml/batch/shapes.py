@@ -1,0 +1,49 @@
+"""The ``classify`` and ``segment`` batch tasks: the shape nets on every mesh or point
+cloud, through the same ``proc_ml.predict.shapes`` logic as ``proc-ml predict``."""
+
+from __future__ import annotations
+
+from ..errors import ProcMLError
+from .assets import Limits, asset_error
+from .items import TaskOutput
+from .parts import WORKER_THREADS
+
+
+def _predictor(model_path: str, options: dict):
+    from ..runtime.shapes import ShapePredictor
+
+    return ShapePredictor.open(model_path, device=options.get("device", "auto"),
+                               intra_op_threads=WORKER_THREADS)
+
+
+def open_classify(model_path: str, options: dict, limits: Limits | None = None):
+    """Batch ``classify``: load the model once; the processor writes ``classes.json`` per asset."""
+    from ..predict.shapes import classify_shape
+
+    predictor = _predictor(model_path, options)
+    top = int(options.get("top_k", 5))
+
+    def process(asset_path, out_dir) -> TaskOutput:
+        try:
+            result = classify_shape(predictor, asset_path, out_dir, top)
+        except ProcMLError as exc:
+            raise asset_error(exc, asset_path) from None
+        return TaskOutput(list(result["files"]), {"top_k": result["top_k"][:3]})
+    return process
+
+
+def open_segment(model_path: str, options: dict, limits: Limits | None = None):
+    """Batch ``segment``: ``segments.ply`` (+ PNG with pictures on) and ``summary.json`` per asset."""
+    from ..predict.shapes import segment_shape
+
+    predictor = _predictor(model_path, options)
+    pictures = bool(options.get("pictures", False))
+
+    def process(asset_path, out_dir) -> TaskOutput:
+        try:
+            summary = segment_shape(predictor, asset_path, out_dir, picture=pictures)
+        except ProcMLError as exc:
+            raise asset_error(exc, asset_path) from None
+        return TaskOutput(list(summary["files"]),
+                          {k: summary[k] for k in ("points", "points_per_part", "mean_confidence")})
+    return process

@@ -1,0 +1,117 @@
+"""Label a building's faces end to end (numpy + onnxruntime + trimesh; never torch).
+
+input file (``predict.inputs``) -> occupancy (+ style, + ground truth when the file has it)
+-> ``PartsPredictor`` -> labels -> labelled meshes, faces CSV, PNG picture, accuracy.
+``proc-ml predict building-parts`` and the batch ``parts`` task run this.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..colours import part_colours
+from ..fileio import safe_join, write_bytes, write_text
+from ..formats import faces_csv, labelled_mesh
+from ..formats.tables import header_line
+from ..meshing import QuadMesh, quad_mesh
+from ..runtime import PartsPredictor, face_accuracy
+from ..voxelize import transfer_labels
+from .inputs import PartsInput, read_input
+
+
+# -- predicting and writing -------------------------------------------------------------
+def accuracy_against_truth(item: PartsInput, labels: np.ndarray, parts) -> dict | None:
+    if item.truth is None:
+        return None
+    if list(item.truth_parts or parts) != list(parts):
+        item.notes.append("ground truth uses another part vocabulary; accuracy not computed")
+        return None
+    result = face_accuracy(labels, item.truth)
+    result["per_part"] = {parts[k]: v for k, v in result["per_part"].items()}
+    return result
+
+
+def output_quads(item: PartsInput, labels: np.ndarray) -> QuadMesh:
+    if item.voxels is not None:
+        return item.voxels.quads(labels)
+    return quad_mesh(item.occupancy, labels, item.cell_size)
+
+
+def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: dict,
+                  picture: bool = True) -> dict:
+    """Write every output file into ``out_dir``; return the summary (also summary.json).
+
+    ``summary["files"]`` names the files relative to ``out_dir``, so a summary does not depend
+    on where the output folder lives. ``picture=False`` skips ``parts.png`` (matplotlib
+    rendering is about half of the time per building).
+    """
+    out = Path(out_dir)
+    colours = part_colours(parts)
+    quads = output_quads(item, labels)
+    files: list[str] = []
+
+    def put(name: str, data: bytes):
+        write_bytes(safe_join(out, name), data)
+        files.append(name)
+
+    for fmt in ("ply", "glb"):
+        put(f"parts.{fmt}", labelled_mesh.mesh_bytes(quads.vertices, quads.triangles,
+                                                     quads.triangle_parts, fmt, parts, colours))
+    coords = np.stack(np.nonzero(item.occupancy), axis=1)
+    put("faces.csv", header_line(faces_csv.header(parts))
+        + faces_csv.rows(item.building_id, labels, coords, len(parts)))
+    if item.mesh is not None:
+        tri_parts = transfer_labels(item.mesh.vertices, item.mesh.faces, item.voxels, labels)
+        put("input_parts.ply", labelled_mesh.mesh_bytes(item.mesh.vertices, item.mesh.faces,
+                                                        tri_parts, "ply", parts, colours))
+    accuracy = accuracy_against_truth(item, labels, parts)
+    meshes, titles = [quads], ["prediction"]
+    if accuracy is not None:
+        meshes.append(output_quads(item, item.truth))
+        titles = [f"prediction ({accuracy['accuracy']:.1%} of faces right)", "ground truth"]
+        put("accuracy.json", (json.dumps(accuracy, indent=2) + "\n").encode())
+    if picture:
+        from ..render import render_parts
+        put("parts.png", render_parts(meshes, parts, colours, titles))
+    counts = np.bincount(labels[labels >= 0].astype(np.int64), minlength=len(parts))
+    summary = {"input": item.source, "building_id": item.building_id,
+               "grid_shape": list(item.occupancy.shape), "cell_size": item.cell_size,
+               "cells": int(item.occupancy.sum()), "faces": int(counts.sum()),
+               "faces_per_part": {p: int(c) for p, c in zip(parts, counts)},
+               "accuracy": None if accuracy is None else accuracy["accuracy"],
+               "notes": item.notes, **extra}
+    if item.voxels is not None:
+        summary.update(origin=item.voxels.origin.tolist(), up=item.voxels.up,
+                       closed_mesh=item.voxels.closed)
+    summary["files"] = sorted(files + ["summary.json"])
+    write_text(safe_join(out, "summary.json"), json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def label_building(predictor: PartsPredictor, input_path, out_dir, *,
+                   cell_size: float | None = None, building_id: int | None = None,
+                   up: str | None = None, style=None, picture: bool = True) -> dict:
+    """Label one building from ``input_path`` with a loaded predictor; write the outputs to
+    ``out_dir`` and return the summary."""
+    item = read_input(input_path, building_id=building_id, cell_size=cell_size,
+                      model_cell_size=predictor.cell_size, up=up)
+    if style is not None:
+        item.style = np.asarray(style, dtype=np.float32)
+    if item.style is not None and not predictor.with_style:
+        item.notes.append("massing-only model: the input's style features were not used")
+    labels, probs = predictor.predict(item.occupancy, item.style)
+    confidence = probs.max(axis=-1)[labels >= 0]
+    extra = {"model": str(predictor.model.path), "family": predictor.metadata.family,
+             "provider": predictor.model.providers[0],
+             "mean_confidence": float(confidence.mean()) if confidence.size else 0.0}
+    return write_outputs(out_dir, item, labels, predictor.parts, extra, picture=picture)
+
+
+def predict_building_parts(model_path, input_path, out_dir, *, device: str = "auto",
+                           threads: int = 0, **options) -> dict:
+    """``label_building`` with the (cached) model at ``model_path``."""
+    predictor = PartsPredictor.open(model_path, device=device, intra_op_threads=threads)
+    return label_building(predictor, input_path, out_dir, **options)

@@ -1,0 +1,68 @@
+"""Facade textures from files (torch-free): the library behind ``proc-ml predict texture``
+and the batch ``texture`` task.
+
+* ``texture_image_file``: a colour-coded facade label map (PNG) -> a texture PNG;
+* ``texture_building_file``: a building (a grid ``.npz`` with parts, or any input
+  ``predict building-parts`` reads plus a parts model to label it) -> every facade drawn as
+  a label map, textured by the generator, packed into one atlas, written as a textured GLB
+  with ``NAME_atlas.png`` and ``NAME_labels.png`` beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ModelError
+from ..procedural.parts import DEFAULT_PARTS
+from ..runtime import PartsPredictor
+from ..runtime.textures import TextureGenerator
+from ..textures.building import texture_building
+from ..textures.glb import write_textured_glb
+from ..textures.images import read_rgb, write_png
+from ..textures.pairs import DEFAULT_MODULE_PX
+from .inputs import read_input
+
+
+def texture_image_file(generator: TextureGenerator, input_path, out_path) -> dict:
+    """Texture one label map PNG into ``out_path`` (PNG)."""
+    labels = read_rgb(input_path)
+    generator.check_labels(labels, str(input_path))
+    texture = generator.predict(labels)
+    write_png(out_path, texture)
+    return {"out": str(out_path), "size": [int(texture.shape[1]), int(texture.shape[0])],
+            "provider": generator.provider}
+
+
+def texture_building_file(generator: TextureGenerator | None, building_path, out_path, *,
+                          parts_model: PartsPredictor | None = None, material: str = "plaster",
+                          module_px: int | None = None, seed: int = 0,
+                          cell_size: float | None = None) -> dict:
+    """Texture the building in ``building_path`` and write ``out_path`` (.glb) plus its
+    atlas and label atlas. ``generator`` None draws the procedural texture; ``parts_model``
+    labels the building (meshes need one; grids carry their labels). ``cell_size``: the
+    given voxel size (resolved with the parts model's, ``proc_ml.units``)."""
+    item = read_input(building_path, cell_size=cell_size,
+                      model_cell_size=parts_model.cell_size if parts_model else None)
+    labels, parts = item.truth, item.truth_parts
+    if parts_model is not None:
+        labels, _ = parts_model.predict(item.occupancy, item.style)
+        parts = parts_model.parts
+    if labels is None:
+        raise ModelError(f"{building_path}: no part labels in this file; pass --parts-model "
+                         f"to predict them with a building-parts model")
+    parts = list(parts or DEFAULT_PARTS)
+    px = int(module_px or (generator.module_px if generator else None) or DEFAULT_MODULE_PX)
+    built = texture_building(item.occupancy, labels, parts, generator, module_px=px, material=material,
+                             cell_size=item.cell_size, seed=seed,
+                             palette=generator.palette if generator else None)
+    out_path = Path(out_path)
+    write_textured_glb(out_path, built.vertices, built.triangles, built.uv, built.atlas.image,
+                       name=out_path.stem)
+    write_png(out_path.with_name(f"{out_path.stem}_atlas.png"), built.atlas.image)
+    write_png(out_path.with_name(f"{out_path.stem}_labels.png"), built.label_atlas.image)
+    return {"out": str(out_path), "faces": int(len(built.parts)), "facades": len(built.sheets),
+            "atlas": list(built.atlas.size), "module_px": px, "material": material,
+            "grid_shape": list(item.occupancy.shape), "cells": int(item.occupancy.sum()),
+            "cell_size": item.cell_size,
+            "source": "procedural" if generator is None else generator.provider,
+            "parts_from": "model" if parts_model is not None else "file"}

@@ -1,0 +1,312 @@
+"""Typed run information: what a trained run, and the ONNX model exported from it, is.
+
+Each task describes its runs with one of three dataclasses, by the *kind* of model:
+
+====== ============= ==========================================================
+kind   class         the model
+====== ============= ==========================================================
+parts  ``PartsInfo``  a part per exterior face of a voxel building (grid or cells)
+shape  ``ShapeInfo``  a class per shape, or a part per point (points or voxels)
+image  ``ImageInfo``  an image of the same size from a label map (pix2pix)
+====== ============= ==========================================================
+
+The trainer stores the info in every checkpoint as plain data (``to_dict``, so
+``torch.load(weights_only=True)`` reads it), ``proc-ml export onnx`` writes its exported
+fields into the model's ``metadata_props`` (``proc_ml.runtime.metadata``), and the
+torch-free runtime reads them back as the same class: a model file says what it is, and a
+new task that makes a model of an existing kind needs no change to the runtime or batch.
+
+Tensor layouts are declared here too (``input_axes``/``output_axes``): the exporter turns
+them into dynamic axes and the runtime checks inputs against them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import ClassVar
+
+from .errors import ModelError
+from .grid import DIRECTIONS
+
+#: Description of every input channel/feature name the encoders produce (docs/onnx.md).
+_MEANINGS = {
+    "label_r": "label map red channel, 0..255 scaled to [-1, 1]",
+    "label_g": "label map green channel, 0..255 scaled to [-1, 1]",
+    "label_b": "label map blue channel, 0..255 scaled to [-1, 1]",
+    "occupancy": "1 where the cell is filled, else 0",
+    "ground_floor": "1 for filled cells in the bottom layer (z = 0), else 0",
+    "height_norm": "z / top z of the building (0..1)",
+    "floor": "z index of the cell (floor number)",
+    "street_distance": "cells between this cell and the street-most extent of the building "
+                       "along the street normal",
+    "shopfront": "style: 1 if the building has a shopfront on the street side",
+    "balconies": "style: 1 if the building has balconies",
+    "x": "point x (normalised as 'normalize' says)",
+    "y": "point y (normalised as 'normalize' says)",
+    "z": "point z (normalised as 'normalize' says)",
+    "nx": "unit normal x", "ny": "unit normal y", "nz": "unit normal z",
+}
+
+
+def describe_input(name: str) -> str:
+    """What one grid channel, cell feature or point feature (``proc_ml.encoding``) holds."""
+    if name in _MEANINGS:
+        return _MEANINGS[name]
+    if name.startswith("phase_"):
+        axis, period = name[len("phase_")], name[len("phase_") + 1:]
+        return f"1 for filled cells whose {axis} index is a multiple of {period}"
+    if name.startswith("n") and name[1:] in DIRECTIONS:
+        return f"1 if the neighbour cell in direction {name[1:]} is filled"
+    if name.startswith("street:"):
+        return f"style: 1 if the street is on the {name[len('street:'):]} side"
+    if name.startswith("window_period:"):
+        return f"style: 1 if windows repeat every {name.split(':')[1]} cell(s)"
+    return "no description"
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One tensor axis: a symbolic name (dynamic, at least ``minimum``, a multiple of
+    ``multiple``) or a fixed ``size``."""
+    name: str
+    size: int | None = None
+    minimum: int = 1
+    multiple: int = 1
+
+    @property
+    def dynamic(self) -> bool:
+        return self.size is None
+
+
+def _local(default=None):
+    """A field the run keeps but the exported model does not (e.g. a local path)."""
+    return field(default=default, metadata={"export": False})
+
+
+@dataclass
+class RunInfo:
+    """What every kind shares. Subclasses add their own fields and tensor layouts."""
+    KIND: ClassVar[str] = ""
+    task: str
+    family: str
+    input_kind: str                 # see each kind's INPUT_KINDS
+    input_names: list[str]          # channel / feature names, in order
+    dataset_count: int | None = None
+    dataset_seed: int | None = None
+    dataset_format_version: int | None = None
+
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def kind(self) -> str:
+        return self.KIND
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.input_names)
+
+    # -- tensors ----------------------------------------------------------------------
+    def input_name(self) -> str:
+        raise NotImplementedError
+
+    def output_name(self) -> str:
+        return "logits"
+
+    def input_axes(self) -> list[Axis]:
+        raise NotImplementedError
+
+    def output_axes(self) -> list[Axis]:
+        raise NotImplementedError
+
+    def input_meanings(self) -> dict[str, str]:
+        return {name: describe_input(name) for name in self.input_names}
+
+    # -- plain data ---------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain data (checkpoints, JSON): every field, plus ``kind``."""
+        return {"kind": self.KIND, **asdict(self)}
+
+    def exported(self) -> dict:
+        """The fields an exported model's metadata carries (local paths left out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.metadata.get("export", True)}
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def validate(self, source: str = "run") -> None:
+        if self.input_kind not in self.INPUT_KINDS:
+            raise ModelError(f"{source}: input_kind '{self.input_kind}' is not one of "
+                             f"{', '.join(self.INPUT_KINDS)} for a {self.KIND} model")
+        if not self.input_names:
+            raise ModelError(f"{source}: no input names")
+
+
+@dataclass
+class PartsInfo(RunInfo):
+    """Building parts: ``logits[6 * K]`` per cell, index ``direction * K + part``."""
+    KIND: ClassVar[str] = "parts"
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ("grid", "cells")
+    parts: list[str] = field(default_factory=list)
+    directions: list[str] = field(default_factory=lambda: list(DIRECTIONS))
+    with_style: bool = False
+    stride: int = 1                 # grid sizes must be multiples of this (grid input)
+    cell_size: float | None = None  # metres per cell of the training data
+    grid_size: list | None = None   # training grid size
+    logit_layout: str = "channel = direction * n_parts + part; directions in the order of 'directions'"
+
+    @property
+    def n_parts(self) -> int:
+        return len(self.parts)
+
+    def input_name(self) -> str:
+        return "grid" if self.input_kind == "grid" else "cells"
+
+    def input_axes(self) -> list[Axis]:
+        if self.input_kind == "cells":
+            return [Axis("cells", minimum=0), Axis("features", self.n_inputs)]
+        return [Axis("batch"), Axis("channels", self.n_inputs),
+                *(Axis(n, multiple=self.stride) for n in "xyz")]
+
+    def output_axes(self) -> list[Axis]:
+        logits = Axis("logits", 6 * self.n_parts)
+        if self.input_kind == "cells":
+            return [Axis("cells", minimum=0), logits]
+        return [Axis("batch"), logits, *(Axis(n, multiple=self.stride) for n in "xyz")]
+
+    def validate(self, source: str = "run") -> None:
+        super().validate(source)
+        if not self.parts or len(self.directions) != 6:
+            raise ModelError(f"{source}: a parts model needs a part vocabulary and 6 directions")
+        if int(self.stride) < 1:
+            raise ModelError(f"{source}: stride must be >= 1, got {self.stride}")
+
+
+@dataclass
+class ShapeInfo(RunInfo):
+    """Shape nets: ``logits[K]`` per shape (``output: shape``) or per point (``points``)."""
+    KIND: ClassVar[str] = "shape"
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ("points", "voxels")
+    classes: list[str] = field(default_factory=list)
+    output: str = "shape"           # shape (one class per input) | points (one per point)
+    with_style: bool = False
+    normalize: str = "unit_sphere"  # unit_sphere | cells (coordinates / cell_size)
+    cell_size: float | None = None  # with normalize: cells
+    num_points: int = 1024
+    resolution: int = 32
+    source: str = "buildings"       # buildings (proc-ml generate) | folder (ModelNet layout)
+    data_dir: str | None = _local()
+    logit_offset: list | None = _local()   # folded into the output bias when a run loads
+
+    OUTPUTS: ClassVar[tuple[str, ...]] = ("shape", "points")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def input_name(self) -> str:
+        return self.input_kind          # "points" | "voxels"
+
+    def input_axes(self) -> list[Axis]:
+        if self.input_kind == "points":
+            return [Axis("batch"), Axis("points", minimum=2), Axis("features", self.n_inputs)]
+        side = Axis("side", self.resolution)
+        return [Axis("batch"), Axis("channels", self.n_inputs), side, side, side]
+
+    def output_axes(self) -> list[Axis]:
+        if self.output == "points":
+            return [Axis("batch"), Axis("points", minimum=2), Axis("logits", self.n_classes)]
+        return [Axis("batch"), Axis("logits", self.n_classes)]
+
+    def validate(self, source: str = "run") -> None:
+        super().validate(source)
+        if not self.classes:
+            raise ModelError(f"{source}: a shape model needs its class names")
+        if self.output not in self.OUTPUTS:
+            raise ModelError(f"{source}: output '{self.output}' is not one of {', '.join(self.OUTPUTS)}")
+
+
+@dataclass
+class ImageInfo(RunInfo):
+    """Image-to-image (pix2pix generator): a label map in, an RGB image of its size out."""
+    KIND: ClassVar[str] = "image"
+    INPUT_KINDS: ClassVar[tuple[str, ...]] = ("image",)
+    palette: list | None = None     # [{"name", "colour": [r, g, b]}], None for photo pairs
+    module_px: int | None = None    # pixels per facade module of the training label maps
+    size: int = 256                 # training crop size
+    stride: int = 1                 # height and width must be multiples of this
+    out_channels: int = 3
+    direction: str = "AtoB"
+    layout: str = "labels"          # labels (label folders) | side-by-side
+    value_range: list = field(default_factory=lambda: [-1.0, 1.0])
+    inference_mode: str = "eval"
+
+    @property
+    def parts(self) -> list[str]:
+        """The palette's class names (empty without a palette)."""
+        return [entry["name"] for entry in self.palette or []]
+
+    def input_name(self) -> str:
+        return "labels"
+
+    def output_name(self) -> str:
+        return "image"
+
+    def input_axes(self) -> list[Axis]:
+        return [Axis("batch"), Axis("channels", self.n_inputs),
+                Axis("height", multiple=self.stride), Axis("width", multiple=self.stride)]
+
+    def output_axes(self) -> list[Axis]:
+        return [Axis("batch"), Axis("out_channels", self.out_channels),
+                Axis("height", multiple=self.stride), Axis("width", multiple=self.stride)]
+
+
+#: Run-info class per kind: the one table the runtime, batch and export read.
+KINDS: dict[str, type[RunInfo]] = {cls.KIND: cls for cls in (PartsInfo, ShapeInfo, ImageInfo)}
+
+
+def info_from_dict(data: dict, source: str = "run") -> RunInfo:
+    """A ``RunInfo`` from ``to_dict`` data (checkpoints), or from the untyped info dict of
+    runs trained before run info was typed."""
+    if not isinstance(data, dict):
+        raise ModelError(f"{source}: run info is {type(data).__name__}, not a mapping")
+    kind = data.get("kind") or _legacy_kind(data)
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise ModelError(f"{source}: unknown model kind '{kind}' (known: {', '.join(KINDS)})")
+    values = dict(data) if "kind" in data else _legacy_fields(cls, data)
+    values.pop("kind", None)
+    known = set(cls.field_names())
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ModelError(f"{source}: unknown run info field '{unknown[0]}' for a {kind} model")
+    missing = [f.name for f in fields(cls) if f.name not in values
+               and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ModelError(f"{source}: run info field '{missing[0]}' is missing")
+    info = cls(**values)
+    info.validate(source)
+    return info
+
+
+def _legacy_kind(data: dict) -> str:
+    return {"grid": "parts", "cells": "parts", "points": "shape", "voxels": "shape",
+            "image": "image"}.get(data.get("input_kind"), "")
+
+
+def _legacy_fields(cls: type[RunInfo], data: dict) -> dict:
+    """The typed fields of an old, flat info dict (checkpoints of proc-ml before the
+    typed run info; their ONNX metadata is read by ``proc_ml.runtime.metadata``)."""
+    extra = {**(data.get("task_info") or {}), **data}
+    manifest = data.get("dataset_manifest") or {}
+    values = {k: extra[k] for k in cls.field_names() if k in extra and extra[k] is not None}
+    values.update({"dataset_count": manifest.get("count"), "dataset_seed": manifest.get("seed"),
+                   "dataset_format_version": manifest.get("format_version")})
+    if cls is PartsInfo:
+        values.update(cell_size=manifest.get("cell_size"), grid_size=manifest.get("grid_size"))
+        values["stride"] = int(data.get("stride") or 1)
+    if cls is ShapeInfo:
+        values["output"] = "points" if (data.get("task_info") or {}).get("output") == "points" \
+            or data.get("task") == "pointnet-seg" else "shape"
+    return {k: v for k, v in values.items() if v is not None}
