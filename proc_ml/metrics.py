@@ -36,3 +36,14 @@ def classification_metrics(confusion: np.ndarray, names) -> dict:
     return {"accuracy": float(np.trace(confusion) / total) if total else 0.0,
             "macro_f1": float(np.mean(present)) if present else 0.0,
             "per_class": classes}
+
+
+def per_class_table(per_class: dict, label: str = "class", columns=("precision", "recall", "f1")) -> list[str]:
+    """Fixed-width lines: a header, then one row per class of ``per_class`` (as
+    ``per_class_scores`` returns it, plus any extra float columns) and its support."""
+    width = max([len(label), *(len(n) for n in per_class)]) + 2
+    lines = [f"{label:<{width}}" + "".join(f"{c:>10}" for c in columns) + f"{'support':>10}"]
+    for name, scores in per_class.items():
+        lines.append(f"{name:<{width}}" + "".join(f"{scores[c]:>10.4f}" for c in columns)
+                     + f"{scores['support']:>10d}")
+    return lines

@@ -92,6 +92,38 @@ def tiny_massing_unet_onnx(tmp_path_factory, tiny_massing_unet_run, tiny_dataset
     return _export(tmp_path_factory, tiny_massing_unet_run, tiny_dataset, "tiny_massing_onnx")
 
 
+@pytest.fixture(scope="session")
+def tiny_facades(tmp_path_factory):
+    """Facade label maps + procedural textures of 6 buildings at 128 px (pix2pix pairs)."""
+    from proc_ml.procedural.config import default_config
+    from proc_ml.textures.pairs import write_facade_pairs
+
+    out = tmp_path_factory.mktemp("facades")
+    write_facade_pairs(default_config(), 6, 11, out, size=128)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pix2pix_run(tiny_facades, tmp_path_factory):
+    """A pix2pix run on ``tiny_facades`` (configs/tiny_pix2pix.yaml)."""
+    from proc_ml.cli import main
+
+    run = tmp_path_factory.mktemp("p2p") / "run"
+    assert main(["train", "pix2pix", "--data", str(tiny_facades), "--out", str(run),
+                 "--config", "tiny_pix2pix", "--quiet"]) == 0
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_pix2pix_onnx(tiny_pix2pix_run, tmp_path_factory):
+    """``(path, export report)`` of the tiny pix2pix generator."""
+    from proc_ml.exporters.onnx_export import export_run
+
+    out = tmp_path_factory.mktemp("p2p_onnx") / "gen.onnx"
+    report = export_run(tiny_pix2pix_run, out, log=lambda line: None)
+    return out, report
+
+
 #: Python source that makes ``import torch`` (and any torch submodule) raise ImportError;
 #: prepend it to a ``python -c`` script to prove a code path never needs torch.
 NO_TORCH_SOURCE = textwrap.dedent("""

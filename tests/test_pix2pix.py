@@ -96,13 +96,8 @@ def test_mean_colour_baseline_learns_the_colour_of_each_class():
 
 # -- the GAN step through the task ------------------------------------------------------------
 @pytest.fixture(scope="module")
-def facades(tmp_path_factory):
-    from proc_ml.procedural.config import default_config
-    from proc_ml.textures.pairs import write_facade_pairs
-
-    out = tmp_path_factory.mktemp("facades")
-    write_facade_pairs(default_config(), 6, 11, out, size=128)
-    return out
+def facades(tiny_facades):
+    return tiny_facades
 
 
 def _tiny_config():
@@ -150,22 +145,13 @@ def test_jitter_crops_and_mirrors_label_and_target_together(facades):
 
 # -- train, export, infer ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_run(facades, tmp_path_factory):
-    from proc_ml.cli import main
-
-    run = tmp_path_factory.mktemp("p2p") / "run"
-    assert main(["train", "pix2pix", "--data", str(facades), "--out", str(run),
-                 "--config", "tiny_pix2pix", "--quiet"]) == 0
-    return run
+def tiny_run(tiny_pix2pix_run):
+    return tiny_pix2pix_run
 
 
 @pytest.fixture(scope="module")
-def tiny_onnx(tiny_run, tmp_path_factory):
-    from proc_ml.exporters.onnx_export import export_run
-
-    out = tmp_path_factory.mktemp("p2p_onnx") / "gen.onnx"
-    report = export_run(tiny_run, out, log=lambda line: None)
-    return out, report
+def tiny_onnx(tiny_pix2pix_onnx):
+    return tiny_pix2pix_onnx
 
 
 def test_cli_training_writes_metrics_checkpoints_and_epoch_grids(tiny_run):

@@ -18,7 +18,7 @@ from proc_ml.encoding import (adjacency_feature_names, adjacency_features, face_
                               grid_channel_names, grid_channels, pad_to_stride)
 from proc_ml.errors import DatasetError
 from proc_ml.grid import NO_PART
-from proc_ml.metrics import classification_metrics
+from proc_ml.metrics import classification_metrics, per_class_table
 from proc_ml.runinfo import PartsInfo
 
 from .models import build_model
@@ -258,9 +258,8 @@ class BuildingPartsTask(Task):
         task.check_compatible(run.info, f"the run in {run.path}")
         metrics, dataset = evaluate_split(task, model, split, batch_size)
         grid_sizes = sorted({tuple(int(n) for n in r.occupancy.shape) for r in dataset.records})
-        return {"run": str(run.path), "checkpoint": str(run.checkpoint), "epoch": run.epoch,
-                "task": cls.name, "family": run.info.family, "with_style": run.info.with_style,
-                "data": str(data_dir), "split": split, "parts": list(run.info.parts),
+        return {**run.result_header(data_dir, split), "with_style": run.info.with_style,
+                "parts": list(run.info.parts),
                 "grid_sizes": [list(s) for s in grid_sizes],
                 "trained_grid_size": run.info.grid_size, **metrics}
 
@@ -268,11 +267,8 @@ class BuildingPartsTask(Task):
     def format_table(result: dict) -> str:
         lines = [f"{result['family']} ({'style-aware' if result['with_style'] else 'massing only'}) "
                  f"on {result['data']} [{result['split']}]: {result['buildings']} buildings, "
-                 f"{result['faces']} faces",
-                 f"{'part':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
-        for name, c in result["per_class"].items():
-            lines.append(f"{name:<12}{c['precision']:>10.4f}{c['recall']:>10.4f}{c['f1']:>10.4f}"
-                         f"{c['support']:>10d}")
+                 f"{result['faces']} faces"]
+        lines += per_class_table(result["per_class"], "part")
         lines += [f"face accuracy      {result['face_accuracy']:.4f}",
                   f"macro F1           {result['macro_f1']:.4f}",
                   f"buildings all right {result['building_accuracy']:.4f}"]

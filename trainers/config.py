@@ -53,26 +53,6 @@ BASE_DEFAULTS = {
     },
 }
 
-# Range checks for model hyper-parameters, by name (types are checked by the merge).
-_MODEL_CHECKS = {
-    "width": (lambda v: v >= 1, "must be >= 1"),
-    "depth": (lambda v: 0 <= v <= 5, "must be between 0 and 5"),
-    "hidden": (lambda v: all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v),
-               "must be a list of layer sizes >= 1"),
-    "dropout": (lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
-    "num_downs": (lambda v: 5 <= v <= 10, "must be between 5 and 10"),
-    "norm": (lambda v: v in ("batch", "instance"), "must be batch or instance"),
-    "k": (lambda v: v >= 1, "must be >= 1"),
-    "point_widths": (lambda v: all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
-                                   for n in v), "must be a list of layer sizes >= 1"),
-    "edge_widths": (lambda v: len(v) >= 1 and all(
-        (isinstance(w, int) and not isinstance(w, bool) and w >= 1)
-        or (isinstance(w, list) and w and all(isinstance(n, int) and not isinstance(n, bool)
-                                              and n >= 1 for n in w)) for w in v),
-        "must list one layer size (or list of layer sizes) >= 1 per EdgeConv"),
-}
-
-
 def packaged_config_dir() -> Path:
     """Folder of the configs shipped inside the package (``proc_ml/configs``)."""
     return Path(str(resources.files("proc_ml") / "configs"))
@@ -170,8 +150,9 @@ def validate(config: dict, source: str = "config") -> dict:
     if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
         raise fail("training.betas", f"must be two numbers in [0, 1), got {betas!r}")
     task_class(config["task"]).validate_config(config, source)
+    checks = FAMILIES[config["model"]["family"]].checks
     for key, value in config["model"].items():
-        check = _MODEL_CHECKS.get(key)
+        check = checks.get(key)
         if check is not None and not check[0](value):
             raise fail(f"model.{key}", f"{check[1]}, got {value!r}")
     return config

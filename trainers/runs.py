@@ -50,6 +50,12 @@ class Run:
         """The registered task class of this run."""
         return task_class(self.info.task)
 
+    def result_header(self, data_dir, split: str) -> dict:
+        """The fields every evaluation result (eval.json) starts with."""
+        return {"run": str(self.path), "checkpoint": str(self.checkpoint), "epoch": self.epoch,
+                "task": self.info.task, "family": self.info.family, "data": str(data_dir),
+                "split": split}
+
 
 def checkpoint_path(run_dir, which: str = "best") -> Path:
     """``best``/``last`` inside ``run_dir``, or a path to a ``.pt`` file."""

@@ -31,8 +31,9 @@ from proc_ml.datasets.pointclouds import (NORMALIZE_FOR, Shape, normalize_for, p
 from proc_ml.errors import ConfigError, DatasetError
 from proc_ml.formats import MANIFEST
 from proc_ml.meshing import quad_mesh
-from proc_ml.metrics import classification_metrics
+from proc_ml.metrics import classification_metrics, per_class_table
 from proc_ml.runinfo import ShapeInfo
+from proc_ml.units import resolve_cell_size
 
 from .building_parts import inverse_sqrt_weights
 from .models import build_model
@@ -56,23 +57,14 @@ AUGMENT_DEFAULTS = {
     "scale": [0.8, 1.25],      # uniform scale range (points)
     "jitter": 0.01,            # gaussian jitter sigma, clipped at 5 sigma (points)
 }
-TASK_SETTINGS = {
-    "pointnet-cls": {"best_metric": "accuracy", "use_style": False, "normalize": "unit_sphere"},
-    "pointnet-seg": {"best_metric": "miou", "use_style": True, "normalize": "cells"},
-    "voxnet": {"best_metric": "accuracy", "use_style": False, "normalize": "unit_sphere"},
-}
-
-
-def task_defaults(task: str) -> dict:
+def task_defaults(best_metric: str, use_style: bool, normalize: str) -> dict:
     """The extra defaults of a shape task (merged over ``trainers.config.BASE_DEFAULTS``)."""
-    settings = TASK_SETTINGS[task]
     return {"dataset": {"train_split": "train", "val_split": "val", "max_buildings": 0,
-                        **DATASET_DEFAULTS, "use_style": settings["use_style"],
-                        "normalize": settings["normalize"]},
+                        **DATASET_DEFAULTS, "use_style": use_style, "normalize": normalize},
             "augment": dict(AUGMENT_DEFAULTS),
             # True: the trained net's logits get -log(class weight) added for evaluation and
             # export (see ``logit_offset``); checkpoints keep the raw weights.
-            "training": {"best_metric": settings["best_metric"], "logit_adjustment": False}}
+            "training": {"best_metric": best_metric, "logit_adjustment": False}}
 
 
 def validate_shape_config(config: dict, source: str) -> None:
@@ -227,9 +219,12 @@ class ShapeTask(Task):
     class_weights: torch.Tensor | None = None
     logit_offset: list[float] | None = None      # set with the class weights (training split)
 
+    #: This task's defaults for training.best_metric, dataset.use_style, dataset.normalize.
+    best_metric, use_style, normalize = "accuracy", False, "unit_sphere"
+
     @classmethod
     def defaults(cls) -> dict:
-        return task_defaults(cls.name)
+        return task_defaults(cls.best_metric, cls.use_style, cls.normalize)
 
     @classmethod
     def validate_config(cls, config: dict, source: str) -> None:
@@ -249,7 +244,7 @@ class ShapeTask(Task):
                               f"buildings dataset; {self.root} is a shape folder (use unit_sphere)")
         if self.source == "buildings":
             self.buildings = open_dataset(self.root)
-            self.cell_size = float(self.buildings.manifest.get("cell_size", 1.0))
+            self.cell_size = resolve_cell_size(None, manifest=self.buildings.cell_size)
             self.parts = (list(self.buildings.parts) if self.segmentation
                           else list(self.buildings.manifest["archetypes"]))
         else:
@@ -371,20 +366,16 @@ class ShapeTask(Task):
         task.check_compatible(run.info, f"the run in {run.path}")
         metrics, dataset = evaluate_split(task, model, split, batch_size,
                                           evaluation=ShapeEvaluation(task.parts))
-        return {"run": str(run.path), "checkpoint": str(run.checkpoint), "epoch": run.epoch,
-                "task": run.info.task, "family": run.info.family, "data": str(data_dir),
-                "source": task.source, "split": split, "classes": list(task.parts),
+        return {**run.result_header(data_dir, split), "source": task.source,
+                "classes": list(task.parts),
                 "shapes": len(dataset), **metrics}
 
     @staticmethod
     def format_table(result: dict) -> str:
         unit = "points" if result["task"] == "pointnet-seg" else "shapes"
         lines = [f"{result['family']} on {result['data']} [{result['split']}]: "
-                 f"{result['shapes']} shapes, {result['samples']} {unit} scored",
-                 f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'iou':>10}{'support':>10}"]
-        for name, c in result["per_class"].items():
-            lines.append(f"{name:<14}{c['precision']:>10.4f}{c['recall']:>10.4f}{c['f1']:>10.4f}"
-                         f"{c['iou']:>10.4f}{c['support']:>10d}")
+                 f"{result['shapes']} shapes, {result['samples']} {unit} scored"]
+        lines += per_class_table(result["per_class"], "class", ("precision", "recall", "f1", "iou"))
         lines += [f"accuracy             {result['accuracy']:.4f}",
                   f"mean class accuracy  {result['mean_class_accuracy']:.4f}",
                   f"mean IoU             {result['miou']:.4f}",
@@ -461,6 +452,7 @@ class PointNetSegmentationTask(_PointTask):
     # DGCNN by default (dgcnn_seg.yaml); pointnet_seg.yaml is the PointNet baseline.
     families = ("pointnet-seg", "dgcnn-seg")
     default_config = "dgcnn_seg.yaml"
+    best_metric, use_style, normalize = "miou", True, "cells"
     segmentation = True
     metric_names = ("miou", "accuracy", "mean_class_accuracy", "macro_f1", "loss")
 

@@ -7,7 +7,6 @@ empty scene, over a size limit), so a batch records it and moves on to the next 
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import zipfile
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ProcMLError
+from ..errors import DatasetError, ProcMLError
+from ..formats import pcd
 
 MESH_EXTENSIONS = ("obj", "ply", "stl", "off", "glb", "gltf")
 POINT_EXTENSIONS = ("pcd",)
@@ -93,7 +93,11 @@ def load_asset(path, limits: Limits = Limits()) -> Asset:
     if ext in MESH_EXTENSIONS:
         return _load_mesh(path, ext, limits)
     if ext in POINT_EXTENSIONS:
-        return _checked_points(read_pcd(path), limits)
+        try:
+            points = pcd.read(path)
+        except DatasetError as exc:
+            raise asset_error(exc, path) from None
+        return _checked_points(points, limits)
     return _load_npz(path, limits)
 
 
@@ -172,87 +176,6 @@ def _checked_points(points: np.ndarray, limits: Limits) -> Asset:
     limits.check_faces(len(points), "points")
     _check_finite(points, "points")
     return Asset("points", vertices=points)
-
-
-# -- PCD point clouds (numpy reader: ascii and binary) ------------------------------------------
-
-_PCD_TYPES = {("F", 4): "<f4", ("F", 8): "<f8", ("I", 1): "i1", ("I", 2): "<i2", ("I", 4): "<i4",
-              ("I", 8): "<i8", ("U", 1): "u1", ("U", 2): "<u2", ("U", 4): "<u4", ("U", 8): "<u8"}
-
-
-def read_pcd(path) -> np.ndarray:
-    """The xyz points (float64[N, 3]) of a PCD file, DATA ascii or binary."""
-    raw = Path(path).read_bytes()
-    header, body = _pcd_header(raw)
-    fields = header.get("FIELDS", [])
-    if not all(axis in fields for axis in "xyz"):
-        raise AssetError(f"PCD has no x y z fields (FIELDS {' '.join(fields) or 'missing'})")
-    dtype = _pcd_dtype(header, fields)
-    count = _pcd_int(header, "POINTS")
-    mode = header["DATA"][0].lower()
-    if mode == "ascii":
-        try:
-            table = np.loadtxt(io.BytesIO(body), dtype=np.float64, ndmin=2)
-        except ValueError as exc:
-            raise AssetError(f"PCD ascii data is malformed ({one_line(exc)})") from None
-        if table.shape != (count, len(dtype.names)) and not (count == 0 and table.size == 0):
-            raise AssetError(f"PCD says {count} points of {len(dtype.names)} values, "
-                             f"data has {table.shape[0]} rows")
-        columns = {name: table[:, i] for i, name in enumerate(dtype.names)} if count else {}
-    elif mode == "binary":
-        need = count * dtype.itemsize
-        if len(body) < need:
-            raise AssetError(f"PCD is truncated: {count} points need {need} bytes, "
-                             f"file has {len(body)}")
-        columns = np.frombuffer(body[:need], dtype=dtype, count=count)
-    else:
-        raise AssetError(f"PCD DATA '{mode}' is not supported (use ascii or binary)")
-    if count == 0:
-        return np.zeros((0, 3))
-    return np.stack([np.asarray(columns[a], dtype=np.float64) for a in "xyz"], axis=1)
-
-
-def _pcd_header(raw: bytes) -> tuple[dict, bytes]:
-    header, offset = {}, 0
-    while "DATA" not in header:
-        end = raw.find(b"\n", offset)
-        if end < 0:
-            raise AssetError("not a PCD file (no DATA line in the header)")
-        line = raw[offset:end].decode("ascii", "replace").strip()
-        offset = end + 1
-        if line and not line.startswith("#"):
-            key, *values = line.split()
-            header[key.upper()] = values
-        if len(header) > 20 or offset > 4096:
-            raise AssetError("not a PCD file (header not found)")
-    if "VERSION" not in header and "FIELDS" not in header:
-        raise AssetError("not a PCD file (no VERSION/FIELDS header)")
-    return header, raw[offset:]
-
-
-def _pcd_dtype(header: dict, fields: list) -> np.dtype:
-    sizes, types = header.get("SIZE", []), header.get("TYPE", [])
-    counts = header.get("COUNT", ["1"] * len(fields))
-    if not (len(sizes) == len(types) == len(counts) == len(fields)):
-        raise AssetError("PCD header FIELDS/SIZE/TYPE/COUNT lengths differ")
-    parts = []
-    for name, size, kind, count in zip(fields, sizes, types, counts):
-        code = _PCD_TYPES.get((kind.upper(), int(size)))
-        if code is None:
-            raise AssetError(f"PCD field '{name}' has unsupported TYPE {kind} SIZE {size}")
-        parts.append((name if name != "_" else f"_pad{len(parts)}", code, (int(count),))
-                     if int(count) > 1 else (name if name != "_" else f"_pad{len(parts)}", code))
-    return np.dtype(parts)
-
-
-def _pcd_int(header: dict, key: str) -> int:
-    try:
-        value = int(header[key][0])
-    except (KeyError, IndexError, ValueError):
-        raise AssetError(f"PCD header {key} is missing or not a number") from None
-    if value < 0:
-        raise AssetError(f"PCD header {key} is negative")
-    return value
 
 
 # -- proc-ml .npz (voxel grids and point clouds written by proc-ml generate) ---------------------

@@ -190,7 +190,8 @@ def run_texture(args) -> int:
     summary = texture_building_file(generator, args.building, args.out, parts_model=parts,
                                     material=args.material, module_px=args.module_px,
                                     seed=args.seed, cell_size=cell_size)
-    print(f"textured {summary['faces']} faces on {summary['facades']} facade sheets "
-          f"(atlas {summary['atlas'][0]}x{summary['atlas'][1]}, {summary['module_px']} px per module, "
+    print(f"textured {summary['faces']} faces on {summary['facades']} facade sheets of a grid "
+          f"{summary['grid_shape']} at {summary['cell_size']:g} per cell (atlas "
+          f"{summary['atlas'][0]}x{summary['atlas'][1]}, {summary['module_px']} px per module, "
           f"{summary['source']}); wrote {summary['out']}")
     return 0

@@ -18,7 +18,6 @@ Images are returned as ``uint8[H, W, 3]`` (input, target) pairs.
 
 from __future__ import annotations
 
-import json
 import zlib
 from pathlib import Path
 
@@ -26,12 +25,11 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..textures.images import IMAGE_SUFFIXES, read_rgb
-from ..textures.palette import Palette, read_palette
+from ..formats.facades import (IMAGES_DIR, LABELS_DIR, MANIFEST, PALETTE_FILE, SPLITS,
+                               read_manifest, read_palette)
+from ..textures.palette import Palette
 
-SPLITS = ("train", "val", "test")
 DIRECTIONS = ("AtoB", "BtoA")
-MANIFEST = "facades.json"
-PALETTE_FILE = "palette.json"
 
 
 def _images_in(folder: Path) -> dict[str, Path]:
@@ -87,7 +85,7 @@ def open_pairs(root, direction: str = "AtoB") -> PairedImages:
         raise DatasetError(f"direction must be AtoB or BtoA, got {direction!r}")
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
-    if (root / "labels").is_dir() and (root / "images").is_dir():
+    if (root / LABELS_DIR).is_dir() and (root / IMAGES_DIR).is_dir():
         return _open_label_folders(root, direction)
     if any((root / s).is_dir() for s in SPLITS):
         return _open_side_by_side(root, direction)
@@ -95,18 +93,8 @@ def open_pairs(root, direction: str = "AtoB") -> PairedImages:
                        f"palette.json, or train/ val/ test/ folders of side-by-side A|B images)")
 
 
-def _read_manifest(root: Path) -> dict:
-    path = root / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-
-
 def _open_label_folders(root: Path, direction: str) -> PairedImages:
-    manifest = _read_manifest(root)
+    manifest = read_manifest(root)
     if (root / PALETTE_FILE).is_file():
         palette = read_palette(root / PALETTE_FILE)
     elif "palette" in manifest:
@@ -114,12 +102,12 @@ def _open_label_folders(root: Path, direction: str) -> PairedImages:
     else:
         raise DatasetError(f"{root}: label-map datasets need a {PALETTE_FILE} "
                            f"(a list of {{\"name\": ..., \"colour\": [r, g, b]}})")
-    labels, images = _images_in(root / "labels"), _images_in(root / "images")
+    labels, images = _images_in(root / LABELS_DIR), _images_in(root / IMAGES_DIR)
     if not labels:
-        raise DatasetError(f"{root / 'labels'}: no label images")
+        raise DatasetError(f"{root / LABELS_DIR}: no label images")
     missing = [n for n in labels if n not in images]
     if missing:
-        raise DatasetError(f"{labels[missing[0]]}: no matching image {missing[0]}.* in {root / 'images'}")
+        raise DatasetError(f"{labels[missing[0]]}: no matching image {missing[0]}.* in {root / IMAGES_DIR}")
     listed = {p["name"]: p["split"] for p in manifest.get("pairs", [])}
     splits = {n: listed.get(n) or hash_split(n) for n in labels}
     bad = [n for n, s in splits.items() if s not in SPLITS]

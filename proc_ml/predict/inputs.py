@@ -18,8 +18,8 @@ import numpy as np
 
 from ..encoding import STYLE_FEATURES
 from ..errors import DatasetError
-from ..formats import (FACES_CSV, adjacency_csv, faces_csv, find_dataset_root, grid_npz,
-                       manifest as dataset_manifest)
+from ..datasets.buildings import BuildingDataset
+from ..formats import FACES_CSV, adjacency_csv, faces_csv, find_dataset_root, grid_npz
 from ..units import DEFAULT_CELL_SIZE, resolve_cell_size
 from ..voxelize import MESH_SUFFIXES, VoxelGrid, voxelize_file
 
@@ -70,9 +70,8 @@ def _dataset_info(path: Path) -> tuple[list | None, float | None]:
     root = find_dataset_root(path)
     if root is None:
         return None, None
-    manifest = dataset_manifest.read(root)
-    cell = manifest.get("cell_size")
-    return list(manifest["parts"]), None if cell is None else float(cell)
+    data = BuildingDataset(root)
+    return data.parts, data.cell_size
 
 
 def _read_adjacency(path: Path, building_id, cell_size: float, parts) -> PartsInput:

@@ -8,13 +8,14 @@ import re
 
 from ..config import load_config
 from ..errors import ConfigError
+from ..units import DEFAULT_CELL_SIZE
 from .parts import DEFAULT_PARTS, Vocabulary
 
 ARCHETYPES = ("slab", "tower", "setback", "l_block", "t_block", "u_block",
               "courtyard", "pagoda", "row_houses")
 
 DEFAULTS = {
-    "grid": {"size": [16, 16, 16], "cell_size": 3.0},
+    "grid": {"size": [16, 16, 16], "cell_size": DEFAULT_CELL_SIZE},
     "parts": list(DEFAULT_PARTS),
     "archetypes": {name: 1.0 for name in ARCHETYPES},
     "style": {

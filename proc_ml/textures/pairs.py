@@ -11,12 +11,11 @@ held-out facades come from buildings never seen in training.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ..fileio import write_text
+from ..formats import facades
 from ..formats.manifest import split_ids
 from ..procedural import generate_building
 from .images import write_png
@@ -24,10 +23,6 @@ from .layout import front_views
 from .palette import BACKGROUND, MATERIALS, facade_palette
 from .render import render_facade
 
-MANIFEST = "facades.json"
-PALETTE_FILE = "palette.json"
-FORMAT = "proc-ml-facades"
-FORMAT_VERSION = 1
 SIZES = (128, 256)
 #: Pixels per facade module: the texture resolution a trained model paints at.
 DEFAULT_MODULE_PX = 16
@@ -93,15 +88,15 @@ def write_facade_pairs(cfg: dict, count: int, seed: int, out, size: int = 256,
     for index in indices:
         for direction, material, labels, texture in facade_pairs(cfg, seed, index, size, palette, module_px):
             name = f"b{index:06d}_d{direction}"
-            write_png(out / "labels" / f"{name}.png", labels)
-            write_png(out / "images" / f"{name}.png", texture)
+            write_png(out / facades.LABELS_DIR / f"{name}.png", labels)
+            write_png(out / facades.IMAGES_DIR / f"{name}.png", texture)
             pairs.append({"name": name, "split": split_of[index], "building": index,
                           "direction": direction, "material": material})
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "size": size,
+    manifest = {"format": facades.FORMAT, "format_version": facades.FORMAT_VERSION, "size": size,
                 "module_px": module_px, "seed": int(seed), "buildings": int(count),
                 "count": len(pairs), "palette": palette.to_json(),
                 "splits": {s: sum(p["split"] == s for p in pairs) for s in ("train", "val", "test")},
                 "pairs": pairs, "generator": cfg}
-    write_text(out / PALETTE_FILE, json.dumps({"palette": palette.to_json()}, indent=1) + "\n")
-    write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    facades.write_palette(out, palette)
+    facades.write_manifest(out, manifest)
     return manifest

@@ -11,8 +11,6 @@ and colour (``Vocabulary.colours``).
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,19 +124,3 @@ def facade_palette(parts=None) -> Palette:
         names.append(name)
         colours.append(DEFAULT_CLASS_COLOURS.get(name, colour))
     return Palette(tuple(names), tuple(colours))
-
-
-def read_palette(path: str | os.PathLike) -> Palette:
-    """A palette JSON file: a list of ``{"name", "colour"}`` or ``{"palette": [...]}``."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: palette file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    if isinstance(data, dict):
-        data = data.get("palette")
-    if not isinstance(data, list):
-        raise DatasetError(f"{path}: expected a list of palette entries or {{\"palette\": [...]}}")
-    return Palette.from_json(data, str(path))

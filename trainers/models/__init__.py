@@ -19,51 +19,84 @@ from .voxnet import VoxelUNet3D, VoxNet
 from .pix2pix import PatchGANDiscriminator, UNetGenerator
 
 
+#: Range checks of the built-in families' hyper-parameters, by name (types are checked by
+#: the config merge against the defaults).
+HYPER_CHECKS = {
+    "width": (lambda v: v >= 1, "must be >= 1"),
+    "depth": (lambda v: 0 <= v <= 5, "must be between 0 and 5"),
+    "hidden": (lambda v: all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v),
+               "must be a list of layer sizes >= 1"),
+    "dropout": (lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
+    "num_downs": (lambda v: 5 <= v <= 10, "must be between 5 and 10"),
+    "norm": (lambda v: v in ("batch", "instance"), "must be batch or instance"),
+    "k": (lambda v: v >= 1, "must be >= 1"),
+    "point_widths": (lambda v: all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
+                                   for n in v), "must be a list of layer sizes >= 1"),
+    "edge_widths": (lambda v: len(v) >= 1 and all(
+        (isinstance(w, int) and not isinstance(w, bool) and w >= 1)
+        or (isinstance(w, list) and w and all(isinstance(n, int) and not isinstance(n, bool)
+                                              and n >= 1 for n in w)) for w in v),
+        "must list one layer size (or list of layer sizes) >= 1 per EdgeConv"),
+}
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
     factory: Callable
     defaults: dict = field(default_factory=dict)   # hyper-parameters a config may set
     inputs: tuple[str, ...] = ()                   # sizes the task fills in from the data
+    checks: dict = field(default_factory=dict)     # key -> (predicate, "must be ...")
+
+
+def _builtin(name: str, factory: Callable, defaults: dict, inputs: tuple[str, ...]) -> Family:
+    return Family(name, factory, defaults, inputs,
+                  {k: HYPER_CHECKS[k] for k in defaults if k in HYPER_CHECKS})
 
 
 FAMILIES: dict[str, Family] = {
-    "parts-mlp": Family("parts-mlp", PartsMLP, {"hidden": [128, 128], "dropout": 0.0},
+    "parts-mlp": _builtin("parts-mlp", PartsMLP, {"hidden": [128, 128], "dropout": 0.0},
                         ("in_features", "n_parts")),
-    "parts-unet3d": Family("parts-unet3d", PartsUNet3D, {"width": 16, "depth": 2},
+    "parts-unet3d": _builtin("parts-unet3d", PartsUNet3D, {"width": 16, "depth": 2},
                            ("in_channels", "n_parts")),
     # PointNet / VoxNet shape nets (trainers/shapes.py); voxel-unet3d is the PartsUNet3D
     # network with a per-voxel class head.
-    "pointnet-cls": Family("pointnet-cls", PointNetClassifier,
+    "pointnet-cls": _builtin("pointnet-cls", PointNetClassifier,
                            {"widths": [64, 128, 256], "head": [128], "dropout": 0.3,
                             "input_transform": False, "feature_transform": False,
                             "fourier_bands": 0, "fourier_period": 2.0},
                            ("in_features", "n_classes")),
-    "pointnet-seg": Family("pointnet-seg", PointNetSegmenter,
+    "pointnet-seg": _builtin("pointnet-seg", PointNetSegmenter,
                            {"widths": [64, 128, 256], "head": [256, 128], "dropout": 0.0,
                             "input_transform": False, "feature_transform": False,
                             "fourier_bands": 0, "fourier_period": 2.0},
                            ("in_features", "n_classes")),
     # DGCNN (EdgeConv over k nearest neighbours) for per-point segmentation: local
     # neighbourhoods (proc_ml/models/dgcnn.py); trained by the pointnet-seg task.
-    "dgcnn-seg": Family("dgcnn-seg", DGCNNSegmenter,
+    "dgcnn-seg": _builtin("dgcnn-seg", DGCNNSegmenter,
                         {"k": 20, "point_widths": [], "edge_widths": [[64, 64], [64, 64], [64]],
                          "emb": 512,
                          "head": [256, 128], "dropout": 0.5, "dynamic_graph": False,
                          "fourier_bands": 0, "fourier_period": 2.0},
                         ("in_features", "n_classes")),
-    "voxnet": Family("voxnet", VoxNet, {"width": 32, "head": [128], "dropout": 0.4},
+    "voxnet": _builtin("voxnet", VoxNet, {"width": 32, "head": [128], "dropout": 0.4},
                      ("n_classes", "resolution")),
-    "voxel-unet3d": Family("voxel-unet3d", VoxelUNet3D, {"width": 8, "depth": 2},
+    "voxel-unet3d": _builtin("voxel-unet3d", VoxelUNet3D, {"width": 8, "depth": 2},
                            ("n_classes", "in_channels")),
     # pix2pix (Isola et al. 2017): the generator is the model a run exports; the
     # discriminator only trains it (its settings live in the pix2pix config's gan section).
-    "pix2pix-unet": Family("pix2pix-unet", UNetGenerator,
+    "pix2pix-unet": _builtin("pix2pix-unet", UNetGenerator,
                            {"width": 64, "num_downs": 8, "norm": "batch", "dropout": 0.5},
                            ("in_channels", "out_channels")),
-    "patchgan": Family("patchgan", PatchGANDiscriminator,
+    "patchgan": _builtin("patchgan", PatchGANDiscriminator,
                        {"width": 64, "n_layers": 3, "norm": "batch"}, ("in_channels",)),
 }
+
+
+def register_family(family: Family) -> Family:
+    """Add (or replace) a model family, e.g. from a task module of a plugin."""
+    FAMILIES[family.name] = family
+    return family
 
 
 def get_family(name: str) -> Family:
@@ -80,4 +113,4 @@ def build_model(family: str, **kwargs):
 
 __all__ = ["DGCNNSegmenter", "FAMILIES", "Family", "PartsMLP", "PartsUNet3D", "PatchGANDiscriminator",
            "PointNetClassifier", "PointNetSegmenter", "UNetGenerator", "VoxNet", "VoxelUNet3D",
-           "build_model", "get_family"]
+           "build_model", "get_family", "register_family"]
