@@ -152,10 +152,26 @@ def _run(cmd: list[str], what: str) -> None:
         raise BuildError(f"{what}: {errors[0] if errors else 'pip failed'}")
 
 
+#: what the proc-ml wheel is built from (pyproject's packages, its readme)
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "proc_ml", "exporters", "trainers")
+
+
 def build_proc_ml_wheel(dest: Path) -> Path:
-    """proc-ml from this checkout as a wheel (pure Python, ``py3-none-any``)."""
+    """proc-ml from this checkout as a wheel (pure Python, ``py3-none-any``).
+
+    Built from a clean copy of the sources: setuptools' in-tree ``build/`` folder keeps files
+    deleted since, which would end up in the wheel."""
+    source = dest / "source"
+    for name in WHEEL_SOURCES:
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, source / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        else:
+            source.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, source / name)
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dest),
-          str(REPO)], "building the proc-ml wheel")
+          str(source)], "building the proc-ml wheel")
     wheels = sorted(dest.glob("proc_ml-*.whl"))
     if not wheels:
         raise BuildError(f"building the proc-ml wheel: no proc_ml-*.whl in {dest}")
