@@ -69,14 +69,25 @@ def _macos(arch: str, newest: int, oldest: tuple[int, int]) -> tuple[str, ...]:
                  for tag in (f"macosx_{major}_{minor}_{arch}", f"macosx_{major}_{minor}_universal2"))
 
 
-#: Blender platform name -> wheel platform tags pip may use for it
-PLATFORMS = {
-    "linux-x64": _manylinux("x86_64"),
-    "windows-x64": ("win_amd64",),
-    "windows-arm64": ("win_arm64",),
-    "macos-arm64": _macos("arm64", 15, (11, 0)),
-    "macos-x64": _macos("x86_64", 15, (10, 9)),
-}
+#: oldest macOS the macOS zips must run on: Blender ignores a wheel's macOS version when it
+#: installs it, so no wheel built for a newer macOS may go in. 13.0 keeps onnxruntime wheels
+#: for both Blender Pythons (there are no Python 3.13 wheels for macOS 11 / 12); --macos 11.0
+#: with --python 3.11 reaches older Macs, --macos 14.0 the newest onnxruntime.
+DEFAULT_MACOS = "13.0"
+
+
+def platform_tags(platform: str, macos: str = DEFAULT_MACOS) -> tuple[str, ...]:
+    """The wheel platform tags pip may use for a Blender platform."""
+    newest = int(str(macos).split(".")[0])
+    return {"linux-x64": _manylinux("x86_64"),
+            "windows-x64": ("win_amd64",),
+            "windows-arm64": ("win_arm64",),
+            "macos-arm64": _macos("arm64", newest, (11, 0)),
+            "macos-x64": _macos("x86_64", newest, (10, 9))}[platform]
+
+
+#: Blender platform names this script builds for
+PLATFORMS = ("linux-x64", "windows-x64", "windows-arm64", "macos-arm64", "macos-x64")
 DEFAULT_PLATFORMS = ("linux-x64", "windows-x64", "macos-arm64", "macos-x64")
 #: Blender's Python versions and the numpy it bundles (the download is resolved against it)
 BLENDER_PYTHONS = {"3.11": "numpy==1.26.4",     # Blender 4.2 LTS .. 5.0
@@ -179,7 +190,7 @@ def build_proc_ml_wheel(dest: Path) -> Path:
 
 
 def download_wheels(requirements: list[str], platform: str, python: str, dest: Path,
-                    find_links: list[str] = ()) -> list[Path]:
+                    find_links: list[str] = (), macos: str = DEFAULT_MACOS) -> list[Path]:
     """Binary wheels of ``requirements`` and their dependencies for one platform and Python,
     resolved against Blender's numpy; the packages Blender ships are left out."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,7 +200,7 @@ def download_wheels(requirements: list[str], platform: str, python: str, dest: P
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
                "--dest", str(target), "--python-version", python, "--implementation", "cp",
                "--abi", "cp" + python.replace(".", ""), "--constraint", str(constraints)]
-        for tag in PLATFORMS[platform]:
+        for tag in platform_tags(platform, macos):
             cmd += ["--platform", tag]
         for link in find_links:
             cmd += ["--find-links", link]
@@ -290,7 +301,8 @@ def validate(zip_path: Path, blender: str | None = None) -> str:
 
 
 def build(platforms: list[str], pythons: list[str], out_dir: Path = DIST,
-          find_links: list[str] = (), check: bool = False, blender: str | None = None) -> list[Path]:
+          find_links: list[str] = (), check: bool = False, blender: str | None = None,
+          macos: str = DEFAULT_MACOS) -> list[Path]:
     unknown = [p for p in platforms if p not in PLATFORMS]
     if unknown:
         raise BuildError(f"unknown platform '{unknown[0]}' (choose from {', '.join(PLATFORMS)})")
@@ -306,7 +318,7 @@ def build(platforms: list[str], pythons: list[str], out_dir: Path = DIST,
             wheels = {own.name: own}
             for python in pythons:
                 for wheel in download_wheels(requirements, platform, python,
-                                             Path(tmp) / platform, find_links):
+                                             Path(tmp) / platform, find_links, macos):
                     wheels[wheel.name] = wheel
             check_one_version_per_pure_package(list(wheels.values()))
             stage = Path(tmp) / f"stage-{platform}"
@@ -333,11 +345,15 @@ def main(argv=None) -> int:
     parser.add_argument("--validate", action="store_true",
                         help="run Blender's extension validator on every zip")
     parser.add_argument("--blender", help="Blender executable for --validate")
+    parser.add_argument("--macos", default=DEFAULT_MACOS,
+                        help=f"oldest macOS the macOS zips run on (default {DEFAULT_MACOS})")
     args = parser.parse_args(argv)
+    if not re.fullmatch(r"(1[1-9]|2[0-9])(\.[0-9]+)?", args.macos):
+        parser.error(f"--macos: a macOS version from 11 on, such as 13.0, got '{args.macos}'")
     platforms = list(DEFAULT_PLATFORMS) if args.all else (args.platform or [this_platform()])
     try:
         zips = build(platforms, args.python or list(BLENDER_PYTHONS), args.out, args.find_links,
-                     args.validate, args.blender)
+                     args.validate, args.blender, args.macos)
     except BuildError as exc:
         print(f"build_extension: {exc}", file=sys.stderr)
         return 1

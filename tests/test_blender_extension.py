@@ -83,7 +83,9 @@ def test_download_is_resolved_against_blenders_numpy_and_leaves_it_out(monkeypat
     calls.clear()
     bx.download_wheels(["onnxruntime>=1.18"], "macos-arm64", "3.13", tmp_path / "m")
     assert calls[1] == "numpy>=2.2,<3\n"
-    assert "macosx_11_0_arm64" in calls[0] and "win_amd64" not in calls[0]
+    assert {"macosx_13_0_arm64", "macosx_11_0_universal2"} <= set(calls[0])
+    assert "macosx_14_0_arm64" not in calls[0] and "win_amd64" not in calls[0]
+    assert "macosx_14_0_arm64" in bx.platform_tags("macos-arm64", "14.0")
 
 
 def test_manifest_names_the_wheels_and_passes_blenders_validator(tmp_path):
@@ -135,6 +137,9 @@ def test_unknown_platform_is_one_line(capsys):
     with pytest.raises(SystemExit):
         bx.main(["--platform", "amiga-68k"])
     assert "invalid choice: 'amiga-68k'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bx.main(["--macos", "ten"])
+    assert "--macos: a macOS version from 11 on" in capsys.readouterr().err
     with pytest.raises(bx.BuildError, match="unknown platform 'amiga-68k'"):
         bx.build(["amiga-68k"], ["3.11"])
 
