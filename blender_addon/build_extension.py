@@ -101,6 +101,11 @@ BUNDLED_BY_BLENDER = {canonicalize_name(n) for n in (
 MANIFEST_NOTE = "# wheels and platforms: written by blender_addon/build_extension.py"
 
 
+#: [dcc] packages the add-on never imports: scipy serves only the dataset export's coloured
+#: mesh files (Houdini's Export Training Data), which the add-on does not write (~35 MB saved)
+NOT_USED_BY_THE_ADDON = {canonicalize_name("scipy")}
+
+
 class BuildError(Exception):
     """One line for the user: what failed and for which platform."""
 
@@ -114,13 +119,14 @@ def this_platform() -> str:
 
 
 def addon_requirements(pyproject: Path = REPO / "pyproject.toml") -> list[str]:
-    """The ``[dcc]`` extra as Blender needs it: CPU onnxruntime, no numpy, no markers."""
+    """The ``[dcc]`` extra as Blender needs it: CPU onnxruntime, no numpy (Blender's), no
+    scipy (not used by the add-on), no markers."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     wanted: dict[str, str] = {}
     for text in project["optional-dependencies"]["dcc"]:
         req = Requirement(text)
         name = canonicalize_name(req.name)
-        if name in BUNDLED_BY_BLENDER:
+        if name in BUNDLED_BY_BLENDER or name in NOT_USED_BY_THE_ADDON:
             continue
         if name == "onnxruntime-gpu":
             req.name, name = "onnxruntime", "onnxruntime"

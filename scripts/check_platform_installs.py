@@ -17,8 +17,8 @@ which onnxruntime package and version, the numpy version, the number of wheels.
 pip evaluates environment markers (``sys_platform``, ``platform_machine``) for the machine
 it runs on, not for ``--platform``; so this script evaluates proc-ml's own markers for each
 target itself (``packaging.markers``) and hands pip the requirements that apply. Markers of
-transitive dependencies are still pip's host evaluation (none of the current ones depend on
-the platform: see docs/install.md).
+transitive dependencies are still pip's host evaluation (today only tqdm's colorama on
+Windows: see docs/install.md).
 
 pip runs with no configuration file and no ``PIP_*`` variables, so a local mirror or
 find-links folder cannot make a missing PyPI wheel look available. Needs network access.
