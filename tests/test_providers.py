@@ -127,6 +127,14 @@ def test_linux_missing_runtime_and_missing_cudnn(machine):
                                          "(docs/install.md)")
 
 
+def test_build_without_a_recorded_cuda_version_skips_the_version_checks(machine):
+    """onnxruntime-gpu < 1.21 does not record its CUDA version: the provider library decides."""
+    fake = machine("linux", *GPU_BUILD, {"libcuda.so.1", "libonnxruntime_providers_shared.so",
+                                         "libonnxruntime_providers_cuda.so"}, cuda_major=None)
+    assert prov.cuda_status() == (True, "1 GPU(s)")
+    assert not any("cublas" in n or "cudnn" in n for n in fake.attempts)
+
+
 def test_linux_no_gpu_and_broken_provider_library(machine):
     machine("linux", *GPU_BUILD, LINUX_CUDA13, gpus=0)
     assert prov.cuda_status() == (False, "no NVIDIA GPU found")

@@ -51,7 +51,8 @@ AUTO_ORDER = ("cuda", "directml", "coreml")
 NVIDIA_DEVICES = ("cuda", "tensorrt")
 LABELS = {"cpu": "CPU", "cuda": "CUDA", "tensorrt": "TensorRT", "directml": "DirectML",
           "coreml": "CoreML"}
-#: cuDNN major version onnxruntime-gpu >= 1.19 is built against
+#: cuDNN major version onnxruntime-gpu >= 1.19 is built against (checked for >= 1.21 builds,
+#: the ones that record their CUDA version)
 CUDNN_MAJOR = 9
 #: TensorRT major version onnxruntime-gpu >= 1.19 is built against
 TENSORRT_MAJOR = 10
@@ -219,8 +220,10 @@ def _probe_cuda(info: OrtInfo, system: str) -> tuple[bool, str]:
             return False, (f"CUDA major mismatch: the NVIDIA driver supports CUDA up to "
                            f"{_cuda_text(driver_version)} but this {info.package} {info.version} "
                            f"build needs CUDA {major}: update the driver (docs/install.md)")
+    # Builds that record their CUDA version (onnxruntime-gpu >= 1.21) all use cuDNN 9; older
+    # ones may use cuDNN 8, so for them the provider library's own load decides.
     cudnn = _name(system, "cudnn", major=CUDNN_MAJOR)
-    if _try_load(cudnn) is not None:
+    if major is not None and _try_load(cudnn) is not None:
         return False, (f"cuDNN {CUDNN_MAJOR} is missing ({cudnn} not found): install it, or "
                        f"pip install 'onnxruntime-gpu[cudnn]' (docs/install.md)")
     error = _load_provider(info, system, "cuda")
