@@ -14,7 +14,7 @@ Output: one quad per exterior cell face, in world space, with prim attributes
   probability of each part, in the order of the detail attribute ``part_names``) and
   ``Cd`` (the part's colour).
 
-Parameters: ``model`` (file), ``device`` (auto/cpu/cuda), ``threads`` (onnxruntime
+Parameters: ``model`` (file), ``device`` (auto/cpu/cuda/tensorrt/directml/coreml, ``proc_ml.runtime.DEVICES``), ``threads`` (onnxruntime
 intra-op threads, 0 = its default), ``cellsize`` (float, 0 = the
 model's training cell size), ``inputtype`` (auto/points/polygons), ``upaxis`` (y/z),
 and, used only by style-aware models, ``streetside`` (+x/-x/+y/-y in proc-ml's z-up

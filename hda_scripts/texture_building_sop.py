@@ -14,7 +14,7 @@ attribute ``texture_path`` (the atlas file, e.g. for a material's base colour te
 Parameters: ``model`` (file; empty with ``procedural`` on), ``atlas`` (file to write),
 ``material`` (plaster/brick), ``modulepx`` (pixels per module, 0 = the model's),
 ``procedural`` (toggle: the procedural texture instead of a model), ``seed``,
-``device`` (auto/cpu/cuda), ``threads``.
+``device`` (auto/cpu/cuda/tensorrt/directml/coreml, ``proc_ml.runtime.DEVICES``), ``threads``.
 """
 
 import numpy as np

@@ -110,9 +110,18 @@ def test_the_torch_free_library_never_imports_the_training_side():
     assert len([m for m, p in MODULES.items() if _is_torch_free_library(p)]) > 60
 
 
+def _dcc_sources() -> list[Path]:
+    """Python run inside the DCCs: the SOP scripts, the HDAs' Python sections, the add-on."""
+    hda_python = [p for p in sorted((REPO / "houdini" / "otls").rglob("*"))
+                  if p.name in ("PythonCook", "PythonModule", "OnCreated", "OnLoaded")]
+    return (sorted((REPO / "hda_scripts").glob("*.py")) + hda_python
+            + sorted((REPO / "blender_addon").rglob("*.py")))
+
+
 def test_dcc_code_stays_torch_free():
     offending = []
-    for path in sorted((REPO / "hda_scripts").glob("*.py")) + sorted((REPO / "blender_addon").rglob("*.py")):
+    assert any(p.name == "PythonCook" for p in _dcc_sources())
+    for path in _dcc_sources():
         for name, line, _ in _imports(path, "dcc_script"):
             if any(name == side or name.startswith(side + ".") for side in TORCH_SIDE):
                 offending.append(f"{path.relative_to(REPO)}:{line} imports {name}")
@@ -121,13 +130,12 @@ def test_dcc_code_stays_torch_free():
 
 def test_exporters_and_trainers_are_only_imported_inside_the_project_namespace():
     offending = []
-    for folder in ("proc_ml", "trainers", "exporters", "tests", "benchmarks", "hda_scripts",
-                   "blender_addon"):
-        for path in sorted((REPO / folder).rglob("*.py")):
-            module = _module_name(path) if folder in PACKAGES else "script"
-            for name, line, _ in _imports(path, module):
-                if name.split(".")[0] in ("trainers", "exporters"):
-                    offending.append(f"{path.relative_to(REPO)}:{line} imports {name}")
+    scripts = [p for folder in ("tests", "benchmarks", "scripts") for p in sorted((REPO / folder).rglob("*.py"))]
+    for path in [*MODULES.values(), *scripts, *_dcc_sources()]:
+        module = _module_name(path) if path.relative_to(REPO).parts[0] in PACKAGES else "script"
+        for name, line, _ in _imports(path, module):
+            if name.split(".")[0] in ("trainers", "exporters"):
+                offending.append(f"{path.relative_to(REPO)}:{line} imports {name}")
     assert not offending, "\n".join(offending)
 
 

@@ -180,3 +180,9 @@ def test_panel_and_preferences_are_registered(addon):
     assert bpy.types.VIEW3D_PT_proc_ml_parts.bl_category == "proc-ml"
     settings = bpy.context.scene.proc_ml_parts
     assert settings.device == "auto" and settings.cell_size == 0.0
+
+
+def test_device_menu_lists_the_runtime_devices():
+    from proc_ml.runtime import DEVICES
+
+    assert [item[0] for item in proc_ml_parts.DEVICE_ITEMS] == list(DEVICES)

@@ -20,9 +20,14 @@ import sys
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-DEVICE_ITEMS = [("auto", "Auto", "CUDA when onnxruntime can use it, else CPU"),
+# proc_ml.runtime.DEVICES (kept literal: proc-ml may not be importable when Blender loads
+# the add-on; tests/test_blender_addon.py checks the two agree)
+DEVICE_ITEMS = [("auto", "Auto", "The best provider onnxruntime can use here, else the CPU"),
                 ("cpu", "CPU", "Always run on the CPU"),
-                ("cuda", "CUDA", "Run on the GPU; an error if CUDA is not usable")]
+                ("cuda", "CUDA", "NVIDIA GPU; an error if CUDA is not usable"),
+                ("tensorrt", "TensorRT", "NVIDIA GPU through TensorRT"),
+                ("directml", "DirectML", "Windows GPU through DirectML"),
+                ("coreml", "CoreML", "Apple GPU / Neural Engine through CoreML")]
 STREET_ITEMS = [(side, side, f"The street is on the {side} side") for side in ("+x", "-x", "+y", "-y")]
 
 

@@ -49,6 +49,7 @@ class BatchSettings:
     limits: Limits = field(default_factory=Limits)
     follow_symlinks: bool = False
     progress: bool = True
+    gpus_per_worker: float | None = None    # Ray: GPU share per actor (None: 1 / workers per GPU)
 
 
 @dataclass
@@ -76,7 +77,9 @@ def run_batch(settings: BatchSettings, task: BatchTask | None = None, executor=N
     hashes = {"model_sha256": file_sha256(model),
               "settings_sha256": settings_sha256(task.name, task.version, options),
               "task": task.name}
-    spec = WorkerSpec(task.opener, str(model.resolve()), options, settings.limits)
+    # the device changes where a model runs, not what it outputs: not part of the skip hash
+    worker_options = {**options, "device": settings.options.get("device", "auto")}
+    spec = WorkerSpec(task.opener, str(model.resolve()), worker_options, settings.limits)
     executor = executor or make_executor(settings, spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _OutputLock(out_dir):
@@ -104,7 +107,8 @@ def make_executor(settings: BatchSettings, spec: WorkerSpec):
         return LocalExecutor(spec, settings.workers, settings.timeout)
     if settings.executor == "ray":
         from .ray_executor import RayExecutor
-        return RayExecutor(spec, settings.workers, settings.timeout, settings.address)
+        return RayExecutor(spec, settings.workers, settings.timeout, settings.address,
+                           settings.gpus_per_worker)
     raise ProcMLError(f"--executor must be local or ray, got '{settings.executor}'")
 
 

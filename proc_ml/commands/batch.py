@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from proc_ml.errors import ProcMLError
+from proc_ml.runtime.providers import DEVICES
 from proc_ml.textures.palette import MATERIALS
 
 TASK_NAMES = ("parts", "classify", "segment", "texture")
@@ -31,6 +32,12 @@ def register(sub) -> None:
     p.add_argument("--executor", default="local", choices=("local", "ray"),
                    help="local worker processes (default) or Ray actors")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="where the model runs: auto (the best usable provider; default), cpu, "
+                        "cuda, tensorrt, directml or coreml (see docs/install.md)")
+    p.add_argument("--gpus-per-worker", type=float, default=None,
+                   help="Ray on a GPU device: GPU share each actor requests (default: the "
+                        "GPUs shared evenly by --workers)")
     p.add_argument("--cell-size", type=float, default=None,
                    help="voxel size in scene units for meshes and point clouds "
                         "(default: the model's training cell size)")
@@ -62,7 +69,7 @@ def run(args) -> int:
         raise ProcMLError(f"--timeout must be > 0 seconds, got {args.timeout}")
     if args.cell_size is not None and not args.cell_size > 0:
         raise ProcMLError(f"--cell-size must be > 0, got {args.cell_size}")
-    options = {"cell_size": args.cell_size, "pictures": args.pictures}
+    options = {"cell_size": args.cell_size, "pictures": args.pictures, "device": args.device}
     if task.name == "texture":
         options.update(_texture_options(args))
     elif args.parts_model:
@@ -73,7 +80,7 @@ def run(args) -> int:
         options=options, force=args.force,
         extensions=parse_extensions(args.extensions) if args.extensions else None,
         timeout=args.timeout, limits=_limits(Limits, args), follow_symlinks=args.follow_symlinks,
-        progress=not args.quiet)
+        progress=not args.quiet, gpus_per_worker=args.gpus_per_worker)
     report = run_batch(settings, task)
     print_report(report, args.out)
     return report.exit_code

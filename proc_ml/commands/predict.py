@@ -8,7 +8,8 @@ from pathlib import Path
 
 from proc_ml.textures.palette import MATERIALS
 
-DEVICE_HELP = "auto (CUDA when usable, else CPU; default), cpu, or cuda"
+DEVICE_HELP = ("where the model runs: auto (the best usable provider; default), cpu, cuda, "
+               "tensorrt, directml or coreml (see docs/install.md)")
 
 
 def _common(p, seed_help: str | None = None) -> None:

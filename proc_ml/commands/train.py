@@ -21,6 +21,9 @@ def register(sub) -> None:
                                          "(parts_unet3d [default], parts_unet3d_massing, parts_mlp)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set training.epochs=5 (repeatable)")
+    parser.add_argument("--device", default=None,
+                        help="auto, cpu, cuda or cuda:N (default: the config's training.device, "
+                             "auto = CUDA when available)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -32,14 +35,15 @@ def run(args) -> int:
     from proc_ml.trainers import fit, load_train_config, resolve_config_path, resume_config
     from proc_ml.trainers.config import default_config_path
 
+    overrides = list(args.set) + ([f"training.device={args.device}"] if args.device else [])
     if args.resume:
         if args.config:
             raise ConfigError("--config cannot be combined with --resume "
                               "(the run's own config.yaml is used; change keys with --set)")
-        config = resume_config(args.out, args.set)
+        config = resume_config(args.out, overrides)
     else:
         path = resolve_config_path(args.config) if args.config else default_config_path(args.task)
-        config = load_train_config(args.task, path, args.set)
+        config = load_train_config(args.task, path, overrides)
     if config["task"] != args.task:
         raise ConfigError(f"{args.out}: the run trains '{config['task']}', not '{args.task}'")
     summary = fit(config, args.data, args.out, resume=args.resume,

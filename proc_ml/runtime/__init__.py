@@ -10,9 +10,11 @@
 from .batching import group_by_shape, run_cell_sets, run_cells, run_grids
 from .metadata import ModelMetadata
 from .parts import PartsPredictor, face_accuracy
-from .providers import DEVICES, cuda_status, resolve_providers
+from .providers import (DEVICES, cuda_status, provider_note, provider_status, resolve_device,
+                        resolve_providers)
 from .session import ModelSession, cached, clear_cache, load_model, session_options
 
 __all__ = ["DEVICES", "ModelMetadata", "ModelSession", "PartsPredictor", "cached", "clear_cache",
-           "cuda_status", "face_accuracy", "group_by_shape", "load_model", "resolve_providers",
-           "run_cell_sets", "run_cells", "run_grids", "session_options"]
+           "cuda_status", "face_accuracy", "group_by_shape", "load_model", "provider_note",
+           "provider_status", "resolve_device", "resolve_providers", "run_cell_sets", "run_cells",
+           "run_grids", "session_options"]

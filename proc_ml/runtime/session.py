@@ -36,8 +36,9 @@ def _ort():
     return ort
 
 
-def session_options(intra_op_threads: int = 0, inter_op_threads: int = 0):
-    """Graph optimisation on (ORT_ENABLE_ALL), quiet logging, thread counts (0 = ort default)."""
+def session_options(intra_op_threads: int = 0, inter_op_threads: int = 0, providers=()):
+    """Graph optimisation on (ORT_ENABLE_ALL), quiet logging, thread counts (0 = ort default);
+    DirectML needs memory patterns off (onnxruntime's DirectML provider docs)."""
     ort = _ort()
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -45,6 +46,8 @@ def session_options(intra_op_threads: int = 0, inter_op_threads: int = 0):
     opts.intra_op_num_threads = int(intra_op_threads)
     opts.inter_op_num_threads = int(inter_op_threads)
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if "DmlExecutionProvider" in providers:
+        opts.enable_mem_pattern = False
     return opts
 
 
@@ -61,7 +64,8 @@ class ModelSession:
         ort = _ort()
         try:
             self.session = ort.InferenceSession(
-                str(self.path), sess_options=session_options(intra_op_threads, inter_op_threads),
+                str(self.path), sess_options=session_options(intra_op_threads, inter_op_threads,
+                                                             providers),
                 providers=providers)
         except Exception as exc:  # onnxruntime raises its own types for bad files
             raise ModelError(f"{self.path}: not a loadable ONNX model ({_one_line(exc)})") from None
@@ -86,8 +90,9 @@ class ModelSession:
                              f"metadata shape {meta.input_shape}")
 
     @property
-    def uses_cuda(self) -> bool:
-        return self.providers[0] == "CUDAExecutionProvider"
+    def uses_gpu(self) -> bool:
+        """True when the first provider is not the CPU."""
+        return self.providers[0] != "CPUExecutionProvider"
 
     def run(self, array: np.ndarray) -> np.ndarray:
         """Run the model on one input array (checked against the metadata first)."""
