@@ -48,6 +48,8 @@ from .occupancy import METHODS, flood_fraction, flux_fraction, winding_fraction
 DEFAULT_CELL_SIZE = 3.0
 #: Grids larger than this on any axis are refused (a unit mismatch, or a whole city block).
 MAX_CELLS_PER_AXIS = 256
+#: Geometry reaching less than this fraction of a cell past a cell boundary adds no cells.
+GRID_SLACK = 0.01
 #: A cell is occupied when more than this fraction of it is inside.
 FILL_THRESHOLD = 0.5
 #: Area samples every cell_size / SAMPLES_PER_CELL on the shell (occupancy, statistics).
@@ -213,7 +215,8 @@ class GridFrame:
         self.extent = local.max(axis=0) - self.low
         self.origin = self.pivot + self.rot @ self.low
         self.cell = cell
-        self.shape = tuple(int(max(1, np.ceil(e / cell - 1e-6))) for e in self.extent)
+        # a sliver under GRID_SLACK of a cell past the last boundary gets no cells of its own
+        self.shape = tuple(int(max(1, np.ceil(e / cell - GRID_SLACK))) for e in self.extent)
 
     def to_grid(self, points: np.ndarray) -> np.ndarray:
         return (points - self.pivot) @ self.rot - self.low
