@@ -193,8 +193,9 @@ def write_gml2(path, buildings_xml, srs="EPSG:25832", extra=""):
 
 def write_gml3(path, surfaces, rotation_deg=0.0):
     """CityGML 3.0: con:WallSurface / con:fillingSurface / con:WindowSurface, GML 3.2; the roof
-    polygon lives in the building's lod3Solid and the RoofSurface refers to it by xlink."""
-    body = []
+    polygon lives in the building's lod3Solid and the RoofSurface refers to it by xlink, and
+    the GroundSurface is a separate city object the building's boundary refers to."""
+    body, flat = [], []
     children = {}
     for i, (_, _, _, parent) in enumerate(surfaces):
         if parent is not None:
@@ -218,9 +219,14 @@ def write_gml3(path, surfaces, rotation_deg=0.0):
                          f"{_polygon(f'p{j}', oext, oholes, rotation_deg)}</gml:surfaceMember>"
                          f"</gml:MultiSurface></core:lod3MultiSurface></con:{okind}Surface>"
                          f"</con:fillingSurface>")
-        body.append(f'<core:boundary><con:{kind} gml:id="s{i}"><core:lod3MultiSurface>'
-                    f"<gml:MultiSurface>{member}</gml:MultiSurface></core:lod3MultiSurface>"
-                    f"{fillings}</con:{kind}></core:boundary>")
+        feature = (f'<con:{kind} gml:id="s{i}"><core:lod3MultiSurface>'
+                   f"<gml:MultiSurface>{member}</gml:MultiSurface></core:lod3MultiSurface>"
+                   f"{fillings}</con:{kind}>")
+        if kind == "GroundSurface":
+            body.append(f'<core:boundary xlink:href="#s{i}"/>')
+            flat.append(f"<core:cityObjectMember>{feature}</core:cityObjectMember>")
+        else:
+            body.append(f"<core:boundary>{feature}</core:boundary>")
     solid = ('<core:lod3Solid><gml:Solid><gml:exterior><gml:Shell>' + "".join(solid_members)
              + "</gml:Shell></gml:exterior></gml:Solid></core:lod3Solid>")
     doc = ('<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -232,7 +238,7 @@ def write_gml3(path, surfaces, rotation_deg=0.0):
            'srsDimension="3"><gml:lowerCorner>0 0 0</gml:lowerCorner><gml:upperCorner>1 1 1'
            '</gml:upperCorner></gml:Envelope></gml:boundedBy>'
            '<core:cityObjectMember><bldg:Building gml:id="B3">' + solid + "".join(body)
-           + "</bldg:Building></core:cityObjectMember></core:CityModel>")
+           + "</bldg:Building></core:cityObjectMember>" + "".join(flat) + "</core:CityModel>")
     Path(path).write_text(doc)
     return path
 
@@ -330,6 +336,11 @@ def test_cityjson_box_labels_match_the_hand_computed_ones(tmp_path, version):
     np.testing.assert_allclose(imp.origin, ORIGIN, atol=1e-6)
     assert imp.occupancy.all() and imp.occupancy.shape == (3, 2, 2)
     np.testing.assert_array_equal(imp.labels, _expected_box_labels())
+    cover = imp.opening_cover          # window / door share of each face, 0.25 m bins
+    assert cover.shape == (3, 2, 2, 6, 2) and not cover[..., 4:, :].any()
+    assert cover[1, 0, 1, 3, 0] == pytest.approx(0.375) and cover[2, 0, 1, 3, 0] == pytest.approx(0.125)
+    assert cover[0, 0, 0, 3, 1] == pytest.approx(36 / 144)     # door 1.0 x 2.2 m in 0.25 m bins
+    assert cover[0, 1, 0, 2, 1] == cover[1, 1, 0, 2, 1] == pytest.approx(50 / 144)   # 1.2 m -> 5 bins
     assert imp.street_sides == ("+x", "+y", "-y")
     assert imp.stats["openings"] == {"Window": 3, "Door": 2, "not_facing_a_side": 1,
                                      "turned_round": 0}

@@ -123,6 +123,9 @@ class ImportedBuilding:
     #: top and bottom faces, and side faces on a street side. A blank wall elsewhere may
     #: just be a side the street scan never saw.
     label_known: np.ndarray | None = None
+    #: float32[X, Y, Z, 6, 2] (with labels): share of each side face covered by windows
+    #: ([..., 0]) and doors ([..., 1]) -- the numbers the labels threshold; soft targets.
+    opening_cover: np.ndarray | None = None
 
     def grid_to_world(self, points: np.ndarray) -> np.ndarray:
         """World coordinates of grid-frame points float64[..., 3] (metres from the origin)."""

@@ -138,12 +138,14 @@ def voxelize_building(building: CityBuilding, cell_size: float = DEFAULT_CELL_SI
         labels, coverage = label_faces(occ, openings, cell_size, parts)
     street = tuple(DIRECTIONS[d] for d in sorted({o["direction"] for o in openings["objects"]
                                                    if o["direction"] is not None}))
-    known = None
+    known = cover = None
     if labels is not None:
         known = labels >= 0
         for d in range(4):
             if DIRECTIONS[d] not in street:
                 known[..., d] = False
+        cover = np.zeros(occ.shape + (6, 2), dtype=np.float32)
+        cover[..., :4, :] = np.moveaxis(coverage["cover"], (0, 1), (-1, -2))
     stats = _stats(building, table, points, occ, labels, openings, coverage, parts, method,
                    dominance, cell_size)
     if check_watertight:
@@ -155,7 +157,8 @@ def voxelize_building(building: CityBuilding, cell_size: float = DEFAULT_CELL_SI
         building_id=building.building_id, source=building.source, lod=building.lod,
         occupancy=occ.astype(np.uint8), labels=labels, rotation_deg=float(rotation),
         origin=frame.origin, cell_size=float(cell_size), street_sides=street, stats=stats,
-        notes=notes, crs=building.crs, parts=tuple(parts), label_known=known)
+        notes=notes, crs=building.crs, parts=tuple(parts), label_known=known,
+        opening_cover=cover)
 
 
 # -- polygons as arrays -------------------------------------------------------------------
