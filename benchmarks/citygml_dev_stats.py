@@ -87,6 +87,27 @@ def main_table(rows) -> str:
     return "\n".join(lines)
 
 
+def fmt_un(un) -> str:
+    return f"{un['Window']:g} / {un['Door']:g}" if un else "–"
+
+
+def quality_table(rows) -> str:
+    """What the labelling rule had to deal with, per building."""
+    out = ["| building | wall share within 4° of the rotation | openings turned round | "
+           "openings not facing a side | opening m² no face took (window / door) | "
+           "openings with no face | roof-step side faces (labelled wall) | shell vs grid m³ |",
+           "|---|---|---|---|---|---|---|---|"]
+    for _, _, imp, _ in rows:
+        s = imp.stats
+        un = s.get("unassigned_opening_m2")
+        out.append(f"| {imp.building_id} | {s['rotation_share']:.2f} | "
+                   f"{s['openings']['turned_round']} | {s['openings']['not_facing_a_side']} | "
+                   f"{fmt_un(un)} | "
+                   f"{s.get('openings_without_face', '–')} | {s['roof_step_side_faces']} | "
+                   f"{s['shell_volume_m3']:.0f} / {s['grid_volume_m3']:.0f} |")
+    return "\n".join(out)
+
+
 def compare_table(folder: Path, cell: float, rows) -> str:
     """Cells per occupancy method against the shell's own volume (divergence theorem)."""
     out = ["| building | watertight | shell volume m³ | flux cells (m³) | winding cells (m³) | "
@@ -222,6 +243,8 @@ def main(argv=None) -> int:
     print(main_table(rows))
     for e in errors:
         print("error:", e)
+    print("\n### What the rule had to deal with\n")
+    print(quality_table(rows))
     if args.compare:
         print("\n### Occupancy methods\n")
         print(compare_table(folder, args.cell_size, rows))

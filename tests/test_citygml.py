@@ -445,18 +445,41 @@ def test_shell_with_a_missing_wall_still_fills(tmp_path):
     assert flood.occupancy.sum() < 60 and not flood.occupancy[1:4, 1:3, 1].any()
 
 
-def test_terraced_building_fills_by_layer(tmp_path):
-    """Two boxes side by side (9 m and 3 m tall): the flux fill is exact per layer."""
+def test_building_parts_are_merged_and_fill_by_layer(tmp_path):
+    """A 9 m tall and a 3 m tall BuildingPart side by side, in CityJSON (children / parents)
+    and in CityGML 2.0 (consistsOfBuildingPart): one grid, exact per layer."""
     tall = box_surfaces((6.0, 6.0, 9.0), openings=False)
     low = [(k, e + np.array([6.0, 0, 0]), [h + np.array([6.0, 0, 0]) for h in hs], p)
            for k, e, hs, p in box_surfaces((6.0, 6.0, 3.0), openings=False)]
-    b = read_city_file(write_cityjson(tmp_path / "t.json", tall + low)).buildings[0]
-    imp = voxelize_building(b, check_watertight=False)
-    assert imp.occupancy.shape == (4, 2, 3)
+    path = write_cityjson(tmp_path / "t.json", tall + low)
+    doc = json.loads(Path(path).read_text())
+    geom = doc["CityObjects"].pop("B1")["geometry"][0]
+    n = len(tall)
+    doc["CityObjects"]["T"] = {"type": "Building", "children": ["T-1", "T-2"]}
+    for pid, sl in (("T-1", slice(0, n)), ("T-2", slice(n, None))):
+        part = dict(geom, boundaries=geom["boundaries"][sl],
+                    semantics={"surfaces": geom["semantics"]["surfaces"],
+                               "values": geom["semantics"]["values"][sl]})
+        doc["CityObjects"][pid] = {"type": "BuildingPart", "parents": ["T"], "geometry": [part]}
+    Path(path).write_text(json.dumps(doc))
+
+    def as_part(xml, pid):
+        inner = xml.split(f'<bldg:Building gml:id="{pid}">', 1)[1].rsplit("</bldg:Building>", 1)[0]
+        return (f'<bldg:consistsOfBuildingPart><bldg:BuildingPart gml:id="{pid}">{inner}'
+                f"</bldg:BuildingPart></bldg:consistsOfBuildingPart>")
+    gml = ('<core:cityObjectMember><bldg:Building gml:id="T">'
+           + as_part(gml2_building("T-1", tall), "T-1") + as_part(gml2_building("T-2", low), "T-2")
+           + "</bldg:Building></core:cityObjectMember>")
+    gml_path = write_gml2(tmp_path / "t.gml", [gml])
     expected = np.zeros((4, 2, 3), bool)
     expected[:2] = True
     expected[2:, :, 0] = True
-    np.testing.assert_array_equal(imp.occupancy.astype(bool), expected)
+    for p in (path, gml_path):
+        city = read_city_file(p)
+        (b,) = city.buildings
+        assert city.errors == [] and b.building_id == "T" and b.part_ids == ("T-1", "T-2")
+        imp = voxelize_building(b, check_watertight=False)
+        np.testing.assert_array_equal(imp.occupancy.astype(bool), expected)
 
 
 # -- errors -----------------------------------------------------------------------------------
