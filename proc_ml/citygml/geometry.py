@@ -122,12 +122,13 @@ def fan_triangles(poly: Polygon) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 3, 3))
 
 
-def winding_numbers(points: np.ndarray, triangles: np.ndarray, chunk: int = 2_000_000) -> np.ndarray:
+def winding_numbers(points: np.ndarray, triangles: np.ndarray, chunk: int = 500_000) -> np.ndarray:
     """Generalised winding number float64[P] of points w.r.t. triangles float64[T, 3, 3].
 
     The sum of the triangles' signed solid angles over 4 pi (Van Oosterom & Strackee):
     ~1 inside a closed outward-oriented surface, ~0 outside, and a smooth value in between
-    where the surface has holes (Jacobson et al. 2013).
+    where the surface has holes (Jacobson et al. 2013). Points x triangles are processed in
+    chunks of about ``chunk`` pairs (~100 MB of temporaries).
     """
     out = np.zeros(len(points))
     if len(points) == 0 or len(triangles) == 0:

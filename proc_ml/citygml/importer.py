@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import DatasetError
+from ..procedural.parts import DEFAULT_PARTS
 from .cityjson import read_cityjson
 from .gml import read_citygml
 from .model import CityFile, ImportedBuilding
@@ -66,6 +67,7 @@ def expand_paths(paths) -> list[Path]:
 
 def import_city_files(paths, cell_size: float = DEFAULT_CELL_SIZE, method: str = "flux",
                       crs: str | None = None, check_watertight: bool = True,
+                      parts: tuple[str, ...] = DEFAULT_PARTS,
                       ) -> tuple[list[ImportedBuilding], list[str]]:
     """Read and voxelise every building of every file (folders: their city files).
 
@@ -82,7 +84,7 @@ def import_city_files(paths, cell_size: float = DEFAULT_CELL_SIZE, method: str =
         errors += city.errors
         for building in city.buildings:
             try:
-                imported.append(voxelize_building(building, cell_size, method,
+                imported.append(voxelize_building(building, cell_size, method, parts,
                                                   check_watertight=check_watertight))
             except DatasetError as exc:
                 errors.append(str(exc))
