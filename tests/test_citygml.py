@@ -1,0 +1,609 @@
+"""CityGML / CityJSON import: readers, CRS checks, rotation, layers, occupancy, face labels.
+
+The synthetic building used throughout is a 9 x 6 x 6 m box (3 x 2 x 2 cells of 3 m) with
+a door and a window in its -y wall, a small window on its +x wall split between two cells,
+a double door in its +y wall and a roof window; it is written as CityJSON, CityGML 2.0 and CityGML 3.0 by the helpers
+below, and its labels are worked out by hand in ``_expected_box_labels``. The real fixture
+is one LoD3 building of the Ingolstadt road-space models (tests/data/citygml/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from proc_ml.citygml import (ImportedBuilding, import_city_files, read_city_file,
+                             voxelize_building)
+from proc_ml.citygml.crs import crs_problem, parse_epsg
+from proc_ml.citygml.geometry import newell
+from proc_ml.errors import DatasetError
+from proc_ml.grid import exterior_faces
+from proc_ml.procedural.parts import DEFAULT_PARTS
+
+DATA = Path(__file__).parent / "data" / "citygml"
+WALL, WINDOW, DOOR, ROOF, GROUND = (DEFAULT_PARTS.index(p) for p in
+                                    ("wall", "window", "door", "roof", "ground"))
+ORIGIN = np.array([500000.0, 5400000.0, 100.0])     # EPSG:25832-like metres
+
+
+# -- a box building, described once, written three ways -------------------------------------
+def _facing(ring, normal):
+    """The ring, turned so that its right-hand normal points along ``normal``."""
+    ring = np.asarray(ring, dtype=float)
+    return ring if newell(ring) @ np.asarray(normal, float) > 0 else ring[::-1].copy()
+
+
+def _rect_y(y, x0, x1, z0, z1):
+    return [(x0, y, z0), (x1, y, z0), (x1, y, z1), (x0, y, z1)]
+
+
+def _rect_x(x, y0, y1, z0, z1):
+    return [(x, y0, z0), (x, y1, z0), (x, y1, z1), (x, y0, z1)]
+
+
+def box_surfaces(size=(9.0, 6.0, 6.0), openings=True, missing=()):
+    """[(kind, exterior, interiors, parent)] in local metres; ``missing``: wall names left out."""
+    X, Y, Z = size
+    door = _rect_y(0.0, 0.5, 1.5, 0.0, 2.2)
+    window = _rect_y(0.0, 3.75, 6.75, 3.5, 5.0)
+    side_window = _rect_x(X, 2.6, 3.7, 1.0, 1.75)
+    roof_window = [(6.5, 2.0, Z), (7.5, 2.0, Z), (7.5, 3.0, Z), (6.5, 3.0, Z)]
+    out = []
+    if openings:   # the -y wall goes round the door and has a hole for the window
+        south = [(0, 0, 0), (0.5, 0, 0), (0.5, 0, 2.2), (1.5, 0, 2.2), (1.5, 0, 0), (X, 0, 0),
+                 (X, 0, Z), (0, 0, Z)]
+        out.append(("WallSurface", _facing(south, (0, -1, 0)), [_facing(window, (0, 1, 0))], None))
+    else:
+        out.append(("WallSurface", _facing(_rect_y(0, 0, X, 0, Z), (0, -1, 0)), [], None))
+    north = ([(0, Y, 0), (1.8, Y, 0), (1.8, Y, 2.4), (4.2, Y, 2.4), (4.2, Y, 0), (X, Y, 0),
+              (X, Y, Z), (0, Y, Z)] if openings else _rect_y(Y, 0, X, 0, Z))
+    walls = {"+y": _facing(north, (0, 1, 0)),
+             "-x": _facing(_rect_x(0, 0, Y, 0, Z), (-1, 0, 0)),
+             "+x": _facing(_rect_x(X, 0, Y, 0, Z), (1, 0, 0))}
+    for name, ring in walls.items():
+        if name not in missing:
+            holes = [_facing(side_window, (-1, 0, 0))] if name == "+x" and openings else []
+            out.append(("WallSurface", ring, holes, None))
+    out.append(("RoofSurface", _facing([(0, 0, Z), (X, 0, Z), (X, Y, Z), (0, Y, Z)], (0, 0, 1)),
+                [_facing(roof_window, (0, 0, -1))] if openings else [], None))
+    out.append(("GroundSurface", _facing([(0, 0, 0), (X, 0, 0), (X, Y, 0), (0, Y, 0)], (0, 0, -1)),
+                [], None))
+    if openings:
+        out.append(("Door", _facing(door, (0, -1, 0)), [], 0))
+        out.append(("Window", _facing(window, (0, -1, 0)), [], 0))
+        plus_x = next(i for i, s in enumerate(out) if s[0] == "WallSurface"
+                      and np.allclose(s[1][:, 0], X))
+        out.append(("Window", _facing(side_window, (1, 0, 0)), [], plus_x))
+        plus_y = next(i for i, s in enumerate(out) if s[0] == "WallSurface"
+                      and np.allclose(s[1][:, 1], Y))
+        out.append(("Door", _facing(_rect_y(Y, 1.8, 4.2, 0.0, 2.4), (0, 1, 0)), [], plus_y))
+        roof = next(i for i, s in enumerate(out) if s[0] == "RoofSurface")
+        out.append(("Window", _facing(roof_window, (0, 0, 1)), [], roof))
+    return out
+
+
+def _place(points, rotation_deg=0.0, origin=ORIGIN):
+    c, s = np.cos(np.radians(rotation_deg)), np.sin(np.radians(rotation_deg))
+    rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+    return np.asarray(points, float) @ rot.T + origin
+
+
+def write_cityjson(path, surfaces, rotation_deg=0.0, version="2.0", crs="EPSG:25832",
+                   extra_buildings=None, origin=ORIGIN, scale=(0.001, 0.001, 0.001)):
+    scale = np.asarray(scale, float)
+    translate = np.asarray(origin, float).tolist()
+    vertices, boundaries, values = [], [], []
+    sem = []
+    for kind, ext, holes, parent in surfaces:
+        rings = []
+        for ring in [ext] + list(holes):
+            idx = []
+            for p in _place(ring, rotation_deg, origin):
+                idx.append(len(vertices))
+                vertices.append([int(round(v)) for v in (p - origin) / scale])
+            rings.append(idx)
+        boundaries.append(rings)
+        entry = {"type": kind}
+        if parent is not None:
+            entry["parent"] = parent
+        sem.append(entry)
+        values.append(len(sem) - 1)
+    city_objects = {"B1": {"type": "Building", "attributes": {"function": "test"},
+                           "geometry": [{"type": "MultiSurface", "lod": "3.0" if version != "1.0" else 3,
+                                         "boundaries": boundaries,
+                                         "semantics": {"surfaces": sem, "values": values}}]}}
+    city_objects.update(extra_buildings or {})
+    doc = {"type": "CityJSON", "version": version,
+           "transform": {"scale": scale.tolist(), "translate": translate},
+           "metadata": {"referenceSystem": crs, "title": "box",
+                        "+license": "CC0-1.0, test data written by tests/test_citygml.py"},
+           "CityObjects": city_objects, "vertices": vertices}
+    Path(path).write_text(json.dumps(doc))
+    return path
+
+
+def _poslist(ring, rotation_deg, use_pos=False):
+    pts = _place(np.vstack([ring, ring[:1]]), rotation_deg)
+    if use_pos:
+        return "".join(f"<gml:pos>{x:.3f} {y:.3f} {z:.3f}</gml:pos>" for x, y, z in pts)
+    return ('<gml:posList srsDimension="3">' + " ".join(f"{v:.3f}" for v in pts.ravel())
+            + "</gml:posList>")
+
+
+def _polygon(pid, ext, holes, rotation_deg, use_pos=False):
+    inner = "".join(f"<gml:interior><gml:LinearRing>{_poslist(h, rotation_deg, use_pos)}"
+                    f"</gml:LinearRing></gml:interior>" for h in holes)
+    return (f'<gml:Polygon gml:id="{pid}"><gml:exterior><gml:LinearRing>'
+            f"{_poslist(ext, rotation_deg, use_pos)}</gml:LinearRing></gml:exterior>{inner}"
+            f"</gml:Polygon>")
+
+
+GML2_HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+             '<core:CityModel xmlns:core="http://www.opengis.net/citygml/2.0" '
+             'xmlns:bldg="http://www.opengis.net/citygml/building/2.0" '
+             'xmlns:gen="http://www.opengis.net/citygml/generics/2.0" '
+             'xmlns:gml="http://www.opengis.net/gml" xmlns:xlink="http://www.w3.org/1999/xlink">')
+
+
+def gml2_building(bid, surfaces, rotation_deg=0.0, lod=3, srs="EPSG:25832"):
+    """A CityGML 2.0 Building: semantic surfaces with inline polygons (``gml:pos`` for the
+    walls, ``posList`` elsewhere) and a building-level solid that refers to them by xlink."""
+    parts, ids = [], []
+    children = {}
+    for i, (kind, ext, holes, parent) in enumerate(surfaces):
+        if parent is not None:
+            children.setdefault(parent, []).append(i)
+    for i, (kind, ext, holes, parent) in enumerate(surfaces):
+        if parent is not None:
+            continue
+        pid = f"{bid}_p{i}"
+        ids.append(pid)
+        poly = _polygon(pid, ext, holes, rotation_deg, use_pos=kind == "WallSurface")
+        openings = ""
+        for j in children.get(i, []):
+            okind, oext, oholes, _ = surfaces[j]
+            openings += (f'<bldg:opening><bldg:{okind} gml:id="{bid}_o{j}"><bldg:lod{lod}MultiSurface>'
+                         f"<gml:MultiSurface><gml:surfaceMember>"
+                         f"{_polygon(f'{bid}_p{j}', oext, oholes, rotation_deg)}"
+                         f"</gml:surfaceMember></gml:MultiSurface></bldg:lod{lod}MultiSurface>"
+                         f"</bldg:{okind}></bldg:opening>")
+        parts.append(f'<bldg:boundedBy><bldg:{kind} gml:id="{bid}_s{i}"><bldg:lod{lod}MultiSurface>'
+                     f"<gml:MultiSurface><gml:surfaceMember>{poly}</gml:surfaceMember>"
+                     f"</gml:MultiSurface></bldg:lod{lod}MultiSurface>{openings}"
+                     f"</bldg:{kind}></bldg:boundedBy>")
+    solid = ("<gml:Solid><gml:exterior><gml:CompositeSurface>"
+             + "".join(f'<gml:surfaceMember xlink:href="#{pid}"/>' for pid in ids)
+             + "</gml:CompositeSurface></gml:exterior></gml:Solid>")
+    return (f'<core:cityObjectMember><bldg:Building gml:id="{bid}">'
+            f'<bldg:measuredHeight uom="m">6</bldg:measuredHeight>'
+            f"<bldg:lod{lod}Solid>{solid}</bldg:lod{lod}Solid>{''.join(parts)}"
+            f"</bldg:Building></core:cityObjectMember>")
+
+
+def write_gml2(path, buildings_xml, srs="EPSG:25832", extra=""):
+    env = (f'<gml:boundedBy><gml:Envelope srsName="{srs}" srsDimension="3">'
+           f"<gml:lowerCorner>0 0 0</gml:lowerCorner><gml:upperCorner>1 1 1</gml:upperCorner>"
+           f"</gml:Envelope></gml:boundedBy>") if srs else ""
+    Path(path).write_text(GML2_HEAD + env + extra + "".join(buildings_xml) + "</core:CityModel>")
+    return path
+
+
+def write_gml3(path, surfaces, rotation_deg=0.0):
+    """CityGML 3.0: con:WallSurface / con:fillingSurface / con:WindowSurface, GML 3.2; the roof
+    polygon lives in the building's lod3Solid and the RoofSurface refers to it by xlink, and
+    the GroundSurface is a separate city object the building's boundary refers to."""
+    body, flat = [], []
+    children = {}
+    for i, (_, _, _, parent) in enumerate(surfaces):
+        if parent is not None:
+            children.setdefault(parent, []).append(i)
+    solid_members = []
+    for i, (kind, ext, holes, parent) in enumerate(surfaces):
+        if parent is not None:
+            continue
+        poly = _polygon(f"p{i}", ext, holes, rotation_deg)
+        if kind == "RoofSurface":
+            solid_members.append(f"<gml:surfaceMember>{poly}</gml:surfaceMember>")
+            member = f'<gml:surfaceMember xlink:href="#p{i}"/>'
+        else:
+            solid_members.append(f'<gml:surfaceMember xlink:href="#p{i}"/>')
+            member = f"<gml:surfaceMember>{poly}</gml:surfaceMember>"
+        fillings = ""
+        for j in children.get(i, []):
+            okind, oext, oholes, _ = surfaces[j]
+            fillings += (f'<con:fillingSurface><con:{okind}Surface gml:id="o{j}">'
+                         f"<core:lod3MultiSurface><gml:MultiSurface><gml:surfaceMember>"
+                         f"{_polygon(f'p{j}', oext, oholes, rotation_deg)}</gml:surfaceMember>"
+                         f"</gml:MultiSurface></core:lod3MultiSurface></con:{okind}Surface>"
+                         f"</con:fillingSurface>")
+        feature = (f'<con:{kind} gml:id="s{i}"><core:lod3MultiSurface>'
+                   f"<gml:MultiSurface>{member}</gml:MultiSurface></core:lod3MultiSurface>"
+                   f"{fillings}</con:{kind}>")
+        if kind == "GroundSurface":
+            body.append(f'<core:boundary xlink:href="#s{i}"/>')
+            flat.append(f"<core:cityObjectMember>{feature}</core:cityObjectMember>")
+        else:
+            body.append(f"<core:boundary>{feature}</core:boundary>")
+    solid = ('<core:lod3Solid><gml:Solid><gml:exterior><gml:Shell>' + "".join(solid_members)
+             + "</gml:Shell></gml:exterior></gml:Solid></core:lod3Solid>")
+    doc = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+           '<core:CityModel xmlns:core="http://www.opengis.net/citygml/3.0" '
+           'xmlns:bldg="http://www.opengis.net/citygml/building/3.0" '
+           'xmlns:con="http://www.opengis.net/citygml/construction/3.0" '
+           'xmlns:gml="http://www.opengis.net/gml/3.2" xmlns:xlink="http://www.w3.org/1999/xlink">'
+           '<gml:boundedBy><gml:Envelope srsName="urn:ogc:def:crs,crs:EPSG::25832,crs:EPSG::7837" '
+           'srsDimension="3"><gml:lowerCorner>0 0 0</gml:lowerCorner><gml:upperCorner>1 1 1'
+           '</gml:upperCorner></gml:Envelope></gml:boundedBy>'
+           '<core:cityObjectMember><bldg:Building gml:id="B3">' + solid + "".join(body)
+           + "</bldg:Building></core:cityObjectMember>" + "".join(flat) + "</core:CityModel>")
+    Path(path).write_text(doc)
+    return path
+
+
+def _expected_box_labels():
+    """Worked out by hand for box_surfaces() at 3 m cells: grid 3 x 2 x 2, all occupied.
+
+    * the door (x 0.5-1.5, z 0-2.2) covers 2.2 / 9 = 0.24 of face (0, 0, 0) -y  -> door;
+    * the window (x 3.75-6.75, z 3.5-5) covers 3.375 / 9 = 0.375 of (1, 0, 1) -y and
+      1.125 / 9 = 0.125 of (2, 0, 1) -y: both over 8 %                        -> window, window;
+    * the +x window (y 2.6-3.7, z 1-1.75) puts 0.3 m^2 on (2, 0, 0) and 0.525 m^2 on
+      (2, 1, 0): both under 8 %, but (2, 1, 0) holds most of it -> window (main face);
+    * the double door in the +y wall (x 1.8-4.2, z 0-2.4) covers 2.88 / 9 = 0.32 of both
+      (0, 1, 0) +y and (1, 1, 0) +y                                               -> door, door;
+    * the roof window faces up: no side face; top faces stay roof;
+    * bottom faces on layer 0 are ground, everything else wall.
+    """
+    occ = np.ones((3, 2, 2), dtype=bool)
+    labels = np.where(exterior_faces(occ), WALL, -1).astype(np.int8)
+    labels[..., 4] = np.where(exterior_faces(occ)[..., 4], ROOF, -1)
+    labels[..., 5] = np.where(exterior_faces(occ)[..., 5], GROUND, -1)
+    labels[0, 0, 0, 3] = DOOR
+    labels[1, 0, 1, 3] = labels[2, 0, 1, 3] = WINDOW
+    labels[2, 1, 0, 0] = WINDOW
+    labels[0, 1, 0, 2] = labels[1, 1, 0, 2] = DOOR
+    return labels
+
+
+def _check_contract(imp: ImportedBuilding):
+    """What proc-ml's grid files require: dtypes, shapes, labels exactly on exterior faces."""
+    assert imp.occupancy.dtype == np.uint8 and imp.occupancy.ndim == 3
+    ext = exterior_faces(imp.occupancy)
+    if imp.labels is not None:
+        assert imp.labels.dtype == np.int8 and imp.labels.shape == imp.occupancy.shape + (6,)
+        assert np.array_equal(imp.labels >= 0, ext)
+        assert imp.labels.max() < len(imp.parts)
+        assert imp.label_known.shape == imp.labels.shape and not np.any(imp.label_known & ~ext)
+
+
+# -- the real fixture -----------------------------------------------------------------------
+def test_real_lod3_fixture_imports_with_doors_on_the_ground_layer():
+    city = read_city_file(DATA / "4018265.xml")
+    assert city.format == "CityGML 2.0" and city.errors == [] and city.crs == "EPSG:32632"
+    (b,) = city.buildings
+    assert (b.building_id, b.lod, b.epsg) == ("4018265", 3, 32632)
+    assert b.count("Door") == 2 and b.count("Window") == 1 and b.count("WallSurface") == 24
+    imp = voxelize_building(b)
+    _check_contract(imp)
+    assert imp.occupancy.shape == (3, 6, 4)
+    assert abs(imp.rotation_deg - (-0.9)) < 0.5
+    labels = imp.labels
+    door_cells = np.argwhere(labels == DOOR)
+    assert len(door_cells) == 2 and set(door_cells[:, 2]) == {0}          # layer 0 only
+    assert not np.isin(labels[..., 4:], [WINDOW, DOOR]).any()               # not on top/bottom
+    assert set(door_cells[:, 3]) == {3}                                     # both face -y
+    assert np.count_nonzero(labels == WINDOW) == 1
+    assert imp.street_sides == ("-y",)
+    assert imp.stats["openings_per_layer"]["Door"] == [2, 0, 0, 0]
+    assert imp.stats["faces_per_part"]["roof"] == int(exterior_faces(imp.occupancy)[..., 4].sum())
+    # the grid sits on the building: layer 0 starts at its lowest point, cells cover it
+    shell = np.concatenate([p.exterior for s in b.surfaces if s.kind != "BuildingInstallation"
+                            for p in s.polygons])
+    g = imp.world_to_grid(shell)
+    np.testing.assert_allclose(g.min(axis=0), 0.0, atol=1e-6)
+    assert np.all(g.max(axis=0) <= np.array(imp.occupancy.shape) * 3.0 + 1e-6)
+    assert imp.origin[2] == pytest.approx(shell[:, 2].min())
+    assert imp.stats["watertight"] is False and imp.stats["time_s"] < 5
+
+
+def test_real_lod3_without_openings_gives_occupancy_only():
+    (b,) = read_city_file(DATA / "4018142.xml").buildings
+    imp = voxelize_building(b)
+    assert b.lod == 3 and not b.has_openings
+    assert imp.labels is None and imp.label_known is None and imp.street_sides == ()
+    assert imp.occupancy.shape == (4, 9, 5) and imp.stats["watertight"] is True
+    # the volume on the grid is within a cell column or so of the shell's own volume
+    assert abs(imp.stats["grid_volume_m3"] - imp.stats["shell_volume_m3"]) < 3 * 27
+    assert any("LoD3 without any opening" in n for n in imp.notes)
+
+
+# -- the box, three encodings ---------------------------------------------------------------
+@pytest.mark.parametrize("version", ["1.0", "1.1", "2.0"])
+def test_cityjson_box_labels_match_the_hand_computed_ones(tmp_path, version):
+    path = write_cityjson(tmp_path / "box.city.json", box_surfaces(), version=version)
+    city = read_city_file(path)
+    assert city.format == f"CityJSON {version}" and city.errors == []
+    assert city.metadata["licence"]["+license"].startswith("CC0")
+    (b,) = city.buildings
+    assert b.lod == 3 and b.count("Window") == 3 and b.count("Door") == 2
+    assert {b.surfaces[s.parent].kind for s in b.surfaces if s.kind in ("Window", "Door")} \
+        == {"WallSurface", "RoofSurface"}
+    imp = voxelize_building(b)
+    _check_contract(imp)
+    assert imp.rotation_deg == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(imp.origin, ORIGIN, atol=1e-6)
+    assert imp.occupancy.all() and imp.occupancy.shape == (3, 2, 2)
+    np.testing.assert_array_equal(imp.labels, _expected_box_labels())
+    cover = imp.opening_cover          # window / door share of each face, 0.25 m bins
+    assert cover.shape == (3, 2, 2, 6, 2) and not cover[..., 4:, :].any()
+    assert cover[1, 0, 1, 3, 0] == pytest.approx(0.375) and cover[2, 0, 1, 3, 0] == pytest.approx(0.125)
+    assert cover[0, 0, 0, 3, 1] == pytest.approx(36 / 144)     # door 1.0 x 2.2 m in 0.25 m bins
+    assert cover[0, 1, 0, 2, 1] == cover[1, 1, 0, 2, 1] == pytest.approx(50 / 144)   # 1.2 m -> 5 bins
+    assert imp.street_sides == ("+x", "+y", "-y")
+    assert imp.stats["openings"] == {"Window": 3, "Door": 2, "not_facing_a_side": 1,
+                                     "turned_round": 0}
+    assert imp.stats["openings_per_layer"] == {"Window": [1, 2], "Door": [2, 0]}
+    assert imp.stats["watertight"] is True
+    # known labels: top, bottom, and the three street sides only
+    known = [0, 2, 3, 4, 5]
+    assert imp.label_known[..., known].sum() == (imp.labels[..., known] >= 0).sum()
+    assert not imp.label_known[..., 1].any()
+
+
+def test_openings_modelled_inside_out_are_turned_round(tmp_path):
+    """Several dev files have windows whose normals point into the building: the door and
+    the -y window are written reversed here and must still land on the -y faces."""
+    surfaces = [(k, e[::-1].copy() if k in ("Door", "Window") and p == 0 else e, hs, p)
+                for k, e, hs, p in box_surfaces()]
+    (b,) = read_city_file(write_cityjson(tmp_path / "flip.json", surfaces)).buildings
+    imp = voxelize_building(b)
+    np.testing.assert_array_equal(imp.labels, _expected_box_labels())
+    assert imp.stats["openings"]["turned_round"] == 2 and imp.street_sides == ("+x", "+y", "-y")
+
+
+def test_citygml_2_and_3_read_the_same_box(tmp_path):
+    expected = _expected_box_labels()
+    gml2 = write_gml2(tmp_path / "box2.gml", [gml2_building("B2", box_surfaces())])
+    gml3 = write_gml3(tmp_path / "box3.gml", box_surfaces())
+    for path, fmt in ((gml2, "CityGML 2.0"), (gml3, "CityGML 3.0")):
+        city = read_city_file(path)
+        assert city.format == fmt and city.errors == []
+        (b,) = city.buildings
+        kinds = sorted(s.kind for s in b.surfaces)
+        # the building-level solid refers to the semantic polygons: nothing is counted twice
+        assert kinds == sorted(["WallSurface"] * 4 + ["RoofSurface", "GroundSurface"]
+                               + ["Door"] * 2 + ["Window"] * 3), (fmt, kinds)
+        assert b.epsg == 25832
+        imp = voxelize_building(b)
+        _check_contract(imp)
+        np.testing.assert_array_equal(imp.labels, expected)
+        assert imp.stats["watertight"] is True
+    (b3,) = read_city_file(gml3).buildings
+    wall = next(i for i, s in enumerate(b3.surfaces) if s.kind == "WallSurface"
+                and any(o.parent == i and o.kind == "Door" for o in b3.surfaces))
+    assert b3.surfaces[wall].surface_id == "s0"
+
+
+def test_lod2_solid_without_semantics_gives_occupancy_only(tmp_path):
+    """LoD2 solid (no semantic surfaces) next to an LoD1 solid: LoD2 is used, no labels."""
+    solid = "".join(f"<gml:surfaceMember>{_polygon(f'q{i}', ext, [], 0.0)}</gml:surfaceMember>"
+                    for i, (_, ext, _, _) in enumerate(box_surfaces(openings=False)))
+    lod1 = "".join(f"<gml:surfaceMember>{_polygon(f'r{i}', ext, [], 0.0)}</gml:surfaceMember>"
+                   for i, (_, ext, _, _) in enumerate(box_surfaces((9.0, 6.0, 3.0), openings=False)))
+    building = ('<core:cityObjectMember><bldg:Building gml:id="L2">'
+                f"<bldg:lod1Solid><gml:Solid><gml:exterior><gml:CompositeSurface>{lod1}"
+                "</gml:CompositeSurface></gml:exterior></gml:Solid></bldg:lod1Solid>"
+                f"<bldg:lod2Solid><gml:Solid><gml:exterior><gml:CompositeSurface>{solid}"
+                "</gml:CompositeSurface></gml:exterior></gml:Solid></bldg:lod2Solid>"
+                "</bldg:Building></core:cityObjectMember>")
+    (b,) = read_city_file(write_gml2(tmp_path / "lod2.gml", [building])).buildings
+    assert b.lod == 2 and [s.kind for s in b.surfaces] == ["Unclassified"]
+    imp = voxelize_building(b)
+    assert imp.labels is None and imp.street_sides == ()
+    assert imp.occupancy.shape == (3, 2, 2) and imp.occupancy.all()
+    assert imp.rotation_deg == pytest.approx(0.0, abs=1e-6)
+    assert any("also has LoD 1" in n for n in b.notes)
+
+
+@pytest.mark.parametrize("angle", [30.0, -20.0, 75.0])
+def test_rotated_box_is_turned_back_onto_the_axes(tmp_path, angle):
+    path = write_cityjson(tmp_path / "rot.json", box_surfaces(), rotation_deg=angle)
+    (b,) = read_city_file(path).buildings
+    imp = voxelize_building(b)
+    _check_contract(imp)
+    expected = (angle + 45.0) % 90.0 - 45.0          # walls only fix the angle modulo 90
+    assert imp.rotation_deg == pytest.approx(expected, abs=0.05)
+    # the box's corners land on the grid axes: axis-aligned, starting at 0
+    corners = _place([(0, 0, 0), (9, 0, 0), (9, 6, 0), (0, 6, 6)], angle)
+    g = imp.world_to_grid(corners)
+    assert np.all(np.abs(g - np.round(g)) < 0.02)     # integral metres: axis-aligned
+    np.testing.assert_allclose(imp.grid_to_world(g), corners, atol=1e-6)
+    assert imp.occupancy.all() and imp.occupancy.sum() == 12
+    if angle == 75.0:      # -15 degrees: the box's long side runs along grid y
+        assert imp.occupancy.shape == (2, 3, 2)
+    else:
+        assert imp.occupancy.shape == (3, 2, 2)
+        np.testing.assert_array_equal(imp.labels, _expected_box_labels())
+    m = imp.cell_to_world
+    np.testing.assert_allclose(m[:3, 3], imp.origin)
+
+
+def test_shell_with_a_missing_wall_still_fills(tmp_path):
+    """15 x 12 x 9 m box with its +x wall left out: 24 m of open edges, and the vertical
+    flux fill (default) and the winding number still give the full 5 x 4 x 3 block, while
+    the surface + flood fill leaks through the gap and keeps only a hollow shell."""
+    surfaces = box_surfaces((15.0, 12.0, 9.0), openings=False, missing=("+x",))
+    (b,) = read_city_file(write_cityjson(tmp_path / "open.json", surfaces)).buildings
+    flux = voxelize_building(b)
+    assert flux.stats["watertight"] is False and flux.stats["open_edge_m"] == pytest.approx(42.0)
+    assert flux.occupancy.shape == (5, 4, 3) and flux.occupancy.all()
+    wind = voxelize_building(b, method="winding", check_watertight=False)
+    assert wind.occupancy.all()
+    flood = voxelize_building(b, method="flood", check_watertight=False)
+    assert flood.occupancy.sum() < 60 and not flood.occupancy[1:4, 1:3, 1].any()
+
+
+def test_building_parts_are_merged_and_fill_by_layer(tmp_path):
+    """A 9 m tall and a 3 m tall BuildingPart side by side, in CityJSON (children / parents)
+    and in CityGML 2.0 (consistsOfBuildingPart): one grid, exact per layer."""
+    tall = box_surfaces((6.0, 6.0, 9.0), openings=False)
+    low = [(k, e + np.array([6.0, 0, 0]), [h + np.array([6.0, 0, 0]) for h in hs], p)
+           for k, e, hs, p in box_surfaces((6.0, 6.0, 3.0), openings=False)]
+    path = write_cityjson(tmp_path / "t.json", tall + low)
+    doc = json.loads(Path(path).read_text())
+    geom = doc["CityObjects"].pop("B1")["geometry"][0]
+    n = len(tall)
+    doc["CityObjects"]["T"] = {"type": "Building", "children": ["T-1", "T-2"]}
+    for pid, sl in (("T-1", slice(0, n)), ("T-2", slice(n, None))):
+        part = dict(geom, boundaries=geom["boundaries"][sl],
+                    semantics={"surfaces": geom["semantics"]["surfaces"],
+                               "values": geom["semantics"]["values"][sl]})
+        doc["CityObjects"][pid] = {"type": "BuildingPart", "parents": ["T"], "geometry": [part]}
+    Path(path).write_text(json.dumps(doc))
+
+    def as_part(xml, pid):
+        inner = xml.split(f'<bldg:Building gml:id="{pid}">', 1)[1].rsplit("</bldg:Building>", 1)[0]
+        return (f'<bldg:consistsOfBuildingPart><bldg:BuildingPart gml:id="{pid}">{inner}'
+                f"</bldg:BuildingPart></bldg:consistsOfBuildingPart>")
+    gml = ('<core:cityObjectMember><bldg:Building gml:id="T">'
+           + as_part(gml2_building("T-1", tall), "T-1") + as_part(gml2_building("T-2", low), "T-2")
+           + "</bldg:Building></core:cityObjectMember>")
+    gml_path = write_gml2(tmp_path / "t.gml", [gml])
+    expected = np.zeros((4, 2, 3), bool)
+    expected[:2] = True
+    expected[2:, :, 0] = True
+    for p in (path, gml_path):
+        city = read_city_file(p)
+        (b,) = city.buildings
+        assert city.errors == [] and b.building_id == "T" and b.part_ids == ("T-1", "T-2")
+        imp = voxelize_building(b, check_watertight=False)
+        np.testing.assert_array_equal(imp.occupancy.astype(bool), expected)
+
+
+# -- errors -----------------------------------------------------------------------------------
+def _one_line(msg: str, *must):
+    assert "\n" not in msg and "Traceback" not in msg
+    for m in must:
+        assert m in msg, (m, msg)
+
+
+def test_broken_building_is_one_line_and_the_others_import(tmp_path):
+    good = gml2_building("GOOD", box_surfaces())
+    bad_numbers = gml2_building("BADNUM", box_surfaces()).replace(
+        '<gml:posList srsDimension="3">', '<gml:posList srsDimension="3">x ', 1)
+    bad_count = gml2_building("BADCOUNT", box_surfaces()).replace(
+        '<gml:posList srsDimension="3">', '<gml:posList srsDimension="3">1.0 ', 1)
+    bad_href = gml2_building("BADREF", box_surfaces()).replace('xlink:href="#BADREF_p1"',
+                                                               'xlink:href="#nowhere"')
+    empty = '<core:cityObjectMember><bldg:Building gml:id="EMPTY"/></core:cityObjectMember>'
+    path = write_gml2(tmp_path / "mixed.gml", [bad_numbers, good, bad_count, bad_href, empty])
+    city = read_city_file(path)
+    assert [b.building_id for b in city.buildings] == ["GOOD"]
+    assert len(city.errors) == 4
+    for err, bid, what in zip(city.errors, ("BADNUM", "BADCOUNT", "BADREF", "EMPTY"),
+                              ("not numbers", "does not split into 3-D", "#nowhere",
+                               "no surfaces or solids")):
+        _one_line(err, str(path), f"building {bid}", what)
+    imported, errors = import_city_files([path])
+    assert [i.building_id for i in imported] == ["GOOD"] and errors == city.errors
+
+
+def test_broken_cityjson_building_and_bad_files(tmp_path):
+    bad = {"BAD": {"type": "Building", "geometry": [
+        {"type": "Solid", "lod": "2", "boundaries": [[[[0, 1, 99999]]]]}]},
+           "NOGEOM": {"type": "Building"}}
+    cj = write_cityjson(tmp_path / "b.json", box_surfaces(), extra_buildings=bad)
+    city = read_city_file(cj)
+    assert [b.building_id for b in city.buildings] == ["B1"]
+    assert len(city.errors) == 2
+    _one_line(city.errors[0], "building BAD", "vertex index 99999 out of range")
+    _one_line(city.errors[1], "building NOGEOM", "no surfaces or solids")
+
+    not_city = tmp_path / "notes.xml"
+    not_city.write_text('<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"/>')
+    garbage = tmp_path / "garbage.gml"
+    garbage.write_text("<core:CityModel xmlns:core='http://www.opengis.net/citygml/2.0'><oops")
+    bad_json = tmp_path / "x.city.json"
+    bad_json.write_text('{"type": "CityJSON", "version": "2.0", ')
+    feature = tmp_path / "f.json"
+    feature.write_text('{"type": "FeatureCollection", "features": []}')
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    for path, what in ((not_city, "not a CityGML file (root element <kml>"),
+                       (garbage, "not well-formed XML"), (bad_json, "invalid JSON"),
+                       (feature, "not a CityJSON file"), (image, "not a CityGML or CityJSON"),
+                       (tmp_path / "missing.gml", "file not found")):
+        with pytest.raises(DatasetError) as info:
+            read_city_file(path)
+        _one_line(str(info.value), str(path), what)
+    imported, errors = import_city_files([not_city, cj, garbage, image])
+    assert [i.building_id for i in imported] == ["B1"] and len(errors) == 5
+
+
+def test_geographic_and_unknown_crs_are_refused_with_one_line(tmp_path):
+    geo = write_gml2(tmp_path / "wgs84.gml", [gml2_building("G", box_surfaces())],
+                     srs="urn:ogc:def:crs:EPSG::4979")
+    (b,) = read_city_file(geo).buildings
+    with pytest.raises(DatasetError) as info:
+        voxelize_building(b)
+    _one_line(str(info.value), str(geo), "building G", "geographic")
+
+    # degrees under a projected name: the coordinates give it away
+    deg = [(k, e * [1e-5, 1e-5, 1.0], [h * [1e-5, 1e-5, 1.0] for h in hs], p)
+           for k, e, hs, p in box_surfaces(openings=False)]
+    doc = write_cityjson(tmp_path / "deg.json", deg, origin=(11.4, 48.7, 400.0),
+                         scale=(1e-9, 1e-9, 0.001))
+    (b,) = read_city_file(doc).buildings
+    with pytest.raises(DatasetError) as info:
+        voxelize_building(b)
+    _one_line(str(info.value), "building B1", "look like degrees")
+
+    unknown = write_gml2(tmp_path / "nocrs.gml", [gml2_building("U", box_surfaces())], srs=None)
+    imported, errors = import_city_files([unknown, geo])
+    assert imported == [] and len(errors) == 2
+    _one_line(errors[0], str(unknown), "building U", "no CRS")
+    _one_line(errors[1], "building G", "geographic")
+    # a caller who knows the CRS can say so
+    imported, errors = import_city_files([unknown], crs="EPSG:25832")
+    assert errors == [] and imported[0].crs == "EPSG:25832"
+    local = write_gml2(tmp_path / "local.gml", [gml2_building("L", box_surfaces())], srs="Local")
+    _one_line(import_city_files([local])[1][0], "unknown CRS 'Local'")
+
+
+def test_grid_size_limit_and_empty_grid(tmp_path):
+    (b,) = read_city_file(write_cityjson(tmp_path / "b.json", box_surfaces())).buildings
+    with pytest.raises(DatasetError) as info:
+        voxelize_building(b, cell_size=0.02)
+    _one_line(str(info.value), "building B1", "at most 256 per axis")
+    with pytest.raises(DatasetError) as info:
+        voxelize_building(b, cell_size=40.0)
+    _one_line(str(info.value), "empty building")
+
+
+def test_crs_names():
+    assert parse_epsg("EPSG:32632") == 32632
+    assert parse_epsg("urn:ogc:def:crs:EPSG::25832") == 25832
+    assert parse_epsg("urn:ogc:def:crs:EPSG:6.12:31467") == 31467
+    assert parse_epsg("urn:ogc:def:crs,crs:EPSG::25832,crs:EPSG::5783") == 25832
+    assert parse_epsg("https://www.opengis.net/def/crs/EPSG/0/7415") == 7415
+    assert parse_epsg("EPSG:25832+5783") == 25832
+    assert parse_epsg("urn:adv:crs:ETRS89_UTM32*DE_DHHN2016_NH") == 25832
+    assert parse_epsg("urn:adv:crs:DE_DHDN_3GK3*DE_DHHN92_NH") == 31467
+    assert parse_epsg("Local") is None and parse_epsg(None) is None
+    assert crs_problem("EPSG:32632", 32632) is None
+    assert "geographic" in crs_problem("EPSG:6697", 6697)          # PLATEAU's JGD2011
+    assert "geographic" in crs_problem("urn:ogc:def:crs:OGC:1.3:CRS84", None)
+    assert "no CRS" in crs_problem(None, None)
+
+
+def test_licence_metadata_and_determinism(tmp_path):
+    extra = ('<gen:stringAttribute name="license"><gen:value>CC BY 4.0, City of X'
+             "</gen:value></gen:stringAttribute>")
+    path = write_gml2(tmp_path / "lic.gml", [gml2_building("B", box_surfaces())], extra=extra)
+    city = read_city_file(path)
+    assert city.metadata["licence"] == {"license": "CC BY 4.0, City of X"}
+    a, b = (voxelize_building(city.buildings[0]) for _ in range(2))
+    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.occupancy, b.occupancy)
+    assert a.rotation_deg == b.rotation_deg
