@@ -17,7 +17,9 @@ Output: one quad per exterior cell face, in world space, with prim attributes
 Parameters: ``model`` (file), ``device`` (auto/cpu/cuda/tensorrt/directml/coreml, ``proc_ml.runtime.DEVICES``), ``threads`` (onnxruntime
 intra-op threads, 0 = its default), ``cellsize`` (float, 0 = the
 model's training cell size), ``inputtype`` (auto/points/polygons), ``upaxis`` (y/z),
-and, used only by style-aware models, ``streetside`` (+x/-x/+y/-y in proc-ml's z-up
+``street`` (the sides facing the street, e.g. "+x -y" in proc-ml's z-up frame: street-aware
+models use them, a massing-only model cannot and the node warns), and, used only by
+style-aware models, ``streetside`` (+x/-x/+y/-y in proc-ml's z-up
 frame), ``windowperiod`` (1-3), ``shopfront`` and ``balconies`` (toggles).
 
 The loaded model stays in proc-ml's one model cache (``proc_ml.runtime.session.cached``),
@@ -29,6 +31,7 @@ import hou
 
 from proc_ml.dcc import houdini as hgeo
 from proc_ml.dcc.predict import open_session, predict_cell_points, predict_polygons, style_vector
+from proc_ml.encoding import parse_street
 from proc_ml.errors import ProcMLError
 
 INPUT_TYPES = ("auto", "points", "polygons")
@@ -64,7 +67,8 @@ def cook(node):
     try:
         session = _session(node)
         kind = _input_type(node, geo)
-        frame = {"up": hgeo.parm_string(node, "upaxis", "y"), "clockwise": True}
+        street = parse_street(hgeo.parm_string(node, "street", ""), "street sides")
+        frame = {"up": hgeo.parm_string(node, "upaxis", "y"), "clockwise": True, "street": street}
         cell_size = hgeo.parm_value(node, "cellsize", 0.0)
         if kind == "points":
             prims = predict_cell_points(session, hgeo.point_positions(geo), cell_size,
@@ -84,6 +88,9 @@ def cook(node):
     hgeo.write_labelled_prims(geo, prims)
     if len(prims) == 0:
         raise hou.NodeWarning("the input fills no cells at this cell size: nothing to label")
+    note = session.predictor.street_note(street)
+    if note:
+        raise hou.NodeWarning(note)
 
 
 cook(hou.pwd())

@@ -15,7 +15,7 @@ from . import __version__
 from .errors import ProcMLError
 
 # Order here is the order in ``proc-ml --help``; a module not present is not offered.
-COMMAND_MODULES = ("generate", "train", "evaluate", "export", "predict", "demo", "batch")
+COMMAND_MODULES = ("generate", "importing", "train", "evaluate", "export", "predict", "demo", "batch")
 
 
 class _Parser(argparse.ArgumentParser):

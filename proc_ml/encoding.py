@@ -36,12 +36,39 @@ ADJACENCY_STREET = ("street_distance",)
 GRID_STRIDE = 4
 
 
-def grid_channel_names(with_style: bool) -> tuple[str, ...]:
-    return GRID_CHANNELS + (STYLE_FEATURES if with_style else ())
+#: Which sides of the building face the street (multi-hot, +x -x +y -y): the first four
+#: style features, and on their own the input of street-aware massing models.
+STREET_FEATURES = STYLE_FEATURES[:4]
+SIDES = ("+x", "-x", "+y", "-y")
 
 
-def adjacency_feature_names(with_style: bool) -> tuple[str, ...]:
-    return ADJACENCY_BASE + ((ADJACENCY_STREET + STYLE_FEATURES) if with_style else ())
+def grid_channel_names(with_style: bool, with_street: bool = False) -> tuple[str, ...]:
+    return GRID_CHANNELS + (STYLE_FEATURES if with_style else STREET_FEATURES if with_street else ())
+
+
+def adjacency_feature_names(with_style: bool, with_street: bool = False) -> tuple[str, ...]:
+    if with_style:
+        return ADJACENCY_BASE + ADJACENCY_STREET + STYLE_FEATURES
+    return ADJACENCY_BASE + (STREET_FEATURES if with_street else ())
+
+
+def parse_street(sides, source: str = "--street") -> tuple[str, ...]:
+    """Street sides from ``"+x,-y"`` (or a sequence of names) -> ``("+x", "-y")``, in
+    ``SIDES`` order; ``DatasetError`` naming ``source`` for anything else."""
+    if sides is None:
+        return ()
+    names = sides.replace(",", " ").split() if isinstance(sides, str) else [str(s) for s in sides]
+    bad = [n for n in names if n not in SIDES]
+    if bad:
+        raise DatasetError(f"{source}: '{bad[0]}' is not a side (use {', '.join(SIDES)}, "
+                           f"comma separated, in the input's z-up frame)")
+    return tuple(side for side in SIDES if side in names)
+
+
+def street_vector(sides) -> np.ndarray:
+    """``float32[4]``: 1 for each side in ``sides`` (``SIDES`` order)."""
+    chosen = parse_street(sides)
+    return np.array([side in chosen for side in SIDES], dtype=np.float32)
 
 
 class StyleError(DatasetError, ValueError):
@@ -76,22 +103,24 @@ def _phase_grids(shape) -> list[np.ndarray]:
     return [(coords[axis] % period == 0) for axis, period in _PHASES]
 
 
-def grid_channels(occupancy: np.ndarray, style=None) -> np.ndarray:
-    """``float32[C, X, Y, Z]``: occupancy, ground floor, coordinate phases, style (optional).
+def grid_channels(occupancy: np.ndarray, style=None, street=None) -> np.ndarray:
+    """``float32[C, X, Y, Z]``: occupancy, ground floor, coordinate phases, then the style
+    (style-aware models) or the street sides (``street``: street-aware massing models).
 
     All channels other than occupancy are zero outside the building, so padding a grid
     with empty cells never changes the encoding of the cells inside it.
     """
     occ = np.asarray(occupancy, dtype=bool)
-    names = grid_channel_names(style is not None)
-    out = np.zeros((len(names),) + occ.shape, dtype=np.float32)
+    extra = (style_vector(style, check_values=False) if style is not None
+             else street_vector(street) if street is not None else None)
+    n_extra = 0 if extra is None else len(extra)
+    out = np.zeros((len(GRID_CHANNELS) + n_extra,) + occ.shape, dtype=np.float32)
     out[0] = occ
     out[1, :, :, 0] = occ[:, :, 0]
     for i, phase in enumerate(_phase_grids(occ.shape)):
         out[2 + i] = occ & phase
-    if style is not None:
-        vec = style_vector(style, check_values=False)
-        out[len(GRID_CHANNELS):] = vec[:, None, None, None] * occ[None]
+    if extra is not None:
+        out[len(GRID_CHANNELS):] = extra[:, None, None, None] * occ[None]
     return out
 
 
@@ -116,13 +145,13 @@ def street_distance(occupancy: np.ndarray, street_side: int) -> np.ndarray:
     return np.broadcast_to(dist, occ.shape).astype(np.float32)
 
 
-def adjacency_features(occupancy: np.ndarray, style=None, street_side: int | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def adjacency_features(occupancy: np.ndarray, style=None, street_side: int | None = None,
+                       street=None) -> tuple[np.ndarray, np.ndarray]:
     """Per occupied cell: ``(coords int32[N, 3], features float32[N, F])``.
 
     Cells are listed in ``np.nonzero`` order (x, then y, then z), the row order of
     ``faces.csv`` and ``adjacency.csv``. ``street_side`` defaults to the one encoded in
-    ``style``.
+    ``style``; without a style, ``street`` (sides) adds the street-side features.
     """
     occ = np.asarray(occupancy, dtype=bool)
     coords = np.stack(np.nonzero(occ), axis=1).astype(np.int32)
@@ -137,6 +166,8 @@ def adjacency_features(occupancy: np.ndarray, style=None, street_side: int | Non
         side = int(np.argmax(vec[:4])) if street_side is None else street_side
         cols.append(street_distance(occ, side)[x, y, z][:, None])
         cols.append(np.broadcast_to(vec, (len(coords), vec.size)))
+    elif street is not None:
+        cols.append(np.broadcast_to(street_vector(street), (len(coords), len(STREET_FEATURES))))
     feats = np.concatenate([np.asarray(c, dtype=np.float32) for c in cols], axis=1)
     return coords, feats
 

@@ -151,6 +151,8 @@ class PartsInfo(RunInfo):
     parts: list[str] = field(default_factory=list)
     directions: list[str] = field(default_factory=lambda: list(DIRECTIONS))
     with_style: bool = False
+    #: the model takes the sides facing the street (``encoding.STREET_FEATURES``) without a style
+    with_street: bool = field(default=False, metadata={"optional": True})
     stride: int = 1                 # grid sizes must be multiples of this (grid input)
     cell_size: float | None = None  # metres per cell of the training data
     grid_size: list | None = None   # training grid size

@@ -10,24 +10,30 @@ numpy + trimesh only (the inference path never imports torch or scipy).
   The bottom counts as closed (buildings are often modelled without a floor), so a box
   with no bottom face still fills solid.
 
+Walls: a mesh whose walls do not run along x and y is first turned about z by its dominant
+wall direction (``proc_ml.alignment``, the rule the real-building import uses), voxelised
+in that aligned frame, and every output is turned back: ``VoxelGrid.rotation_deg`` records it.
+
 Axes: proc-ml grids are z-up. glTF (GLB/GLTF) is y-up by convention, so those files are
-rotated into z-up on load (``up="y"``) and predictions are rotated back on output; OBJ,
-PLY, STL and OFF default to z-up. ``VoxelGrid`` keeps ``origin`` and ``cell_size`` (in the
-z-up frame) so every cell and face maps back to world space.
+rotated into z-up on load (``up="y"``) and predictions are rotated back on output. For OBJ,
+PLY, STL and OFF, which say nothing, ``detect_up`` looks at the geometry (a building has
+more area facing up than down: sloped roofs, often no floor) and picks z unless y is
+clearly the building's up; ``--up`` overrides. ``VoxelGrid`` keeps ``origin`` and ``cell_size`` (in
+the aligned z-up frame) so every cell and face maps back to world space.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .alignment import dominant_wall_angle, rotation_z
 from .errors import DatasetError
-from .grid import DIRECTION_VECTORS
-from .meshing import UP_AXES, QuadMesh, from_z_up, quad_mesh, to_z_up
+from .meshing import UP_AXES, QuadMesh, from_z_up, quad_mesh, to_z_up  # noqa: F401 (UP_AXES re-exported)
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 #: Grids larger than this on any axis are refused (usually a unit mismatch: cm vs m).
@@ -37,23 +43,50 @@ MAX_CELLS_PER_AXIS = 256
 _RAY_JITTER = (1.234567e-4, 2.345678e-4)
 
 
+#: Walls turned by less than this (degrees) are taken as aligned.
+ALIGN_TOLERANCE_DEG = 0.1
+#: Up-minus-down share of a mesh's area that counts as evidence for an up axis (detect_up).
+UP_EVIDENCE = 0.05
+
+
 def default_up(path: str | os.PathLike) -> str:
     return "y" if Path(path).suffix.lower() in (".glb", ".gltf") else "z"
 
 
 @dataclass
 class VoxelGrid:
-    """An occupancy grid and where it sits in the source mesh's world."""
+    """An occupancy grid and where it sits in the source mesh's world.
+
+    The grid lives in the *aligned* z-up frame: the source's z-up frame turned about z by
+    ``-rotation_deg`` around ``pivot``; ``origin`` is the low corner of cell (0, 0, 0) there.
+    """
     occupancy: np.ndarray   # uint8[X, Y, Z], z up
-    origin: np.ndarray      # float64[3]: min corner of cell (0, 0, 0), z-up frame
+    origin: np.ndarray      # float64[3]: min corner of cell (0, 0, 0), aligned z-up frame
     cell_size: float
     up: str = "z"           # up axis of the source mesh's frame
     closed: bool = True     # filled by parity (closed mesh) or surface + fill (open mesh)
+    rotation_deg: float = 0.0   # the source's walls face this way (turned back on output)
+    pivot: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    notes: list = field(default_factory=list)   # what was decided for the source (up, turn)
+
+    def to_aligned(self, points_z_up: np.ndarray) -> np.ndarray:
+        """Source z-up points -> the aligned frame the grid is in."""
+        points = np.asarray(points_z_up, dtype=np.float64)
+        if not self.rotation_deg:
+            return points
+        return (points - self.pivot) @ rotation_z(self.rotation_deg) + self.pivot
+
+    def from_aligned(self, points: np.ndarray) -> np.ndarray:
+        """Aligned-frame points -> the source's z-up frame."""
+        points = np.asarray(points, dtype=np.float64)
+        if not self.rotation_deg:
+            return points
+        return (points - self.pivot) @ rotation_z(self.rotation_deg).T + self.pivot
 
     def quads(self, labels: np.ndarray | None = None) -> QuadMesh:
         """The labelled quad mesh of the grid, in the source mesh's frame and units."""
         mesh = quad_mesh(self.occupancy, labels, self.cell_size, self.origin)
-        mesh.vertices = from_z_up(mesh.vertices, self.up)
+        mesh.vertices = from_z_up(self.from_aligned(mesh.vertices), self.up)
         return mesh
 
 
@@ -85,15 +118,30 @@ def is_closed(vertices: np.ndarray, triangles: np.ndarray) -> bool:
     return bool(np.all(counts % 2 == 0))
 
 
+def wall_rotation(vertices_z_up: np.ndarray, triangles: np.ndarray) -> float:
+    """The dominant wall direction of a z-up mesh, degrees in (-45, 45] (0: aligned)."""
+    corners = np.asarray(vertices_z_up, dtype=np.float64)[np.asarray(triangles, dtype=np.int64)]
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    area = np.linalg.norm(cross, axis=1)
+    normals = np.divide(cross, area[:, None], out=np.zeros_like(cross), where=area[:, None] > 0)
+    angle, _ = dominant_wall_angle(normals, area / 2)
+    return angle if abs(angle) >= ALIGN_TOLERANCE_DEG else 0.0
+
+
 def voxelize(vertices: np.ndarray, triangles: np.ndarray, cell_size: float, up: str = "z",
-             closed: bool | None = None) -> VoxelGrid:
-    """Voxelise triangles (source frame, ``up`` axis) at ``cell_size``; see the module doc."""
+             closed: bool | None = None, align: bool = True) -> VoxelGrid:
+    """Voxelise triangles (source frame, ``up`` axis) at ``cell_size``; see the module doc.
+    ``align``: turn the mesh so its walls run along the grid axes first."""
     if not cell_size > 0:
         raise ValueError(f"cell size must be > 0, got {cell_size}")
     verts = to_z_up(vertices, up)
     tris = np.asarray(triangles, dtype=np.int64)
     if len(tris) == 0:
         raise ValueError("the mesh has no triangles")
+    rotation = wall_rotation(verts, tris) if align else 0.0
+    pivot = verts.mean(axis=0)
+    if rotation:
+        verts = (verts - pivot) @ rotation_z(rotation) + pivot
     origin = verts.min(axis=0)
     shape = tuple(max(1, math.ceil(e / cell_size - 1e-6)) for e in verts.max(axis=0) - origin)
     if max(shape) > MAX_CELLS_PER_AXIS:
@@ -104,20 +152,61 @@ def voxelize(vertices: np.ndarray, triangles: np.ndarray, cell_size: float, up: 
     corners = verts[tris]
     occ = (_parity_fill(corners, origin, cell_size, shape) if closed
            else _fill_enclosed(_surface_cells(corners, origin, cell_size, shape)))
-    return VoxelGrid(occ.astype(np.uint8), origin, float(cell_size), up, closed)
+    return VoxelGrid(occ.astype(np.uint8), origin, float(cell_size), up, closed, rotation, pivot)
 
 
-def voxelize_mesh(mesh, cell_size: float, up: str = "z") -> VoxelGrid:
-    return voxelize(np.asarray(mesh.vertices), np.asarray(mesh.faces), cell_size, up)
+def voxelize_mesh(mesh, cell_size: float, up: str = "z", align: bool = True) -> VoxelGrid:
+    return voxelize(np.asarray(mesh.vertices), np.asarray(mesh.faces), cell_size, up, align=align)
 
 
-def voxelize_file(path: str | os.PathLike, cell_size: float, up: str | None = None):
-    """``(VoxelGrid, trimesh.Trimesh)`` for a mesh file; ``up`` defaults by file type."""
+def detect_up(vertices: np.ndarray, triangles: np.ndarray) -> tuple[str, bool]:
+    """``(up, sure)``: the axis (``z`` or ``y``) a building stands on, from its faces.
+
+    Gravity makes buildings lopsided along their up axis only: more area faces up than down
+    (roofs slope, so they are larger than the footprint; block-outs are often modelled
+    without a floor), while the sides come in opposite pairs. The cue is the up-minus-down
+    share of the area along each candidate; y wins only when it shows the lopsidedness
+    clearly and z does not. A closed box, or voxel massing with its floor, shows nothing:
+    z is assumed (``sure`` False)."""
+    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(triangles, dtype=np.int64)]
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]) / 2
+    area = np.linalg.norm(cross, axis=1)
+    total = float(area.sum())
+    if total <= 0:
+        return "z", False
+    normal = np.divide(cross, area[:, None], out=np.zeros_like(cross), where=area[:, None] > 0)
+    lopsided = {up: float(area[normal[:, axis] > 0.3].sum() - area[normal[:, axis] < -0.3].sum()) / total
+                for up, axis in (("z", 2), ("y", 1))}
+    if lopsided["y"] > UP_EVIDENCE and lopsided["y"] > lopsided["z"] + UP_EVIDENCE:
+        return "y", True
+    return "z", lopsided["z"] > UP_EVIDENCE
+
+
+def voxelize_file(path: str | os.PathLike, cell_size: float, up: str | None = None,
+                  align: bool = True):
+    """``(VoxelGrid, trimesh.Trimesh)`` for a mesh file. ``up`` None: y for glTF, else
+    detected from the geometry (``detect_up``); ``VoxelGrid.notes`` says what was decided."""
     mesh = load_mesh(path)
+    notes = []
+    if up is None:
+        up = default_up(path)
+        if up == "z":
+            up, sure = detect_up(mesh.vertices, mesh.faces)
+            if up == "y":
+                notes.append("up axis: y, detected from the geometry (the building stands on "
+                             "its y axis); pass --up z to read it z-up")
+            elif not sure:
+                notes.append("up axis: z, assumed (the geometry does not tell y from z; pass "
+                             "--up y for a file from a Y-up tool)")
     try:
-        return voxelize_mesh(mesh, cell_size, up or default_up(path)), mesh
+        grid = voxelize_mesh(mesh, cell_size, up, align)
     except ValueError as exc:
         raise DatasetError(f"{path}: {exc}") from None
+    if grid.rotation_deg:
+        notes.append(f"walls turned by {-grid.rotation_deg:.1f} degrees about z to run along "
+                     f"the grid; outputs are turned back onto the input")
+    grid.notes = notes
+    return grid, mesh
 
 
 # -- closed meshes: one vertical ray per column ------------------------------------------
@@ -209,24 +298,46 @@ def _fill_enclosed(surface: np.ndarray) -> np.ndarray:
 
 
 # -- predictions back onto the source mesh ----------------------------------------------
+#: Points sampled on every source triangle for the label vote (its centre and 6 more).
+_TRANSFER_WEIGHTS = np.array([[1, 1, 1]] + [[a, b, 6 - a - b] for a in (1, 2, 4)
+                                            for b in (1, 2, 4) if a + b < 6], dtype=np.float64)
+_TRANSFER_WEIGHTS /= _TRANSFER_WEIGHTS.sum(axis=1, keepdims=True)
+
+
 def transfer_labels(vertices: np.ndarray, triangles: np.ndarray, grid: VoxelGrid,
-                    labels: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """A part per source triangle: the part of the nearest predicted face facing the same
-    way (any face when none does). ``vertices`` are in the source frame."""
+                    labels: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """A part per source triangle: the part of the voxel face the triangle lies on.
+
+    Points spread over each triangle (in the grid's aligned frame) each find the nearest
+    exterior face quad (exact point-to-square distance among the nearest face centres);
+    the triangle takes the part most of its points landed on. The facing of the triangle
+    does not enter, so a ground polygon with flipped normals still takes the ground faces
+    below it and a steep roof takes the roof steps it covers. Memory stays bounded: a
+    k-d tree over face centres (scipy) and ``chunk`` points at a time."""
+    from scipy.spatial import cKDTree
+
     quads = quad_mesh(grid.occupancy, labels, grid.cell_size, grid.origin)
-    if len(quads.parts) == 0:
-        return np.full(len(triangles), -1, dtype=np.int32)
-    centres = quads.vertices.reshape(-1, 4, 3).mean(axis=1)
-    corners = to_z_up(vertices, grid.up)[np.asarray(triangles)]
-    tri_centres = corners.mean(axis=1)
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    direction = np.argmax(normals @ DIRECTION_VECTORS.T.astype(np.float64), axis=1)
-    out = np.empty(len(triangles), dtype=np.int32)
-    for start in range(0, len(triangles), chunk):
-        sl = slice(start, start + chunk)
-        dist = ((tri_centres[sl, None, :] - centres[None]) ** 2).sum(axis=2)
-        same = direction[sl, None] == quads.directions[None].astype(np.int64)
-        has_same = same.any(axis=1)
-        dist = np.where(same | ~has_same[:, None], dist, np.inf)
-        out[sl] = quads.parts[np.argmin(dist, axis=1)]
-    return out
+    n_tris = len(triangles)
+    if len(quads.parts) == 0 or n_tris == 0:
+        return np.full(n_tris, -1, dtype=np.int32)
+    corners = grid.to_aligned(to_z_up(vertices, grid.up))[np.asarray(triangles, dtype=np.int64)]
+    points = np.einsum("sk,tkd->tsd", _TRANSFER_WEIGHTS, corners).reshape(-1, 3)
+    quad_corners = quads.vertices.reshape(-1, 4, 3)
+    centres = quad_corners.mean(axis=1)
+    low, high = quad_corners.min(axis=1), quad_corners.max(axis=1)
+    tree = cKDTree(centres)
+    k = min(8, len(centres))
+    nearest = np.empty(len(points), dtype=np.int64)
+    for start in range(0, len(points), chunk):
+        block = points[start:start + chunk]
+        _, cand = tree.query(block, k=k)
+        cand = cand.reshape(len(block), k)
+        gap = np.maximum(low[cand] - block[:, None], 0) + np.maximum(block[:, None] - high[cand], 0)
+        nearest[start:start + chunk] = cand[np.arange(len(block)), np.argmin((gap ** 2).sum(-1), axis=1)]
+    votes = quads.parts[nearest].reshape(n_tris, len(_TRANSFER_WEIGHTS)).astype(np.int64)
+    n_parts = int(votes.max()) + 2
+    counts = np.zeros((n_tris, n_parts), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(n_tris), votes.shape[1]), votes.reshape(-1) + 1), 1)
+    counts[:, 1:] *= 2              # the centre point breaks ties (it is counted first)
+    counts[np.arange(n_tris), votes[:, 0] + 1] += 1
+    return (np.argmax(counts, axis=1) - 1).astype(np.int32)

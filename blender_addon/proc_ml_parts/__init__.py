@@ -72,6 +72,11 @@ class ProcMLPartsSettings(bpy.types.PropertyGroup):
     cell_size: FloatProperty(name="Cell size", default=0.0, min=0.0, soft_max=10.0,
                              unit="LENGTH",
                              description="Voxel size; 0 uses the model's training cell size")
+    street_sides: EnumProperty(name="Street sides", items=STREET_ITEMS, options={"ENUM_FLAG"},
+                               default=set(),
+                               description="Sides facing the street (Blender's z-up frame): "
+                                           "street-aware models use them, a style-aware model "
+                                           "the first; a massing-only model cannot")
     street_side: EnumProperty(name="Street side", items=STREET_ITEMS, default="+x",
                               description="Style-aware models only")
     window_period: IntProperty(name="Window period", default=1, min=1, max=3,
@@ -92,6 +97,8 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                          default="SETTINGS")
     cell_size: FloatProperty(name="Cell size", default=0.0, min=0.0, unit="LENGTH",
                              description="Voxel size; 0 uses the model's training cell size")
+    street_sides: EnumProperty(name="Street sides", items=STREET_ITEMS, options={"ENUM_FLAG"},
+                               default=set(), description="Sides facing the street")
     street_side: EnumProperty(name="Street side", items=STREET_ITEMS, default="+x")
     window_period: IntProperty(name="Window period", default=1, min=1, max=3)
     shopfront: BoolProperty(name="Shopfront", default=False)
@@ -130,14 +137,19 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
             session = open_session(model, device)     # proc-ml's one model cache
             style = (style_vector(self.street_side, self.window_period, self.shopfront,
                                   self.balconies) if session.with_style else None)
+            street = tuple(side for side, _, _ in STREET_ITEMS if side in self.street_sides)
+            note = session.predictor.street_note(street)
+            if note:
+                self.report({"WARNING"}, note)
             for source in sources:
                 points, counts, indices = bgeo.mesh_arrays(source, depsgraph)
                 if len(points) == 0:
                     self.report({"WARNING"}, f"{source.name}: empty mesh, nothing to label")
                     continue
-                prims = (predict_polygons(session, points, counts, indices, self.cell_size, style)
+                prims = (predict_polygons(session, points, counts, indices, self.cell_size, style,
+                                          street=street)
                          if len(counts) else
-                         predict_cell_points(session, points, self.cell_size, style))
+                         predict_cell_points(session, points, self.cell_size, style, street=street))
                 if len(prims) == 0:
                     self.report({"WARNING"}, f"{source.name}: fills no cells at this cell size")
                     continue
@@ -229,6 +241,7 @@ class VIEW3D_PT_proc_ml_parts(bpy.types.Panel):
         layout.prop(settings, "model_path")
         layout.prop(settings, "device")
         layout.prop(settings, "cell_size")
+        layout.prop(settings, "street_sides")
         style = layout.box()
         style.label(text="Style (style-aware models)")
         for name in ("street_side", "window_period", "shopfront", "balconies"):
@@ -237,6 +250,7 @@ class VIEW3D_PT_proc_ml_parts(bpy.types.Panel):
         op.model_path = settings.model_path
         op.device = settings.device
         op.cell_size = settings.cell_size
+        op.street_sides = settings.street_sides
         op.street_side = settings.street_side
         op.window_period = settings.window_period
         op.shopfront = settings.shopfront

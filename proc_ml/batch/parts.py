@@ -32,13 +32,15 @@ def open_parts(model_path: str, options: dict, limits: Limits):
     predictor = PartsPredictor.open(model_path, device=options.get("device", "auto"),
                                     intra_op_threads=WORKER_THREADS)
     cell_size = resolve_cell_size(options.get("cell_size"), model=predictor.cell_size)
-    return _PartsProcessor(predictor, cell_size, limits, bool(options.get("pictures", False)))
+    return _PartsProcessor(predictor, cell_size, limits, bool(options.get("pictures", False)),
+                           options.get("up"), options.get("street"))
 
 
 class _PartsProcessor:
-    def __init__(self, predictor, cell_size: float, limits: Limits, pictures: bool):
+    def __init__(self, predictor, cell_size: float, limits: Limits, pictures: bool,
+                 up: str | None, street):
         self.predictor, self.cell_size, self.limits = predictor, cell_size, limits
-        self.pictures = pictures
+        self.pictures, self.up, self.street = pictures, up, street
 
     def __call__(self, asset_path: Path, out_dir: Path) -> TaskOutput:
         from ..predict.parts import label_building
@@ -50,7 +52,7 @@ class _PartsProcessor:
             self.limits.check_cells(grid_shape(asset.vertices, self.cell_size))
         try:
             summary = label_building(self.predictor, asset_path, out_dir, cell_size=self.cell_size,
-                                     picture=self.pictures)
+                                     up=self.up, street=self.street, picture=self.pictures)
         except ProcMLError as exc:
             raise asset_error(exc, asset_path) from None
         return TaskOutput(list(summary["files"]), _short_summary(summary))
@@ -77,5 +79,6 @@ def grid_shape(vertices: np.ndarray, cell_size: float) -> tuple[int, ...]:
 
 
 def _short_summary(summary: dict) -> dict:
-    keys = ("grid_shape", "cells", "faces", "faces_per_part", "mean_confidence", "accuracy")
+    keys = ("grid_shape", "cells", "faces", "faces_per_part", "mean_confidence", "accuracy",
+            "rotation_deg", "street", "notes")
     return {k: summary[k] for k in keys if summary.get(k) is not None}

@@ -65,7 +65,8 @@ def resolve_opener(spec: str):
 register_task(BatchTask(
     "parts", "building parts on every exterior face of a voxelised mesh or grid",
     "parts (3D U-Net / per-cell MLP, ONNX)", "proc_ml.batch.parts:open_parts",
-    MESH_EXTENSIONS + NPZ_EXTENSIONS, option_names=("cell_size", "pictures")))
+    MESH_EXTENSIONS + NPZ_EXTENSIONS, option_names=("cell_size", "pictures", "up", "street"),
+    version=2))
 register_task(BatchTask(
     "classify", "one class per asset (top-k classes.json)", "PointNet / VoxNet classifier",
     "proc_ml.batch.shapes:open_classify", MESH_EXTENSIONS + POINT_EXTENSIONS))
@@ -76,4 +77,4 @@ register_task(BatchTask(
 register_task(BatchTask(
     "texture", "a textured GLB (facade atlas) per mesh or grid", "pix2pix facade generator",
     "proc_ml.batch.texture:open_texture", MESH_EXTENSIONS + NPZ_EXTENSIONS,
-    option_names=("cell_size", "parts_model", "parts_model_sha256", "material")))
+    option_names=("cell_size", "parts_model", "parts_model_sha256", "material", "up"), version=2))

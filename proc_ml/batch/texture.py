@@ -37,13 +37,14 @@ def open_texture(model_path: str, options: dict, limits: Limits):
     cell_size = resolve_cell_size(options.get("cell_size"),
                                   model=predictor.cell_size if predictor else None)
     return _TextureProcessor(generator, predictor, cell_size,
-                             str(options.get("material") or "plaster"), limits)
+                             str(options.get("material") or "plaster"), limits, options.get("up"))
 
 
 class _TextureProcessor:
-    def __init__(self, generator, parts_model, cell_size: float, material: str, limits: Limits):
+    def __init__(self, generator, parts_model, cell_size: float, material: str, limits: Limits,
+                 up: str | None):
         self.generator, self.parts_model, self.cell_size = generator, parts_model, cell_size
-        self.material, self.limits = material, limits
+        self.material, self.limits, self.up = material, limits, up
 
     def __call__(self, asset_path: Path, out_dir: Path) -> TaskOutput:
         from ..predict.texture import texture_building_file
@@ -60,7 +61,8 @@ class _TextureProcessor:
         try:
             summary = texture_building_file(self.generator, asset_path, out,
                                             parts_model=self.parts_model, material=self.material,
-                                            cell_size=self.cell_size if asset.kind == "mesh" else None)
+                                            cell_size=self.cell_size if asset.kind == "mesh" else None,
+                                            up=self.up)
         except ProcMLError as exc:
             raise asset_error(exc, asset_path) from None
         files = [OUTPUT_NAME, f"{out.stem}_atlas.png", f"{out.stem}_labels.png"]

@@ -84,8 +84,11 @@ def import_city_files(paths, cell_size: float = DEFAULT_CELL_SIZE, method: str =
         errors += city.errors
         for building in city.buildings:
             try:
-                imported.append(voxelize_building(building, cell_size, method, parts,
-                                                  check_watertight=check_watertight))
+                result = voxelize_building(building, cell_size, method, parts,
+                                           check_watertight=check_watertight)
             except DatasetError as exc:
                 errors.append(str(exc))
+                continue
+            result.file_metadata = dict(city.metadata)
+            imported.append(result)
     return imported, errors

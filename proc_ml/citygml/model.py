@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..alignment import rotation_z
+
 #: Boundary surfaces of the building shell, in the CityGML 2.0 / 3.0 class names.
 SHELL_KINDS = ("WallSurface", "RoofSurface", "GroundSurface", "OuterCeilingSurface",
                "OuterFloorSurface", "ClosureSurface")
@@ -126,24 +128,21 @@ class ImportedBuilding:
     #: float32[X, Y, Z, 6, 2] (with labels): share of each side face covered by windows
     #: ([..., 0]) and doors ([..., 1]) -- the numbers the labels threshold; soft targets.
     opening_cover: np.ndarray | None = None
+    #: The source file's licence / attribution / producer metadata (``CityFile.metadata``).
+    file_metadata: dict = field(default_factory=dict)
 
     def grid_to_world(self, points: np.ndarray) -> np.ndarray:
         """World coordinates of grid-frame points float64[..., 3] (metres from the origin)."""
-        return np.asarray(points, dtype=np.float64) @ _rz(self.rotation_deg).T + self.origin
+        return np.asarray(points, dtype=np.float64) @ rotation_z(self.rotation_deg).T + self.origin
 
     def world_to_grid(self, points: np.ndarray) -> np.ndarray:
         """Grid-frame coordinates (metres from cell (0,0,0)'s low corner) of world points."""
-        return (np.asarray(points, dtype=np.float64) - self.origin) @ _rz(self.rotation_deg)
+        return (np.asarray(points, dtype=np.float64) - self.origin) @ rotation_z(self.rotation_deg)
 
     @property
     def cell_to_world(self) -> np.ndarray:
         """float64[4, 4]: homogeneous (i, j, k) cell-index coordinates -> world."""
         m = np.eye(4)
-        m[:3, :3] = _rz(self.rotation_deg) * self.cell_size
+        m[:3, :3] = rotation_z(self.rotation_deg) * self.cell_size
         m[:3, 3] = self.origin
         return m
-
-
-def _rz(deg: float) -> np.ndarray:
-    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])

@@ -35,19 +35,19 @@ import time
 
 import numpy as np
 
+from ..alignment import dominant_wall_angle, rotation_z
 from ..errors import DatasetError
 from ..grid import (DIRECTION_VECTORS, DIRECTIONS, DOWN, NO_PART, UP, along_axis,
                     exterior_faces_by_direction, shifted)
 from ..procedural.parts import DEFAULT_PARTS, Vocabulary
+from ..units import DEFAULT_CELL_SIZE
+from ..voxelize import MAX_CELLS_PER_AXIS
 from .crs import crs_problem, looks_geographic
 from .geometry import (fan_triangles, inside_even_odd, normal_area, open_edge_length,
                        ring_edges_2d, sample_polygon, winding_numbers)
 from .model import OPENING_KINDS, SHELL_KINDS, CityBuilding, ImportedBuilding, Polygon
 from .occupancy import METHODS, flood_fraction, flux_fraction, winding_fraction
 
-DEFAULT_CELL_SIZE = 3.0
-#: Grids larger than this on any axis are refused (a unit mismatch, or a whole city block).
-MAX_CELLS_PER_AXIS = 256
 #: Geometry reaching less than this fraction of a cell past a cell boundary adds no cells.
 GRID_SLACK = 0.01
 #: A cell is occupied when more than this fraction of it is inside.
@@ -184,34 +184,21 @@ class PolygonTable:
 
 
 def dominant_rotation(table: PolygonTable) -> tuple[float, float]:
-    """``(rotation_deg in (-45, 45], share)``: the dominant wall direction modulo 90 degrees
-    and the share of the voting area within 4 degrees of it."""
-    horizontal = np.hypot(table.normals[:, 0], table.normals[:, 1])
+    """``(rotation_deg in (-45, 45], share)`` of the building's walls
+    (``proc_ml.alignment.dominant_wall_angle``): ``WallSurface`` polygons vote, or every shell
+    polygon when the file has no semantic walls."""
     voters = table.kinds == "WallSurface"
+    horizontal = np.hypot(table.normals[:, 0], table.normals[:, 1])
     if not np.any(voters & (horizontal > 0.5)):
         voters = table.kinds != "BuildingInstallation"
-    vote = voters & (horizontal > 0.5) & (table.area > 0)
-    if not vote.any():
-        return 0.0, 0.0
-    angle = np.degrees(np.arctan2(table.normals[vote, 1], table.normals[vote, 0])) % 90.0
-    weight = table.area[vote] * horizontal[vote]
-    hist = np.bincount(np.floor(angle).astype(np.int64) % 90, weights=weight, minlength=90)
-    smooth = sum(np.roll(hist, s) * k for s, k in zip(range(-2, 3), (1.0, 2.0, 3.0, 2.0, 1.0)))
-    peak = float(np.argmax(smooth)) + 0.5
-    near = np.abs((angle - peak + 45.0) % 90.0 - 45.0) <= 4.0
-    mean = np.angle(np.sum(weight[near] * np.exp(4j * np.radians(angle[near]))))
-    rotation = (np.degrees(mean) / 4.0 + 45.0) % 90.0 - 45.0
-    if rotation <= -45.0 + 1e-9:
-        rotation += 90.0
-    return float(round(rotation, 6)), float(weight[near].sum() / weight.sum())
+    return dominant_wall_angle(table.normals[voters], table.area[voters])
 
 
 class GridFrame:
     """World <-> grid frame: rotation by -rotation_deg about z, origin at the low corner."""
 
     def __init__(self, vertices: np.ndarray, rotation_deg: float, cell: float):
-        c, s = np.cos(np.radians(rotation_deg)), np.sin(np.radians(rotation_deg))
-        self.rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])   # grid -> world
+        self.rot = rotation_z(rotation_deg)                  # grid -> world
         self.pivot = np.round(vertices.mean(axis=0), 3)      # keeps UTM-sized numbers small
         local = (vertices - self.pivot) @ self.rot
         self.low = local.min(axis=0)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from proc_ml.encoding import parse_street
 from proc_ml.errors import ProcMLError
 from proc_ml.runtime.providers import DEVICES
+from proc_ml.units import check_cell_size
 from proc_ml.textures.palette import MATERIALS
 
 TASK_NAMES = ("parts", "classify", "segment", "texture")
@@ -44,6 +46,12 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="redo every asset, even unchanged ones")
     p.add_argument("--pictures", action="store_true",
                    help="also render parts.png per asset (matplotlib; about doubles the time per asset)")
+    p.add_argument("--up", choices=("y", "z"), default=None,
+                   help="up axis of mesh assets (default: y for GLB/GLTF, else detected from the "
+                        "geometry; see docs/onnx.md)")
+    p.add_argument("--street", default=None, metavar="SIDES",
+                   help="parts task: the sides facing the street for every asset, e.g. +x,-y "
+                        "(default: what each asset records)")
     p.add_argument("--extensions", nargs="+", metavar="EXT",
                    help="asset types to process, e.g. --extensions obj ply (default: all the task reads)")
     p.add_argument("--timeout", type=float, default=None,
@@ -67,9 +75,14 @@ def run(args) -> int:
         raise ProcMLError(f"--workers must be >= 1, got {args.workers}")
     if args.timeout is not None and args.timeout <= 0:
         raise ProcMLError(f"--timeout must be > 0 seconds, got {args.timeout}")
-    if args.cell_size is not None and not args.cell_size > 0:
-        raise ProcMLError(f"--cell-size must be > 0, got {args.cell_size}")
-    options = {"cell_size": args.cell_size, "pictures": args.pictures, "device": args.device}
+    if args.cell_size is not None:
+        check_cell_size(args.cell_size, "--cell-size")
+    options = {"cell_size": args.cell_size, "pictures": args.pictures, "device": args.device,
+               "up": args.up}
+    if args.street is not None:
+        if task.name != "parts":
+            raise ProcMLError("--street is for --task parts")
+        options["street"] = list(parse_street(args.street))
     if task.name == "texture":
         options.update(_texture_options(args))
     elif args.parts_model:

@@ -46,6 +46,9 @@ def register(sub) -> None:
                    help="9 comma-separated style values for style-aware models on inputs "
                         "without style (meshes): street:+x,street:-x,street:+y,street:-y,"
                         "window_period:1,window_period:2,window_period:3,shopfront,balconies")
+    p.add_argument("--street", default=None, metavar="SIDES",
+                   help="the sides facing the street, e.g. +x,-y, in the input's z-up frame "
+                        "(default: what the input records; a model that cannot use it says so)")
     _common(p)
     p.set_defaults(func=run_parts)
 
@@ -120,14 +123,16 @@ def _cell_size(args) -> float | None:
 
 
 def run_parts(args) -> int:
+    from proc_ml.encoding import parse_street
     from proc_ml.predict.parts import label_building
     from proc_ml.runtime import PartsPredictor
 
     cell_size = _cell_size(args)
     style = parse_style(args.style)
     predictor = PartsPredictor.open(args.model, device=args.device, intra_op_threads=args.threads)
+    street = parse_street(args.street) if args.street is not None else None
     summary = label_building(predictor, args.input, args.out, cell_size=cell_size,
-                             building_id=args.building_id, up=args.up, style=style)
+                             building_id=args.building_id, up=args.up, style=style, street=street)
     acc = "" if summary["accuracy"] is None else f", face accuracy {summary['accuracy']:.4f}"
     print(f"labelled {summary['faces']} faces of {summary['cells']} cells "
           f"(grid {summary['grid_shape']}, {summary['provider']}){acc}; wrote {args.out}")

@@ -24,6 +24,11 @@ class BuildingDataset:
         self.directions = list(self.manifest.get("directions", DIRECTIONS))
 
     @property
+    def labelled(self) -> bool:
+        """False for a massing-to-label dataset (grids without labels, e.g. LoD1/LoD2 imports)."""
+        return bool(self.manifest.get("labelled", True))
+
+    @property
     def cell_size(self) -> float | None:
         value = self.manifest.get("cell_size")
         return None if value is None else float(value)
@@ -39,11 +44,15 @@ class BuildingDataset:
     def grid_path(self, building_id: int) -> Path:
         return grid_path(self.root, building_id)
 
-    def building(self, building_id: int) -> BuildingRecord:
+    def building(self, building_id: int, require_labels: bool = True) -> BuildingRecord:
+        """One building; ``require_labels`` refuses a massing-to-label dataset in one line."""
         path = self.grid_path(building_id)
         if not path.is_file():
             raise DatasetError(f"{path}: missing grid file (was the dataset generated with --formats grids?)")
-        return grid_npz.read(path, n_parts=len(self.parts))
+        if require_labels and not self.labelled:
+            raise DatasetError(f"{self.root / MANIFEST}: a massing-to-label dataset (labelled: "
+                               f"false): its buildings have no part labels to train or score on")
+        return grid_npz.read(path, n_parts=len(self.parts), require_labels=require_labels)
 
 
 def open_dataset(root: str | os.PathLike) -> BuildingDataset:

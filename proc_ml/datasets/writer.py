@@ -9,7 +9,7 @@ Every writer of building datasets goes through here: ``proc-ml generate building
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from ..formats import (FORMATS, LEGEND, TABLES, adjacency_csv, buildings_csv, fa
                        grid_npz, grid_path, labelled_mesh, legend, manifest, mesh_path,
                        point_cloud, points_path)
 from ..formats.tables import header_line
+from ..grid import exterior_faces
 from ..meshing import quad_mesh, sample_points
 
 #: Points sampled per building when no generator config says otherwise.
@@ -31,9 +32,10 @@ class BuildingArrays:
     """One building as plain arrays: what every dataset writer needs."""
     building_id: int
     archetype: str
-    occupancy: np.ndarray   # uint8[X, Y, Z]
-    labels: np.ndarray      # int8[X, Y, Z, 6], -1 where no face
-    style: np.ndarray       # float32[9] (zeros when the source has no style)
+    occupancy: np.ndarray            # uint8[X, Y, Z]
+    labels: np.ndarray | None        # int8[X, Y, Z, 6], -1 where no face; None: massing to label
+    style: np.ndarray                # float32[9] (zeros when the source has no style)
+    extras: dict = field(default_factory=dict)   # optional grid arrays (formats.grid_npz.EXTRAS)
 
 
 def write_building_files(out: str | os.PathLike, b: BuildingArrays, formats, parts,
@@ -42,7 +44,7 @@ def write_building_files(out: str | os.PathLike, b: BuildingArrays, formats, par
     """grids/, meshes/ and points/ files of one building (those ``formats`` asks for)."""
     if "grids" in formats:
         grid_npz.write(grid_path(out, b.building_id), b.building_id, b.archetype,
-                       b.occupancy, b.labels, b.style)
+                       b.occupancy, b.labels, b.style, **b.extras)
     if "meshes" not in formats and "points" not in formats:
         return
     quads = quad_mesh(b.occupancy, b.labels, cell_size)
@@ -61,14 +63,22 @@ def write_building_files(out: str | os.PathLike, b: BuildingArrays, formats, par
 
 def index_rows(b: BuildingArrays, n_parts: int, formats, layout: str = "named") -> dict:
     """The dataset-wide table rows of one building (bytes per table) and its counts."""
-    rows = {"buildings": buildings_csv.row(b.building_id, b.archetype, b.occupancy, b.labels, b.style),
+    labels = b.labels
+    if labels is None:      # massing to label: exterior faces without a part
+        labels = np.where(exterior_faces(b.occupancy), 0, -1).astype(np.int8)
+        counts = np.zeros(n_parts, dtype=np.int64)
+    else:
+        counts = np.bincount(labels[labels >= 0].astype(np.int64), minlength=n_parts)
+    rows = {"buildings": buildings_csv.row(b.building_id, b.archetype, b.occupancy, labels, b.style),
             "archetype": b.archetype, "cells": int(np.asarray(b.occupancy).sum()),
-            "part_counts": np.bincount(b.labels[b.labels >= 0].astype(np.int64), minlength=n_parts)}
+            "part_counts": counts}
     if "adjacency" in formats or "faces" in formats:
         coords, adjacency = adjacency_csv.rows(b.building_id, b.occupancy, b.style)
         if "adjacency" in formats:
             rows["adjacency"] = adjacency
         if "faces" in formats:
+            if b.labels is None:
+                raise ValueError("faces.csv needs part labels (leave 'faces' out for massing)")
             named = faces_csv.rows(b.building_id, b.labels, coords, n_parts)
             rows["faces"] = faces_csv.opara_rows(named) if layout == "opara" else named
     return rows

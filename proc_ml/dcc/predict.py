@@ -68,11 +68,12 @@ def style_vector(street_side: str = "+x", window_period: int = 1, shopfront: boo
 
 
 def predict_prims(session: PartsSession, grid: VoxelGrid, style=None, up: str = "z",
-                  clockwise: bool = False) -> LabelledPrims:
-    """Labelled exterior quads of ``grid`` (empty when the grid is empty)."""
+                  clockwise: bool = False, street=None) -> LabelledPrims:
+    """Labelled exterior quads of ``grid`` (empty when the grid is empty). ``street``: the
+    sides facing the street (``PartsPredictor.street_note`` says when the model cannot use them)."""
     if grid.occupancy.size == 0 or not grid.occupancy.any():
         return empty_prims(session)
-    labels, probs = session.predictor.predict(grid.occupancy, style)
+    labels, probs = session.predictor.predict(grid.occupancy, style, street)
     return labelled_prims(grid, labels, probs, session.parts, session.colours, up, clockwise)
 
 
@@ -84,15 +85,15 @@ def empty_prims(session: PartsSession) -> LabelledPrims:
 
 
 def predict_cell_points(session: PartsSession, points, cell_size, style=None, up: str = "z",
-                        clockwise: bool = False) -> LabelledPrims:
+                        clockwise: bool = False, street=None) -> LabelledPrims:
     """Voxel points at cell centres (DCC frame) -> labelled quads (DCC frame)."""
     grid = grid_from_cell_points(to_z_up(points, up), resolve_cell_size(cell_size, model=session.cell_size))
-    return predict_prims(session, grid, style, up, clockwise)
+    return predict_prims(session, grid, style, up, clockwise, street)
 
 
 def predict_polygons(session: PartsSession, points, counts, indices, cell_size, style=None,
-                     up: str = "z", clockwise: bool = False) -> LabelledPrims:
+                     up: str = "z", clockwise: bool = False, street=None) -> LabelledPrims:
     """Polygon massing (DCC frame, vertex counts + point indices) -> labelled quads."""
     grid = grid_from_polygons(to_z_up(points, up), counts, indices,
                               resolve_cell_size(cell_size, model=session.cell_size), clockwise)
-    return predict_prims(session, grid, style, up, clockwise)
+    return predict_prims(session, grid, style, up, clockwise, street)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..colours import UNLABELLED, part_colours, unit_rgb
-from ..meshing import quad_mesh
 from .geometry import VoxelGrid, from_z_up
 
 
@@ -41,7 +40,7 @@ def labelled_prims(grid: VoxelGrid, labels: np.ndarray, probs: np.ndarray, parts
     runtime returns them; ``up``/``clockwise`` give the DCC's frame and winding.
     """
     parts = tuple(parts)
-    mesh = quad_mesh(grid.occupancy, labels, grid.cell_size, grid.origin)
+    mesh = grid.quads(labels)          # z-up world: the grid's frame turned back onto the input
     x, y, z = mesh.cells.T.astype(np.int64)
     d = mesh.directions.astype(np.int64)
     part = mesh.parts.astype(np.int32)

@@ -1,8 +1,14 @@
-"""grids/b{id:06d}.npz: one building as a voxel grid with a part on every exterior face.
+"""grids/b{id:06d}.npz: one building as a voxel grid, with a part on every exterior face.
 
-Arrays: ``occupancy`` uint8[X, Y, Z], ``labels`` int8[X, Y, Z, 6] (-1 where no face),
-``style`` float32[9], ``archetype`` (0-d str), ``building_id`` (0-d int64). Written with
-fixed zip timestamps, so the same building gives the same bytes.
+Arrays (docs/formats.md): ``occupancy`` uint8[X, Y, Z] (required); ``labels``
+int8[X, Y, Z, 6] (-1 where no face; absent in a massing-to-label dataset and in users' own
+occupancy files); ``style`` float32[9] (zeros when the source has none); ``archetype``
+(0-d str) and ``building_id`` (0-d int64). Optional extras, written by the real-building
+import and read when present: ``vocab`` (str[K], the vocabulary ``labels`` index),
+``street`` (bool[4]: which of +x, -x, +y, -y face the street), ``label_known``
+(bool[X, Y, Z, 6]: faces whose label the source supports), ``rotation_deg`` (0-d float),
+``origin`` (float64[3]), ``cell_size`` (0-d float), ``source_id`` and ``source_file`` (0-d
+str). Written with fixed zip timestamps, so the same building gives the same bytes.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,31 +26,55 @@ from ..errors import DatasetError
 from ..fileio import write_npz
 from ..grid import exterior_faces
 
+#: The optional arrays, and the dtype each is stored with.
+EXTRAS = {"vocab": str, "street": bool, "label_known": bool, "rotation_deg": np.float64,
+          "origin": np.float64, "cell_size": np.float64, "source_id": str, "source_file": str}
+
 
 @dataclass
 class BuildingRecord:
     """One building as stored in ``grids/*.npz``."""
     building_id: int
     archetype: str
-    occupancy: np.ndarray  # uint8[X, Y, Z]
-    labels: np.ndarray     # int8[X, Y, Z, 6]
-    style: np.ndarray      # float32[len(STYLE_FEATURES)]
+    occupancy: np.ndarray            # uint8[X, Y, Z]
+    labels: np.ndarray | None        # int8[X, Y, Z, 6]; None when the file has none
+    style: np.ndarray                # float32[len(STYLE_FEATURES)]; zeros when absent
+    extras: dict = field(default_factory=dict)   # the optional arrays (EXTRAS) present
+
+    @property
+    def street_sides(self) -> tuple[str, ...] | None:
+        """The sides facing the street (``street`` extra), or None when not recorded."""
+        street = self.extras.get("street")
+        if street is None:
+            return None
+        return tuple(side for side, on in zip(("+x", "-x", "+y", "-y"), street) if on)
 
 
-def arrays(building_id: int, archetype: str, occupancy, labels, style) -> dict:
-    return {"occupancy": np.asarray(occupancy).astype(np.uint8),
-            "labels": np.asarray(labels).astype(np.int8),
-            "style": np.asarray(style, dtype=np.float32),
-            "archetype": np.array(archetype),
-            "building_id": np.array(int(building_id), dtype=np.int64)}
+def arrays(building_id: int, archetype: str, occupancy, labels=None, style=None, **extras) -> dict:
+    out = {"occupancy": np.asarray(occupancy).astype(np.uint8)}
+    if labels is not None:
+        out["labels"] = np.asarray(labels).astype(np.int8)
+    out["style"] = (np.zeros(len(STYLE_FEATURES), np.float32) if style is None
+                    else np.asarray(style, dtype=np.float32))
+    out["archetype"] = np.array(archetype)
+    out["building_id"] = np.array(int(building_id), dtype=np.int64)
+    for key, value in extras.items():
+        if key not in EXTRAS:
+            raise ValueError(f"unknown grid array '{key}' (known extras: {', '.join(EXTRAS)})")
+        if value is not None:
+            out[key] = np.asarray(value, dtype=EXTRAS[key])
+    return out
 
 
-def write(path: str | os.PathLike, building_id: int, archetype: str, occupancy, labels, style) -> None:
-    write_npz(path, arrays(building_id, archetype, occupancy, labels, style))
+def write(path: str | os.PathLike, building_id: int, archetype: str, occupancy, labels=None,
+          style=None, **extras) -> None:
+    write_npz(path, arrays(building_id, archetype, occupancy, labels, style, **extras))
 
 
-def read(path: str | os.PathLike, n_parts: int | None = None) -> BuildingRecord:
-    """Read and check one grid file: shapes, dtypes, and labels exactly on exterior faces."""
+def read(path: str | os.PathLike, n_parts: int | None = None,
+         require_labels: bool = True) -> BuildingRecord:
+    """Read and check one grid file: shapes, dtypes, and labels exactly on exterior faces.
+    ``require_labels=False`` accepts a grid without ``labels`` (and without ``style``)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -53,16 +83,37 @@ def read(path: str | os.PathLike, n_parts: int | None = None) -> BuildingRecord:
         raise DatasetError(f"{path}: file not found") from None
     except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
         raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
-    for key in ("occupancy", "labels", "style"):
+    required = ("occupancy", "labels", "style") if require_labels else ("occupancy",)
+    for key in required:
         if key not in found:
             raise DatasetError(f"{path}: missing array '{key}'")
-    occ, labels, style = found["occupancy"], found["labels"], found["style"]
+    occ = found["occupancy"]
     if occ.ndim != 3:
         raise DatasetError(f"{path}: field 'occupancy' must be 3-D [X, Y, Z], got shape {occ.shape}")
+    if occ.dtype.kind not in "biuf":
+        raise DatasetError(f"{path}: field 'occupancy' has dtype {occ.dtype}, expected numbers")
+    if occ.dtype.kind == "f" and not np.isfinite(occ).all():
+        raise DatasetError(f"{path}: field 'occupancy' holds NaN or infinite values")
+    occ = (occ > 0).astype(np.uint8)
+    style = found.get("style")
+    if style is None:
+        style = np.zeros(len(STYLE_FEATURES), np.float32)
+    elif style.shape != (len(STYLE_FEATURES),):
+        raise DatasetError(f"{path}: field 'style' must have {len(STYLE_FEATURES)} values, got shape {style.shape}")
+    labels = found.get("labels")
+    if labels is not None:
+        labels = _checked_labels(path, labels, occ, n_parts)
+    extras = {k: found[k] for k in EXTRAS if k in found}
+    _check_extras(path, extras, occ.shape)
+    return BuildingRecord(int(found.get("building_id", -1)), str(found.get("archetype", "")),
+                          occ, labels, style.astype(np.float32), extras)
+
+
+def _checked_labels(path: Path, labels: np.ndarray, occ: np.ndarray, n_parts: int | None) -> np.ndarray:
     if labels.shape != occ.shape + (6,):
         raise DatasetError(f"{path}: field 'labels' must have shape {occ.shape + (6,)}, got {labels.shape}")
-    if style.shape != (len(STYLE_FEATURES),):
-        raise DatasetError(f"{path}: field 'style' must have {len(STYLE_FEATURES)} values, got shape {style.shape}")
+    if labels.dtype.kind not in "iu":
+        raise DatasetError(f"{path}: field 'labels' has dtype {labels.dtype}, expected integers")
     if labels.size and labels.min() < -1:
         raise DatasetError(f"{path}: field 'labels' holds {int(labels.min())}; "
                            f"only -1 (no face) and part indices are allowed")
@@ -71,5 +122,14 @@ def read(path: str | os.PathLike, n_parts: int | None = None) -> BuildingRecord:
     if n_parts is not None and labels.max(initial=-1) >= n_parts:
         raise DatasetError(f"{path}: field 'labels' holds part {int(labels.max())}, "
                            f"but the vocabulary has {n_parts} parts")
-    return BuildingRecord(int(found.get("building_id", -1)), str(found.get("archetype", "")),
-                          occ.astype(np.uint8), labels.astype(np.int8), style.astype(np.float32))
+    return labels.astype(np.int8)
+
+
+def _check_extras(path: Path, extras: dict, shape) -> None:
+    expected = {"street": (4,), "label_known": tuple(shape) + (6,), "origin": (3,),
+                "rotation_deg": (), "cell_size": ()}
+    for key, want in expected.items():
+        if key in extras and extras[key].shape != want:
+            raise DatasetError(f"{path}: field '{key}' must have shape {want}, got {extras[key].shape}")
+    if "vocab" in extras and (extras["vocab"].ndim != 1 or extras["vocab"].dtype.kind != "U"):
+        raise DatasetError(f"{path}: field 'vocab' must be a list of part names")

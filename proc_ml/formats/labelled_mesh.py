@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..colours import UNLABELLED
 from ..errors import DatasetError
 from ..meshing import to_z_up, z_up_to_y_up_transform
 
 FORMATS = ("obj", "ply", "glb")
-UNLABELLED_GREY = 128
+#: Object name of faces without a part in OBJ/GLB (a massing to label); read back as -1.
+UNLABELLED_OBJECT = "massing"
 
 
 def preload() -> None:
@@ -42,7 +44,7 @@ def labelled_trimesh(vertices, triangles, triangle_parts, colours):
     tm = trimesh.Trimesh(np.asarray(vertices), np.asarray(triangles), process=False)
     parts = np.asarray(triangle_parts).astype(np.int32)
     rgba = np.where(parts[:, None] >= 0, _rgba(colours, np.maximum(parts, 0)),
-                    UNLABELLED_GREY).astype(np.uint8)
+                    np.array(UNLABELLED + (255,), np.uint8)).astype(np.uint8)
     tm.visual.face_colors = rgba
     tm.face_attributes["part"] = parts
     return tm
@@ -61,13 +63,13 @@ def part_scene(vertices, triangles, triangle_parts, names, colours, y_up: bool =
     vertices, triangles = np.asarray(vertices), np.asarray(triangles)
     tri_parts = np.asarray(triangle_parts)
     for part in np.unique(tri_parts):
-        if part < 0:
-            continue
+        name = names[part] if part >= 0 else UNLABELLED_OBJECT
+        colour = tuple(colours[part]) if part >= 0 else UNLABELLED
         faces = triangles[tri_parts == part]
         used, inverse = np.unique(faces, return_inverse=True)
         sub = trimesh.Trimesh(vertices[used], inverse.reshape(-1, 3), process=False)
-        sub.visual = trimesh.visual.ColorVisuals(sub, face_colors=tuple(colours[part]) + (255,))
-        scene.add_geometry(sub, geom_name=names[part], node_name=names[part], transform=transform)
+        sub.visual = trimesh.visual.ColorVisuals(sub, face_colors=colour + (255,))
+        scene.add_geometry(sub, geom_name=name, node_name=name, transform=transform)
     return scene
 
 
@@ -111,13 +113,14 @@ def read(path: str | os.PathLike, parts):
             meshes, labels = [], []
             for node in scene.graph.nodes_geometry:
                 transform, name = scene.graph[node]
-                if name not in parts:
+                if name not in parts and name != UNLABELLED_OBJECT:
                     raise DatasetError(f"{path}: object '{name}' is not a part name ({', '.join(parts)})")
                 geom = scene.geometry[name].copy()
                 geom.apply_transform(transform)              # world frame, y-up (glTF)
                 geom.vertices = to_z_up(geom.vertices, "y")  # proc-ml frame, z-up
                 meshes.append(geom)
-                labels.append(np.full(len(geom.faces), list(parts).index(name), dtype=np.int32))
+                label = list(parts).index(name) if name in parts else -1
+                labels.append(np.full(len(geom.faces), label, dtype=np.int32))
             if not meshes:
                 raise DatasetError(f"{path}: no geometry")
             return trimesh.util.concatenate(meshes), np.concatenate(labels)
@@ -134,13 +137,13 @@ def _obj_object_parts(path: Path, parts, n_faces: int) -> np.ndarray:
     for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if line.startswith("o "):
             current = line[2:].strip()
-            if current not in parts:
+            if current not in parts and current != UNLABELLED_OBJECT:
                 raise DatasetError(f"{path}: line {lineno}: object '{current}' is not a part name "
                                    f"({', '.join(parts)})")
         elif line.startswith("f "):
             if current is None:
                 raise DatasetError(f"{path}: line {lineno}: face outside a named part object")
-            labels.append(list(parts).index(current))
+            labels.append(list(parts).index(current) if current in parts else -1)
     if len(labels) != n_faces:
         raise DatasetError(f"{path}: {len(labels)} face lines but {n_faces} triangles "
                            f"(labelled OBJ files must hold triangles only)")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..colours import UNLABELLED
 from ..errors import DatasetError
 from ..fileio import write_bytes, write_npz
 
@@ -34,7 +35,7 @@ def ply_bytes(points, normals, parts, colours) -> bytes:
     for i, axis in enumerate("xyz"):
         rec[axis] = points[:, i]
         rec["n" + axis] = normals[:, i]
-    rgb = np.array(colours, dtype=np.uint8)[parts]
+    rgb = np.array(list(colours) + [UNLABELLED], dtype=np.uint8)[np.where(parts >= 0, parts, len(colours))]
     rec["red"], rec["green"], rec["blue"] = rgb[:, 0], rgb[:, 1], rgb[:, 2]
     rec["part"] = parts
     props = "".join(f"property {_PLY_TYPES[field[0].str]} {name}\n"

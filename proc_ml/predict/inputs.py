@@ -1,7 +1,10 @@
 """Buildings to label, read from any file ``proc-ml predict`` and batch accept (numpy +
 trimesh only).
 
-* a dataset grid ``.npz`` (``grids/bXXXXXX.npz``): occupancy, style and true labels;
+* a grid ``.npz``: a dataset grid (``grids/bXXXXXX.npz``: occupancy, style and true
+  labels), an imported real building (also its street sides and the faces its scan saw), or
+  a plain ``occupancy`` array of the user's own; ``labels``, ``style`` and a ``vocab`` (the
+  names ``labels`` index) are used when present;
 * ``adjacency.csv`` rows (one building, ``building_id`` picks it when there are several);
   the style comes from the rows, true labels from a ``faces.csv`` beside it if present;
 * a mesh (OBJ, PLY, STL, OFF, GLB, GLTF): voxelised at the resolved cell size
@@ -32,7 +35,9 @@ class PartsInput:
     occupancy: np.ndarray                 # uint8[X, Y, Z]
     style: np.ndarray | None = None       # float32[9]
     truth: np.ndarray | None = None       # int8[X, Y, Z, 6] ground-truth labels
-    truth_parts: list | None = None       # vocabulary of ``truth``
+    truth_parts: list | None = None       # vocabulary of ``truth`` (None: not stated)
+    truth_known: np.ndarray | None = None  # bool[X, Y, Z, 6]: faces whose truth the source saw
+    street: tuple | None = None           # sides facing the street, when the file says
     cell_size: float = DEFAULT_CELL_SIZE
     voxels: VoxelGrid | None = None       # mesh inputs: where the grid sits in the mesh
     mesh: object | None = None            # mesh inputs: the source trimesh
@@ -52,15 +57,19 @@ def read_input(path: str | os.PathLike, *, building_id: int | None = None,
     size = resolve_cell_size(cell_size, model=model_cell_size, manifest=data_cell,
                              what="--cell-size")
     if suffix == ".npz":
-        record = grid_npz.read(path, n_parts=len(parts) if parts else None)
-        return PartsInput(str(path), record.building_id, record.occupancy, record.style,
-                          record.labels, parts, size)
+        record = grid_npz.read(path, n_parts=len(parts) if parts else None, require_labels=False)
+        vocab = record.extras.get("vocab")
+        style = record.style if "street" not in record.extras and record.style.any() else None
+        return PartsInput(str(path), record.building_id, record.occupancy, style=style,
+                          truth=record.labels, truth_parts=list(vocab) if vocab is not None else parts,
+                          cell_size=size, truth_known=record.extras.get("label_known"),
+                          street=record.street_sides)
     if suffix == ".csv":
         return _read_adjacency(path, building_id, size, parts)
     if suffix in MESH_SUFFIXES:
         voxels, mesh = voxelize_file(path, size, up)
         return PartsInput(str(path), 0, voxels.occupancy, cell_size=voxels.cell_size,
-                          voxels=voxels, mesh=mesh)
+                          voxels=voxels, mesh=mesh, notes=list(voxels.notes))
     raise DatasetError(f"{path}: unsupported input '{suffix}' (expected a grid .npz, "
                        f"adjacency.csv rows, or a mesh: {', '.join(MESH_SUFFIXES)})")
 

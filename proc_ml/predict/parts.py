@@ -13,25 +13,70 @@ from pathlib import Path
 import numpy as np
 
 from ..colours import part_colours
+from ..encoding import parse_street
 from ..fileio import safe_join, write_bytes, write_text
 from ..formats import faces_csv, labelled_mesh
 from ..formats.tables import header_line
 from ..meshing import QuadMesh, quad_mesh
+from ..errors import DatasetError
+from ..grid import NO_PART
 from ..runtime import PartsPredictor, face_accuracy
 from ..voxelize import transfer_labels
 from .inputs import PartsInput, read_input
 
 
 # -- predicting and writing -------------------------------------------------------------
-def accuracy_against_truth(item: PartsInput, labels: np.ndarray, parts) -> dict | None:
+def truth_vocabulary(item: PartsInput, parts) -> list[str] | None:
+    """The names the input's labels index: its own (``vocab`` / dataset.yaml), or, when it
+    states none, the model's (with a note) if its labels fit; ``DatasetError`` otherwise."""
     if item.truth is None:
         return None
-    if list(item.truth_parts or parts) != list(parts):
-        item.notes.append("ground truth uses another part vocabulary; accuracy not computed")
+    if item.truth_parts is not None:
+        return list(item.truth_parts)
+    top = int(item.truth.max(initial=-1))
+    if top >= len(parts):
+        raise DatasetError(f"{item.source}: labels index parts up to {top}, the file names no "
+                           f"part vocabulary ('vocab' array or a dataset.yaml) and the model has "
+                           f"{len(parts)} parts: cannot tell what the labels mean")
+    item.notes.append("the input names no part vocabulary: its labels were read as the model's "
+                      f"({', '.join(parts)})")
+    return list(parts)
+
+
+def accuracy_against_truth(item: PartsInput, labels: np.ndarray, parts) -> dict | None:
+    """Face accuracy against the input's own labels, scored and reported in the input's
+    vocabulary (predicted parts mapped to it by name; a part it does not have is always
+    wrong). Only faces the source saw count when it says (``truth_known``)."""
+    vocab = truth_vocabulary(item, parts)
+    if vocab is None:
         return None
-    result = face_accuracy(labels, item.truth)
-    result["per_part"] = {parts[k]: v for k, v in result["per_part"].items()}
+    if not any(p in vocab for p in parts):
+        raise DatasetError(f"{item.source}: none of its parts ({', '.join(vocab)}) is one the model "
+                           f"predicts ({', '.join(parts)}): cannot score it")
+    to_truth = np.array([vocab.index(p) if p in vocab else len(vocab) for p in parts])
+    predicted = np.where(labels >= 0, to_truth[np.maximum(labels, 0)], NO_PART)
+    truth = item.truth if item.truth_known is None else np.where(item.truth_known, item.truth, NO_PART)
+    result = face_accuracy(predicted, truth)
+    result["per_part"] = {vocab[k]: v for k, v in result["per_part"].items()}
+    result["vocabulary"] = vocab
+    if vocab != list(parts):
+        item.notes.append(f"scored in the input's vocabulary ({', '.join(vocab)})")
+    missing = [p for p in vocab if p not in parts]
+    if missing:
+        item.notes.append(f"the model cannot predict {', '.join(missing)} (not in its parts)")
+    if item.truth_known is not None:
+        item.notes.append("accuracy over the faces the source saw (label_known)")
     return result
+
+
+def truth_in_model_vocabulary(item: PartsInput, parts) -> np.ndarray | None:
+    """The input's labels as indices of the model's parts (for pictures), -1 where it has
+    a part the model lacks."""
+    vocab = truth_vocabulary(item, parts)
+    if vocab is None:
+        return None
+    to_model = np.array([list(parts).index(p) if p in parts else NO_PART for p in vocab] + [NO_PART])
+    return np.where(item.truth >= 0, to_model[item.truth], NO_PART).astype(np.int8)
 
 
 def output_quads(item: PartsInput, labels: np.ndarray) -> QuadMesh:
@@ -70,7 +115,7 @@ def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: d
     accuracy = accuracy_against_truth(item, labels, parts)
     meshes, titles = [quads], ["prediction"]
     if accuracy is not None:
-        meshes.append(output_quads(item, item.truth))
+        meshes.append(output_quads(item, truth_in_model_vocabulary(item, parts)))
         titles = [f"prediction ({accuracy['accuracy']:.1%} of faces right)", "ground truth"]
         put("accuracy.json", (json.dumps(accuracy, indent=2) + "\n").encode())
     if picture:
@@ -85,7 +130,7 @@ def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: d
                "notes": item.notes, **extra}
     if item.voxels is not None:
         summary.update(origin=item.voxels.origin.tolist(), up=item.voxels.up,
-                       closed_mesh=item.voxels.closed)
+                       closed_mesh=item.voxels.closed, rotation_deg=item.voxels.rotation_deg)
     summary["files"] = sorted(files + ["summary.json"])
     write_text(safe_join(out, "summary.json"), json.dumps(summary, indent=2) + "\n")
     return summary
@@ -93,18 +138,24 @@ def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: d
 
 def label_building(predictor: PartsPredictor, input_path, out_dir, *,
                    cell_size: float | None = None, building_id: int | None = None,
-                   up: str | None = None, style=None, picture: bool = True) -> dict:
+                   up: str | None = None, style=None, street=None, picture: bool = True) -> dict:
     """Label one building from ``input_path`` with a loaded predictor; write the outputs to
-    ``out_dir`` and return the summary."""
+    ``out_dir`` and return the summary. ``street``: the sides facing the street (given, else
+    those the input records, e.g. an imported real building)."""
     item = read_input(input_path, building_id=building_id, cell_size=cell_size,
                       model_cell_size=predictor.cell_size, up=up)
     if style is not None:
         item.style = np.asarray(style, dtype=np.float32)
     if item.style is not None and not predictor.with_style:
         item.notes.append("massing-only model: the input's style features were not used")
-    labels, probs = predictor.predict(item.occupancy, item.style)
+    street = parse_street(street) if street is not None else item.street
+    note = predictor.street_note(street)
+    if note:
+        item.notes.append(note)
+    labels, probs = predictor.predict(item.occupancy, item.style, street)
     confidence = probs.max(axis=-1)[labels >= 0]
     extra = {"model": str(predictor.model.path), "family": predictor.metadata.family,
+             "street": list(street or ()),
              "provider": predictor.model.providers[0],
              "mean_confidence": float(confidence.mean()) if confidence.size else 0.0}
     return write_outputs(out_dir, item, labels, predictor.parts, extra, picture=picture)

@@ -36,16 +36,16 @@ def texture_image_file(generator: TextureGenerator, input_path, out_path) -> dic
 def texture_building_file(generator: TextureGenerator | None, building_path, out_path, *,
                           parts_model: PartsPredictor | None = None, material: str = "plaster",
                           module_px: int | None = None, seed: int = 0,
-                          cell_size: float | None = None) -> dict:
+                          cell_size: float | None = None, up: str | None = None) -> dict:
     """Texture the building in ``building_path`` and write ``out_path`` (.glb) plus its
     atlas and label atlas. ``generator`` None draws the procedural texture; ``parts_model``
     labels the building (meshes need one; grids carry their labels). ``cell_size``: the
     given voxel size (resolved with the parts model's, ``proc_ml.units``)."""
-    item = read_input(building_path, cell_size=cell_size,
+    item = read_input(building_path, cell_size=cell_size, up=up,
                       model_cell_size=parts_model.cell_size if parts_model else None)
     labels, parts = item.truth, item.truth_parts
     if parts_model is not None:
-        labels, _ = parts_model.predict(item.occupancy, item.style)
+        labels, _ = parts_model.predict(item.occupancy, item.style, item.street)
         parts = parts_model.parts
     if labels is None:
         raise ModelError(f"{building_path}: no part labels in this file; pass --parts-model "

@@ -158,15 +158,16 @@ def _local_fields(cls) -> set[str]:
 
 def _read_fields(cls, props: dict, source: str, skip=(), require_all: bool = False) -> dict:
     """The values of ``cls``'s fields from ``props``: text fields as they are, the rest
-    parsed as JSON; a missing required field (every field with ``require_all``: an
-    exporter writes them all) is an error naming its key."""
+    parsed as JSON; a missing required field (with ``require_all`` every field but those
+    added since schema 2, marked ``optional``: an exporter writes them all) is an error
+    naming its key."""
     values = {}
     for f in fields(cls):
         if f.name in skip:
             continue
         raw = props.get(PREFIX + f.name)
         if raw is None:
-            if require_all or _required(f):
+            if (require_all and not f.metadata.get("optional")) or _required(f):
                 raise ModelError(f"{source}: proc-ml metadata key '{PREFIX}{f.name}' is missing")
             continue
         if f.type == "str":

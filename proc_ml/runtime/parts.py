@@ -16,7 +16,7 @@ import numpy as np
 
 from ..encoding import (STYLE_FEATURES, adjacency_feature_names, adjacency_features,
                         decode_cell_logits, decode_grid_logits, grid_channel_names,
-                        grid_channels, pad_to_stride, style_vector)
+                        grid_channels, pad_to_stride, parse_street, street_vector, style_vector)
 from ..errors import ModelError
 from ..grid import NO_PART, check_occupancy
 from .batching import DEFAULT_GRID_BATCH, run_cell_sets, run_grids
@@ -26,7 +26,14 @@ KIND = "parts"
 
 
 class PartsPredictor(Loaded):
-    """``predict(occupancy, style=None) -> (labels int8[X,Y,Z,6], probs float32[X,Y,Z,6,K])``."""
+    """``predict(occupancy, style=None, street=None) -> (labels int8[X,Y,Z,6],
+    probs float32[X,Y,Z,6,K])``.
+
+    Street sides (``street``: e.g. ``("+x", "-y")``, what an artist knows) feed a model that
+    takes them (``with_street``); a style-aware model takes one street side inside its style
+    (``street`` then replaces the style's street, its first side if several); a massing-only
+    model cannot use them (``street_note`` says so in one line).
+    """
 
     def __init__(self, model_path: str | os.PathLike, device: str = "auto",
                  intra_op_threads: int = 0, inter_op_threads: int = 0):
@@ -39,7 +46,7 @@ class PartsPredictor(Loaded):
                              f"labelling building parts needs a {KIND} model")
         self.info = meta.info
         expected = (grid_channel_names if meta.input_kind == "grid"
-                    else adjacency_feature_names)(self.info.with_style)
+                    else adjacency_feature_names)(self.info.with_style, self.info.with_street)
         if list(expected) != list(meta.input_names):
             raise ModelError(f"{model_path}: model inputs {meta.input_names} are not the ones this "
                              f"proc-ml encodes ({list(expected)}); re-export with this version")
@@ -53,42 +60,70 @@ class PartsPredictor(Loaded):
         return self.info.with_style
 
     @property
+    def with_street(self) -> bool:
+        return self.info.with_street
+
+    @property
     def cell_size(self) -> float | None:
         """Metres per cell of the model's training data (None for models without it)."""
         return self.info.cell_size
 
-    def _style_for_model(self, style):
-        if not self.with_style:
+    def street_note(self, street) -> str | None:
+        """One line when ``street`` sides are given but cannot be used as given."""
+        sides = parse_street(street)
+        if not sides or self.with_street:
             return None
+        if self.with_style:
+            if len(sides) > 1:
+                return (f"street sides {', '.join(sides)}: this style-aware model takes one street "
+                        f"side; used {sides[0]}")
+            return None
+        return (f"street sides {', '.join(sides)} not used: {self.info.family} is a massing-only "
+                f"model without a street input")
+
+    def _inputs(self, style, street):
+        """(style vector or None, street sides or None) as this model takes them."""
+        sides = parse_street(street) if street is not None else ()
+        if self.with_street:
+            return None, sides
+        if not self.with_style:
+            return None, None
         if style is None:
             raise ModelError(f"{self.model.path}: this model was trained with style features; "
                              f"pass style ({len(STYLE_FEATURES)} values: {', '.join(STYLE_FEATURES)}) "
                              f"or use a massing-only model")
-        return style_vector(style)
+        vec = style_vector(style).copy()
+        if sides:
+            vec[:4] = street_vector(sides[:1])
+        return vec, None
 
-    def predict(self, occupancy: np.ndarray, style=None) -> tuple[np.ndarray, np.ndarray]:
-        return self.predict_many([occupancy], [style])[0]
+    def predict(self, occupancy: np.ndarray, style=None, street=None) -> tuple[np.ndarray, np.ndarray]:
+        return self.predict_many([occupancy], [style], [street])[0]
 
     def predict_many(self, occupancies: Sequence[np.ndarray], styles: Sequence | None = None,
+                     streets: Sequence | None = None,
                      batch_size: int = DEFAULT_GRID_BATCH) -> list[tuple[np.ndarray, np.ndarray]]:
         """Predict many buildings; same-size grids share a batch, cells share chunks."""
-        styles = list(styles) if styles is not None else [None] * len(occupancies)
-        if len(styles) != len(occupancies):
-            raise ValueError(f"got {len(occupancies)} occupancies but {len(styles)} styles")
+        n = len(occupancies)
+        styles = list(styles) if styles is not None else [None] * n
+        streets = list(streets) if streets is not None else [None] * n
+        if not len(styles) == len(streets) == n:
+            raise ValueError(f"got {n} occupancies, {len(styles)} styles and {len(streets)} streets")
         occs = [_occupancy(o) for o in occupancies]
-        styles = [self._style_for_model(s) for s in styles]
+        inputs = [self._inputs(style, street) for style, street in zip(styles, streets)]
         if self.metadata.input_kind == "grid":
-            return self._predict_grids(occs, styles, batch_size)
-        return self._predict_cells(occs, styles)
+            return self._predict_grids(occs, inputs, batch_size)
+        return self._predict_cells(occs, inputs)
 
-    def _predict_grids(self, occs, styles, batch_size):
+    def _predict_grids(self, occs, inputs, batch_size):
         stride = self.info.stride
-        grids = [pad_to_stride(grid_channels(o, s), stride) for o, s in zip(occs, styles)]
+        grids = [pad_to_stride(grid_channels(o, style, street), stride)
+                 for o, (style, street) in zip(occs, inputs)]
         logits = run_grids(self.model, grids, batch_size)
         return [decode_grid_logits(lg, o, self.info.n_parts) for lg, o in zip(logits, occs)]
 
-    def _predict_cells(self, occs, styles):
-        encoded = [adjacency_features(o, s) for o, s in zip(occs, styles)]
+    def _predict_cells(self, occs, inputs):
+        encoded = [adjacency_features(o, style, street=street) for o, (style, street) in zip(occs, inputs)]
         logits = run_cell_sets(self.model, [feats for _, feats in encoded])
         return [decode_cell_logits(lg, coords, o, self.info.n_parts)
                 for lg, (coords, _), o in zip(logits, encoded, occs)]
