@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import re
 import sys
 
 from . import __version__
@@ -39,9 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Options whose value may start with "-" (street sides: ``--street -y``), which argparse
+#: would otherwise read as an option of its own.
+_SIDE_VALUED = ("--street",)
+_SIDES = re.compile(r"^[+-][xy](?:[,\s]+[+-][xy])*$")
+
+
+def _join_side_values(argv: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in _SIDE_VALUED and i + 1 < len(argv) and _SIDES.match(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_side_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         result = args.func(args)
     except ProcMLError as exc:

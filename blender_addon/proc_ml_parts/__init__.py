@@ -158,6 +158,8 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                                          bgeo.part_materials(session.parts, session.colours))
                 result["proc_ml_source"] = source.name
                 result["proc_ml_parts"] = " ".join(session.parts)
+                result["proc_ml_street"] = " ".join(street)
+                result["proc_ml_notes"] = note or ""
                 labelled.append((result, len(prims)))
         except ProcMLError as exc:
             self.report({"ERROR"}, str(exc))
