@@ -11,9 +11,11 @@ building into ``--out`` and prints the tables.
     python benchmarks/bench_real_buildings.py --models m.onnx --targets   # issue targets: exit 1 if missed
 
 Default buildings: the 13 development files in ``../shared/real/lod3-ingolstadt-dev``
-(CC BY-SA 4.0). ``--train-current`` trains the style-aware (``parts_unet3d``) and
-massing-only (``parts_unet3d_massing``) configs on 1,500 generated 16^3 buildings (the demo's
-data; about 2 minutes each on 2 CPU cores) and caches them in ``--work``.
+(CC BY-SA 4.0). ``--train-current`` trains the shipped configs and caches them in
+``--work``: the style-aware (``parts_unet3d``) and massing-only (``parts_unet3d_massing``)
+configs on 1,500 16^3 buildings of the legacy rules (the figures of the real-buildings
+issue), and the street-aware model (``parts_unet3d_street``) on 3,000 buildings of the
+facade grammar. ``--models default`` scores the model installed with proc-ml.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_SET = REPO.parent / "shared" / "real" / "lod3-ingolstadt-dev"
-CURRENT = {"style_aware": "parts_unet3d", "massing_only": "parts_unet3d_massing"}
+#: name -> (training config, generator overrides, buildings)
+CURRENT = {
+    "style_aware_legacy": ("parts_unet3d", ("rules=legacy",), 1500),
+    "massing_only_legacy": ("parts_unet3d_massing", ("rules=legacy",), 1500),
+    "street_facade": ("parts_unet3d_street", (), 3000),
+}
 #: Targets of the "street-aware models" issue, on the first model with the street sides.
 TARGETS = {"accuracy": 0.92, "street_window_f1": 0.75, "street_door_recall": 0.5,
            "street_door_precision": 0.3}
@@ -63,18 +70,19 @@ def import_real(paths, work: Path, cell_size: float) -> Path:
 
 
 def train_current(work: Path) -> list[Path]:
-    """The current shipped configs, trained on the demo's data (cached)."""
+    """The shipped configs, each on the generator it is meant for (cached)."""
     from proc_ml.exporters.dataset import generate_dataset
     from proc_ml.exporters.onnx_export import export_run
     from proc_ml.procedural import load_generator_config
     from proc_ml.trainers import fit, load_train_config, resolve_config_path
 
-    data = work / "generated_1500_16"
-    if not (data / "dataset.yaml").is_file():
-        cfg = load_generator_config(None, ["grid.size=[16,16,16]"])
-        generate_dataset(cfg, 1500, 0, data, formats=("grids",), progress=False)
     models = []
-    for name, config in CURRENT.items():
+    for name, (config, overrides, count) in CURRENT.items():
+        rules = "legacy" if "rules=legacy" in overrides else "facade"
+        data = work / f"generated_{rules}_{count}_16"
+        if not (data / "dataset.yaml").is_file():
+            cfg = load_generator_config(None, ["grid.size=[16,16,16]", *overrides])
+            generate_dataset(cfg, count, 0, data, formats=("grids",), progress=False)
         model = work / f"{name}.onnx"
         if not model.is_file():
             start = time.perf_counter()
@@ -85,6 +93,11 @@ def train_current(work: Path) -> list[Path]:
             print(f"trained {config} in {time.perf_counter() - start:.0f}s -> {model}")
         models.append(model)
     return models
+
+
+def default_model_path() -> Path:
+    from proc_ml.runtime import default_model
+    return default_model("building-parts")
 
 
 def check_targets(result: dict, system: str) -> list[str]:
@@ -116,7 +129,8 @@ def main(argv=None) -> int:
 
     work, out = Path(args.work), Path(args.out)
     real_dir = import_real(args.citygml, work, args.cell_size)
-    paths = [Path(m) for m in args.models] + (train_current(work) if args.train_current else [])
+    paths = [default_model_path() if m == "default" else Path(m) for m in args.models]
+    paths += train_current(work) if args.train_current else []
     models = {p.stem: PartsPredictor.open(p, device="cpu") for p in paths}
     start = time.perf_counter()
     real = real_buildings.load_real(real_dir)

@@ -16,12 +16,14 @@ from proc_ml.datasets.writer import BuildingArrays, DatasetIndex, index_rows, wr
 from proc_ml.errors import ConfigError
 from proc_ml.formats import FORMATS, LAYOUTS
 from proc_ml.procedural import ARCHETYPES, generate_building
+from proc_ml.procedural.lots import HOUSE_BLOCKS
 
 
 def building_arrays(building) -> BuildingArrays:
     """A generated ``Building`` as the arrays the dataset writers take."""
     return BuildingArrays(building.building_id, building.archetype, building.occupancy,
-                          building.labels, building.style.vector())
+                          building.labels, building.style.vector(), dict(building.extras),
+                          building.mesh)
 
 
 def _generate_chunk(job) -> list[dict]:
@@ -29,7 +31,8 @@ def _generate_chunk(job) -> list[dict]:
     n_parts = len(cfg["parts"])
     results = []
     for building_id in ids:
-        b = building_arrays(generate_building(cfg, seed, building_id))
+        mesh = "meshes" in formats or "points" in formats
+        b = building_arrays(generate_building(cfg, seed, building_id, mesh=mesh))
         write_building_files(out, b, formats, cfg["parts"], cfg["grid"]["cell_size"],
                              cfg["points"]["per_building"], seed)
         results.append(index_rows(b, n_parts, formats, layout))
@@ -71,5 +74,6 @@ def generate_dataset(cfg: dict, count: int, seed: int, out, formats=FORMATS, wor
                 pool.shutdown()
             bar.close()
     return index.finish(cell_size=cfg["grid"]["cell_size"], grid_size=cfg["grid"]["size"], seed=seed,
-                        source="proc-ml generate", style_present=True, archetypes=ARCHETYPES,
+                        source="proc-ml generate", style_present=True,
+                        archetypes=(HOUSE_BLOCKS + ARCHETYPES if cfg["rules"] == "facade" else ARCHETYPES),
                         split=(cfg["split"]["val"], cfg["split"]["test"]), generator=cfg)

@@ -43,7 +43,114 @@ SIDES = ("+x", "-x", "+y", "-y")
 
 
 def grid_channel_names(with_style: bool, with_street: bool = False) -> tuple[str, ...]:
+    """The legacy channel sets: massing + coordinate phases (+ style or street sides)."""
     return GRID_CHANNELS + (STYLE_FEATURES if with_style else STREET_FEATURES if with_street else ())
+
+
+#: Cells of neighbouring buildings (the context of party walls), an optional input.
+NEIGHBOUR_CHANNEL = "neighbours"
+#: Where a cell sits in its run of filled cells along each axis (a facade's bays, a
+#: building's storeys): relative position 0..1 and run length / RUN_SCALE along x and y,
+#: cells below / above it along z (/ RUN_SCALE). Functions of the massing only, the same
+#: wherever the building stands: what a facade rule counts from its own ends.
+RUN_FEATURES = ("run_x_pos", "run_x_len", "run_y_pos", "run_y_len", "run_z_below", "run_z_above")
+RUN_SCALE = 16.0
+#: Input sets a grid model is trained with (``dataset.inputs`` of a training config):
+#: ``style`` and ``massing`` are the original channels (with coordinate phases, which only
+#: mean something on the legacy generator); ``street`` is massing + the sides facing the
+#: street and nothing tied to absolute grid coordinates; ``street_neighbours`` adds the
+#: neighbouring buildings' cells.
+GRID_INPUT_SETS = {
+    "style": GRID_CHANNELS + STYLE_FEATURES,
+    "massing": GRID_CHANNELS,
+    "street": ("occupancy", "ground_floor") + STREET_FEATURES,
+    "street_neighbours": ("occupancy", "ground_floor") + STREET_FEATURES + (NEIGHBOUR_CHANNEL,),
+    "street_runs": ("occupancy", "ground_floor") + RUN_FEATURES + STREET_FEATURES,
+    "street_runs_neighbours": ("occupancy", "ground_floor") + RUN_FEATURES + STREET_FEATURES
+    + (NEIGHBOUR_CHANNEL,),
+}
+
+
+def _runs(occ: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(before, after)``: filled cells before / after each filled cell in its contiguous
+    run along ``axis`` (0 outside the building)."""
+    occ = np.moveaxis(occ, axis, -1)
+    n = occ.shape[-1]
+    before = np.zeros(occ.shape, dtype=np.int32)
+    after = np.zeros(occ.shape, dtype=np.int32)
+    for k in range(1, n):
+        before[..., k] = np.where(occ[..., k] & occ[..., k - 1], before[..., k - 1] + 1, 0)
+    for k in range(n - 2, -1, -1):
+        after[..., k] = np.where(occ[..., k] & occ[..., k + 1], after[..., k + 1] + 1, 0)
+    before *= occ
+    after *= occ
+    return np.moveaxis(before, -1, axis), np.moveaxis(after, -1, axis)
+
+
+def run_features(occupancy: np.ndarray) -> np.ndarray:
+    """``float32[6, X, Y, Z]``: the ``RUN_FEATURES`` channels (zero outside the building)."""
+    occ = np.asarray(occupancy, dtype=bool)
+    out = np.zeros((len(RUN_FEATURES),) + occ.shape, dtype=np.float32)
+    for i, axis in enumerate((0, 1)):
+        before, after = _runs(occ, axis)
+        length = before + after + 1
+        out[2 * i] = np.where(occ, before / np.maximum(length - 1, 1), 0.0)
+        out[2 * i + 1] = np.where(occ, length / RUN_SCALE, 0.0)
+    below, above = _runs(occ, 2)
+    out[4] = below / RUN_SCALE
+    out[5] = above / RUN_SCALE
+    return out
+
+
+def unknown_grid_inputs(names) -> list[str]:
+    """The names among ``names`` that :func:`grid_inputs` cannot compute."""
+    known = set(GRID_CHANNELS) | set(STYLE_FEATURES) | set(RUN_FEATURES) | {NEIGHBOUR_CHANNEL}
+    return [n for n in names if n not in known]
+
+
+def grid_inputs(names, occupancy: np.ndarray, style=None, street=None,
+                neighbours: np.ndarray | None = None) -> np.ndarray:
+    """``float32[C, X, Y, Z]``: the channels ``names`` (any of :data:`GRID_INPUT_SETS`'s), in
+    that order. ``street:*`` channels come from ``street`` (sides) when given, else from the
+    style; the other style channels from ``style``; ``neighbours`` from ``neighbours``
+    (bool[X, Y, Z], zeros when None). Every channel but ``neighbours`` is zero outside the
+    building, so padding a grid with empty cells never changes the cells inside it."""
+    occ = np.asarray(occupancy, dtype=bool)
+    names = list(names)
+    out = np.zeros((len(names),) + occ.shape, dtype=np.float32)
+    vec = style_vector(style, check_values=False) if style is not None else None
+    sides = street_vector(street) if street is not None else (vec[:4] if vec is not None else None)
+    phases = dict(zip(PHASE_FEATURES, _PHASES))
+    coords = np.indices(occ.shape, sparse=True)
+    runs = run_features(occ) if any(n in RUN_FEATURES for n in names) else None
+    for i, name in enumerate(names):
+        if name == "occupancy":
+            out[i] = occ
+        elif name == "ground_floor":
+            out[i, :, :, 0] = occ[:, :, 0]
+        elif name in phases:
+            axis, period = phases[name]
+            out[i] = occ & (coords[axis] % period == 0)
+        elif name in RUN_FEATURES:
+            out[i] = runs[RUN_FEATURES.index(name)]
+        elif name in STREET_FEATURES:
+            if sides is None:
+                raise DatasetError("this model takes the street sides (or a style)")
+            out[i] = sides[STREET_FEATURES.index(name)] * occ
+        elif name in STYLE_FEATURES:
+            if vec is None:
+                raise DatasetError("this model takes style features")
+            out[i] = vec[STYLE_FEATURES.index(name)] * occ
+        elif name == NEIGHBOUR_CHANNEL:
+            if neighbours is not None:
+                nb = np.asarray(neighbours, dtype=bool)
+                if nb.shape != occ.shape:
+                    raise DatasetError(f"neighbours grid {list(nb.shape)} differs from the "
+                                       f"occupancy grid {list(occ.shape)}")
+                out[i] = nb & ~occ
+        else:
+            raise DatasetError(f"unknown grid input '{name}'")
+    return out
 
 
 def adjacency_feature_names(with_style: bool, with_street: bool = False) -> tuple[str, ...]:
@@ -104,24 +211,10 @@ def _phase_grids(shape) -> list[np.ndarray]:
 
 
 def grid_channels(occupancy: np.ndarray, style=None, street=None) -> np.ndarray:
-    """``float32[C, X, Y, Z]``: occupancy, ground floor, coordinate phases, then the style
-    (style-aware models) or the street sides (``street``: street-aware massing models).
-
-    All channels other than occupancy are zero outside the building, so padding a grid
-    with empty cells never changes the encoding of the cells inside it.
-    """
-    occ = np.asarray(occupancy, dtype=bool)
-    extra = (style_vector(style, check_values=False) if style is not None
-             else street_vector(street) if street is not None else None)
-    n_extra = 0 if extra is None else len(extra)
-    out = np.zeros((len(GRID_CHANNELS) + n_extra,) + occ.shape, dtype=np.float32)
-    out[0] = occ
-    out[1, :, :, 0] = occ[:, :, 0]
-    for i, phase in enumerate(_phase_grids(occ.shape)):
-        out[2 + i] = occ & phase
-    if extra is not None:
-        out[len(GRID_CHANNELS):] = extra[:, None, None, None] * occ[None]
-    return out
+    """The legacy channel sets (:func:`grid_channel_names`): occupancy, ground floor,
+    coordinate phases, then the style (style-aware models) or the street sides."""
+    names = grid_channel_names(style is not None, street is not None and style is None)
+    return grid_inputs(names, occupancy, style, street)
 
 
 def pad_to_stride(channels: np.ndarray, stride: int = GRID_STRIDE) -> np.ndarray:

@@ -93,3 +93,23 @@ def sample_points(mesh: QuadMesh, count: int, rng: np.random.Generator):
     from .grid import DIRECTION_VECTORS
     normals = DIRECTION_VECTORS[mesh.directions[quad]].astype(np.float32)
     return points.astype(np.float32), normals, mesh.parts[quad]
+
+
+def sample_triangle_points(vertices: np.ndarray, triangles: np.ndarray, triangle_parts: np.ndarray,
+                           count: int, rng: np.random.Generator):
+    """Uniform samples on any triangle mesh (triangles picked by area): points, unit
+    normals (the triangles' winding), parts."""
+    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(triangles, dtype=np.int64)]
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    area = np.linalg.norm(cross, axis=1)
+    if len(area) == 0 or area.sum() <= 0:
+        raise ValueError("cannot sample points on a mesh with no area")
+    pick = rng.choice(len(area), size=count, p=area / area.sum())
+    uv = rng.random((count, 2))
+    flip = uv.sum(axis=1) > 1
+    uv[flip] = 1 - uv[flip]
+    c = corners[pick]
+    points = c[:, 0] + (c[:, 1] - c[:, 0]) * uv[:, :1] + (c[:, 2] - c[:, 0]) * uv[:, 1:]
+    normals = cross[pick] / area[pick, None]
+    return (points.astype(np.float32), normals.astype(np.float32),
+            np.asarray(triangle_parts)[pick])

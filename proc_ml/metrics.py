@@ -47,3 +47,30 @@ def per_class_table(per_class: dict, label: str = "class", columns=("precision",
         lines.append(f"{name:<{width}}" + "".join(f"{scores[c]:>10.4f}" for c in columns)
                      + f"{scores['support']:>10d}")
     return lines
+
+
+#: Equal-width confidence bins of the expected calibration error.
+ECE_BINS = 15
+
+
+def calibration_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> np.ndarray:
+    """``float64[bins, 3]``: per equal-width confidence bin, (count, sum of confidence, sum of
+    correct). Sums of these over buildings give the whole set's calibration."""
+    confidence = np.asarray(confidence, dtype=np.float64).ravel()
+    correct = np.asarray(correct, dtype=np.float64).ravel()
+    index = np.clip((confidence * bins).astype(np.int64), 0, bins - 1)
+    out = np.zeros((bins, 3))
+    np.add.at(out, index, np.stack([np.ones_like(confidence), confidence, correct], axis=1))
+    return out
+
+
+def expected_calibration_error(table: np.ndarray) -> float:
+    """ECE from :func:`calibration_bins`: sum over bins of |accuracy - mean confidence|
+    weighted by the share of samples in the bin (0: perfectly calibrated)."""
+    count = table[:, 0]
+    total = count.sum()
+    if total == 0:
+        return 0.0
+    seen = count > 0
+    gap = np.abs(table[seen, 2] - table[seen, 1]) / count[seen]
+    return float((gap * count[seen]).sum() / total)

@@ -37,7 +37,8 @@ from .datasets.buildings import BuildingDataset
 from .encoding import street_vector
 from .errors import DatasetError
 from .grid import DOWN, NO_PART, UP, exterior_faces
-from .metrics import classification_metrics, per_class_table
+from .metrics import (calibration_bins, classification_metrics, expected_calibration_error,
+                      per_class_table)
 
 SCOPES = ("all", "street")
 BASELINES = ("geometry", "per_floor")
@@ -131,12 +132,25 @@ def model_inputs(predictor, building: RealBuilding, with_street: bool):
     return None, street
 
 
-def predict_model(predictor, building: RealBuilding, with_street: bool) -> np.ndarray | None:
+def predict_model(predictor, building: RealBuilding, with_street: bool):
+    """``(labels, probs)`` of ``predictor`` on ``building``, or None when it cannot run so."""
     inputs = model_inputs(predictor, building, with_street)
     if inputs is None:
         return None
-    labels, _ = predictor.predict(building.occupancy, *inputs)
-    return labels
+    return predictor.predict(building.occupancy, *inputs)
+
+
+def calibration(real: RealSet, probs: list[np.ndarray], source_parts, scope: str) -> float:
+    """Expected calibration error of a model's most likely part over the faces of ``scope``
+    (a part the truth's vocabulary lacks counts as wrong)."""
+    table = 0
+    lookup = np.array([list(real.parts).index(p) if p in real.parts else -2 for p in source_parts])
+    for building, p in zip(real.buildings, probs):
+        mask = building.scope_mask(scope)
+        face_probs = p[mask]
+        guess = lookup[face_probs.argmax(axis=-1)]
+        table = table + calibration_bins(face_probs.max(axis=-1), guess == building.labels[mask])
+    return expected_calibration_error(np.asarray(table, dtype=np.float64).reshape(-1, 3))
 
 
 # -- scoring ---------------------------------------------------------------------------------------
@@ -171,18 +185,20 @@ def evaluate(real: RealSet, models: dict | None = None, pictures=None) -> dict:
     PNG per building (the real labels beside each system's)."""
     systems: dict[str, list] = {name: [BASELINE_FUNCTIONS[name](b.occupancy, real.parts)
                                        for b in real.buildings] for name in BASELINES}
-    notes = {}
+    notes, ece = {}, {}
     for name, predictor in (models or {}).items():
         for with_street in (True, False):
-            labels = [predict_model(predictor, b, with_street) for b in real.buildings]
+            outputs = [predict_model(predictor, b, with_street) for b in real.buildings]
             key = f"{name} ({'with' if with_street else 'without'} street)"
-            if any(x is None for x in labels):
+            if any(x is None for x in outputs):
                 notes[key] = ("needs the street sides (style-aware)" if predictor.with_style
                               else "takes no street sides")
                 continue
-            systems[key] = [_to_truth_vocabulary(x, predictor.parts, real.parts) for x in labels]
+            systems[key] = [_to_truth_vocabulary(x, predictor.parts, real.parts) for x, _ in outputs]
+            ece[key] = {scope: calibration(real, [p for _, p in outputs], predictor.parts, scope)
+                        for scope in SCOPES}
     result = {"dataset": str(real.root), "buildings": [b.name for b in real.buildings],
-              "parts": real.parts, "not_run": notes,
+              "parts": real.parts, "not_run": notes, "calibration_ece": ece,
               "systems": {name: {scope: score(real, labels, scope) for scope in SCOPES}
                           for name, labels in systems.items()},
               "per_building": {name: [score(RealSet(real.root, real.parts, [b]), [x], "all")["accuracy"]
@@ -238,6 +254,12 @@ def markdown(result: dict, parts_shown=("wall", "window", "door", "roof", "groun
             door = r["per_class"].get("door", {})
             lines.append(f"| {name} | {r['faces']} | {r['accuracy']:.3f} | {f1} | "
                          f"{door.get('precision', 0):.2f} / {door.get('recall', 0):.2f} |")
+        lines.append("")
+    if result.get("calibration_ece"):
+        lines += ["**calibration** (expected calibration error of the most likely part, 15 bins)", "",
+                  "| model | all faces | street facades |", "|---|---:|---:|"]
+        lines += [f"| {name} | {e['all']:.3f} | {e['street']:.3f} |"
+                  for name, e in result["calibration_ece"].items()]
         lines.append("")
     for name, why in result.get("not_run", {}).items():
         lines.append(f"- not run: {name}: {why}")

@@ -19,6 +19,9 @@ def render_parts(meshes: Sequence[QuadMesh], parts: Sequence[str], colours,
                  elev: float = 28.0, azim: float = -58.0, columns: int | None = None) -> bytes:
     """PNG bytes: one 3D view per mesh (z up), faces coloured by part, one shared legend.
 
+    A mesh is a ``QuadMesh`` (``parts`` per quad) or any triangle mesh with ``vertices``,
+    ``triangles`` and ``triangle_parts``.
+
     Views fill rows of ``columns`` (default: all in one row).
     """
     import io
@@ -37,8 +40,12 @@ def render_parts(meshes: Sequence[QuadMesh], parts: Sequence[str], colours,
     used: set[int] = set()
     for i, (mesh, title) in enumerate(zip(meshes, titles)):
         ax = fig.add_subplot(rows, cols, i + 1, projection="3d")
-        quads = mesh.vertices.reshape(-1, 4, 3)
-        face_parts = np.asarray(mesh.parts, dtype=np.int64)
+        if hasattr(mesh, "parts"):                  # QuadMesh: one quad per face
+            quads = mesh.vertices.reshape(-1, 4, 3)
+            face_parts = np.asarray(mesh.parts, dtype=np.int64)
+        else:                                       # any triangle mesh with triangle_parts
+            quads = mesh.vertices[mesh.triangles]
+            face_parts = np.asarray(mesh.triangle_parts, dtype=np.int64)
         face_colours = table[np.where(face_parts >= 0, face_parts, len(table) - 1)]
         ax.add_collection3d(Poly3DCollection(quads, facecolors=face_colours,
                                              edgecolors=(0, 0, 0, 0.25), linewidths=0.2))

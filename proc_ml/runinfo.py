@@ -40,6 +40,13 @@ _MEANINGS = {
     "street_distance": "cells between this cell and the street-most extent of the building "
                        "along the street normal",
     "shopfront": "style: 1 if the building has a shopfront on the street side",
+    "run_x_pos": "position of the cell in its run of filled cells along x, 0 (first) .. 1 (last)",
+    "run_x_len": "length of the cell's run of filled cells along x / 16",
+    "run_y_pos": "position of the cell in its run of filled cells along y, 0 (first) .. 1 (last)",
+    "run_y_len": "length of the cell's run of filled cells along y / 16",
+    "run_z_below": "filled cells below the cell in its column run / 16",
+    "run_z_above": "filled cells above the cell in its column run / 16",
+    "neighbours": "1 for cells of neighbouring buildings (the context of party walls), else 0",
     "balconies": "style: 1 if the building has balconies",
     "x": "point x (normalised as 'normalize' says)",
     "y": "point y (normalised as 'normalize' says)",
@@ -58,7 +65,8 @@ def describe_input(name: str) -> str:
     if name.startswith("n") and name[1:] in DIRECTIONS:
         return f"1 if the neighbour cell in direction {name[1:]} is filled"
     if name.startswith("street:"):
-        return f"style: 1 if the street is on the {name[len('street:'):]} side"
+        return (f"1 for filled cells if the building's {name[len('street:'):]} side faces the "
+                f"street (--street, or the style's street side), else 0")
     if name.startswith("window_period:"):
         return f"style: 1 if windows repeat every {name.split(':')[1]} cell(s)"
     return "no description"

@@ -4,7 +4,9 @@ numpy + trimesh only (the inference path never imports torch or scipy).
 
 * Closed meshes (every edge shared by an even number of triangles once coincident
   vertices are merged) are filled exactly: a cell is occupied when its centre is inside,
-  found by casting one vertical ray per column and counting crossings (parity).
+  found by casting one vertical ray per column and counting crossings: the winding number
+  when the triangles are consistently oriented (so intersecting closed parts, a block-out
+  of overlapping boxes, fill their union), else the parity.
 * Open meshes (no floor, holes, single surfaces) get their surface cells, then every
   empty region that cannot be reached from the sides or the top of the grid is filled.
   The bottom counts as closed (buildings are often modelled without a floor), so a box
@@ -150,8 +152,8 @@ def voxelize(vertices: np.ndarray, triangles: np.ndarray, cell_size: float, up: 
                          f"larger cell size)")
     closed = is_closed(verts, tris) if closed is None else closed
     corners = verts[tris]
-    occ = (_parity_fill(corners, origin, cell_size, shape) if closed
-           else _fill_enclosed(_surface_cells(corners, origin, cell_size, shape)))
+    occ = (_parity_fill(corners, origin, cell_size, shape, is_consistently_oriented(verts, tris))
+           if closed else _fill_enclosed(_surface_cells(corners, origin, cell_size, shape)))
     return VoxelGrid(occ.astype(np.uint8), origin, float(cell_size), up, closed, rotation, pivot)
 
 
@@ -210,8 +212,23 @@ def voxelize_file(path: str | os.PathLike, cell_size: float, up: str | None = No
 
 
 # -- closed meshes: one vertical ray per column ------------------------------------------
-def _column_hits(corners, origin, cell, shape):
-    """``(column index, z)`` of every crossing of a column's ray with a triangle."""
+def is_consistently_oriented(vertices: np.ndarray, triangles: np.ndarray) -> bool:
+    """Every directed edge (after merging coincident vertices) is matched by its reverse as
+    often as it occurs: the triangles of every closed part face the same way (all out or
+    all in), so winding numbers are meaningful."""
+    _, index = np.unique(np.round(vertices, 9), axis=0, return_inverse=True)
+    tri = index.reshape(-1)[triangles]
+    directed = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])
+    forward = directed[:, 0] * (len(vertices) + 1) + directed[:, 1]
+    backward = directed[:, 1] * (len(vertices) + 1) + directed[:, 0]
+    f_keys, f_counts = np.unique(forward, return_counts=True)
+    b_keys, b_counts = np.unique(backward, return_counts=True)
+    return bool(np.array_equal(f_keys, b_keys) and np.array_equal(f_counts, b_counts))
+
+
+def _column_hits(corners, origin, cell, shape, signed: bool = False):
+    """``(column index, z)`` of every crossing of a column's ray with a triangle
+    (``signed``: and +1 / -1 for a triangle facing up / down)."""
     X, Y, _ = shape
     xy = corners[:, :, :2]
     lo = np.ceil((xy.min(axis=1) - origin[:2]) / cell - 0.5 - np.array(_RAY_JITTER)).astype(np.int64)
@@ -235,17 +252,24 @@ def _column_hits(corners, origin, cell, shape):
     v = (e1[:, 0] * dy - e1[:, 1] * dx) / safe
     hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1)
     z = a[:, 2] + u * e1[:, 2] + v * e2[:, 2]
+    if signed:
+        return (ix * Y + iy)[hit], z[hit], np.sign(det[hit]).astype(np.int64)
     return (ix * Y + iy)[hit], z[hit]
 
 
-def _parity_fill(corners, origin, cell, shape) -> np.ndarray:
+def _parity_fill(corners, origin, cell, shape, winding: bool = False) -> np.ndarray:
+    """Cells whose centre is inside: an odd number of crossings below it, or, with
+    ``winding`` (consistently oriented meshes), a non-zero winding number - so closed parts
+    that intersect fill their union instead of cancelling where they overlap."""
     X, Y, Z = shape
-    column, z = _column_hits(corners, origin, cell, shape)
+    column, z, sign = _column_hits(corners, origin, cell, shape, signed=True)
     # A crossing at height z lies below the centres of cells first..Z-1.
     first = np.clip(np.floor((z - origin[2]) / cell - 0.5).astype(np.int64) + 1, 0, Z)
     below = np.zeros((X * Y, Z + 1), dtype=np.int64)
-    np.add.at(below, (column, first), 1)
-    inside = np.cumsum(below, axis=1)[:, :Z] % 2 == 1
+    # going up through a down-facing triangle enters (+1), an up-facing one leaves (-1)
+    np.add.at(below, (column, first), -sign if winding else 1)
+    count = np.cumsum(below, axis=1)[:, :Z]
+    inside = count != 0 if winding else count % 2 == 1
     return inside.reshape(X, Y, Z)
 
 

@@ -1,4 +1,5 @@
-"""The procedural generator: massing, labelling rules, reference equality, determinism."""
+"""The legacy generator rules (``rules: legacy``): massing, labelling rules, reference
+equality, determinism. The facade grammar (the default) is tested in test_facade_grammar.py."""
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ P = {name: i for i, name in enumerate(DEFAULT_PARTS)}
 
 
 def config(*overrides):
-    return load_generator_config(None, list(overrides))
+    return load_generator_config(None, ["rules=legacy", *overrides])
 
 
 @pytest.fixture(scope="module")

@@ -86,3 +86,25 @@ def test_unit_mismatch_is_refused():
     box = trimesh.creation.box(extents=(900.0, 600.0, 1200.0))
     with pytest.raises(ValueError, match="larger cell size"):
         voxelize_mesh(box, 3.0)
+
+
+def test_intersecting_closed_parts_fill_their_union_not_their_parity():
+    """A block-out of two overlapping boxes (each closed and outward-facing): the overlap is
+    inside both, winding number 2; parity would call it outside."""
+    a = trimesh.creation.box(extents=(6.0, 3.0, 3.0))
+    a.apply_translation((3.0, 1.5, 1.5))
+    b = trimesh.creation.box(extents=(3.0, 6.0, 3.0))
+    b.apply_translation((1.5, 3.0, 1.5))
+    vertices = np.concatenate([a.vertices, b.vertices])
+    triangles = np.concatenate([a.faces, b.faces + len(a.vertices)])
+    assert is_closed(vertices, triangles)
+    grid = voxelize(vertices, triangles, 1.0, align=False)
+    expected = np.zeros((6, 6, 3), dtype=bool)
+    expected[:, :3] = True
+    expected[:3, :] = True
+    np.testing.assert_array_equal(grid.occupancy.astype(bool), expected)
+    # one inverted triangle breaks the orientation: the parity rule is used instead
+    flipped = triangles.copy()
+    flipped[0] = flipped[0, ::-1]
+    parity = voxelize(vertices, flipped, 1.0, align=False).occupancy.astype(bool)
+    assert not parity[:3, :3].any() and parity[4:, :3].all()

@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from proc_ml.datasets import open_dataset
-from proc_ml.encoding import (adjacency_feature_names, adjacency_features, face_mask,
-                              grid_channel_names, grid_channels, pad_to_stride)
+from proc_ml.encoding import (GRID_INPUT_SETS, SIDES, adjacency_feature_names,
+                              adjacency_features, face_mask, grid_inputs, pad_to_stride)
 from proc_ml.errors import DatasetError
 from proc_ml.grid import NO_PART
-from proc_ml.metrics import classification_metrics, per_class_table
+from proc_ml.metrics import (ECE_BINS, classification_metrics, expected_calibration_error,
+                             per_class_table)
 from proc_ml.runinfo import PartsInfo
 
 from .models import build_model
@@ -29,10 +30,32 @@ CELL_FAMILIES = ("parts-mlp",)
 
 
 # -- encoding one building (shared by training, evaluation and example_inputs) ----------
-def encode_grid_example(record, with_style: bool, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(float32[C, X', Y', Z'], int64[6, X', Y', Z'])``: channels and face targets
-    (-1 where no face exists), padded with empty cells to a multiple of ``stride``."""
-    channels = grid_channels(record.occupancy, record.style if with_style else None)
+def input_set(dataset_cfg: dict) -> str:
+    """``dataset.inputs`` of a config (``None``: ``style`` or ``massing`` by ``use_style``)."""
+    inputs = dataset_cfg.get("inputs")
+    if inputs is None:
+        return "style" if dataset_cfg["use_style"] else "massing"
+    return inputs
+
+
+def record_street(record) -> tuple[str, ...]:
+    """The sides facing the street: the grid's ``street`` array, else the style's street."""
+    sides = record.street_sides
+    if sides is not None:
+        return sides
+    style = np.asarray(record.style)
+    if style[:4].sum() == 1:
+        return (SIDES[int(np.argmax(style[:4]))],)
+    return ()
+
+
+def encode_grid_example(record, names, stride: int, street=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(float32[C, X', Y', Z'], int64[6, X', Y', Z'])``: channels ``names`` and face
+    targets (-1 where no face exists), padded with empty cells to a multiple of ``stride``.
+    ``street`` overrides the record's street sides (street dropout)."""
+    channels = grid_inputs(names, record.occupancy, record.style,
+                           record_street(record) if street is None else street,
+                           record.extras.get("neighbours"))
     targets = np.where(face_mask(record.occupancy), record.labels, NO_PART).astype(np.int64)
     targets = pad_to_stride(targets.transpose(3, 0, 1, 2) + 1, stride) - 1
     return pad_to_stride(channels, stride), targets
@@ -76,15 +99,18 @@ def predict_parts(logits: torch.Tensor, n_parts: int) -> torch.Tensor:
 
 
 class _Buildings(Dataset):
-    """Buildings of one split, loaded once; each item is encoded on access."""
+    """Buildings of one split, loaded once; each item is encoded on access (``augment``:
+    the training split, where street dropout applies)."""
 
-    def __init__(self, records, encode):
-        self.records, self.encode = records, encode
+    def __init__(self, records, encode, augment: bool = False):
+        self.records, self.encode, self.augment = records, encode, augment
 
     def __len__(self):
         return len(self.records)
 
     def __getitem__(self, index):
+        if self.augment:
+            return self.encode(self.records[index], augment=True)
         return self.encode(self.records[index])
 
 
@@ -97,6 +123,7 @@ class PartsEvaluation:
         self.confusion = torch.zeros(k * k, dtype=torch.int64, device=device)
         self.counts = torch.zeros(2, dtype=torch.int64, device=device)     # buildings, exact
         self.loss = torch.zeros(2, dtype=torch.float64, device=device)     # sum, faces
+        self.calibration = torch.zeros(3, ECE_BINS, dtype=torch.float64, device=device)
 
     @torch.no_grad()
     def update(self, model, batch) -> None:
@@ -105,6 +132,13 @@ class PartsEvaluation:
         targets = batch["targets"]
         valid = targets >= 0
         predictions = predict_parts(logits, k)
+        confidence = torch.softmax(_split_directions(logits, k), dim=1).amax(dim=1)[valid].double()
+        correct = (predictions == targets)[valid].double()
+        index = (confidence * ECE_BINS).long().clamp(0, ECE_BINS - 1)
+        self.calibration += torch.stack([
+            torch.bincount(index, minlength=ECE_BINS).double(),
+            torch.bincount(index, weights=confidence, minlength=ECE_BINS),
+            torch.bincount(index, weights=correct, minlength=ECE_BINS)])
         self.loss += torch.stack([masked_cross_entropy(logits, targets, k, "sum").double(),
                                   valid.sum().double()])
         self.confusion += torch.bincount((targets[valid] * k + predictions[valid]).reshape(-1),
@@ -117,10 +151,10 @@ class PartsEvaluation:
         self.counts += torch.tensor([batch["count"], batch["count"] - n_wrong], device=self.counts.device)
 
     def state(self) -> list[torch.Tensor]:
-        return [self.confusion, self.counts, self.loss]
+        return [self.confusion, self.counts, self.loss, self.calibration]
 
     def load_state(self, tensors) -> None:
-        self.confusion, self.counts, self.loss = tensors
+        self.confusion, self.counts, self.loss, self.calibration = tensors
 
     def metrics(self) -> dict:
         k = len(self.parts)
@@ -131,7 +165,8 @@ class PartsEvaluation:
         flat = {"loss": loss_sum / faces if faces else 0.0,
                 "face_accuracy": scores["accuracy"],
                 "macro_f1": scores["macro_f1"],
-                "building_accuracy": exact / buildings if buildings else 0.0}
+                "building_accuracy": exact / buildings if buildings else 0.0,
+                "ece": expected_calibration_error(self.calibration.cpu().numpy().T)}
         flat.update({f"f1_{name}": c["f1"] for name, c in scores["per_class"].items()})
         return {**flat, "buildings": buildings, "faces": int(faces),
                 "per_class": scores["per_class"], "confusion": confusion.tolist()}
@@ -148,16 +183,27 @@ class BuildingPartsTask(Task):
         super().__init__(config, data_dir)
         self.data = open_dataset(data_dir)
         self.family = config["model"]["family"]
-        self.with_style = bool(config["dataset"]["use_style"])
+        self.inputs = input_set(config["dataset"])
+        if self.inputs not in GRID_INPUT_SETS:
+            raise DatasetError(f"dataset.inputs: '{self.inputs}' is not one of "
+                               f"{', '.join(GRID_INPUT_SETS)}")
+        self.with_style = self.inputs == "style"
+        self.with_street = self.inputs.startswith("street")
+        self.street_dropout = float(config["dataset"].get("street_dropout", 0.0))
+        self._rng = np.random.default_rng([int(config["training"]["seed"]), 7])
         self.parts = list(self.data.parts)
         self.n_parts = len(self.parts)
         self.hyper = {k: v for k, v in config["model"].items() if k != "family"}
         self.class_weights: torch.Tensor | None = None
         if self.family in GRID_FAMILIES:
             self.input_kind = "grid"
-            self.input_names = list(grid_channel_names(self.with_style))
+            self.input_names = list(GRID_INPUT_SETS[self.inputs])
             self.stride = 2 ** int(self.hyper["depth"])
         elif self.family in CELL_FAMILIES:
+            if self.inputs not in ("style", "massing"):
+                raise DatasetError(f"dataset.inputs: {self.family} reads per-cell features "
+                                   f"(style or massing); '{self.inputs}' needs a grid family "
+                                   f"({', '.join(GRID_FAMILIES)})")
             self.input_kind = "cells"
             self.input_names = list(adjacency_feature_names(self.with_style))
             self.stride = None
@@ -195,9 +241,10 @@ class BuildingPartsTask(Task):
         records = [self.data.building(i) for i in self.split_ids(split, limit)]
         if not records:
             raise DatasetError(f"{self.data.root}: split '{split}' holds no buildings")
-        if split == self.config["dataset"]["train_split"]:
+        train = split == self.config["dataset"]["train_split"]
+        if train:
             self._set_class_weights(records)
-        return _Buildings(records, self.encode)
+        return _Buildings(records, self.encode, augment=train and self.street_dropout > 0)
 
     def _set_class_weights(self, records) -> None:
         """Loss weights from the training split's part counts (training.class_weighting)."""
@@ -209,9 +256,12 @@ class BuildingPartsTask(Task):
             counts += np.bincount(faces.astype(np.int64), minlength=self.n_parts)
         self.class_weights = torch.from_numpy(inverse_sqrt_weights(counts))
 
-    def encode(self, record):
+    def encode(self, record, augment: bool = False):
         if self.input_kind == "grid":
-            return encode_grid_example(record, self.with_style, self.stride)
+            street = None
+            if augment and self.with_street and self._rng.random() < self.street_dropout:
+                street = ()             # the artist did not say: no side marked
+            return encode_grid_example(record, self.input_names, self.stride, street)
         return encode_cell_example(record, self.with_style)[1:]
 
     def collate(self, examples):
@@ -238,7 +288,8 @@ class BuildingPartsTask(Task):
         manifest = self.data.manifest
         return PartsInfo(task=self.name, family=self.family, input_kind=self.input_kind,
                          input_names=list(self.input_names), parts=list(self.parts),
-                         with_style=self.with_style, stride=self.stride or 1,
+                         with_style=self.with_style, with_street=self.with_street,
+                         stride=self.stride or 1,
                          cell_size=self.data.cell_size,
                          grid_size=[int(n) for n in manifest["grid_size"]],
                          dataset_count=int(manifest["count"]), dataset_seed=int(manifest.get("seed", 0)),
@@ -272,6 +323,8 @@ class BuildingPartsTask(Task):
         lines += [f"face accuracy      {result['face_accuracy']:.4f}",
                   f"macro F1           {result['macro_f1']:.4f}",
                   f"buildings all right {result['building_accuracy']:.4f}"]
+        if "ece" in result:
+            lines.append(f"calibration (ECE)  {result['ece']:.4f}")
         return "\n".join(lines)
 
     @classmethod
@@ -306,7 +359,8 @@ def example_inputs(info: PartsInfo, dataset_dir, n: int = 4, split: str = "test"
         item = {"building_id": building_id, "occupancy": record.occupancy,
                 "style": record.style if info.with_style else None, "labels": record.labels}
         if info.input_kind == "grid":
-            item["input"] = encode_grid_example(record, info.with_style, info.stride)[0][None]
+            item["street"] = record_street(record) if info.with_street else None
+            item["input"] = encode_grid_example(record, info.input_names, info.stride)[0][None]
         else:
             coords, feats, _ = encode_cell_example(record, info.with_style)
             item.update({"input": feats, "coords": coords})
@@ -314,11 +368,13 @@ def example_inputs(info: PartsInfo, dataset_dir, n: int = 4, split: str = "test"
     return out
 
 
-def _encode(info: PartsInfo, occupancy, style) -> np.ndarray:
-    style = style if info.with_style else None
+def _encode(info: PartsInfo, occupancy, style, street=None, neighbours=None) -> np.ndarray:
     if info.input_kind == "grid":
-        return pad_to_stride(grid_channels(occupancy, style), info.stride)[None]
-    return adjacency_features(occupancy, style)[1]
+        if street is None and style is not None and np.asarray(style)[:4].sum() == 1:
+            street = (SIDES[int(np.argmax(np.asarray(style)[:4]))],)
+        return pad_to_stride(grid_inputs(info.input_names, occupancy, style, street, neighbours),
+                             info.stride)[None]
+    return adjacency_features(occupancy, style if info.with_style else None)[1]
 
 
 def _sample_records(info: PartsInfo, data_dir, n: int):

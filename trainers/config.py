@@ -27,6 +27,9 @@ BASE_DEFAULTS = {
     "task": "building-parts",
     "dataset": {
         "use_style": True,         # false: massing only, as real block-outs come
+        "inputs": None,            # building parts, grid nets: style | massing | street |
+                                   # street_neighbours (encoding.GRID_INPUT_SETS); None: by use_style
+        "street_dropout": 0.0,     # street inputs: share of training buildings shown no street side
         "train_split": "train",
         "val_split": "val",
         "max_buildings": 0,        # > 0: use only the first N buildings of each split

@@ -37,6 +37,8 @@ import numpy as np
 
 from ..alignment import dominant_wall_angle, rotation_z
 from ..errors import DatasetError
+from ..labelling import (DEPTH_TOLERANCE, FILL_THRESHOLD, MAIN_FACE_MIN_AREA,
+                         SUB, side_parts)
 from ..grid import (DIRECTION_VECTORS, DIRECTIONS, DOWN, NO_PART, UP, along_axis,
                     exterior_faces_by_direction, shifted)
 from ..procedural.parts import DEFAULT_PARTS, Vocabulary
@@ -50,21 +52,10 @@ from .occupancy import METHODS, flood_fraction, flux_fraction, winding_fraction
 
 #: Geometry reaching less than this fraction of a cell past a cell boundary adds no cells.
 GRID_SLACK = 0.01
-#: A cell is occupied when more than this fraction of it is inside.
-FILL_THRESHOLD = 0.5
 #: Area samples every cell_size / SAMPLES_PER_CELL on the shell (occupancy, statistics).
 SAMPLES_PER_CELL = 8
-#: Coverage rasters: SUB x SUB bins per cell face (0.25 m at 3 m cells).
-SUB = 12
 #: An opening polygon counts for a side direction when its normal is within this angle.
 OPENING_ANGLE_DEG = 45.0
-#: ... and for an exterior face of that direction whose plane is within this many cells.
-DEPTH_TOLERANCE = 1.5
-#: Share of a side face covered by doors / windows that makes it a door / window face.
-DOOR_THRESHOLD = 0.10
-WINDOW_THRESHOLD = 0.08
-#: The face holding most of an opening is its main face when it holds at least this (m^2).
-MAIN_FACE_MIN_AREA = 0.25
 #: Distances (m) in front of / behind an opening where the shell's winding number is read,
 #: and how much more inside the front must read to turn the opening round.
 FLIP_PROBES = (0.5, 1.0)
@@ -379,9 +370,7 @@ def label_faces(occ: np.ndarray, openings: dict, cell: float,
     cover, main = coverage["cover"], coverage["main"]
     labels = np.full(occ.shape + (6,), NO_PART, dtype=np.int8)
     for d in range(4):
-        is_door = (cover[1, d] >= DOOR_THRESHOLD) | main[1, d]
-        is_window = (cover[0, d] >= WINDOW_THRESHOLD) | main[0, d]
-        part = np.where(is_door, door, np.where(is_window, window, wall)).astype(np.int8)
+        part = side_parts(cover[0, d], cover[1, d], main[0, d], main[1, d], wall, window, door)
         np.copyto(labels[..., d], part, where=ext[d])
     np.copyto(labels[..., UP], np.int8(roof), where=ext[UP])
     np.copyto(labels[..., DOWN], np.int8(wall), where=ext[DOWN])

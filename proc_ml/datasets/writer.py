@@ -21,7 +21,7 @@ from ..formats import (FORMATS, LEGEND, TABLES, adjacency_csv, buildings_csv, fa
                        point_cloud, points_path)
 from ..formats.tables import header_line
 from ..grid import exterior_faces
-from ..meshing import quad_mesh, sample_points
+from ..meshing import quad_mesh, sample_points, sample_triangle_points
 
 #: Points sampled per building when no generator config says otherwise.
 POINTS_PER_BUILDING = 2048
@@ -36,6 +36,9 @@ class BuildingArrays:
     labels: np.ndarray | None        # int8[X, Y, Z, 6], -1 where no face; None: massing to label
     style: np.ndarray                # float32[9] (zeros when the source has no style)
     extras: dict = field(default_factory=dict)   # optional grid arrays (formats.grid_npz.EXTRAS)
+    #: the building's own mesh (vertices, triangles, triangle_parts; e.g. the facade grammar's
+    #: sloped roofs), written to meshes/ and sampled for points/ instead of the voxel faces
+    mesh: object | None = None
 
 
 def write_building_files(out: str | os.PathLike, b: BuildingArrays, formats, parts,
@@ -47,16 +50,23 @@ def write_building_files(out: str | os.PathLike, b: BuildingArrays, formats, par
                        b.occupancy, b.labels, b.style, **b.extras)
     if "meshes" not in formats and "points" not in formats:
         return
-    quads = quad_mesh(b.occupancy, b.labels, cell_size)
+    if b.mesh is not None:
+        vertices, triangles, tri_parts = b.mesh.vertices, b.mesh.triangles, b.mesh.triangle_parts
+    else:
+        quads = quad_mesh(b.occupancy, b.labels, cell_size)
+        vertices, triangles, tri_parts = quads.vertices, quads.triangles, quads.triangle_parts
     colours = part_colours(parts)
     if "meshes" in formats:
         for fmt in labelled_mesh.FORMATS:
             write_bytes(mesh_path(out, b.building_id, fmt),
-                        labelled_mesh.mesh_bytes(quads.vertices, quads.triangles,
-                                                 quads.triangle_parts, fmt, parts, colours))
+                        labelled_mesh.mesh_bytes(vertices, triangles, tri_parts, fmt, parts, colours))
     if "points" in formats:
         rng = np.random.default_rng([int(seed), int(b.building_id), 1])
-        pts, normals, labels = sample_points(quads, points_per_building, rng)
+        if b.mesh is not None:
+            pts, normals, labels = sample_triangle_points(vertices, triangles, tri_parts,
+                                                          points_per_building, rng)
+        else:
+            pts, normals, labels = sample_points(quads, points_per_building, rng)
         point_cloud.write_npz_cloud(points_path(out, b.building_id, "npz"), pts, normals, labels)
         point_cloud.write_ply_cloud(points_path(out, b.building_id, "ply"), pts, normals, labels, colours)
 

@@ -4,11 +4,12 @@ Arrays (docs/formats.md): ``occupancy`` uint8[X, Y, Z] (required); ``labels``
 int8[X, Y, Z, 6] (-1 where no face; absent in a massing-to-label dataset and in users' own
 occupancy files); ``style`` float32[9] (zeros when the source has none); ``archetype``
 (0-d str) and ``building_id`` (0-d int64). Optional extras, written by the real-building
-import and read when present: ``vocab`` (str[K], the vocabulary ``labels`` index),
+import and the facade grammar and read when present: ``vocab`` (str[K], the vocabulary ``labels`` index),
 ``street`` (bool[4]: which of +x, -x, +y, -y face the street), ``label_known``
 (bool[X, Y, Z, 6]: faces whose label the source supports), ``rotation_deg`` (0-d float),
 ``origin`` (float64[3]), ``cell_size`` (0-d float), ``source_id`` and ``source_file`` (0-d
-str). Written with fixed zip timestamps, so the same building gives the same bytes.
+str), ``neighbours`` (bool[X, Y, Z]: cells of neighbouring buildings, the context of party
+walls). Written with fixed zip timestamps, so the same building gives the same bytes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from ..grid import exterior_faces
 
 #: The optional arrays, and the dtype each is stored with.
 EXTRAS = {"vocab": str, "street": bool, "label_known": bool, "rotation_deg": np.float64,
-          "origin": np.float64, "cell_size": np.float64, "source_id": str, "source_file": str}
+          "origin": np.float64, "cell_size": np.float64, "source_id": str, "source_file": str,
+          "neighbours": bool}
 
 
 @dataclass
@@ -127,6 +129,7 @@ def _checked_labels(path: Path, labels: np.ndarray, occ: np.ndarray, n_parts: in
 
 def _check_extras(path: Path, extras: dict, shape) -> None:
     expected = {"street": (4,), "label_known": tuple(shape) + (6,), "origin": (3,),
+                "neighbours": tuple(shape),
                 "rotation_deg": (), "cell_size": ()}
     for key, want in expected.items():
         if key in extras and extras[key].shape != want:

@@ -14,10 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..encoding import (STYLE_FEATURES, adjacency_feature_names, adjacency_features,
-                        decode_cell_logits, decode_grid_logits, grid_channel_names,
-                        grid_channels, pad_to_stride, parse_street, street_vector, style_vector)
-from ..errors import ModelError
+from ..encoding import (NEIGHBOUR_CHANNEL, STYLE_FEATURES, adjacency_feature_names,
+                        adjacency_features, decode_cell_logits, decode_grid_logits, grid_inputs,
+                        pad_to_stride, parse_street, street_vector, style_vector,
+                        unknown_grid_inputs)
+from ..errors import DatasetError, ModelError
 from ..grid import NO_PART, check_occupancy
 from .batching import DEFAULT_GRID_BATCH, run_cell_sets, run_grids
 from .session import Loaded, ModelSession, load_model
@@ -45,11 +46,16 @@ class PartsPredictor(Loaded):
             raise ModelError(f"{model_path}: a {meta.kind} model ({meta.task}, {meta.family}); "
                              f"labelling building parts needs a {KIND} model")
         self.info = meta.info
-        expected = (grid_channel_names if meta.input_kind == "grid"
-                    else adjacency_feature_names)(self.info.with_style, self.info.with_street)
-        if list(expected) != list(meta.input_names):
-            raise ModelError(f"{model_path}: model inputs {meta.input_names} are not the ones this "
-                             f"proc-ml encodes ({list(expected)}); re-export with this version")
+        if meta.input_kind == "grid":
+            unknown = unknown_grid_inputs(meta.input_names)
+            if unknown:
+                raise ModelError(f"{model_path}: model inputs {unknown} are not ones this proc-ml "
+                                 f"encodes; re-export with this version")
+        else:
+            expected = adjacency_feature_names(self.info.with_style, self.info.with_street)
+            if list(expected) != list(meta.input_names):
+                raise ModelError(f"{model_path}: model inputs {meta.input_names} are not the ones "
+                                 f"this proc-ml encodes ({list(expected)}); re-export with this version")
 
     @property
     def parts(self) -> list[str]:
@@ -62,6 +68,11 @@ class PartsPredictor(Loaded):
     @property
     def with_street(self) -> bool:
         return self.info.with_street
+
+    @property
+    def with_neighbours(self) -> bool:
+        """The model reads the cells of neighbouring buildings (party walls), optionally."""
+        return NEIGHBOUR_CHANNEL in self.metadata.input_names
 
     @property
     def cell_size(self) -> float | None:
@@ -97,28 +108,37 @@ class PartsPredictor(Loaded):
             vec[:4] = street_vector(sides[:1])
         return vec, None
 
-    def predict(self, occupancy: np.ndarray, style=None, street=None) -> tuple[np.ndarray, np.ndarray]:
-        return self.predict_many([occupancy], [style], [street])[0]
+    def predict(self, occupancy: np.ndarray, style=None, street=None,
+                neighbours=None) -> tuple[np.ndarray, np.ndarray]:
+        """``neighbours``: bool[X, Y, Z] cells of neighbouring buildings, for a model that
+        reads them (``with_neighbours``; ignored otherwise)."""
+        return self.predict_many([occupancy], [style], [street], neighbours=[neighbours])[0]
 
     def predict_many(self, occupancies: Sequence[np.ndarray], styles: Sequence | None = None,
-                     streets: Sequence | None = None,
-                     batch_size: int = DEFAULT_GRID_BATCH) -> list[tuple[np.ndarray, np.ndarray]]:
+                     streets: Sequence | None = None, batch_size: int = DEFAULT_GRID_BATCH,
+                     neighbours: Sequence | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Predict many buildings; same-size grids share a batch, cells share chunks."""
         n = len(occupancies)
         styles = list(styles) if styles is not None else [None] * n
         streets = list(streets) if streets is not None else [None] * n
-        if not len(styles) == len(streets) == n:
-            raise ValueError(f"got {n} occupancies, {len(styles)} styles and {len(streets)} streets")
+        neighbours = list(neighbours) if neighbours is not None else [None] * n
+        if not len(styles) == len(streets) == len(neighbours) == n:
+            raise ValueError(f"got {n} occupancies, {len(styles)} styles, {len(streets)} streets "
+                             f"and {len(neighbours)} neighbour grids")
         occs = [_occupancy(o) for o in occupancies]
         inputs = [self._inputs(style, street) for style, street in zip(styles, streets)]
         if self.metadata.input_kind == "grid":
-            return self._predict_grids(occs, inputs, batch_size)
+            return self._predict_grids(occs, inputs, batch_size, neighbours)
         return self._predict_cells(occs, inputs)
 
-    def _predict_grids(self, occs, inputs, batch_size):
+    def _predict_grids(self, occs, inputs, batch_size, neighbours):
         stride = self.info.stride
-        grids = [pad_to_stride(grid_channels(o, style, street), stride)
-                 for o, (style, street) in zip(occs, inputs)]
+        names = self.metadata.input_names
+        try:
+            grids = [pad_to_stride(grid_inputs(names, o, style, street, nb), stride)
+                     for o, (style, street), nb in zip(occs, inputs, neighbours)]
+        except DatasetError as exc:
+            raise ModelError(f"{self.model.path}: {exc}") from None
         logits = run_grids(self.model, grids, batch_size)
         return [decode_grid_logits(lg, o, self.info.n_parts) for lg, o in zip(logits, occs)]
 
