@@ -1,7 +1,7 @@
 """``proc-ml generate buildings|facades``: write a labelled dataset into an output folder.
 
 An output folder that is not empty is refused unless ``--overwrite``, which first removes
-only what generate writes there (``OWNED``; other files stay), so a smaller ``--count``
+only what generate writes there (``owned_names``; other files stay), so a smaller ``--count``
 never leaves stale buildings of an earlier run behind.
 """
 
@@ -111,6 +111,9 @@ def run_facades(args) -> int:
 
     if args.count < 1:
         raise ConfigError(f"--count must be >= 1, got {args.count}")
+    if not 1 <= args.module_px <= args.size:    # checked before --overwrite removes anything
+        raise ConfigError(f"--module-px must be between 1 and the image size {args.size}, "
+                          f"got {args.module_px}")
     cfg = load_generator_config(args.config, args.set)
     with Reporter(args.json) as report:
         report.start("generate facades", out=args.out, count=args.count, seed=args.seed)
@@ -134,8 +137,13 @@ def run(args) -> int:
     from proc_ml.formats import parse_formats
     from proc_ml.procedural import load_generator_config
 
+    from proc_ml.errors import ConfigError
+
     cfg = load_generator_config(args.config, args.set)
     formats = parse_formats(args.formats)
+    if args.count < 1 or args.seed < 0:      # checked before --overwrite removes anything
+        raise ConfigError(f"--count must be >= 1, got {args.count}" if args.count < 1
+                          else f"--seed must be >= 0, got {args.seed}")
     with Reporter(args.json) as report:
         report.start("generate buildings", out=args.out, count=args.count, seed=args.seed,
                      formats=list(formats))
