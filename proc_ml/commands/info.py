@@ -93,7 +93,8 @@ def format_facts(facts: dict) -> list[str]:
     for key, value in facts["info"].items():
         if value is None or value == [] or value == {}:
             continue
-        lines.append(f"  {key.replace('_', ' '):<11} {_value(key, value)}")
+        label = _LABELS.get(key, key.replace("_", " "))
+        lines.append(f"  {label:<11} {_value(key, value)}")
     training = facts["training"]
     if training["dataset_count"] is not None:
         extra = ", ".join(f"{label} {training[key]}" for key, label in
@@ -108,11 +109,18 @@ def format_facts(facts: dict) -> list[str]:
     return lines
 
 
+# Run-info fields whose name alone would read wrongly beside the tensor lines.
+_LABELS = {"output": "predicts"}
+_OUTPUTS = {"shape": "one class per shape", "points": "one class per point"}
+
+
 def _shape(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def _value(key: str, value) -> str:
+    if key == "output" and value in _OUTPUTS:
+        return f"{_OUTPUTS[value]} ({value})"
     if key == "palette" and isinstance(value, list):
         return ", ".join(f"{e.get('name')} {tuple(e.get('colour', ()))}" for e in value)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
