@@ -44,8 +44,9 @@ def _chunks(count: int, size: int):
 
 
 def generate_dataset(cfg: dict, count: int, seed: int, out, formats=FORMATS, workers: int | None = None,
-                     layout: str = "named", progress: bool = True) -> dict:
-    """Generate ``count`` buildings into ``out``; return the manifest that was written."""
+                     layout: str = "named", progress: bool = True, on_progress=None) -> dict:
+    """Generate ``count`` buildings into ``out``; return the manifest that was written.
+    ``on_progress(done, count)`` is called as chunks of buildings finish."""
     if count < 1:
         raise ConfigError(f"--count must be >= 1, got {count}")
     if seed < 0:
@@ -61,6 +62,7 @@ def generate_dataset(cfg: dict, count: int, seed: int, out, formats=FORMATS, wor
 
     from tqdm import tqdm
     bar = tqdm(total=count, unit="bldg", desc="generate", disable=not progress)
+    done = 0
     with DatasetIndex(out, cfg["parts"], formats, layout) as index:
         pool = ProcessPoolExecutor(workers) if workers > 1 and len(jobs) > 1 else None
         try:
@@ -69,6 +71,9 @@ def generate_dataset(cfg: dict, count: int, seed: int, out, formats=FORMATS, wor
                 for rows in chunk:
                     index.add(rows)
                 bar.update(len(chunk))
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(done, count)
         finally:
             if pool:
                 pool.shutdown()

@@ -8,6 +8,11 @@ also writes the stride constraint into the symbolic dims (``4*x_div4``).
 The model is written to a temporary file, checked with ``onnx.checker``, compared with
 PyTorch through ``proc_ml.runtime`` on real dataset samples and on a grid size (or cell
 count) not seen at export, and only then renamed into place.
+
+Older onnxruntime releases: ``target_ort="1.16"`` (``--portable`` / ``--target-ort``) caps
+the opset at what that release implements and writes the lowest IR version the opset and
+the graph allow (the dynamo exporter always stamps IR 10, which onnxruntime < 1.18 refuses);
+``proc_ml.runtime.modelfile.ORT_LIMITS`` is the table, ``set_versions`` the conversion.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from proc_ml.fileio import atomic_path
 from proc_ml.formats import MANIFEST
 from proc_ml.runinfo import RunInfo
 from proc_ml.runtime.metadata import ModelMetadata
+from proc_ml.runtime.modelfile import ORT_LIMITS, PORTABLE_ORT, ort_limits  # noqa: F401
 
 EXPORTERS = ("dynamo", "legacy")
 DEFAULT_OPSET = 18
 TOLERANCE = 1e-4
+
 # Loggers the exporters report through; raised to ERROR while exporting.
 _NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo",
                   "torch.fx.experimental.symbolic_shapes", "onnxscript")
@@ -159,32 +166,49 @@ def compare_with_torch(model, onnx_path, samples, device: str = "cpu"):
     return diffs
 
 
-def export_run(run_dir, out, *, opset: int = DEFAULT_OPSET, checkpoint: str = "best",
+def export_run(run_dir, out, *, opset: int | None = None, checkpoint: str = "best",
                exporter: str = "dynamo", data_dir=None, tolerance: float = TOLERANCE,
-               verbose: bool = False, log: Callable[[str], None] = print) -> dict:
-    """Export a run to ``out``; raise ``ModelError`` (and write nothing) if parity fails."""
+               verbose: bool = False, log: Callable[[str], None] = print,
+               target_ort: str | None = None, ir_version: int | None = None,
+               progress: Callable[..., None] | None = None) -> dict:
+    """Export a run to ``out``; raise ``ModelError`` (and write nothing) if parity fails.
+
+    ``opset`` defaults to ``DEFAULT_OPSET`` (capped at what ``target_ort`` runs);
+    ``target_ort`` (e.g. ``"1.16"``) makes a file that onnxruntime release loads;
+    ``ir_version`` sets the IR version explicitly (see ``set_versions``). ``progress(stage,
+    done, total, **fields)`` hears of each step (``proc-ml export --json``)."""
     import torch
 
     from proc_ml.trainers import load_run
 
+    limits = ort_limits(target_ort) if target_ort else None
+    opset = check_opset(opset, target_ort, limits)
     model, run = load_run(run_dir, checkpoint)
     data_dir = data_dir if data_dir is not None else _run_data_dir(run)
     samples = run.task.parity_inputs(run, data_dir)
     proto = export_model_proto(model, samples[0][1], run.info, opset, exporter, verbose)
+    if progress:
+        progress("exported", 1, 1, exporter=exporter, opset=opset)
+    set_versions(proto, opset, ir_version=ir_version, target_ort=target_ort, limits=limits)
     meta = attach_metadata(proto, run, {"exporter": exporter, "opset": opset,
+                                        "ir_version": int(proto.ir_version),
+                                        "target_ort": target_ort,
                                         "torch": torch.__version__,
                                         "checkpoint": checkpoint, "epoch": run.epoch})
     check_model(proto, str(out))
     with atomic_path(out) as tmp:
         tmp.write_bytes(proto.SerializeToString())
         diffs = compare_with_torch(model, tmp, samples)
-        for name, diff in diffs:
+        for index, (name, diff) in enumerate(diffs):
             log(f"  parity {name}: max |onnxruntime - torch| = {diff:.2e}")
+            if progress:
+                progress("parity", index + 1, len(diffs), input=name, max_abs_diff=diff)
         worst = max(diffs, key=lambda d: d[1])
         if not worst[1] <= tolerance:
             raise ModelError(f"{out}: onnxruntime differs from PyTorch by {worst[1]:.2e} on "
                              f"{worst[0]} (tolerance {tolerance:g}); model not written")
     return {"out": str(out), "family": meta.family, "exporter": exporter, "opset": opset,
+            "ir_version": int(proto.ir_version), "target_ort": target_ort,
             "input_shape": meta.input_shape, "max_abs_diff": worst[1],
             "parity": dict(diffs), "bytes": os.path.getsize(out),
             "data": str(data_dir) if data_dir else "generated buildings"}
@@ -196,3 +220,129 @@ def _run_data_dir(run):
     if value and Path(value, MANIFEST).is_file():
         return value
     return None
+
+
+# -- opset and IR version -------------------------------------------------------------------
+def check_opset(opset: int | None, target_ort: str | None, limits) -> int:
+    """The opset to export: ``opset`` or the default, checked against ``target_ort``."""
+    import onnx.defs
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset is None:
+        opset = min(DEFAULT_OPSET, limits[0]) if limits else DEFAULT_OPSET
+    opset = int(opset)
+    if not 7 <= opset <= newest:
+        raise ModelError(f"--opset must be between 7 and {newest} (the newest this onnx "
+                         f"{onnx.__version__} knows), got {opset}")
+    if limits and opset > limits[0]:
+        raise ModelError(f"--opset {opset} is newer than onnxruntime {target_ort} runs "
+                         f"(opset {limits[0]}); use --opset {limits[0]} or lower")
+    return opset
+
+
+def _default_opset(proto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _subgraphs(graph):
+    """``graph`` and every graph nested in its nodes' attributes."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _subgraphs(sub)
+
+
+def _tensor_types(proto):
+    """Every element type the model's tensors, values and casts use."""
+    for graph in _subgraphs(proto.graph):
+        for value in (*graph.input, *graph.output, *graph.value_info):
+            if value.type.HasField("tensor_type"):
+                yield value.type.tensor_type.elem_type
+        for tensor in graph.initializer:
+            yield tensor.data_type
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t.data_type
+                yield from (t.data_type for t in attr.tensors)
+                if node.op_type in ("Cast", "CastLike") and attr.name == "to":
+                    yield attr.i
+
+
+def required_ir_version(proto) -> int:
+    """The lowest IR version that can carry ``proto`` (its annotations aside): the IR its
+    opsets need (``onnx.helper.find_min_ir_version_for``), 9 for float8 tensors; types and
+    function overloads newer than that keep the IR version the exporter wrote."""
+    import onnx.helper
+
+    needed = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
+    types = set(_tensor_types(proto))
+    if any(17 <= t <= 20 for t in types):          # FLOAT8* (IR 9)
+        needed = max(needed, 9)
+    overloads = any(n.overload for g in _subgraphs(proto.graph) for n in g.node) or \
+        any(f.overload for f in proto.functions)
+    if any(t > 20 for t in types) or overloads:    # int4 / float4 / ..., overloads: IR 10+
+        needed = max(needed, int(proto.ir_version))
+    return int(needed)
+
+
+def _strip_ir10_annotations(proto) -> None:
+    for graph in _subgraphs(proto.graph):
+        del graph.metadata_props[:]
+        for item in (*graph.node, *graph.input, *graph.output, *graph.value_info, *graph.initializer):
+            del item.metadata_props[:]
+    for function in proto.functions:
+        del function.metadata_props[:]
+        for node in function.node:
+            del node.metadata_props[:]
+
+
+def set_versions(proto, opset: int, *, ir_version: int | None = None,
+                 target_ort: str | None = None, limits=None) -> None:
+    """Make ``proto`` an ``opset`` model with the IR version asked for, in place.
+
+    * opset: the exporters write ``opset`` themselves; if one did not (the dynamo exporter
+      keeps its own opset when its conversion fails), ``onnx.version_converter`` converts.
+    * IR version: ``ir_version`` when given; else, with ``target_ort``, the lowest the graph
+      allows (``required_ir_version``), refused above what that release loads; else the
+      exporter's. Below IR 10 the IR 10 annotations (node/graph ``metadata_props``) are
+      dropped; ``onnx.checker`` then checks the result (``check_model``).
+    """
+    import onnx
+    import onnx.version_converter
+
+    if _default_opset(proto) != opset:
+        try:
+            converted = onnx.version_converter.convert_version(proto, opset)
+        except Exception as exc:
+            raise ModelError(f"converting the exported model from opset {_default_opset(proto)} "
+                             f"to {opset} failed ({_first_line(exc)})") from None
+        proto.CopyFrom(converted)
+    needed = required_ir_version(proto)
+    if ir_version is not None:
+        target = int(ir_version)
+        if target < needed:
+            raise ModelError(f"--ir-version {target}: this model needs IR version {needed} or "
+                             f"newer (opset {opset})")
+        if target > onnx.IR_VERSION:
+            raise ModelError(f"--ir-version {target}: the newest this onnx {onnx.__version__} "
+                             f"writes is {onnx.IR_VERSION}")
+        if limits and target > limits[1]:
+            raise ModelError(f"--ir-version {target} is newer than onnxruntime {target_ort} "
+                             f"loads (IR {limits[1]})")
+    elif limits:
+        if needed > limits[1]:
+            raise ModelError(f"this model needs IR version {needed}, newer than onnxruntime "
+                             f"{target_ort} loads (IR {limits[1]})")
+        target = needed
+    else:
+        return
+    if target < 10:
+        _strip_ir10_annotations(proto)
+    proto.ir_version = target
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -16,7 +16,7 @@ from . import __version__
 from .errors import ProcMLError
 
 # Order here is the order in ``proc-ml --help``; a module not present is not offered.
-COMMAND_MODULES = ("generate", "importing", "train", "evaluate", "export", "predict", "demo", "batch")
+COMMAND_MODULES = ("generate", "importing", "train", "evaluate", "export", "info", "predict", "demo", "batch")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,6 +65,14 @@ def main(argv=None) -> int:
         result = args.func(args)
     except ProcMLError as exc:
         print(f"proc-ml {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:   # an optional dependency: say which extra brings it
+        from .dependencies import missing_module_message
+
+        message = missing_module_message(exc.name)
+        if message is None:
+            raise
+        print(f"proc-ml {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"proc-ml {args.command}: interrupted", file=sys.stderr)

@@ -129,6 +129,13 @@ class RunInfo:
     def input_meanings(self) -> dict[str, str]:
         return {name: describe_input(name) for name in self.input_names}
 
+    def input_rule(self) -> dict:
+        """How to feed the graph input with plain onnxruntime: ``text`` (one sentence),
+        ``multiple_of`` (the spatial axes' multiple, 1 when any size goes), ``padded_axes``
+        and ``pad_value`` (what to pad them with, in input values). The
+        ``proc_ml.input_rule`` metadata; shown by ``proc-ml info``, docs/onnx.md."""
+        return _rule("float32 " + _axes_text(self.input_axes()))
+
     # -- plain data ---------------------------------------------------------------------
     def to_dict(self) -> dict:
         """Plain data (checkpoints, JSON): every field, plus ``kind``."""
@@ -185,6 +192,18 @@ class PartsInfo(RunInfo):
             return [Axis("cells", minimum=0), logits]
         return [Axis("batch"), logits, *(Axis(n, multiple=self.stride) for n in "xyz")]
 
+    def input_rule(self) -> dict:
+        if self.input_kind == "cells":
+            return _rule(f"float32 [cells, {self.n_inputs}]: one row per filled cell, features "
+                         f"in input_names order; any number of rows, 0 included")
+        text = f"float32 [batch, {self.n_inputs}, X, Y, Z], channels in input_names order"
+        if self.stride <= 1:
+            return _rule(text)
+        return _rule(f"{text}; X, Y and Z must be multiples of {self.stride} (stride): pad the "
+                     f"grid with empty cells (0 in every channel) at the high end of each axis, "
+                     f"then crop the output back to the unpadded X, Y, Z",
+                     self.stride, ["x", "y", "z"], 0.0)
+
     def validate(self, source: str = "run") -> None:
         super().validate(source)
         if not self.parts or len(self.directions) != 6:
@@ -223,6 +242,15 @@ class ShapeInfo(RunInfo):
             return [Axis("batch"), Axis("points", minimum=2), Axis("features", self.n_inputs)]
         side = Axis("side", self.resolution)
         return [Axis("batch"), Axis("channels", self.n_inputs), side, side, side]
+
+    def input_rule(self) -> dict:
+        if self.input_kind == "voxels":
+            r = self.resolution
+            return _rule(f"float32 [batch, {self.n_inputs}, {r}, {r}, {r}]: a centred {r}^3 "
+                         f"occupancy grid")
+        return _rule(f"float32 [batch, points, {self.n_inputs}], features in input_names order; "
+                     f"any number of points (2 or more), coordinates normalised as 'normalize' "
+                     f"says")
 
     def output_axes(self) -> list[Axis]:
         if self.output == "points":
@@ -267,9 +295,30 @@ class ImageInfo(RunInfo):
         return [Axis("batch"), Axis("channels", self.n_inputs),
                 Axis("height", multiple=self.stride), Axis("width", multiple=self.stride)]
 
+    def input_rule(self) -> dict:
+        text = f"float32 [batch, {self.n_inputs}, H, W], RGB scaled to [-1, 1] (pixel / 127.5 - 1)"
+        if self.stride <= 1:
+            return _rule(text)
+        background = next((entry["colour"] for entry in self.palette or []
+                           if entry.get("name") == "background"), [0, 0, 0])
+        return _rule(f"{text}; H and W must be multiples of {self.stride} (stride): pad the "
+                     f"label map at the bottom and right with the palette's background colour "
+                     f"(black without a palette), then crop the output back to H, W",
+                     self.stride, ["height", "width"],
+                     [round(c / 127.5 - 1.0, 6) for c in background])
+
     def output_axes(self) -> list[Axis]:
         return [Axis("batch"), Axis("out_channels", self.out_channels),
                 Axis("height", multiple=self.stride), Axis("width", multiple=self.stride)]
+
+
+def _rule(text: str, multiple_of: int = 1, padded_axes=(), pad_value=None) -> dict:
+    return {"text": text, "multiple_of": int(multiple_of), "padded_axes": list(padded_axes),
+            "pad_value": pad_value}
+
+
+def _axes_text(axes: list[Axis]) -> str:
+    return "[" + ", ".join(str(a.size) if a.size is not None else a.name for a in axes) + "]"
 
 
 #: Run-info class per kind: the one table the runtime, batch and export read.

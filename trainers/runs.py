@@ -114,6 +114,15 @@ def resume_config(run_dir, overrides=()) -> dict:
     return load_train_config(task, path, overrides)
 
 
+def trained_epochs(run_dir) -> tuple[int, dict | None] | None:
+    """``(epochs trained, best)`` from the run's ``last.pt``; ``None`` without one."""
+    path = Path(run_dir) / CHECKPOINT_DIR / "last.pt"
+    if not path.is_file():
+        return None
+    saved = checkpoints.load(path)
+    return int(saved["epoch"]), saved.get("best")
+
+
 def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str = "best",
                  batch_size: int | None = None) -> dict:
     """The run's task's evaluation (``Task.evaluate``) on a split of ``data_dir``."""

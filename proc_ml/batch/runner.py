@@ -16,9 +16,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
-from ..errors import ModelError, ProcMLError
+from ..errors import ProcMLError
 from ..fileio import safe_join
+from ..runtime.session import check_model_file
 from .assets import AssetError, Limits, one_line
 from .items import (FAILED, OK, SKIPPED, ItemResult, WorkItem, file_sha256, item_out_dir,
                     output_rel, settings_sha256)
@@ -50,6 +52,7 @@ class BatchSettings:
     follow_symlinks: bool = False
     progress: bool = True
     gpus_per_worker: float | None = None    # Ray: GPU share per actor (None: 1 / workers per GPU)
+    on_record: Callable | None = None       # on_record(record, done, total) per manifest record
 
 
 @dataclass
@@ -71,8 +74,7 @@ def run_batch(settings: BatchSettings, task: BatchTask | None = None, executor=N
     task = task or get_task(settings.task)
     asset_dir, out_dir = _check_folders(settings.asset_dir, settings.out_dir)
     model = Path(settings.model)
-    if not model.is_file():
-        raise ModelError(f"{model}: model file not found")
+    check_model_file(model)       # not found / a run folder or checkpoint: says how to export
     options = {k: settings.options[k] for k in task.option_names if k in settings.options}
     hashes = {"model_sha256": file_sha256(model),
               "settings_sha256": settings_sha256(task.name, task.version, options),
@@ -171,6 +173,7 @@ class _Run:
         self.previous = dict(manifest.records)    # records from earlier runs, per asset
         self.counts = {OK: 0, SKIPPED: 0, FAILED: 0}
         self.failures, self.records, self.planned = [], [], {}
+        self.total = total
         self.bar = tqdm(total=total, unit="asset", desc="batch", disable=not settings.progress,
                         dynamic_ncols=True, smoothing=0.1)
 
@@ -260,6 +263,8 @@ class _Run:
         self.bar.set_postfix(ok=self.counts[OK], skipped=self.counts[SKIPPED],
                              failed=self.counts[FAILED], refresh=False)
         self.bar.update(1)
+        if self.settings.on_record is not None:
+            self.settings.on_record(record, len(self.records), self.total)
 
     def close(self) -> None:
         self.bar.close()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from proc_ml.encoding import parse_street
 from proc_ml.errors import ProcMLError
 from proc_ml.runtime.providers import DEVICES
 from proc_ml.units import check_cell_size
 from proc_ml.textures.palette import MATERIALS
+
+from .reporting import Reporter, add_json_flag
 
 TASK_NAMES = ("parts", "classify", "segment", "texture")
 
@@ -64,6 +67,7 @@ def register(sub) -> None:
     p.add_argument("--follow-symlinks", action="store_true",
                    help="follow symlinked files and folders that point outside ASSET_DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
@@ -87,16 +91,49 @@ def run(args) -> int:
         options.update(_texture_options(args))
     elif args.parts_model:
         raise ProcMLError("--parts-model is for --task texture")
-    settings = BatchSettings(
-        asset_dir=args.asset_dir, out_dir=args.out, task=task.name, model=args.model,
-        workers=args.workers, executor=args.executor, address=args.address,
-        options=options, force=args.force,
-        extensions=parse_extensions(args.extensions) if args.extensions else None,
-        timeout=args.timeout, limits=_limits(Limits, args), follow_symlinks=args.follow_symlinks,
-        progress=not args.quiet, gpus_per_worker=args.gpus_per_worker)
-    report = run_batch(settings, task)
-    print_report(report, args.out)
+    if args.pictures:
+        _require_matplotlib()
+    out_dir = Path(args.out)
+    with Reporter(args.json) as reporter:
+        reporter.start("batch", assets=args.asset_dir, out=str(out_dir), task=task.name,
+                       model=args.model, executor=args.executor, workers=args.workers)
+
+        def on_record(record: dict, done: int, total: int) -> None:
+            reporter.progress("asset", done, total, asset=record["asset"],
+                              status=record["status"], error=record["error"],
+                              outputs=[str(out_dir / rel) for rel in record["outputs"]])
+
+        settings = BatchSettings(
+            asset_dir=args.asset_dir, out_dir=args.out, task=task.name, model=args.model,
+            workers=args.workers, executor=args.executor, address=args.address,
+            options=options, force=args.force,
+            extensions=parse_extensions(args.extensions) if args.extensions else None,
+            timeout=args.timeout, limits=_limits(Limits, args),
+            follow_symlinks=args.follow_symlinks,
+            progress=reporter.progress_bars and not args.quiet,
+            gpus_per_worker=args.gpus_per_worker, on_record=on_record)
+        report = run_batch(settings, task)
+        if reporter.json:
+            print_failures(report)
+            outputs = [out_dir / "manifest.jsonl", out_dir / "manifest.csv"]
+            outputs += [out_dir / rel for record in report.records
+                        if record["status"] != "failed" for rel in record["outputs"]]
+            reporter.done(outputs, counts=report.counts, seconds=round(report.seconds, 2),
+                          executor=report.executor,
+                          failed=[{"asset": a, "error": e} for a, e in sorted(report.failures)],
+                          exit_code=report.exit_code)
+        else:
+            print_report(report, out_dir)
     return report.exit_code
+
+
+def _require_matplotlib() -> None:
+    """--pictures renders with matplotlib (the [train] extra): say so before any work."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ProcMLError('--pictures needs matplotlib, which is not installed: '
+                          'pip install "proc-ml[train]" (or pip install matplotlib)')
 
 
 def _texture_options(args) -> dict:
@@ -135,7 +172,12 @@ def print_report(report, out_dir, stream=None) -> None:
         print(f"  {status:<8} {report.counts[status]:>7}", file=stream)
     for line in _totals(report.records):
         print(f"  {line}", file=stream)
-    print(f"manifest: {out_dir}/manifest.jsonl (and manifest.csv)", file=stream)
+    print(f"manifest: {Path(out_dir) / 'manifest.jsonl'} (and manifest.csv)", file=stream)
+    print_failures(report)
+
+
+def print_failures(report) -> None:
+    """The failed assets, one line each, on stderr."""
     if report.failures:
         print(f"{len(report.failures)} asset(s) failed:", file=sys.stderr)
         for asset, error in sorted(report.failures):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from .reporting import Reporter, add_json_flag
+
 EXPORTERS = ("dynamo", "legacy")
 
 
@@ -16,10 +18,21 @@ def register(sub) -> None:
         description="Export a run folder to ONNX with dynamic batch/grid/cell axes and the "
                     "proc-ml metadata (parts, inputs, stride, metrics; see docs/onnx.md). "
                     "The export is compared with PyTorch on dataset samples and on an unseen "
-                    "size and is refused above the tolerance.")
+                    "size and is refused above the tolerance. For studios on an older "
+                    "onnxruntime: --portable (or --target-ort X.Y).")
     p.add_argument("run", help="run folder written by 'proc-ml train'")
     p.add_argument("--out", required=True, help="output .onnx file")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    p.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset (default 18, or the newest --target-ort runs if older)")
+    p.add_argument("--target-ort", metavar="X.Y", default=None,
+                   help="the oldest onnxruntime that must load the file, e.g. 1.16: caps the "
+                        "opset and writes the lowest IR version the graph allows "
+                        "(default: the exporter's, IR 10 = onnxruntime 1.18+)")
+    p.add_argument("--portable", action="store_true",
+                   help="same as --target-ort 1.16 (opset 18, IR 8: loads in onnxruntime "
+                        "1.14 and later)")
+    p.add_argument("--ir-version", type=int, default=None,
+                   help="ONNX IR version to write (default: see --target-ort)")
     p.add_argument("--checkpoint", default="best",
                    help="'best' (default), 'last', or a path to a .pt checkpoint")
     p.add_argument("--exporter", choices=EXPORTERS, default="dynamo",
@@ -29,22 +42,43 @@ def register(sub) -> None:
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="largest allowed |onnxruntime - torch| on the logits (default 1e-4)")
     p.add_argument("--verbose", action="store_true", help="show the exporter's own output")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from proc_ml.exporters.onnx_export import export_run
     from proc_ml.errors import ModelError
 
     if not str(args.out).endswith(".onnx"):
         raise ModelError(f"{args.out}: --out must name a .onnx file")
-    start = time.perf_counter()
-    print(f"exporting {args.run} ({args.checkpoint}) with the {args.exporter} exporter, "
-          f"opset {args.opset}", flush=True)
-    report = export_run(args.run, args.out, opset=args.opset, checkpoint=args.checkpoint,
-                        exporter=args.exporter, data_dir=args.data, tolerance=args.tolerance,
-                        verbose=args.verbose)
-    print(f"wrote {report['out']} ({report['family']}, input {report['input_shape']}, "
-          f"{report['bytes'] / 1024:.0f} KiB) in {time.perf_counter() - start:.1f}s; "
-          f"max abs difference vs PyTorch {report['max_abs_diff']:.2e}")
+    target = args.target_ort
+    if args.portable:
+        from proc_ml.exporters.onnx_export import PORTABLE_ORT
+
+        if target is not None and target != PORTABLE_ORT:
+            raise ModelError(f"--portable means --target-ort {PORTABLE_ORT}; give one of them")
+        target = PORTABLE_ORT
+    with Reporter(args.json) as report:
+        from proc_ml.exporters.onnx_export import export_run
+
+        start = time.perf_counter()
+        versions = (f"opset {args.opset}" if args.opset else "default opset") + \
+            (f", for onnxruntime {target}+" if target else "")
+        report.say(f"exporting {args.run} ({args.checkpoint}) with the {args.exporter} exporter, "
+                   f"{versions}")
+        report.start("export", run=args.run, out=args.out, exporter=args.exporter,
+                     checkpoint=args.checkpoint, target_ort=target)
+        result = export_run(args.run, args.out, opset=args.opset, checkpoint=args.checkpoint,
+                            exporter=args.exporter, data_dir=args.data, tolerance=args.tolerance,
+                            verbose=args.verbose, log=report.say, target_ort=target,
+                            ir_version=args.ir_version, progress=report.progress)
+        seconds = time.perf_counter() - start
+        report.say(f"wrote {result['out']} ({result['family']}, input {result['input_shape']}, "
+                   f"opset {result['opset']}, IR {result['ir_version']}, "
+                   f"{result['bytes'] / 1024:.0f} KiB) in {seconds:.1f}s; "
+                   f"max abs difference vs PyTorch {result['max_abs_diff']:.2e}")
+        report.done([result["out"]], family=result["family"], opset=result["opset"],
+                    ir_version=result["ir_version"], target_ort=target,
+                    input_shape=result["input_shape"], max_abs_diff=result["max_abs_diff"],
+                    parity=result["parity"], bytes=result["bytes"], seconds=round(seconds, 2))
     return 0

@@ -1,8 +1,21 @@
-"""``proc-ml generate buildings``: write a labelled building dataset."""
+"""``proc-ml generate buildings|facades``: write a labelled dataset into an output folder.
+
+An output folder that is not empty is refused unless ``--overwrite``, which first removes
+only what generate writes there (``owned_names``; other files stay), so a smaller ``--count``
+never leaves stale buildings of an earlier run behind.
+"""
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
+from pathlib import Path
+
+from .reporting import Reporter, add_json_flag
+
+OVERWRITE_HELP = ("replace the dataset in a non-empty --out: first remove what generate "
+                  "writes there ({}); other files are kept")
 
 
 def register(sub) -> None:
@@ -23,7 +36,10 @@ def register(sub) -> None:
     p.add_argument("--layout", default="named", choices=("named", "opara"),
                    help="faces.csv layout: 'named' (header + ids) or 'opara' (headerless 0/1 rows)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--overwrite", action="store_true",
+                   help=OVERWRITE_HELP.format(", ".join(owned_names("buildings"))))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
     f = kinds.add_parser("facades", help="facade label maps + procedural textures (pix2pix pairs)",
@@ -40,8 +56,52 @@ def register(sub) -> None:
     f.add_argument("--config", help="generator YAML config (see sample_data/configs/)")
     f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a generator config key (repeatable)")
+    f.add_argument("--overwrite", action="store_true",
+                   help=OVERWRITE_HELP.format(", ".join(owned_names("facades"))))
     f.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json_flag(f)
     f.set_defaults(func=run_facades)
+
+
+def owned_names(kind: str) -> tuple[str, ...]:
+    """The files and folders ``generate KIND`` writes at the top of its output folder."""
+    from proc_ml import formats
+    from proc_ml.formats import facades
+
+    if kind == "facades":
+        return (facades.MANIFEST, facades.PALETTE_FILE, facades.LABELS_DIR, facades.IMAGES_DIR)
+    return (formats.MANIFEST, formats.LEGEND, *formats.TABLES.values(), formats.GRIDS_DIR,
+            formats.MESHES_DIR, formats.POINTS_DIR)
+
+
+def prepare_output(out, kind: str, overwrite: bool) -> list[str]:
+    """Refuse a non-empty ``out`` unless ``overwrite``; then remove what generate owns there
+    (and temp files of its atomic writes), never following symlinks. Returns what it removed."""
+    from proc_ml.errors import ConfigError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return []
+    owned = owned_names(kind)
+    if not overwrite:
+        present = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
+        shown = ", ".join(present[:4]) + (", ..." if len(present) > 4 else "")
+        raise ConfigError(f"--out {out}: the folder is not empty ({shown}); pass --overwrite to "
+                          f"replace the dataset there (removes only {', '.join(owned)}) or "
+                          f"choose an empty folder")
+    temp = re.compile(r"^\.(" + "|".join(re.escape(n) for n in owned) + r")\.[0-9a-f]+\.tmp$")
+    removed = []
+    for entry in sorted(out.iterdir()):
+        if entry.name not in owned and not temp.match(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        removed.append(entry.name)
+    return removed
 
 
 def run_facades(args) -> int:
@@ -51,14 +111,24 @@ def run_facades(args) -> int:
 
     if args.count < 1:
         raise ConfigError(f"--count must be >= 1, got {args.count}")
+    if not 1 <= args.module_px <= args.size:    # checked before --overwrite removes anything
+        raise ConfigError(f"--module-px must be between 1 and the image size {args.size}, "
+                          f"got {args.module_px}")
     cfg = load_generator_config(args.config, args.set)
-    start = time.perf_counter()
-    manifest = write_facade_pairs(cfg, args.count, args.seed, args.out, args.size, args.module_px,
-                                  progress=not args.quiet)
-    splits = ", ".join(f"{k} {v}" for k, v in manifest["splits"].items())
-    print(f"wrote {manifest['count']} facade pairs of {args.count} buildings ({splits}; "
-          f"{args.size} px, {manifest['module_px']} px per module) to {args.out} "
-          f"in {time.perf_counter() - start:.1f}s")
+    with Reporter(args.json) as report:
+        report.start("generate facades", out=args.out, count=args.count, seed=args.seed)
+        removed = prepare_output(args.out, "facades", args.overwrite)
+        start = time.perf_counter()
+        manifest = write_facade_pairs(cfg, args.count, args.seed, args.out, args.size,
+                                      args.module_px, progress=report.progress_bars and not args.quiet)
+        took = time.perf_counter() - start
+        splits = ", ".join(f"{k} {v}" for k, v in manifest["splits"].items())
+        report.say(f"wrote {manifest['count']} facade pairs of {args.count} buildings ({splits}; "
+                   f"{args.size} px, {manifest['module_px']} px per module) to {args.out} "
+                   f"in {took:.1f}s")
+        report.done([Path(args.out) / name for name in owned_names("facades")],
+                    pairs=manifest["count"], buildings=args.count, splits=manifest["splits"],
+                    removed=removed, seconds=round(took, 2))
     return 0
 
 
@@ -67,13 +137,38 @@ def run(args) -> int:
     from proc_ml.formats import parse_formats
     from proc_ml.procedural import load_generator_config
 
+    from proc_ml.errors import ConfigError
+
     cfg = load_generator_config(args.config, args.set)
     formats = parse_formats(args.formats)
-    start = time.perf_counter()
-    manifest = generate_dataset(cfg, args.count, args.seed, args.out, formats,
-                                workers=args.workers, layout=args.layout, progress=not args.quiet)
-    took = time.perf_counter() - start
-    stats = manifest["stats"]
-    print(f"wrote {args.count} buildings ({stats['cells']} cells, {stats['faces']} faces) "
-          f"to {args.out} in {took:.1f}s [{', '.join(formats)}]")
+    if args.count < 1 or args.seed < 0:      # checked before --overwrite removes anything
+        raise ConfigError(f"--count must be >= 1, got {args.count}" if args.count < 1
+                          else f"--seed must be >= 0, got {args.seed}")
+    with Reporter(args.json) as report:
+        report.start("generate buildings", out=args.out, count=args.count, seed=args.seed,
+                     formats=list(formats))
+        removed = prepare_output(args.out, "buildings", args.overwrite)
+        start = time.perf_counter()
+        manifest = generate_dataset(
+            cfg, args.count, args.seed, args.out, formats, workers=args.workers,
+            layout=args.layout, progress=report.progress_bars and not args.quiet,
+            on_progress=lambda done, total: report.progress("generate", done, total))
+        took = time.perf_counter() - start
+        stats = manifest["stats"]
+        report.say(f"wrote {args.count} buildings ({stats['cells']} cells, {stats['faces']} faces) "
+                   f"to {args.out} in {took:.1f}s [{', '.join(formats)}]")
+        report.done(_written(args.out, formats), buildings=args.count, cells=stats["cells"],
+                    faces=stats["faces"], removed=removed, seconds=round(took, 2))
     return 0
+
+
+def _written(out, formats) -> list[Path]:
+    """The files and folders a buildings dataset of ``formats`` holds (docs/formats.md)."""
+    from proc_ml import formats as names
+
+    out = Path(out)
+    paths = [out / names.MANIFEST, out / names.LEGEND, out / names.BUILDINGS_CSV]
+    paths += [out / names.TABLES[f] for f in ("faces", "adjacency") if f in formats]
+    paths += [out / folder for f, folder in (("grids", names.GRIDS_DIR), ("meshes", names.MESHES_DIR),
+                                             ("points", names.POINTS_DIR)) if f in formats]
+    return [p for p in paths if p.exists()]

@@ -3,7 +3,11 @@ The tasks are the ones in ``proc_ml.registry``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from proc_ml.registry import TASKS
+
+from .reporting import Reporter, add_json_flag
 
 
 def register(sub) -> None:
@@ -25,15 +29,18 @@ def register(sub) -> None:
                         help="auto, cpu, cuda or cuda:N (default: the config's training.device, "
                              "auto = CUDA when available)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last checkpoint")
+                        help="continue the run in --out from its last checkpoint (a finished run "
+                             "is reported and left as it is)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    add_json_flag(parser)
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     from proc_ml.errors import ConfigError
-    from proc_ml.trainers import fit, load_train_config, resolve_config_path, resume_config
+    from proc_ml.trainers import Callback, fit, load_train_config, resolve_config_path, resume_config
     from proc_ml.trainers.config import default_config_path
+    from proc_ml.trainers.runs import trained_epochs
 
     overrides = list(args.set) + ([f"training.device={args.device}"] if args.device else [])
     if args.resume:
@@ -46,13 +53,56 @@ def run(args) -> int:
         config = load_train_config(args.task, path, overrides)
     if config["task"] != args.task:
         raise ConfigError(f"{args.out}: the run trains '{config['task']}', not '{args.task}'")
-    summary = fit(config, args.data, args.out, resume=args.resume,
-                  progress=False if args.quiet else None)
-    best = summary["best"]
-    if best is not None and _is_main():
-        print(f"trained {config['model']['family']} for {summary['epochs']} epochs into {args.out}: "
-              f"best val {best['metric']} {best['value']:.4f} (epoch {best['epoch']})")
+    epochs = int(config["training"]["epochs"])
+    with Reporter(args.json, muted=not _is_main()) as report:
+        report.start("train", task=args.task, data=args.data, out=args.out, epochs=epochs,
+                     family=config["model"]["family"], resume=args.resume)
+        state = trained_epochs(args.out) if args.resume else None
+        if state is not None and state[0] >= epochs:
+            best = state[1]
+            report.say(f"{args.out}: training already finished ({state[0]} of {epochs} epochs"
+                       f"{_best_text(best)}); nothing to resume")
+            report.done(_run_outputs(args.out), epochs=state[0], best=_best_fields(best),
+                        already_finished=True)
+            return 0
+
+        class Progress(Callback):
+            def on_epoch_end(self, trainer, record: dict) -> None:
+                report.progress("epoch", record["epoch"], epochs,   # muted on ranks > 0
+                                **{k: v for k, v in record.items() if k != "epoch"})
+
+        summary = fit(config, args.data, args.out, resume=args.resume, callbacks=[Progress()],
+                      progress=False if (args.quiet or args.json) else None)
+        best = summary["best"]
+        if best is not None:
+            report.say(f"trained {config['model']['family']} for {summary['epochs']} epochs "
+                       f"into {args.out}: best val {best['metric']} {best['value']:.4f} "
+                       f"(epoch {best['epoch']})")
+        report.done(_run_outputs(args.out), epochs=summary["epochs"], best=_best_fields(best),
+                    already_finished=False)
     return 0
+
+
+def _best_text(best: dict | None) -> str:
+    if not best:
+        return ""
+    return f", best val {best['metric']} {best['value']:.4f} at epoch {best['epoch']}"
+
+
+def _best_fields(best: dict | None) -> dict | None:
+    if not best:
+        return None
+    return {"metric": best["metric"], "value": best["value"], "epoch": best["epoch"]}
+
+
+def _run_outputs(out) -> list[Path]:
+    """The run folder and the files in it that export, evaluate and resume read."""
+    from proc_ml.trainers.runs import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE
+
+    out = Path(out)
+    paths = [out, out / CONFIG_FILE, out / CHECKPOINT_DIR / "best.pt",
+             out / CHECKPOINT_DIR / "last.pt", out / METRICS_FILE, out / "plots"]
+    return [p for p in paths if p.exists()]
 
 
 def _is_main() -> bool:

@@ -39,6 +39,7 @@ class ModelMetadata:
     metrics: dict = field(default_factory=dict)
     exporter: dict = field(default_factory=dict)
     input_meanings: dict = field(default_factory=dict)
+    input_rule: dict = field(default_factory=dict)   # feeding plain onnxruntime (RunInfo.input_rule)
     schema: int = SCHEMA_VERSION
 
     # -- what everybody asks ------------------------------------------------------------
@@ -75,7 +76,8 @@ class ModelMetadata:
                    output_name=info.output_name(),
                    output_shape=list(output_shape or _symbolic(info.output_axes())),
                    proc_ml_version=proc_ml_version, metrics=_json_safe(metrics or {}),
-                   exporter=_json_safe(exporter or {}), input_meanings=info.input_meanings())
+                   exporter=_json_safe(exporter or {}), input_meanings=info.input_meanings(),
+                   input_rule=info.input_rule())
 
     # -- metadata_props -----------------------------------------------------------------
     def to_props(self) -> dict[str, str]:

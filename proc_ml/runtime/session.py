@@ -57,8 +57,7 @@ class ModelSession:
     def __init__(self, path: str | os.PathLike, device: str = "auto",
                  intra_op_threads: int = 0, inter_op_threads: int = 0):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise ModelError(f"{self.path}: model file not found")
+        check_model_file(self.path)
         self.device = device
         providers = resolve_providers(device)
         ort = _ort()
@@ -68,7 +67,8 @@ class ModelSession:
                                                              providers),
                 providers=providers)
         except Exception as exc:  # onnxruntime raises its own types for bad files
-            raise ModelError(f"{self.path}: not a loadable ONNX model ({_one_line(exc)})") from None
+            raise ModelError(f"{self.path}: not a loadable ONNX model ({_one_line(exc)})"
+                             f"{_version_hint(exc, ort)}") from None
         self.providers = self.session.get_providers()
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = ModelMetadata.from_props(props, str(self.path))
@@ -104,6 +104,21 @@ class ModelSession:
             raise ModelError(f"{self.path}: inference failed ({_one_line(exc)})") from None
 
 
+def _version_hint(exc: Exception, ort) -> str:
+    """What to do when this onnxruntime is older than the file's IR version or opset."""
+    text = str(exc)
+    lower = text.lower()
+    if "ir version" in lower or ("opset" in lower and "support" in lower):
+        return (f"; this onnxruntime {ort.__version__} is older than the file needs: re-export "
+                f"it with 'proc-ml export onnx RUN --target-ort {_major_minor(ort.__version__)}' "
+                f"(docs/onnx.md)")
+    return ""
+
+
+def _major_minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
 def _one_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
@@ -116,14 +131,31 @@ def model_file_key(path: str | os.PathLike) -> tuple[str, int, int]:
         raise ModelError("no model file set: point the model setting at a .onnx file exported "
                          "with 'proc-ml export onnx'")
     given = Path(text).expanduser()
-    try:
-        resolved = given.resolve()
-        stat = resolved.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        raise ModelError(f"{given}: model file not found") from None
-    if not resolved.is_file():
-        raise ModelError(f"{given}: not a model file (it is a folder)")
+    check_model_file(given)
+    resolved = given.resolve()
+    stat = resolved.stat()
     return str(resolved), stat.st_mtime_ns, stat.st_size
+
+
+#: Suffixes of PyTorch checkpoints (``proc-ml train`` writes RUN/checkpoints/best.pt).
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+def check_model_file(path: str | os.PathLike) -> None:
+    """``ModelError`` unless ``path`` is a file; a training run folder or a PyTorch
+    checkpoint given where an ONNX model belongs gets the export command to run."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "checkpoints").is_dir() or (path / "config.yaml").is_file():
+            raise ModelError(f"{path}: a training run folder, not an ONNX model; export it "
+                             f"first: proc-ml export onnx {path} --out model.onnx")
+        raise ModelError(f"{path}: not a model file (it is a folder)")
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    if path.suffix.lower() in _CHECKPOINT_SUFFIXES:
+        run = path.parent.parent if path.parent.name == "checkpoints" else Path("RUN")
+        raise ModelError(f"{path}: a PyTorch checkpoint, not an ONNX model; export it first: "
+                         f"proc-ml export onnx {run} --checkpoint {path} --out model.onnx")
 
 
 def cached(kind: str, path: str | os.PathLike, device: str, threads: tuple, build):
