@@ -170,13 +170,16 @@ def export_run(run_dir, out, *, opset: int | None = None, checkpoint: str = "bes
                exporter: str = "dynamo", data_dir=None, tolerance: float = TOLERANCE,
                verbose: bool = False, log: Callable[[str], None] = print,
                target_ort: str | None = None, ir_version: int | None = None,
-               progress: Callable[..., None] | None = None) -> dict:
+               progress: Callable[..., None] | None = None,
+               fit_decision: bool | None = None) -> dict:
     """Export a run to ``out``; raise ``ModelError`` (and write nothing) if parity fails.
 
     ``opset`` defaults to ``DEFAULT_OPSET`` (capped at what ``target_ort`` runs);
     ``target_ort`` (e.g. ``"1.16"``) makes a file that onnxruntime release loads;
     ``ir_version`` sets the IR version explicitly (see ``set_versions``). ``progress(stage,
-    done, total, **fields)`` hears of each step (``proc-ml export --json``)."""
+    done, total, **fields)`` hears of each step (``proc-ml export --json``).
+    ``fit_decision``: fit a building-parts decision rule on ``data_dir``'s validation split
+    (None: as the run's ``training.fit_decision`` says)."""
     import torch
 
     from proc_ml.trainers import load_run
@@ -185,6 +188,7 @@ def export_run(run_dir, out, *, opset: int | None = None, checkpoint: str = "bes
     opset = check_opset(opset, target_ort, limits)
     model, run = load_run(run_dir, checkpoint)
     data_dir = data_dir if data_dir is not None else _run_data_dir(run)
+    run.info = run.task.export_info(model, run, data_dir, log=log, fit=fit_decision)
     samples = run.task.parity_inputs(run, data_dir)
     proto = export_model_proto(model, samples[0][1], run.info, opset, exporter, verbose)
     if progress:

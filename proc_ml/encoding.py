@@ -112,7 +112,7 @@ def grid_inputs(names, occupancy: np.ndarray, style=None, street=None,
                 neighbours: np.ndarray | None = None) -> np.ndarray:
     """``float32[C, X, Y, Z]``: the channels ``names`` (any of :data:`GRID_INPUT_SETS`'s), in
     that order. ``street:*`` channels come from ``street`` (sides) when given, else from the
-    style; the other style channels from ``style``; ``neighbours`` from ``neighbours``
+    style, else are 0 (no side marked); the other style channels from ``style``; ``neighbours`` from ``neighbours``
     (bool[X, Y, Z], zeros when None). Every channel but ``neighbours`` is zero outside the
     building, so padding a grid with empty cells never changes the cells inside it."""
     occ = np.asarray(occupancy, dtype=bool)
@@ -134,9 +134,8 @@ def grid_inputs(names, occupancy: np.ndarray, style=None, street=None,
         elif name in RUN_FEATURES:
             out[i] = runs[RUN_FEATURES.index(name)]
         elif name in STREET_FEATURES:
-            if sides is None:
-                raise DatasetError("this model takes the street sides (or a style)")
-            out[i] = sides[STREET_FEATURES.index(name)] * occ
+            if sides is not None:               # no street given: no side marked
+                out[i] = sides[STREET_FEATURES.index(name)] * occ
         elif name in STYLE_FEATURES:
             if vec is None:
                 raise DatasetError("this model takes style features")
@@ -270,33 +269,35 @@ def face_mask(occupancy: np.ndarray) -> np.ndarray:
     return exterior_faces(occupancy)
 
 
-def decode_grid_logits(logits: np.ndarray, occupancy: np.ndarray, n_parts: int
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def decode_grid_logits(logits: np.ndarray, occupancy: np.ndarray, n_parts: int,
+                       weights=None) -> tuple[np.ndarray, np.ndarray]:
     """``logits[6*K, X', Y', Z']`` (possibly padded) -> ``(labels int8[X,Y,Z,6], probs)``.
 
     ``probs`` is ``float32[X, Y, Z, 6, K]`` softmax; faces that do not exist get -1 / 0.
+    ``weights`` (K, a model's ``decision_weights``): label = argmax(probs x weights).
     """
     occ = np.asarray(occupancy, dtype=bool)
     X, Y, Z = occ.shape
     lg = np.asarray(logits, dtype=np.float32)[:, :X, :Y, :Z]
     lg = lg.reshape(6, n_parts, X, Y, Z).transpose(2, 3, 4, 0, 1)
-    return _decode(lg, face_mask(occ))
+    return _decode(lg, face_mask(occ), weights)
 
 
 def decode_cell_logits(logits: np.ndarray, coords: np.ndarray, occupancy: np.ndarray,
-                       n_parts: int) -> tuple[np.ndarray, np.ndarray]:
+                       n_parts: int, weights=None) -> tuple[np.ndarray, np.ndarray]:
     """Per-cell ``logits[N, 6*K]`` at ``coords`` -> grid ``(labels, probs)`` as above."""
     occ = np.asarray(occupancy, dtype=bool)
     lg = np.zeros(occ.shape + (6, n_parts), dtype=np.float32)
     x, y, z = np.asarray(coords).T
     lg[x, y, z] = np.asarray(logits, dtype=np.float32).reshape(-1, 6, n_parts)
-    return _decode(lg, face_mask(occ))
+    return _decode(lg, face_mask(occ), weights)
 
 
-def _decode(logits: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _decode(logits: np.ndarray, mask: np.ndarray, weights=None) -> tuple[np.ndarray, np.ndarray]:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     probs = np.exp(shifted)
     probs /= probs.sum(axis=-1, keepdims=True)
     probs *= mask[..., None]
-    labels = np.where(mask, logits.argmax(axis=-1), NO_PART).astype(np.int8)
+    score = probs if weights is None else probs * np.asarray(weights, dtype=np.float32)
+    labels = np.where(mask, score.argmax(axis=-1), NO_PART).astype(np.int8)
     return labels, probs.astype(np.float32)

@@ -169,6 +169,9 @@ class PartsInfo(RunInfo):
     #: the model takes the sides facing the street (``encoding.STREET_FEATURES``) without a style
     with_street: bool = field(default=False, metadata={"optional": True})
     stride: int = 1                 # grid sizes must be multiples of this (grid input)
+    #: label = argmax(probability x weight): per-part weights fitted at export on the
+    #: validation split (mean F1 over parts); None: plain argmax. Probabilities stay as is.
+    decision_weights: list | None = field(default=None, metadata={"optional": True})
     cell_size: float | None = None  # metres per cell of the training data
     grid_size: list | None = None   # training grid size
     logit_layout: str = "channel = direction * n_parts + part; directions in the order of 'directions'"

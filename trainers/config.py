@@ -50,6 +50,8 @@ BASE_DEFAULTS = {
         "amp": True,               # mixed precision, used on CUDA only
         "best_metric": "face_accuracy",
         "class_weighting": "none",  # inverse_sqrt: rare classes (doors) weigh more in the loss
+        "fit_decision": False,     # building parts: fit per-part decision weights on the
+                                   # validation split at export (labels = argmax(p x w))
         "tensorboard": False,
         "progress": True,
         "threads": 0,              # CPU threads per process; 0 = torch's default

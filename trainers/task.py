@@ -128,6 +128,13 @@ class Task(abc.ABC):
         """``evaluate``'s result as a fixed-width text table."""
 
     @classmethod
+    def export_info(cls, model: nn.Module, run: "Run", data_dir, log=print,
+                    fit: bool | None = None) -> RunInfo:
+        """The run info an exported model carries: ``run.info`` unless the task fits
+        something more on the run's data at export (building parts: the decision rule)."""
+        return run.info
+
+    @classmethod
     @abc.abstractmethod
     def parity_inputs(cls, run: "Run", data_dir=None, n: int = 3) -> list[tuple[str, np.ndarray]]:
         """Named model inputs (numpy) for the ONNX parity check: real samples plus sizes

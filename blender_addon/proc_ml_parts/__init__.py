@@ -50,7 +50,8 @@ class ProcMLPartsPreferences(bpy.types.AddonPreferences):
     bl_idname = _package()
 
     model_path: StringProperty(name="Default model", subtype="FILE_PATH",
-                               description="ONNX model exported with 'proc-ml export onnx'")
+                               description="ONNX model exported with 'proc-ml export onnx' (empty: the model "
+                                           "installed with proc-ml)")
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
     python_path: StringProperty(
         name="proc-ml Python path", subtype="DIR_PATH",
@@ -67,7 +68,8 @@ class ProcMLPartsPreferences(bpy.types.AddonPreferences):
 class ProcMLPartsSettings(bpy.types.PropertyGroup):
     """Per-scene settings the sidebar panel edits and passes to the operator."""
     model_path: StringProperty(name="Model", subtype="FILE_PATH",
-                               description="ONNX parts model (empty: the add-on preferences)")
+                               description="ONNX parts model (empty: the add-on preferences, then the "
+                                           "model installed with proc-ml)")
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
     cell_size: FloatProperty(name="Cell size", default=0.0, min=0.0, soft_max=10.0,
                              unit="LENGTH",
@@ -92,7 +94,8 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     model_path: StringProperty(name="Model", subtype="FILE_PATH",
-                               description="Empty: the scene setting, then the preferences")
+                               description="Empty: the scene setting, the preferences, then the model "
+                                           "installed with proc-ml")
     device: EnumProperty(name="Device", items=[("SETTINGS", "From settings", "")] + DEVICE_ITEMS,
                          default="SETTINGS")
     cell_size: FloatProperty(name="Cell size", default=0.0, min=0.0, unit="LENGTH",

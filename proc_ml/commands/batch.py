@@ -27,7 +27,9 @@ def register(sub) -> None:
     p.add_argument("--task", default="parts", choices=TASK_NAMES,
                    help="what to predict (default parts; texture: a textured GLB per mesh or grid "
                         "from a pix2pix model)")
-    p.add_argument("--model", required=True, help="exported ONNX model (proc-ml export onnx)")
+    p.add_argument("--model", default=None,
+                   help="exported ONNX model (proc-ml export onnx); --task parts: default the "
+                        "model installed with proc-ml (docs/model-card.md)")
     p.add_argument("--parts-model", help="texture task: building-parts ONNX model that labels meshes "
                                          "(grids from proc-ml generate carry their labels)")
     p.add_argument("--material", choices=MATERIALS, default="plaster",
@@ -75,6 +77,12 @@ def run(args) -> int:
     from proc_ml.batch import BatchSettings, Limits, get_task, parse_extensions, run_batch
 
     task = get_task(args.task)   # refuses tasks whose model family is not available yet
+    if args.model is None:
+        if task.name != "parts":
+            raise ProcMLError(f"--model is required for --task {task.name} (proc-ml installs "
+                              f"a default model for --task parts only)")
+        from proc_ml.runtime import default_model
+        args.model = str(default_model("building-parts"))
     if args.workers < 1:
         raise ProcMLError(f"--workers must be >= 1, got {args.workers}")
     if args.timeout is not None and args.timeout <= 0:

@@ -42,6 +42,10 @@ def register(sub) -> None:
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="largest allowed |onnxruntime - torch| on the logits (default 1e-4)")
     p.add_argument("--verbose", action="store_true", help="show the exporter's own output")
+    p.add_argument("--fit-decision", action="store_true",
+                   help="building parts: fit the per-part decision weights on the validation "
+                        "split of --data even when the run's config does not ask for it "
+                        "(training.fit_decision)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -71,7 +75,8 @@ def run(args) -> int:
         result = export_run(args.run, args.out, opset=args.opset, checkpoint=args.checkpoint,
                             exporter=args.exporter, data_dir=args.data, tolerance=args.tolerance,
                             verbose=args.verbose, log=report.say, target_ort=target,
-                            ir_version=args.ir_version, progress=report.progress)
+                            ir_version=args.ir_version, progress=report.progress,
+                            fit_decision=True if args.fit_decision else None)
         seconds = time.perf_counter() - start
         report.say(f"wrote {result['out']} ({result['family']}, input {result['input_shape']}, "
                    f"opset {result['opset']}, IR {result['ir_version']}, "

@@ -33,7 +33,9 @@ def register(sub) -> None:
                     "adjacency.csv rows, or a mesh (OBJ/PLY/STL/OFF/GLB/GLTF). Writes "
                     "parts.ply, parts.glb, faces.csv, parts.png, summary.json, and "
                     "accuracy.json when the input carries ground truth.")
-    p.add_argument("--model", required=True, help="ONNX model from 'proc-ml export onnx'")
+    p.add_argument("--model", default=None,
+                   help="ONNX model from 'proc-ml export onnx' (default: the model installed "
+                        "with proc-ml: massing + street sides, docs/model-card.md)")
     p.add_argument("--input", required=True, help="grid .npz, adjacency.csv or mesh file")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--cell-size", type=float, default=None,
@@ -125,17 +127,20 @@ def _cell_size(args) -> float | None:
 def run_parts(args) -> int:
     from proc_ml.encoding import parse_street
     from proc_ml.predict.parts import label_building
-    from proc_ml.runtime import PartsPredictor
+    from proc_ml.runtime import PartsPredictor, default_model
 
     cell_size = _cell_size(args)
     style = parse_style(args.style)
-    predictor = PartsPredictor.open(args.model, device=args.device, intra_op_threads=args.threads)
+    model = args.model or default_model("building-parts")
+    predictor = PartsPredictor.open(model, device=args.device, intra_op_threads=args.threads)
     street = parse_street(args.street) if args.street is not None else None
     summary = label_building(predictor, args.input, args.out, cell_size=cell_size,
                              building_id=args.building_id, up=args.up, style=style, street=street)
     acc = "" if summary["accuracy"] is None else f", face accuracy {summary['accuracy']:.4f}"
     print(f"labelled {summary['faces']} faces of {summary['cells']} cells "
           f"(grid {summary['grid_shape']}, {summary['provider']}){acc}; wrote {args.out}")
+    if args.model is None:
+        print(f"note: model: the one installed with proc-ml ({model}; docs/model-card.md)")
     for note in summary["notes"]:
         print(f"note: {note}")
     return 0

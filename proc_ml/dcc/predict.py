@@ -13,6 +13,7 @@ import numpy as np
 
 from ..colours import part_colours, unit_rgb
 from ..runtime import PartsPredictor
+from ..runtime.models import default_model
 from ..runtime.session import cached
 from ..units import resolve_cell_size
 from .geometry import (GeometryError, VoxelGrid, grid_from_cell_points, grid_from_polygons,
@@ -43,9 +44,13 @@ class PartsSession:
 
 
 def open_session(model_path, device: str = "auto", threads: int = 0) -> PartsSession:
-    """The parts model at ``model_path``, from the shared cache while the file, the device
-    and ``threads`` (onnxruntime intra-op threads; 0 = its default, all cores; 1 often
-    cooks faster inside a DCC that is busy with other nodes) stay the same."""
+    """The parts model at ``model_path`` (empty: the model installed with proc-ml,
+    ``runtime.default_model``), from the shared cache while the file, the device and
+    ``threads`` (onnxruntime intra-op threads; 0 = its default, all cores; 1 often cooks
+    faster inside a DCC that is busy with other nodes) stay the same."""
+    if not model_path:
+        model_path = default_model("building-parts")
+
     def build(resolved):
         predictor = PartsPredictor(resolved, device, intra_op_threads=int(threads))
         parts = tuple(predictor.parts)

@@ -140,12 +140,13 @@ class PartsPredictor(Loaded):
         except DatasetError as exc:
             raise ModelError(f"{self.model.path}: {exc}") from None
         logits = run_grids(self.model, grids, batch_size)
-        return [decode_grid_logits(lg, o, self.info.n_parts) for lg, o in zip(logits, occs)]
+        weights = self.info.decision_weights
+        return [decode_grid_logits(lg, o, self.info.n_parts, weights) for lg, o in zip(logits, occs)]
 
     def _predict_cells(self, occs, inputs):
         encoded = [adjacency_features(o, style, street=street) for o, (style, street) in zip(occs, inputs)]
         logits = run_cell_sets(self.model, [feats for _, feats in encoded])
-        return [decode_cell_logits(lg, coords, o, self.info.n_parts)
+        return [decode_cell_logits(lg, coords, o, self.info.n_parts, self.info.decision_weights)
                 for lg, (coords, _), o in zip(logits, encoded, occs)]
 
 
