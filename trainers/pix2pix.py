@@ -501,6 +501,58 @@ class Pix2PixTask(Task):
         return parity_images(run.info, n)
 
 
+# -- the reference's test mode, for export ----------------------------------------------------
+class BatchStatsNorm(torch.nn.Module):
+    """A BatchNorm2d as it computes in training mode: normalised with the mean and (biased)
+    variance of the batch itself, then its affine map (the running statistics unused). Plain
+    reductions, so it exports to ONNX as such."""
+
+    def __init__(self, norm: torch.nn.BatchNorm2d):
+        super().__init__()
+        self.eps = float(norm.eps)
+        self.weight = torch.nn.Parameter(norm.weight.detach().clone(), requires_grad=False)
+        self.bias = torch.nn.Parameter(norm.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
+        scale = self.weight[None, :, None, None] * torch.rsqrt(var + self.eps)
+        return (x - mean) * scale + self.bias[None, :, None, None]
+
+
+class SampledDropout(torch.nn.Module):
+    """Dropout that stays on: ``x * (u >= p) / (1 - p)`` with ``u`` uniform per element
+    (ONNX ``RandomUniformLike``, a new draw on every run). ``keep_all`` replaces the draw
+    by ones (the parity check compares everything but the random draw)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p, self.keep_all = float(p), False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p <= 0.0:
+            return x
+        keep = torch.ones_like(x) if self.keep_all else torch.rand_like(x)
+        return x * (keep >= self.p).to(x.dtype) / (1.0 - self.p)
+
+
+def train_mode_generator(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a generator that computes as the reference's default test does (the model
+    left in training mode): BatchNorm with the statistics of the batch it is given, dropout
+    on. Exported, it gives random outputs that depend on what shares a batch (docs/pix2pix.md,
+    "Inference mode")."""
+    import copy
+
+    out = copy.deepcopy(model).eval()
+    for parent in list(out.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.BatchNorm2d):
+                setattr(parent, name, BatchStatsNorm(child))
+            elif isinstance(child, torch.nn.Dropout):
+                setattr(parent, name, SampledDropout(child.p))
+    return out
+
+
 def write_grid(path: Path, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
     """A PNG with one row per example: input | output | target (2 px gaps)."""
     _write_rows(path, [inputs, outputs, targets])

@@ -28,6 +28,10 @@ def register(sub) -> None:
                                   "dataset if recorded, else freshly generated buildings)")
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="largest allowed |onnxruntime - torch| on the logits (default 1e-4)")
+    p.add_argument("--inference-mode", choices=("eval", "train"), default="eval",
+                   help="pix2pix (image) models: eval (default: dropout off, BatchNorm running "
+                        "statistics; deterministic) or train (as the reference's default test: "
+                        "BatchNorm on the batch's own statistics, dropout on; see docs/pix2pix.md)")
     p.add_argument("--verbose", action="store_true", help="show the exporter's own output")
     p.set_defaults(func=run)
 
@@ -43,7 +47,7 @@ def run(args) -> int:
           f"opset {args.opset}", flush=True)
     report = export_run(args.run, args.out, opset=args.opset, checkpoint=args.checkpoint,
                         exporter=args.exporter, data_dir=args.data, tolerance=args.tolerance,
-                        verbose=args.verbose)
+                        verbose=args.verbose, inference_mode=args.inference_mode)
     print(f"wrote {report['out']} ({report['family']}, input {report['input_shape']}, "
           f"{report['bytes'] / 1024:.0f} KiB) in {time.perf_counter() - start:.1f}s; "
           f"max abs difference vs PyTorch {report['max_abs_diff']:.2e}")
