@@ -402,7 +402,8 @@ class Pix2PixTask(Task):
             except DatasetError:
                 pass   # a damaged cache is rebuilt
         for stale in folder.glob(f"{stem}_*.npy"):
-            stale.unlink()
+            if stale != path:          # (another process may be writing this very key)
+                stale.unlink(missing_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             write_cache_header(fh, decode.shape)
             for item in self._decode_all(decode, split):
