@@ -7,7 +7,9 @@ def register(sub) -> None:
     parser = sub.add_parser(
         "evaluate", help="score a trained run on a dataset split",
         description="Per-part precision/recall/F1, face accuracy and the share of buildings "
-                    "with every face right; written as JSON (RUN/eval.json) and printed.")
+                    "with every face right (pix2pix runs: L1, PSNR and SSIM of the model and "
+                    "of the mean-colour baseline, any dataset layout); written as JSON "
+                    "(RUN/eval.json) and printed.")
     parser.add_argument("run", help="run folder written by 'proc-ml train'")
     parser.add_argument("--data", required=True, help="dataset folder (from 'proc-ml generate')")
     parser.add_argument("--split", default="test", help="train, val, test or all (default test)")

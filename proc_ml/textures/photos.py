@@ -24,9 +24,20 @@ PHOTO_PALETTE = Palette(("background", "wall", "window", "door"),
 LAYOUTS = ("labels", "side-by-side")
 
 
+def _class_colours(palette: Palette, wall: str) -> np.ndarray:
+    """Colours of the four drawn classes (background, wall, window, door) in ``palette``."""
+    try:
+        return np.array([palette.colours[palette.index(n)] for n in ("background", wall, "window", "door")],
+                        dtype=np.uint8)
+    except ValueError:
+        raise ValueError(f"the palette needs background, {wall}, window and door classes, "
+                         f"has {', '.join(palette.names)}") from None
+
+
 def synthetic_pair(rng: np.random.Generator, width: int, height: int,
-                   palette: Palette = PHOTO_PALETTE) -> tuple[np.ndarray, np.ndarray]:
-    """``(labels, photo)``, both ``uint8[height, width, 3]``."""
+                   palette: Palette = PHOTO_PALETTE, wall: str = "wall") -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, photo)``, both ``uint8[height, width, 3]``; the label map is drawn in
+    ``palette`` (its ``background``, ``wall``, ``window`` and ``door`` classes)."""
     from PIL import Image, ImageFilter
 
     classes = np.full((height, width), 1, dtype=np.int64)
@@ -43,7 +54,7 @@ def synthetic_pair(rng: np.random.Generator, width: int, height: int,
     door_w = int(cell_w * 0.5)
     x0 = int(rng.integers(0, max(width - door_w, 1)))
     classes[int(height - cell_h * 0.8):, x0:x0 + door_w] = 3
-    labels = palette.rgb(classes)
+    labels = _class_colours(palette, wall)[classes]
 
     y = np.linspace(0.0, 1.0, height)[:, None, None]
     tint = rng.uniform(0.75, 1.15, 3)
@@ -81,14 +92,17 @@ def _jpeg(array: np.ndarray) -> bytes:
 
 def write_synthetic_photos(out, count: int, width: int = 768, height: int = 512, *,
                            layout: str = "labels", seed: int = 0, start: int = 0,
-                           test_fraction: float = 0.1) -> dict:
+                           test_fraction: float = 0.1, palette: Palette = PHOTO_PALETTE,
+                           wall: str = "wall") -> dict:
     """Write pairs ``start .. start + count - 1`` (each drawn from ``[seed, index]``, so
-    a set can be written in parallel pieces) into ``out`` (all writes atomic)."""
+    a set can be written in parallel pieces) into ``out`` (all writes atomic). Label maps
+    are drawn in ``palette`` (``wall`` names its wall class, e.g. ``plaster`` in
+    ``facade_palette()``), which is written as ``palette.txt``."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     out = Path(out)
     for index in range(start, start + count):
-        labels, photo = synthetic_pair(np.random.default_rng([seed, index]), width, height)
+        labels, photo = synthetic_pair(np.random.default_rng([seed, index]), width, height, palette, wall)
         name = f"p{index:06d}"
         if layout == "labels":
             write_bytes(out / "labels" / f"{name}.png", _png(labels, rgba=True))
@@ -98,5 +112,5 @@ def write_synthetic_photos(out, count: int, width: int = 768, height: int = 512,
             write_bytes(out / split / f"{name}.jpg", _jpeg(np.concatenate([labels, photo], axis=1)))
     if layout == "labels":
         write_text(out / "palette.txt", "".join(f"{n} = {c[0]}:{c[1]}:{c[2]}\n" for n, c in
-                                                zip(PHOTO_PALETTE.names, PHOTO_PALETTE.colours)))
+                                                zip(palette.names, palette.colours)))
     return {"out": str(out), "count": count, "size": [width, height], "layout": layout}
