@@ -131,6 +131,7 @@ class Trainer:
         self.device = ctx.device
         self.task = make_task(config, data_dir)
         self.task.use_run_dir(self.out)
+        self.task.progress = bool(self.progress and ctx.is_main)   # the task's own bars (data caches)
         if self.training["best_metric"] not in self.task.metric_names:
             raise ConfigError(f"config key 'training.best_metric' must be one of "
                               f"{', '.join(self.task.metric_names)}, got {self.training['best_metric']!r}")

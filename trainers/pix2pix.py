@@ -382,7 +382,7 @@ class Pix2PixTask(Task):
 
         loader = torch.utils.data.DataLoader(decode, batch_size=None, shuffle=False, collate_fn=_as_is,
                                              num_workers=int(self.data_cfg["workers"]))
-        show = bool(self.config["training"].get("progress", False)) and len(decode) >= 50
+        show = bool(self.progress) and len(decode) >= 50
         yield from tqdm(loader, total=len(decode), disable=not show, leave=False, unit="pair",
                         desc=f"decoding {split} pairs at {decode.size} px")
 

@@ -60,6 +60,8 @@ class Task(abc.ABC):
 
     #: The run folder (set by ``use_run_dir``); None when the task is used outside a run.
     run_dir = None
+    #: Whether the task may show progress bars of its own (set by the loop: not with --quiet).
+    progress = False
 
     def __init__(self, config: dict, data_dir):
         self.config = config
