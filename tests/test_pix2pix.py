@@ -538,16 +538,26 @@ def test_per_epoch_linear_decay_follows_the_reference():
     assert f(99 * 10) < 1.0 and f(199 * 10) == 0.0           # decays from epoch 100, last epoch at 0
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
 def test_per_epoch_decay_steps_the_lr_once_per_epoch(facades, tmp_path):
-    from proc_ml.cli import main
+    from proc_ml.trainers import distributed
+    from proc_ml.trainers.config import load_train_config, resolve_config_path
+    from proc_ml.trainers.loop import Trainer
 
-    run = tmp_path / "run"
-    assert main(["train", "pix2pix", "--data", str(facades), "--out", str(run), "--config", "tiny_pix2pix",
-                 "--set", "training.epochs=4", "--set", "training.linear_decay=epoch",
-                 "--set", "dataset.max_pairs=2", "--set", "training.batch_size=1", "--quiet"]) == 0
-    lrs = [json.loads(x)["lr"] for x in (run / "metrics.jsonl").read_text().splitlines()]
-    # n_epochs 2, n_epochs_decay 2; the record holds the lr after the epoch's last step
-    assert lrs == pytest.approx([2e-4 * (1 - 1 / 3), 2e-4 * (1 - 2 / 3), 0.0, 0.0])
+    cfg = load_train_config("pix2pix", resolve_config_path("tiny_pix2pix"),
+                            ["training.epochs=4", "training.linear_decay=epoch", "dataset.max_pairs=6",
+                             "training.batch_size=2"])
+    trainer = Trainer(cfg, facades, tmp_path / "run", distributed.setup("cpu", 1), progress=False)
+    steps = len(trainer.train_loader)
+    assert steps == 3
+    scheduler = trainer.schedulers["generator"]
+    lrs = []
+    for _ in range(4 * steps):
+        lrs.append(scheduler.get_last_lr()[0])
+        scheduler.step()
+    # n_epochs 2, n_epochs_decay 2: epoch k trains at 1 - max(0, k + 1 - 2) / 3 of the lr
+    expected = [2e-4 * f for f in (1.0, 2 / 3, 1 / 3, 0.0) for _ in range(steps)]
+    assert lrs == pytest.approx(expected)
 
 
 def test_train_mode_generator_computes_like_torch_train_mode():
@@ -672,3 +682,18 @@ def test_batch_texture_task_turns_label_images_into_textures(tiny_onnx, tmp_path
     assert read_rgb(out / "sub/b.png" / "texture.png").shape == (20, 30, 3)
     assert records["bad.png"]["status"] == FAILED
     assert "label colour (7, 7, 7)" in records["bad.png"]["error"] and "\n" not in records["bad.png"]["error"]
+
+
+def test_a_bad_image_stops_with_one_line_even_from_a_worker(tmp_path, capsys):
+    from proc_ml.cli import main
+
+    data = _photo_labels(tmp_path / "d", 8)
+    bad = sorted((data / "images").glob("*.jpg"))[3]
+    bad.write_bytes(b"not a jpeg")
+    for cache in ("disk", "none"):
+        assert main(["train", "pix2pix", "--data", str(data), "--out", str(tmp_path / f"run_{cache}"),
+                     "--config", "tiny_pix2pix", "--set", "dataset.workers=1", "--set", f"dataset.cache={cache}",
+                     "--set", "dataset.split=[0.5, 0.5, 0.0]",
+                     "--set", "dataset.max_pairs=0", "--quiet"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert f"{bad}: not a readable image" in err and len(err.splitlines()) == 1, err

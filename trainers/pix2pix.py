@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 from proc_ml.datasets.pix2pix import (ASPECTS, DIRECTIONS, PHOTO_FILTERS, PreparedPairs, check_fractions,
                                       open_pairs, write_cache_header)
-from proc_ml.errors import ConfigError, DatasetError
+from proc_ml.errors import ConfigError, DatasetError, ProcMLError
 from proc_ml.fileio import atomic_path
 from proc_ml.runinfo import ImageInfo
 from proc_ml.textures.images import from_signed, to_signed
@@ -99,6 +99,35 @@ def _as_is(item):
     return item
 
 
+class Failed(str):
+    """A pair that could not be read, carried as data out of a DataLoader worker (an
+    exception raised there reaches the main process as a multi-line traceback); the main
+    process raises it as the one-line ``DatasetError`` it was."""
+
+
+class _Guarded:
+    """``dataset[i]``, with a ``ProcMLError`` returned as ``Failed(message)``."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        try:
+            return self.dataset[index]
+        except ProcMLError as exc:
+            return Failed(str(exc))
+
+
+def raise_failed(item):
+    """Raise the ``DatasetError`` a ``Failed`` item carries; anything else passes."""
+    if isinstance(item, Failed):
+        raise DatasetError(str(item))
+    return item
+
+
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
 
@@ -121,7 +150,10 @@ class PairSet(Dataset):
         return len(self.pairs)
 
     def __getitem__(self, index):
-        item = self.pairs[index]
+        try:
+            item = self.pairs[index]
+        except ProcMLError as exc:           # see Failed
+            return Failed(str(exc))
         if self.pad_to:
             item = pad_item(item, self.pad_to, self.fill)
         if self.jitter:
@@ -380,11 +412,12 @@ class Pix2PixTask(Task):
         """Every prepared pair in order, decoded by ``dataset.workers`` DataLoader workers."""
         from tqdm import tqdm
 
-        loader = torch.utils.data.DataLoader(decode, batch_size=None, shuffle=False, collate_fn=_as_is,
-                                             num_workers=int(self.data_cfg["workers"]))
+        loader = torch.utils.data.DataLoader(_Guarded(decode), batch_size=None, shuffle=False,
+                                             collate_fn=_as_is, num_workers=int(self.data_cfg["workers"]))
         show = bool(self.progress) and len(decode) >= 50
-        yield from tqdm(loader, total=len(decode), disable=not show, leave=False, unit="pair",
-                        desc=f"decoding {split} pairs at {decode.size} px")
+        for item in tqdm(loader, total=len(decode), disable=not show, leave=False, unit="pair",
+                         desc=f"decoding {split} pairs at {decode.size} px"):
+            yield raise_failed(item)
 
     def _disk_cache(self, split: str, decode: PreparedPairs) -> PreparedPairs:
         """``RUN/cache/pairs_<split>_<size>px_<key>.npy``: ``uint8[N, S, S, 7]``, written
@@ -437,10 +470,15 @@ class Pix2PixTask(Task):
                        seed=self.seed)
 
     def collate(self, examples):
+        failed = [e for e in examples if isinstance(e, Failed)]
+        if failed:                           # raised by to_device, in the main process
+            return {"failed": failed[0]}
         a, b, m = zip(*examples)
         return {"inputs": torch.stack(a), "targets": torch.stack(b), "masks": torch.stack(m)}
 
     def to_device(self, batch, device):
+        if "failed" in batch:
+            raise_failed(batch["failed"])
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
     def new_evaluation(self, device=None):
@@ -646,12 +684,13 @@ def evaluate_pix2pix(run, data_dir, split: str = "test", checkpoint: str = "best
                                          num_workers=int(task.data_cfg["workers"]))
     evaluations = {"model": ImageEvaluation(), "baseline": ImageEvaluation()}
     for batch in loader:
+        batch = task.to_device(batch, "cpu")
         for name, net in (("model", model), ("baseline", baseline)):
             evaluations[name].update(net, batch)
     results = {name: e.metrics() for name, e in evaluations.items()}
     if grid_path is not None:   # pairs spread evenly over the split
         picks = np.unique(np.linspace(0, len(pairs) - 1, grid_count).round().astype(int))
-        chosen = [pairs[int(i)] for i in picks]
+        chosen = [raise_failed(pairs[int(i)]) for i in picks]
         a = torch.stack([x for x, _, _ in chosen])
         _write_rows(Path(grid_path), [a, baseline(a), model(a), torch.stack([y for _, y, _ in chosen])])
     m, b = results["model"], results["baseline"]
