@@ -659,6 +659,8 @@ def test_predict_texture_folder_loads_the_model_once(tiny_onnx, tmp_path, monkey
                  "--out", str(tmp_path / "t2")]) == 1
     err = capsys.readouterr().err.strip()
     assert "f003.png: label colour (1, 2, 3) at pixel (x=3, y=2)" in err and len(err.splitlines()) == 1
+    assert main(["predict", "texture", "--model", str(path), "--input", str(folder), "--out", str(folder)]) == 1
+    assert "would replace the label maps" in capsys.readouterr().err
 
 
 def test_batch_texture_task_turns_label_images_into_textures(tiny_onnx, tmp_path, capsys):

@@ -51,6 +51,11 @@ def texture_image_folder(generator: TextureGenerator, input_dir, out_dir, progre
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if not input_dir.is_dir():
         raise ModelError(f"{input_dir}: input folder not found")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ModelError(f"{out_dir}: --out must be a folder with a folder --input (it is a file)")
+    if out_dir.resolve() == input_dir.resolve():
+        raise ModelError(f"{out_dir}: the output folder is the input folder; the textures would "
+                         f"replace the label maps")
     files = label_maps_in(input_dir)
     if not files:
         raise ModelError(f"{input_dir}: no label maps (.png, .jpg, ...) in this folder")
