@@ -36,6 +36,9 @@ from proc_ml.runtime.metadata import ModelMetadata
 from proc_ml.runtime.modelfile import ORT_LIMITS, PORTABLE_ORT, ort_limits  # noqa: F401
 
 EXPORTERS = ("dynamo", "legacy")
+#: eval: the model's inference graph (default); train: image models as the pix2pix
+#: reference tests them (BatchNorm on the batch's own statistics, dropout sampled).
+INFERENCE_MODES = ("eval", "train")
 DEFAULT_OPSET = 18
 TOLERANCE = 1e-4
 
@@ -166,12 +169,76 @@ def compare_with_torch(model, onnx_path, samples, device: str = "cpu"):
     return diffs
 
 
+def replace_random_draws(proto):
+    """A copy of ``proto`` whose ``RandomUniformLike`` nodes give ones instead of a draw
+    (``Shape`` + ``ConstantOfShape``), and how many were replaced: the deterministic twin
+    a train-mode export is compared with PyTorch through."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    twin = onnx.ModelProto()
+    twin.CopyFrom(proto)
+    nodes, replaced = [], 0
+    for node in twin.graph.node:
+        if node.op_type != "RandomUniformLike":
+            nodes.append(node)
+            continue
+        dtype = next((a.i for a in node.attribute if a.name == "dtype"), TensorProto.FLOAT)
+        shape_name = f"{node.output[0]}__shape"
+        nodes.append(helper.make_node("Shape", [node.input[0]], [shape_name]))
+        nodes.append(helper.make_node("ConstantOfShape", [shape_name], [node.output[0]],
+                                      value=helper.make_tensor("one", dtype, [1], [1])))
+        replaced += 1
+    del twin.graph.node[:]
+    twin.graph.node.extend(nodes)
+    return twin, replaced
+
+
+def _check_train_mode(model, proto, tmp: Path, samples, log) -> list:
+    """Parity of a train-mode export: PyTorch with dropout keeping everything against the
+    ONNX twin whose draws are ones; then the real graph must draw (two runs differ)."""
+    import tempfile
+
+    from proc_ml.runtime.session import ModelSession
+    from proc_ml.trainers.pix2pix import SampledDropout
+
+    dropouts = [m for m in model.modules() if isinstance(m, SampledDropout) and m.p > 0]
+    twin, replaced = replace_random_draws(proto)
+    if replaced < len(dropouts):
+        raise ModelError(f"{tmp}: the train-mode graph has {replaced} random draws for "
+                         f"{len(dropouts)} dropout layers")
+    handle = tempfile.NamedTemporaryFile(dir=tmp.parent, prefix=f".{tmp.name}.", suffix=".twin.onnx",
+                                         delete=False)
+    twin_path = Path(handle.name)
+    try:
+        handle.write(twin.SerializeToString())
+        handle.close()
+        for m in dropouts:
+            m.keep_all = True
+        try:
+            diffs = compare_with_torch(model, twin_path, samples)
+        finally:
+            for m in dropouts:
+                m.keep_all = False
+    finally:
+        handle.close()
+        twin_path.unlink(missing_ok=True)
+    if dropouts:
+        session = ModelSession(tmp, device="cpu")
+        x = samples[min(1, len(samples) - 1)][1]
+        if np.array_equal(session.run(x), session.run(x)):
+            raise ModelError(f"{tmp}: the train-mode export gave the same output twice; "
+                             f"its dropout does not sample")
+        log(f"  dropout: {len(dropouts)} layers sample a new mask on every run")
+    return diffs
+
+
 def export_run(run_dir, out, *, opset: int | None = None, checkpoint: str = "best",
                exporter: str = "dynamo", data_dir=None, tolerance: float = TOLERANCE,
                verbose: bool = False, log: Callable[[str], None] = print,
                target_ort: str | None = None, ir_version: int | None = None,
                progress: Callable[..., None] | None = None,
-               fit_decision: bool | None = None) -> dict:
+               fit_decision: bool | None = None, inference_mode: str = "eval") -> dict:
     """Export a run to ``out``; raise ``ModelError`` (and write nothing) if parity fails.
 
     ``opset`` defaults to ``DEFAULT_OPSET`` (capped at what ``target_ort`` runs);
@@ -179,14 +246,27 @@ def export_run(run_dir, out, *, opset: int | None = None, checkpoint: str = "bes
     ``ir_version`` sets the IR version explicitly (see ``set_versions``). ``progress(stage,
     done, total, **fields)`` hears of each step (``proc-ml export --json``).
     ``fit_decision``: fit a building-parts decision rule on ``data_dir``'s validation split
-    (None: as the run's ``training.fit_decision`` says)."""
+    (None: as the run's ``training.fit_decision`` says). ``inference_mode`` ``train`` (image
+    models): the graph computes as the pix2pix reference's default test (BatchNorm on batch
+    statistics, dropout on), recorded as ``proc_ml.inference_mode``; parity is checked with
+    the dropout draws fixed."""
     import torch
 
     from proc_ml.trainers import load_run
 
+    if inference_mode not in INFERENCE_MODES:
+        raise ModelError(f"inference mode must be one of {', '.join(INFERENCE_MODES)}, got '{inference_mode}'")
     limits = ort_limits(target_ort) if target_ort else None
     opset = check_opset(opset, target_ort, limits)
     model, run = load_run(run_dir, checkpoint)
+    if inference_mode == "train":
+        if run.info.kind != "image":
+            raise ModelError(f"{run_dir}: inference mode 'train' is for image (pix2pix) models; "
+                             f"this run is a {run.info.kind} model, exported in eval mode")
+        from proc_ml.trainers.pix2pix import train_mode_generator
+
+        model = train_mode_generator(model)
+        run.info.inference_mode = "train"
     data_dir = data_dir if data_dir is not None else _run_data_dir(run)
     run.info = run.task.export_info(model, run, data_dir, log=log, fit=fit_decision)
     samples = run.task.parity_inputs(run, data_dir)
@@ -202,7 +282,10 @@ def export_run(run_dir, out, *, opset: int | None = None, checkpoint: str = "bes
     check_model(proto, str(out))
     with atomic_path(out) as tmp:
         tmp.write_bytes(proto.SerializeToString())
-        diffs = compare_with_torch(model, tmp, samples)
+        if inference_mode == "train":
+            diffs = _check_train_mode(model, proto, tmp, samples, log)
+        else:
+            diffs = compare_with_torch(model, tmp, samples)
         for index, (name, diff) in enumerate(diffs):
             log(f"  parity {name}: max |onnxruntime - torch| = {diff:.2e}")
             if progress:
@@ -213,6 +296,7 @@ def export_run(run_dir, out, *, opset: int | None = None, checkpoint: str = "bes
                              f"{worst[0]} (tolerance {tolerance:g}); model not written")
     return {"out": str(out), "family": meta.family, "exporter": exporter, "opset": opset,
             "ir_version": int(proto.ir_version), "target_ort": target_ort,
+            "inference_mode": getattr(run.info, "inference_mode", "eval"),
             "input_shape": meta.input_shape, "max_abs_diff": worst[1],
             "parity": dict(diffs), "bytes": os.path.getsize(out),
             "data": str(data_dir) if data_dir else "generated buildings"}

@@ -334,3 +334,368 @@ def test_batch_texture_task_writes_textured_glbs_and_resumes(tiny_onnx, tiny_mas
     # A model that is not a pix2pix generator is refused with one line.
     assert main(["batch", str(assets), "--task", "texture", "--model", str(tiny_massing_unet_onnx),
                  "--out", str(tmp_path / "out2"), "--quiet"]) != 0
+
+
+# -- real-photo layouts: palettes, splits, resampling, caches ---------------------------------------
+def test_text_palette_forms_and_one_line_errors(tmp_path):
+    from proc_ml.errors import DatasetError
+    from proc_ml.formats.facades import read_palette
+
+    (tmp_path / "p.txt").write_text("# classes of the set\nbackground = 0:0:0\n"
+                                    "window frame = 10, 20, 30   # a name with a space\n"
+                                    "\ndoor 150 80 40\nsky=1 2 3\n")
+    palette = read_palette(tmp_path / "p.txt")
+    assert palette.names == ("background", "window frame", "door", "sky")
+    assert palette.colours == ((0, 0, 0), (10, 20, 30), (150, 80, 40), (1, 2, 3))
+    (tmp_path / "bad.txt").write_text("wall = 1:2:3\nroof = 1:2:300\n")
+    with pytest.raises(DatasetError, match=r"bad.txt: line 2 'roof = 1:2:300' is not") as err:
+        read_palette(tmp_path / "bad.txt")
+    assert "\n" not in str(err.value)
+    (tmp_path / "dup.txt").write_text("wall = 1:2:3\nroof = 1:2:3\n")
+    with pytest.raises(DatasetError, match="dup.txt: .*share a colour"):
+        read_palette(tmp_path / "dup.txt")
+
+
+def _photo_labels(root, count=10, size=(72, 48)):
+    from proc_ml.textures.photos import write_synthetic_photos
+
+    write_synthetic_photos(root, count, *size, layout="labels", seed=3)
+    return root
+
+
+def test_split_lists_ratio_and_val_carved_from_train(tmp_path):
+    from proc_ml.datasets.pix2pix import open_pairs
+    from proc_ml.errors import DatasetError
+
+    root = _photo_labels(tmp_path / "d", 10)
+    names = sorted(p.stem for p in (root / "labels").glob("*.png"))
+    data = open_pairs(root)                                   # no lists: the name hash
+    assert data.split_source.startswith("name hash") and len(data.names()) == 10
+    data = open_pairs(root, split=[0.6, 0.2, 0.2])            # exact counts
+    assert data.counts() == {"train": 6, "val": 2, "test": 2}
+    assert open_pairs(root, split=[0.6, 0.2, 0.2]).split_of == data.split_of
+    (root / "splits").mkdir()
+    (root / "splits" / "train.txt").write_text("\n".join(names[:7]) + "\n")
+    (root / "splits" / "test.txt").write_text(f"# held out\n{names[7]}.png\n{names[8]}\n")
+    data = open_pairs(root, val_fraction=0.3)                 # unlisted names[9] is left out
+    assert data.counts() == {"train": 5, "val": 2, "test": 2} and names[9] not in data.items
+    assert "val carved from train (2 pairs" in data.split_source
+    (root / "splits" / "test.txt").write_text(f"{names[0]}\n")
+    with pytest.raises(DatasetError, match=r"test.txt: line 1: pair '.*' is already listed in splits/train.txt line 1"):
+        open_pairs(root)
+    (root / "splits" / "test.txt").write_text("nosuchpair\n")
+    with pytest.raises(DatasetError, match="test.txt: line 1: no pair 'nosuchpair'"):
+        open_pairs(root)
+    with pytest.raises(Exception, match="dataset.split"):
+        open_pairs(root, split=[0.5, 0.5, 0.5])
+
+
+def test_photo_resampling_by_kind_on_a_gradient(tmp_path):
+    """Labels stay nearest (only palette colours, the label at each sample point); photos
+    are area/bicubic filtered: a ramp carrying a 1 px checker shrinks to the ramp's block
+    means, where nearest-neighbour would keep the checker's +-40 as aliasing."""
+    from PIL import Image
+
+    from proc_ml.datasets.pix2pix import open_pairs
+    from proc_ml.textures.images import write_png
+
+    root = tmp_path / "g"
+    (root / "labels").mkdir(parents=True)
+    (root / "images").mkdir()
+    (root / "palette.txt").write_text("background = 0:0:0\nwall = 200:100:50\nwindow = 20:40:220\n")
+    h, w, s = 128, 256, 32
+    ramp = np.linspace(40, 215, w)[None, :].repeat(h, 0)
+    checker = np.where((np.arange(h)[:, None] + np.arange(w)[None, :]) % 2, 40.0, -40.0)
+    photo = np.clip(ramp + checker, 0, 255).round().astype(np.uint8)[..., None].repeat(3, 2)
+    labels = np.zeros((h, w, 3), np.uint8)
+    labels[:, 1::2] = (200, 100, 50)                         # 1 px label stripes
+    labels[40:90, 60:200] = (20, 40, 220)
+    rgba = np.concatenate([labels, np.full((h, w, 1), 255, np.uint8)], axis=2)
+    Image.fromarray(rgba, "RGBA").save(root / "labels" / "a.png")
+    write_png(root / "images" / "a.png", photo)
+    data = open_pairs(root)
+    block_mean = photo[..., 0].astype(float).reshape(s, h // s, s, w // s).mean(axis=(1, 3))
+    for name, tol in (("area", 0.6), ("bicubic", 3.0)):
+        item = data.prepare("a", s, "squash", name)
+        got = item[..., 3].astype(float)
+        assert np.abs(got - block_mean).max() <= tol, name
+        assert np.array_equal(item[..., 3:6], np.asarray(Image.fromarray(photo).resize(
+            (s, s), {"area": Image.Resampling.BOX, "bicubic": Image.Resampling.BICUBIC}[name])))
+    aliased = data.prepare("a", s, "squash", "nearest")[..., 3].astype(float)
+    assert np.abs(aliased - block_mean).max() >= 35           # what the filters above remove
+    item = data.prepare("a", s, "squash", "bicubic")
+    colours = {tuple(c) for c in item[..., :3].reshape(-1, 3)}
+    assert colours <= {(0, 0, 0), (200, 100, 50), (20, 40, 220)} and len(colours) >= 2
+    ys, xs = ((np.arange(s) + 0.5) * h / s).astype(int), ((np.arange(s) + 0.5) * w / s).astype(int)
+    assert np.array_equal(item[..., :3], labels[ys][:, xs])   # the label at each sample point
+    assert np.array_equal(item[..., 6] == 1, np.any(item[..., :3] != 0, axis=2))
+
+
+def test_aspect_squash_pad_and_crop():
+    from PIL import Image
+
+    from proc_ml.datasets.pix2pix import fit_square
+
+    wide = Image.fromarray(np.full((40, 80, 3), 200, np.uint8))
+    out, box = fit_square(wide, 32, "pad", "bicubic", (1, 2, 3))
+    arr = np.asarray(out)
+    assert box == (0, 8, 32, 24) and arr.shape == (32, 32, 3)
+    assert (arr[:8] == (1, 2, 3)).all() and (arr[24:] == (1, 2, 3)).all() and (arr[8:24] == 200).all()
+    ramp = Image.fromarray(np.linspace(0, 255, 80).astype(np.uint8)[None, :, None].repeat(40, 0).repeat(3, 2))
+    out, box = fit_square(ramp, 20, "crop", "area")
+    centre = np.asarray(out)[..., 0].astype(float)
+    assert box == (0, 0, 20, 20) and 60 <= centre[:, 0].mean() <= 70 and 185 <= centre[:, -1].mean() <= 195
+    out, _ = fit_square(ramp, 20, "squash", "area")
+    assert np.asarray(out)[0, 0, 0] < 10 and np.asarray(out)[0, -1, 0] > 245
+
+
+def test_pairs_decode_once_into_a_run_cache_read_pair_by_pair(tmp_path):
+    from proc_ml.datasets.pix2pix import PreparedPairs
+
+    root = _photo_labels(tmp_path / "d", 10)
+    cfg = _tiny_config()
+    cfg["dataset"]["split"] = [0.6, 0.2, 0.2]
+    task = Pix2PixTask(cfg, root)
+    task.use_run_dir(tmp_path / "run")
+    pairs = task.prepared("train", 36)
+    files = sorted((tmp_path / "run" / "cache").glob("pairs_train_36px_*.npy"))
+    assert pairs.source == "file" and len(files) == 1
+    assert files[0].stat().st_size == 128 + 6 * 36 * 36 * 7           # npy header + uint8 pairs
+    decoded = PreparedPairs(task.data, pairs.names, 36, "squash", "bicubic")
+    assert all(np.array_equal(pairs[i], decoded[i]) for i in range(len(pairs)))
+    mtime = files[0].stat().st_mtime_ns
+    again = Pix2PixTask(cfg, root)
+    again.use_run_dir(tmp_path / "run")
+    assert again.prepared("train", 36).path == files[0] and files[0].stat().st_mtime_ns == mtime
+    (root / "images" / f"{pairs.names[0]}.jpg").write_bytes((root / "images" / f"{pairs.names[1]}.jpg").read_bytes())
+    third = Pix2PixTask(cfg, root)                          # a changed image: rebuilt, old file gone
+    third.use_run_dir(tmp_path / "run")
+    rebuilt = third.prepared("train", 36)
+    assert rebuilt.path != files[0] and not files[0].exists()
+    assert np.array_equal(rebuilt[0][..., 3:6], rebuilt[1][..., 3:6])
+    cfg["dataset"]["cache"] = "memory"
+    memory = Pix2PixTask(cfg, root)
+    memory.use_run_dir(tmp_path / "run2")
+    assert memory.prepared("train", 36).source == "memory" and not (tmp_path / "run2").exists()
+
+
+def test_side_by_side_without_val_trains_and_evaluates_with_the_palette_free_baseline(tmp_path, capsys):
+    from proc_ml.cli import main
+    from proc_ml.textures.photos import write_synthetic_photos
+
+    data = tmp_path / "sbs"
+    write_synthetic_photos(data, 16, 60, 40, layout="side-by-side", seed=1, test_fraction=0.25)
+    assert not (data / "val").exists() and any((data / "test").iterdir())
+    run = tmp_path / "run"
+    assert main(["train", "pix2pix", "--data", str(data), "--out", str(run), "--config", "tiny_pix2pix",
+                 "--set", "dataset.aspect=pad", "--set", "training.epochs=1", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0
+    printed = capsys.readouterr().out
+    assert "baseline (mean colour of the training set) / model L1" in printed
+    result = json.loads((run / "eval.json").read_text())
+    assert result["layout"] == "side-by-side" and result["pairs"] >= 1
+    assert 0 < result["baseline"]["l1"] < 1 and np.isfinite(result["model"]["psnr"])
+
+
+def test_label_folders_with_a_text_palette_train(tmp_path):
+    from proc_ml.cli import main
+    from proc_ml.trainers import load_run
+
+    data = _photo_labels(tmp_path / "d", 12)
+    assert not (data / "palette.json").exists() and (data / "palette.txt").is_file()
+    run = tmp_path / "run"
+    assert main(["train", "pix2pix", "--data", str(data), "--out", str(run), "--config", "tiny_pix2pix",
+                 "--set", "dataset.split=[0.5, 0.25, 0.25]", "--set", "training.epochs=1",
+                 "--set", "dataset.photo_filter=area", "--quiet"]) == 0
+    _, loaded = load_run(run)
+    assert loaded.info.parts == ["background", "wall", "window", "door"]
+    assert loaded.info.layout == "labels"
+
+
+def test_mean_colour_baseline_without_a_palette_is_the_training_mean():
+    target = torch.zeros(3, 4, 4)
+    target[0] = 0.5
+    mask = torch.ones(1, 4, 4)
+    mask[..., :2] = 0                                          # padding: left out
+    padded = target.clone()
+    padded[:, :, :2] = -1.0
+    baseline = MeanColourBaseline.fit(None, [torch.zeros(3, 4, 4)] * 2, [target, padded], [mask, mask])
+    out = baseline(torch.zeros(1, 3, 4, 4))
+    assert baseline.kind == "mean colour of the training set"
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([0.5, 0.0, 0.0]))
+
+
+# -- the reference's schedule and test mode ---------------------------------------------------------
+def test_per_epoch_linear_decay_follows_the_reference():
+    from proc_ml.trainers.loop import per_epoch_linear
+
+    f = per_epoch_linear(200, 0.5, steps_per_epoch=10)       # n_epochs 100 + n_epochs_decay 100
+    # epoch k (from 1): 1 - max(0, k + 1 - 100) / 101, the same for every step of the epoch
+    for k in (1, 50, 99, 100, 150, 200):
+        expected = 1.0 - max(0, k + 1 - 100) / 101.0
+        assert f((k - 1) * 10) == f((k - 1) * 10 + 9) == pytest.approx(expected)
+    assert f(99 * 10) < 1.0 and f(199 * 10) == 0.0           # decays from epoch 100, last epoch at 0
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+def test_per_epoch_decay_steps_the_lr_once_per_epoch(facades, tmp_path):
+    from proc_ml.trainers import distributed
+    from proc_ml.trainers.config import load_train_config, resolve_config_path
+    from proc_ml.trainers.loop import Trainer
+
+    cfg = load_train_config("pix2pix", resolve_config_path("tiny_pix2pix"),
+                            ["training.epochs=4", "training.linear_decay=epoch", "dataset.max_pairs=6",
+                             "training.batch_size=2"])
+    trainer = Trainer(cfg, facades, tmp_path / "run", distributed.setup("cpu", 1), progress=False)
+    steps = len(trainer.train_loader)
+    assert steps == 3
+    scheduler = trainer.schedulers["generator"]
+    lrs = []
+    for _ in range(4 * steps):
+        lrs.append(scheduler.get_last_lr()[0])
+        scheduler.step()
+    # n_epochs 2, n_epochs_decay 2: epoch k trains at 1 - max(0, k + 1 - 2) / 3 of the lr
+    expected = [2e-4 * f for f in (1.0, 2 / 3, 1 / 3, 0.0) for _ in range(steps)]
+    assert lrs == pytest.approx(expected)
+
+
+def test_train_mode_generator_computes_like_torch_train_mode():
+    from proc_ml.trainers.pix2pix import SampledDropout, train_mode_generator
+
+    torch.manual_seed(0)
+    g = UNetGenerator(3, 3, width=4, num_downs=6)
+    g.train()
+    for _ in range(2):                                   # running statistics that differ from any batch
+        g(torch.rand(2, 3, 64, 64) * 2 - 1)
+    copy = train_mode_generator(g)
+    drops = [m for m in copy.modules() if isinstance(m, SampledDropout)]
+    assert len(drops) == 1 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in copy.modules())
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        for m in g.modules():                            # dropout aside, torch's train mode...
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        drops[0].p = 0.0
+        torch.testing.assert_close(copy(x), g.train()(x), atol=2e-5, rtol=0)   # ...is what we export
+        assert (copy(x[:1]) - copy(x)[:1]).abs().max() > 1e-3                  # batch statistics
+        drop = SampledDropout(0.5)
+        y = torch.ones(200, 100)
+        assert abs(float((drop(y) == 0).float().mean()) - 0.5) < 0.02 and float(drop(y).max()) == 2.0
+        drop.keep_all = True
+        assert torch.equal(drop(y), 2 * y)
+
+
+def test_train_mode_export_records_the_mode_and_uses_batch_statistics(tiny_run, tiny_unet_run, tmp_path):
+    from proc_ml.exporters.onnx_export import export_run
+    from proc_ml.runtime.session import ModelSession
+    from proc_ml.runtime.textures import TextureGenerator
+
+    out = tmp_path / "train_mode.onnx"
+    report = export_run(tiny_run, out, exporter="legacy", inference_mode="train", log=lambda line: None)
+    assert report["inference_mode"] == "train" and report["max_abs_diff"] <= 1e-4
+    gen = TextureGenerator(out, device="cpu")
+    assert gen.info.inference_mode == "train"
+    session = ModelSession(out, device="cpu")
+    x = (np.random.default_rng(0).random((2, 3, 32, 32)) * 2 - 1).astype(np.float32)
+    both, alone = session.run(x), session.run(x[:1])
+    assert np.abs(both[:1] - alone).max() > 1e-3                 # each batch normalises itself
+    with pytest.raises(Exception, match="inference mode 'train' is for image"):
+        export_run(tiny_unet_run, tmp_path / "x.onnx", inference_mode="train", log=lambda line: None)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.slow
+def test_train_mode_export_samples_dropout_in_onnx(facades, tmp_path):
+    from proc_ml.cli import main
+    from proc_ml.exporters.onnx_export import export_run
+    from proc_ml.runtime.session import ModelSession
+
+    run = tmp_path / "run"
+    assert main(["train", "pix2pix", "--data", str(facades), "--out", str(run), "--config", "tiny_pix2pix",
+                 "--set", "model.num_downs=6", "--set", "dataset.size=64", "--set", "dataset.load_size=72",
+                 "--set", "training.epochs=1", "--set", "dataset.max_pairs=2", "--quiet"]) == 0
+    lines = []
+    report = export_run(run, tmp_path / "m.onnx", inference_mode="train", log=lines.append)
+    assert report["max_abs_diff"] <= 1e-4 and any("dropout: 1 layers sample" in x for x in lines)
+    session = ModelSession(tmp_path / "m.onnx", device="cpu")
+    x = (np.random.default_rng(0).random((1, 3, 64, 64)) * 2 - 1).astype(np.float32)
+    assert np.abs(session.run(x) - session.run(x)).max() > 1e-3
+
+
+# -- inference over folders ------------------------------------------------------------------------
+def test_predict_texture_folder_loads_the_model_once(tiny_onnx, tmp_path, monkeypatch, capsys):
+    from proc_ml.cli import main
+    from proc_ml.runtime import session as sessions
+    from proc_ml.textures.images import read_rgb, write_png
+
+    path, _ = tiny_onnx
+    from proc_ml.runtime.textures import TextureGenerator
+
+    colours = TextureGenerator(path, device="cpu").palette
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "labels"
+    for i in range(100):
+        write_png(folder / f"f{i:03d}.png", colours.rgb(rng.integers(0, len(colours), size=(24, 40))))
+    created = []
+    real_init = sessions.ModelSession.__init__
+
+    def counting(self, *args, **kwargs):
+        created.append(args[0] if args else kwargs.get("path"))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(sessions.ModelSession, "__init__", counting)
+    sessions.clear_cache()
+    out = tmp_path / "textures"
+    assert main(["predict", "texture", "--model", str(path), "--input", str(folder), "--out", str(out)]) == 0
+    assert len(created) == 1                                      # one model load for 100 maps
+    assert sorted(p.name for p in out.iterdir()) == [f"f{i:03d}.png" for i in range(100)]
+    assert read_rgb(out / "f007.png").shape == (24, 40, 3)
+    assert "wrote 100 textures" in capsys.readouterr().out
+    bad = read_rgb(folder / "f003.png").copy()
+    bad[2, 3] = (1, 2, 3)
+    write_png(folder / "f003.png", bad)
+    assert main(["predict", "texture", "--model", str(path), "--input", str(folder),
+                 "--out", str(tmp_path / "t2")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "f003.png: label colour (1, 2, 3) at pixel (x=3, y=2)" in err and len(err.splitlines()) == 1
+    assert main(["predict", "texture", "--model", str(path), "--input", str(folder), "--out", str(folder)]) == 1
+    assert "would replace the label maps" in capsys.readouterr().err
+
+
+def test_batch_texture_task_turns_label_images_into_textures(tiny_onnx, tmp_path, capsys):
+    from proc_ml.batch import FAILED, OK, read_records
+    from proc_ml.cli import main
+    from proc_ml.runtime.textures import TextureGenerator
+    from proc_ml.textures.images import read_rgb, write_png
+
+    path, _ = tiny_onnx
+    colours = TextureGenerator(path, device="cpu").palette
+    assets = tmp_path / "assets"
+    write_png(assets / "a.png", colours.rgb(np.arange(48).reshape(6, 8) % len(colours)))
+    write_png(assets / "sub" / "b.png", colours.rgb(np.zeros((20, 30), int)))
+    write_png(assets / "bad.png", np.full((4, 4, 3), 7, np.uint8))
+    out = tmp_path / "out"
+    assert main(["batch", str(assets), "--task", "texture", "--model", str(path), "--out", str(out),
+                 "--quiet"]) == 2
+    records, _ = read_records(out / "manifest.jsonl")
+    assert records["a.png"]["status"] == OK and records["sub/b.png"]["status"] == OK
+    assert read_rgb(out / "a.png" / "texture.png").shape == (6, 8, 3)
+    assert read_rgb(out / "sub/b.png" / "texture.png").shape == (20, 30, 3)
+    assert records["bad.png"]["status"] == FAILED
+    assert "label colour (7, 7, 7)" in records["bad.png"]["error"] and "\n" not in records["bad.png"]["error"]
+
+
+def test_a_bad_image_stops_with_one_line_even_from_a_worker(tmp_path, capsys):
+    from proc_ml.cli import main
+
+    data = _photo_labels(tmp_path / "d", 8)
+    bad = sorted((data / "images").glob("*.jpg"))[3]
+    bad.write_bytes(b"not a jpeg")
+    for cache in ("disk", "none"):
+        assert main(["train", "pix2pix", "--data", str(data), "--out", str(tmp_path / f"run_{cache}"),
+                     "--config", "tiny_pix2pix", "--set", "dataset.workers=1", "--set", f"dataset.cache={cache}",
+                     "--set", "dataset.split=[0.5, 0.5, 0.0]",
+                     "--set", "dataset.max_pairs=0", "--quiet"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert f"{bad}: not a readable image" in err and len(err.splitlines()) == 1, err

@@ -73,13 +73,16 @@ def make_optimizer(params, training: dict) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=decay)
 
 
-def make_scheduler(optimizer, training: dict, total_steps: int):
+def make_scheduler(optimizer, training: dict, total_steps: int, steps_per_epoch: int = 1):
     if training["scheduler"] == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=training["lr"],
                                                    total_steps=max(total_steps, 1))
     if training["scheduler"] == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
     if training["scheduler"] == "linear":
+        if training.get("linear_decay", "step") == "epoch":
+            return torch.optim.lr_scheduler.LambdaLR(optimizer, per_epoch_linear(
+                training["epochs"], training.get("decay_fraction", 0.5), steps_per_epoch))
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, constant_then_linear(total_steps, training.get("decay_fraction", 0.5)))
     return None
@@ -93,6 +96,23 @@ def constant_then_linear(total_steps: int, decay_fraction: float):
 
     def factor(step: int) -> float:
         return 1.0 - max(0, step - constant_steps) / float(decay_steps + 1)
+    return factor
+
+
+def per_epoch_linear(epochs: int, decay_fraction: float, steps_per_epoch: int):
+    """The reference's ``lr_policy linear`` (``training.linear_decay: epoch``): the lr
+    changes once per epoch; epoch ``k`` (from 1) trains at
+    ``1 - max(0, k + 1 - n_epochs) / (n_epochs_decay + 1)`` of the initial lr, with
+    ``n_epochs_decay = round(epochs * decay_fraction)`` and ``n_epochs = epochs -
+    n_epochs_decay``, so the last epoch runs at lr 0 (the reference steps its scheduler at
+    the start of every epoch)."""
+    decay = max(int(round(epochs * decay_fraction)), 1)
+    constant = epochs - decay
+    per_epoch = max(int(steps_per_epoch), 1)
+
+    def factor(step: int) -> float:
+        epoch = step // per_epoch + 1
+        return max(0.0, 1.0 - max(0, epoch + 1 - constant) / float(decay + 1))
     return factor
 
 
@@ -110,6 +130,8 @@ class Trainer:
         self.progress = self.training["progress"] if progress is None else progress
         self.device = ctx.device
         self.task = make_task(config, data_dir)
+        self.task.use_run_dir(self.out)
+        self.task.progress = bool(self.progress and ctx.is_main)   # the task's own bars (data caches)
         if self.training["best_metric"] not in self.task.metric_names:
             raise ConfigError(f"config key 'training.best_metric' must be one of "
                               f"{', '.join(self.task.metric_names)}, got {self.training['best_metric']!r}")
@@ -121,7 +143,8 @@ class Trainer:
         self._build_loaders()
         total = self.training["epochs"] * len(self.train_loader)
         self.schedulers = {name: s for name, opt in self.optimizers.items()
-                           if (s := make_scheduler(opt, self.training, total)) is not None}
+                           if (s := make_scheduler(opt, self.training, total,
+                                                   len(self.train_loader))) is not None}
         self.amp = bool(self.training["amp"]) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.wrapped = self._wrap_for_ddp()
@@ -146,11 +169,14 @@ class Trainer:
         # DistributedSampler orders by (seed, epoch) alone, with or without DDP
         self.sampler = DistributedSampler(train_set, num_replicas=self.ctx.world_size,
                                           rank=self.ctx.rank, shuffle=True, seed=self.seed)
+        workers = int(dataset_cfg.get("workers", 0))   # DataLoader worker processes
         self.train_loader = DataLoader(train_set, batch_size=training["batch_size"],
-                                       sampler=self.sampler, collate_fn=self.task.collate)
+                                       sampler=self.sampler, collate_fn=self.task.collate,
+                                       num_workers=workers)
         shard = Subset(val_set, range(self.ctx.rank, len(val_set), self.ctx.world_size))
         self.val_loader = DataLoader(shard, batch_size=training["eval_batch_size"],
-                                     shuffle=False, collate_fn=self.task.collate)
+                                     shuffle=False, collate_fn=self.task.collate,
+                                     num_workers=workers)
 
     def _wrap_for_ddp(self) -> dict:
         if not self.ctx.distributed:

@@ -58,8 +58,20 @@ class Task(abc.ABC):
     def validate_config(cls, config: dict, source: str) -> None:
         """Value checks of this task's own keys (``ConfigError`` naming the key)."""
 
+    #: The run folder (set by ``use_run_dir``); None when the task is used outside a run.
+    run_dir = None
+    #: Whether the task may show progress bars of its own (set by the loop: not with --quiet).
+    progress = False
+
     def __init__(self, config: dict, data_dir):
         self.config = config
+
+    def use_run_dir(self, run_dir) -> None:
+        """The run folder, given by the loop (and by evaluation) before any data is built:
+        the one place a task may keep files of its own (e.g. decoded-image caches)."""
+        from pathlib import Path
+
+        self.run_dir = Path(run_dir)
 
     # -- networks and optimisation ------------------------------------------------------
     @abc.abstractmethod

@@ -75,6 +75,7 @@ register_task(BatchTask(
     "proc_ml.batch.shapes:open_segment", MESH_EXTENSIONS + POINT_EXTENSIONS,
     option_names=("pictures",)))
 register_task(BatchTask(
-    "texture", "a textured GLB (facade atlas) per mesh or grid", "pix2pix facade generator",
-    "proc_ml.batch.texture:open_texture", MESH_EXTENSIONS + NPZ_EXTENSIONS,
+    "texture", "a textured GLB (facade atlas) per mesh or grid; a texture PNG per label image",
+    "pix2pix facade generator",
+    "proc_ml.batch.texture:open_texture", MESH_EXTENSIONS + NPZ_EXTENSIONS + ("png",),
     option_names=("cell_size", "parts_model", "parts_model_sha256", "material", "up"), version=2))

@@ -1,5 +1,11 @@
 """The ``texture`` batch task: a textured GLB for every mesh or grid, through the same
-``proc_ml.predict.texture.texture_building_file`` as ``proc-ml predict texture --building``.
+``proc_ml.predict.texture.texture_building_file`` as ``proc-ml predict texture --building``,
+and a texture PNG for every label image (``.png``), through ``texture_image_file`` as
+``proc-ml predict texture --input``.
+
+A label image (a colour-coded facade label map in the model's palette) becomes
+``texture.png`` of the same size; a colour outside the palette fails that asset with one
+line naming the colour and a pixel.
 
 Per asset: a mesh is voxelised (``--cell-size``, default the parts model's training cell
 size, ``proc_ml.units``) and labelled by the building-parts model given with
@@ -22,6 +28,9 @@ from .items import TaskOutput
 from .parts import WORKER_THREADS, _import_output_writers, grid_shape
 
 OUTPUT_NAME = "textured.glb"
+IMAGE_OUTPUT_NAME = "texture.png"
+#: Label-image asset types (a label map -> a texture PNG).
+LABEL_EXTENSIONS = ("png",)
 
 
 def open_texture(model_path: str, options: dict, limits: Limits):
@@ -49,6 +58,8 @@ class _TextureProcessor:
     def __call__(self, asset_path: Path, out_dir: Path) -> TaskOutput:
         from ..predict.texture import texture_building_file
 
+        if Path(asset_path).suffix.lower().lstrip(".") in LABEL_EXTENSIONS:
+            return self._label_image(Path(asset_path), out_dir)
         asset = load_asset(asset_path, self.limits)
         if asset.kind == "points":
             raise AssetError("a point cloud: the texture task needs a mesh or a voxel grid .npz")
@@ -68,3 +79,13 @@ class _TextureProcessor:
         files = [OUTPUT_NAME, f"{out.stem}_atlas.png", f"{out.stem}_labels.png"]
         keys = ("faces", "facades", "atlas", "module_px", "material", "parts_from", "grid_shape")
         return TaskOutput(files, {k: summary[k] for k in keys})
+
+    def _label_image(self, asset_path: Path, out_dir: Path) -> TaskOutput:
+        from ..predict.texture import texture_image_file
+
+        self.limits.check_bytes(asset_path.stat().st_size)
+        try:
+            summary = texture_image_file(self.generator, asset_path, out_dir / IMAGE_OUTPUT_NAME)
+        except ProcMLError as exc:
+            raise asset_error(exc, asset_path) from None
+        return TaskOutput([IMAGE_OUTPUT_NAME], {"size": summary["size"], "source": "label image"})

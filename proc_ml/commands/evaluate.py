@@ -8,11 +8,13 @@ def register(sub) -> None:
     parser = sub.add_parser(
         "evaluate", help="score a run on a dataset split, or models on real buildings",
         description="Per-part precision/recall/F1, face accuracy and the share of buildings "
-                    "with every face right; written as JSON (RUN/eval.json) and printed. With "
-                    "--real: exported parts models on real buildings imported with 'proc-ml "
-                    "import citygml', with and without the street sides, beside two baselines "
-                    "(geometry only; a window on every upper-floor side), on all faces and on "
-                    "the street facades; writes real.json, real.md and a PNG per building.")
+                    "with every face right (pix2pix runs: L1, PSNR and SSIM of the model and "
+                    "of the mean-colour baseline, any dataset layout); written as JSON "
+                    "(RUN/eval.json) and printed. With --real: exported parts models on real "
+                    "buildings imported with 'proc-ml import citygml', with and without the "
+                    "street sides, beside two baselines (geometry only; a window on every "
+                    "upper-floor side), on all faces and on the street facades; writes "
+                    "real.json, real.md and a PNG per building.")
     parser.add_argument("run", nargs="?", help="run folder written by 'proc-ml train'")
     parser.add_argument("--data", help="dataset folder (from 'proc-ml generate')")
     parser.add_argument("--split", default="test", help="train, val, test or all (default test)")

@@ -41,6 +41,10 @@ def register(sub) -> None:
                                   "dataset if recorded, else freshly generated buildings)")
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="largest allowed |onnxruntime - torch| on the logits (default 1e-4)")
+    p.add_argument("--inference-mode", choices=("eval", "train"), default="eval",
+                   help="pix2pix (image) models: eval (default: dropout off, BatchNorm running "
+                        "statistics; deterministic) or train (as the reference's default test: "
+                        "BatchNorm on the batch's own statistics, dropout on; see docs/pix2pix.md)")
     p.add_argument("--verbose", action="store_true", help="show the exporter's own output")
     p.add_argument("--fit-decision", action="store_true",
                    help="building parts: fit the per-part decision weights on the validation "
@@ -76,7 +80,8 @@ def run(args) -> int:
                             exporter=args.exporter, data_dir=args.data, tolerance=args.tolerance,
                             verbose=args.verbose, log=report.say, target_ort=target,
                             ir_version=args.ir_version, progress=report.progress,
-                            fit_decision=True if args.fit_decision else None)
+                            fit_decision=True if args.fit_decision else None,
+                            inference_mode=args.inference_mode)
         seconds = time.perf_counter() - start
         report.say(f"wrote {result['out']} ({result['family']}, input {result['input_shape']}, "
                    f"opset {result['opset']}, IR {result['ir_version']}, "

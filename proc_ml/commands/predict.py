@@ -81,15 +81,17 @@ def register(sub) -> None:
 
     t = kinds.add_parser(
         "texture", help="facade textures from label maps (pix2pix), or a textured building",
-        description="With --input: turn a colour-coded facade label map (PNG) into a texture PNG. "
-                    "With --building: draw every facade of a building (grid .npz with parts, or any "
+        description="With --input: turn a colour-coded facade label map (PNG) into a texture PNG "
+                    "(--input FOLDER: every label map in it, into the --out folder, with one "
+                    "model load). With --building: draw every facade of a building (grid .npz with parts, or any "
                     "building-parts input plus --parts-model) as a label map, texture it, pack an "
                     "atlas and write a textured GLB (plus NAME_atlas.png and NAME_labels.png).")
     t.add_argument("--model", help="pix2pix generator ONNX from 'proc-ml export onnx'")
     source = t.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", help="label map PNG in the model's palette")
+    source.add_argument("--input", help="label map PNG in the model's palette, or a folder of them")
     source.add_argument("--building", help="building to texture: grid .npz, adjacency.csv or mesh")
-    t.add_argument("--out", required=True, help="output .png (--input) or .glb (--building)")
+    t.add_argument("--out", required=True,
+                   help="output .png (--input FILE), folder (--input FOLDER) or .glb (--building)")
     t.add_argument("--parts-model", help="building-parts ONNX model to label the building first")
     t.add_argument("--cell-size", type=float, default=None,
                    help="metres per cell when voxelising a mesh (default: the parts model's)")
@@ -188,6 +190,15 @@ def run_texture(args) -> int:
     if args.module_px is not None and args.module_px < 1:
         raise ConfigError(f"--module-px must be >= 1, got {args.module_px}")
     cell_size = _cell_size(args)
+    if args.input and Path(args.input).is_dir():
+        from proc_ml.predict.texture import texture_image_folder
+
+        if Path(args.out).suffix.lower() == ".png":
+            raise ConfigError(f"{args.out}: with a folder --input, --out names a folder (got a .png)")
+        generator = TextureGenerator.open(args.model, args.device, args.threads)
+        result = texture_image_folder(generator, args.input, args.out)
+        print(f"wrote {result['count']} textures to {args.out} ({result['provider']})")
+        return 0
     if args.input:
         generator = TextureGenerator.open(args.model, args.device, args.threads)
         result = texture_image_file(generator, args.input, args.out)

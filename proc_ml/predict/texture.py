@@ -2,6 +2,8 @@
 and the batch ``texture`` task.
 
 * ``texture_image_file``: a colour-coded facade label map (PNG) -> a texture PNG;
+* ``texture_image_folder``: every label map of a folder -> a texture PNG of the same name
+  in an output folder, with one loaded model;
 * ``texture_building_file``: a building (a grid ``.npz`` with parts, or any input
   ``predict building-parts`` reads plus a parts model to label it) -> every facade drawn as
   a label map, textured by the generator, packed into one atlas, written as a textured GLB
@@ -31,6 +33,46 @@ def texture_image_file(generator: TextureGenerator, input_path, out_path) -> dic
     write_png(out_path, texture)
     return {"out": str(out_path), "size": [int(texture.shape[1]), int(texture.shape[0])],
             "provider": generator.provider}
+
+
+def label_maps_in(folder) -> list[Path]:
+    """The image files directly inside ``folder`` (hidden files skipped), sorted by name."""
+    from ..textures.images import IMAGE_SUFFIXES
+
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def texture_image_folder(generator: TextureGenerator, input_dir, out_dir, progress=None) -> dict:
+    """Texture every label map directly inside ``input_dir`` into ``out_dir/STEM.png``
+    (atomic writes) with the one ``generator``. Stops at the first bad label map with its
+    one-line error (the textures written before it stay). ``progress(done, total, path)``
+    is called after each file."""
+    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    if not input_dir.is_dir():
+        raise ModelError(f"{input_dir}: input folder not found")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ModelError(f"{out_dir}: --out must be a folder with a folder --input (it is a file)")
+    if out_dir.resolve() == input_dir.resolve():
+        raise ModelError(f"{out_dir}: the output folder is the input folder; the textures would "
+                         f"replace the label maps")
+    files = label_maps_in(input_dir)
+    if not files:
+        raise ModelError(f"{input_dir}: no label maps (.png, .jpg, ...) in this folder")
+    stems = {}
+    for path in files:
+        if path.stem in stems:
+            raise ModelError(f"{path}: same name as {stems[path.stem].name}; both would be written "
+                             f"to {out_dir / (path.stem + '.png')}")
+        stems[path.stem] = path
+    written = []
+    for i, path in enumerate(files):
+        out = out_dir / f"{path.stem}.png"
+        texture_image_file(generator, path, out)
+        written.append(str(out))
+        if progress is not None:
+            progress(i + 1, len(files), path)
+    return {"out": str(out_dir), "files": written, "count": len(written), "provider": generator.provider}
 
 
 def texture_building_file(generator: TextureGenerator | None, building_path, out_path, *,
