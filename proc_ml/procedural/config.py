@@ -6,7 +6,7 @@ import copy
 import os
 import re
 
-from ..config import load_config
+from ..config import load_config_sources, source_of
 from ..errors import ConfigError
 from ..units import DEFAULT_CELL_SIZE
 from .parts import DEFAULT_PARTS, Vocabulary
@@ -33,7 +33,7 @@ _PART_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _fail(key: str, why: str, source: str) -> ConfigError:
-    return ConfigError(f"{source}: config key '{key}' {why}")
+    return ConfigError(f"{source_of(source, key)}: config key '{key}' {why}")
 
 
 def validate(cfg: dict, source: str = "config") -> dict:
@@ -64,8 +64,9 @@ def validate(cfg: dict, source: str = "config") -> dict:
             raise _fail(f"style.{key}", f"must be in [0, 1], got {p}", source)
     if not 0.0 <= cfg["noise"] <= 1.0:
         raise _fail("noise", f"must be in [0, 1], got {cfg['noise']}", source)
-    if cfg["points"]["per_building"] < 1:
-        raise _fail("points.per_building", "must be >= 1", source)
+    if not 1 <= cfg["points"]["per_building"] <= 1_000_000:
+        raise _fail("points.per_building", f"must be >= 1 and <= 1000000, got "
+                                           f"{cfg['points']['per_building']}", source)
     split = cfg["split"]
     if split["val"] < 0 or split["test"] < 0 or split["val"] + split["test"] >= 1:
         raise _fail("split", f"val and test must be >= 0 and sum below 1, got {split}", source)
@@ -74,8 +75,9 @@ def validate(cfg: dict, source: str = "config") -> dict:
 
 def load_generator_config(path: str | os.PathLike | None = None, overrides=()) -> dict:
     """Defaults <- YAML <- ``--set`` overrides, validated. Unknown archetypes are refused."""
-    cfg = load_config(DEFAULTS, path, overrides)
-    return validate(cfg, str(path) if path else "config")
+    cfg, sources = load_config_sources(DEFAULTS, path, overrides)
+    # without a file every non-default value came from --set: errors say "config"
+    return validate(cfg, sources if path else "config")
 
 
 def default_config() -> dict:
