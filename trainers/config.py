@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from proc_ml.config import load_config_sources, load_yaml, parse_override, source_of
+from proc_ml.config import load_config_sources, load_yaml, merge, parse_override, source_of
 from proc_ml.errors import ConfigError
 from proc_ml.registry import TASKS, task_class
 from proc_ml.validation import MAX_COUNT, check
@@ -190,3 +190,22 @@ def validate(config: dict, source: str = "config") -> dict:
         if check_ is not None and not check_[0](value):
             raise fail(f"model.{key}", f"{check_[1]}, got {value!r}")
     return config
+
+
+def stored_config(config, source: str) -> dict:
+    """A run's resolved config as a checkpoint stores it, checked like a config file
+    (``source`` names the checkpoint): the right sections, types and values."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: checkpoint field 'config' must be a mapping, "
+                          f"got {type(config).__name__}")
+    task = config.get("task")
+    model = config.get("model")
+    family = model.get("family") if isinstance(model, dict) else None
+    if not isinstance(task, str) or task not in TASKS:
+        raise ConfigError(f"{source}: config key 'task' must be one of {', '.join(TASKS)}, "
+                          f"got {task!r}")
+    families = task_class(task).families
+    if not isinstance(family, str) or family not in families:
+        raise ConfigError(f"{source}: config key 'model.family' must be one of "
+                          f"{', '.join(families)} for task {task}, got {family!r}")
+    return validate(merge(defaults_for(task, family), config, source=source), source)

@@ -30,8 +30,10 @@ from proc_ml.errors import ConfigError, ModelError
 from proc_ml.fileio import write_text
 from proc_ml.registry import task_class
 from proc_ml.runinfo import info_from_dict
+from proc_ml.validation import library_message
 
 from . import checkpoint, distributed, plots
+from .config import stored_config
 from .runs import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE
 from .task import Task, parameters_of
 
@@ -185,21 +187,26 @@ class Trainer:
             raise ModelError(f"{path}: nothing to resume (no checkpoint in {self.out})")
         saved = checkpoint.load(path)
         self.task.check_compatible(info_from_dict(saved.get("info"), str(path)), f"the run in {self.out}")
+        stored = stored_config(saved["config"], str(path))
         if saved["model_kwargs"] != self.task.model_kwargs() or saved["family"] != self.config["model"]["family"]:
             raise ModelError(f"{path}: model {saved['family']} {saved['model_kwargs']} does not match "
                              f"the config's {self.config['model']['family']} {self.task.model_kwargs()}")
-        if self.schedulers and saved["config"]["training"]["epochs"] != self.training["epochs"]:
+        if self.schedulers and stored["training"]["epochs"] != self.training["epochs"]:
             raise ConfigError(f"{self.out}: training.epochs cannot change on --resume while a "
                               f"learning-rate schedule is used (the run has "
-                              f"{saved['config']['training']['epochs']})")
-        for name, model in self.models.items():
-            model.load_state_dict(saved["models"][name])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(saved["optimizers"][name])
-        for name, sched in self.schedulers.items():
-            sched.load_state_dict(saved["schedulers"][name])
-        self.scaler.load_state_dict(saved["scaler"])
-        checkpoint.set_rng_state(saved["rng"])
+                              f"{stored['training']['epochs']})")
+        try:
+            for name, model in self.models.items():
+                model.load_state_dict(saved["models"][name])
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(saved["optimizers"][name])
+            for name, sched in self.schedulers.items():
+                sched.load_state_dict(saved["schedulers"][name])
+            self.scaler.load_state_dict(saved["scaler"])
+            checkpoint.set_rng_state(saved["rng"])
+        except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise ModelError(f"{path}: cannot restore the run from this checkpoint "
+                             f"({library_message(exc)})") from None
         self.epoch, self.global_step = int(saved["epoch"]), int(saved["global_step"])
         self.history, self.best = list(saved["history"]), saved["best"]
 
