@@ -13,6 +13,7 @@ import sys
 
 from . import __version__
 from .errors import ProcMLError
+from .fileio import display_name, os_error_text
 
 # Order here is the order in ``proc-ml --help``; a module not present is not offered.
 COMMAND_MODULES = ("generate", "train", "evaluate", "export", "predict", "demo", "batch")
@@ -45,12 +46,25 @@ def main(argv=None) -> int:
     try:
         result = args.func(args)
     except ProcMLError as exc:
-        print(f"proc-ml {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(args.command, str(exc))
+    except OSError as exc:
+        # the file system refused an output (read-only, full disk, a file where a folder
+        # belongs...): whatever was written went through temp files and renames
+        return _fail(args.command, os_error_text(exc))
+    except MemoryError:
+        return _fail(args.command, "out of memory; use smaller inputs or lower "
+                                   "PROC_ML_MEMORY_BUDGET (docs/reliability.md)")
     except KeyboardInterrupt:
         print(f"proc-ml {args.command}: interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def _fail(command: str, message: str) -> int:
+    """Print one error line (never more, never bytes that stderr cannot encode)."""
+    line = " ".join(display_name(message).split())
+    print(f"proc-ml {command}: error: {line}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -169,6 +169,20 @@ def non_finite_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+def json_safe(value):
+    """``value`` with non-finite floats replaced by None (numpy scalars as numbers), so
+    ``json.dumps(..., allow_nan=False)`` writes strict JSON (no bare NaN tokens)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 # -- arrays ---------------------------------------------------------------------------------
 def first_bad(mask: np.ndarray) -> int | None:
     """Index of the first True of a 1-D mask (None when none)."""

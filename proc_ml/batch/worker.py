@@ -10,6 +10,7 @@ import logging
 import time
 from pathlib import Path
 
+from .. import budget
 from ..errors import ProcMLError
 from ..fileio import safe_join
 from .assets import AssetError, Limits, one_line
@@ -26,6 +27,10 @@ class ItemRunner:
 
         logging.getLogger("trimesh").setLevel(logging.CRITICAL)
         self.limits = limits
+        # the per-worker memory budget: estimates refuse what would not fit, and the hard
+        # limit turns anything they miss into this asset's "out of memory" (docs/reliability.md)
+        budget.set_budget(limits.memory_budget)
+        self.hard_limit = budget.apply_hard_limit() if _runs_on_cpu(options) else False
         self.processor = resolve_opener(opener)(model_path, dict(options), limits)
 
     def run(self, item: WorkItem) -> ItemResult:
@@ -33,7 +38,9 @@ class ItemRunner:
         try:
             output = self._process(item)
         except MemoryError:
-            return _failed(item, "out of memory while processing the asset", start)
+            return _failed(item, f"out of memory while processing the asset (the memory budget "
+                                 f"is {budget.format_bytes(budget.memory_budget())} per worker: "
+                                 f"--memory-budget)", start)
         except Exception as exc:  # noqa: BLE001 - any asset failure is recorded, never raised
             return _failed(item, one_line(exc), start)
         return ItemResult(item.rel, OK, None, time.perf_counter() - start,
@@ -53,6 +60,17 @@ class ItemRunner:
         if file_sha256(path) != item.sha256:
             raise AssetError("the file changed while it was processed; run the batch again")
         return output
+
+
+def _runs_on_cpu(options: dict) -> bool:
+    """The hard memory limit is for CPU workers: GPU runtimes map device memory into the
+    process, which an address-space limit would break."""
+    from ..runtime.providers import resolve_device
+
+    try:
+        return resolve_device(str(options.get("device", "auto"))) == "cpu"
+    except ProcMLError:
+        return False
 
 
 def _failed(item: WorkItem, error: str, start: float) -> ItemResult:

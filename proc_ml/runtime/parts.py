@@ -17,6 +17,7 @@ import numpy as np
 from ..encoding import (STYLE_FEATURES, adjacency_feature_names, adjacency_features,
                         decode_cell_logits, decode_grid_logits, grid_channel_names,
                         grid_channels, pad_to_stride, style_vector)
+from .. import budget
 from ..errors import ModelError
 from ..grid import NO_PART, check_occupancy
 from .batching import DEFAULT_GRID_BATCH, run_cell_sets, run_grids
@@ -57,6 +58,17 @@ class PartsPredictor(Loaded):
         """Metres per cell of the model's training data (None for models without it)."""
         return self.info.cell_size
 
+    def memory_needed(self, shape) -> int:
+        """Estimated peak bytes of predicting a grid of ``shape`` (``proc_ml.budget``)."""
+        return budget.parts_grid_bytes(shape, self.metadata.n_inputs, self.info.n_parts,
+                                       self.info.stride, self.metadata.input_kind)
+
+    def check_memory(self, shape) -> None:
+        """``LimitError`` (one line) when a grid of ``shape`` would not fit the budget."""
+        dims = "x".join(str(int(n)) for n in shape)
+        budget.check(self.memory_needed(shape), f"labelling a {dims} grid",
+                     "a larger cell size (--cell-size) makes fewer cells")
+
     def _style_for_model(self, style):
         if not self.with_style:
             return None
@@ -76,6 +88,8 @@ class PartsPredictor(Loaded):
         if len(styles) != len(occupancies):
             raise ValueError(f"got {len(occupancies)} occupancies but {len(styles)} styles")
         occs = [_occupancy(o) for o in occupancies]
+        for occ in occs:
+            self.check_memory(occ.shape)
         styles = [self._style_for_model(s) for s in styles]
         if self.metadata.input_kind == "grid":
             return self._predict_grids(occs, styles, batch_size)
@@ -100,7 +114,10 @@ def _occupancy(occupancy) -> np.ndarray:
     except ValueError as exc:
         raise ModelError(str(exc)) from None
     if not occ.any():
-        raise ModelError("occupancy grid is empty: nothing to label")
+        raise ModelError(f"the occupancy grid ({'x'.join(map(str, occ.shape))} cells) is empty: "
+                         f"nothing to label (no cell centre lies inside the input: a mesh "
+                         f"thinner than one cell, flat, or without an inside? try a smaller "
+                         f"--cell-size)")
     return occ
 
 
