@@ -56,7 +56,7 @@ class _BoundedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def _expanded_size(node, sizes: dict, active: set) -> int:
+def _expanded_size(node, sizes: dict, active: set, limit: int = MAX_YAML_VALUES) -> int:
     """Values ``node`` stands for once every alias is expanded (aliases share nodes, so a
     few lines can stand for billions of values); memoised, so linear in the document."""
     key = id(node)
@@ -73,25 +73,27 @@ def _expanded_size(node, sizes: dict, active: set) -> int:
     else:
         children = []
     for child in children:
-        total += _expanded_size(child, sizes, active)
-        if total > MAX_YAML_VALUES:
-            raise YAMLLimitError(f"expands to more than {MAX_YAML_VALUES} values through "
+        total += _expanded_size(child, sizes, active, limit)
+        if total > limit:
+            raise YAMLLimitError(f"expands to more than {limit} values through "
                                  f"aliases (&anchor / *alias)", node.start_mark)
     active.discard(key)
     sizes[key] = total
     return total
 
 
-def _parse(text: str):
-    """The document's value; ``yaml.YAMLError`` (``YAMLLimitError`` over a limit)."""
-    if len(text) > MAX_YAML_BYTES:
-        raise YAMLLimitError(f"{len(text)} characters, over the limit of {MAX_YAML_BYTES}")
+def _parse(text: str, max_chars: int = MAX_YAML_BYTES):
+    """The document's value; ``yaml.YAMLError`` (``YAMLLimitError`` over a limit). Without
+    aliases a document holds fewer values than characters, so the expansion limit is the
+    larger of ``MAX_YAML_VALUES`` and the document's length."""
+    if len(text) > max_chars:
+        raise YAMLLimitError(f"{len(text)} characters, over the limit of {max_chars}")
     loader = _BoundedLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        _expanded_size(node, {}, set())
+        _expanded_size(node, {}, set(), max(MAX_YAML_VALUES, len(text)))
         return loader.construct_document(node)
     except RecursionError:        # defensive: the depth limit stops nesting long before
         raise YAMLLimitError("nested too deeply") from None
@@ -106,11 +108,12 @@ def _yaml_error(exc: yaml.YAMLError, source: str, error: type[ProcMLError]) -> P
     return error(f"{source}:{where} invalid YAML: {problem}")
 
 
-def parse_yaml(text: str, source: str, error: type[ProcMLError] = ConfigError):
+def parse_yaml(text: str, source: str, error: type[ProcMLError] = ConfigError,
+               max_chars: int = MAX_YAML_BYTES):
     """One YAML document, safely (``SafeLoader`` types only) and within the limits above;
     any problem is one ``error`` line naming ``source`` and the line."""
     try:
-        return _parse(text)
+        return _parse(text, max_chars)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, source, error) from None
 

@@ -187,6 +187,25 @@ def remove_stale_temps(folder: str | os.PathLike, recursive: bool = True) -> int
     return removed
 
 
+def remove_stale_temps_of(path: str | os.PathLike) -> int:
+    """Delete the temp files a killed writer of ``path`` left beside it (only its own:
+    ``.<name>.<12 hex digits>.tmp``)."""
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[0-9a-f]{12}\.tmp")
+    removed = 0
+    try:
+        names = os.listdir(path.parent if str(path.parent) else ".")
+    except OSError:
+        return 0
+    for name in names:
+        candidate = path.parent / name
+        if pattern.fullmatch(name) and not candidate.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                candidate.unlink()
+                removed += 1
+    return removed
+
+
 class FolderLock:
     """An exclusive ``flock`` on ``folder/name``: one writer per folder, released by the OS
     even when the process is killed. The lock file is opened with ``O_NOFOLLOW`` (a planted

@@ -36,8 +36,18 @@ def run(args) -> int:
     from proc_ml.exporters.onnx_export import export_run
     from proc_ml.errors import ModelError
 
+    import math
+
+    from proc_ml.fileio import check_output_file, remove_stale_temps_of
+
     if not str(args.out).endswith(".onnx"):
         raise ModelError(f"{args.out}: --out must name a .onnx file")
+    if not 7 <= args.opset <= 30:
+        raise ModelError(f"--opset must be between 7 and 30, got {args.opset}")
+    if not (args.tolerance > 0 and math.isfinite(args.tolerance)):
+        raise ModelError(f"--tolerance must be a number > 0, got {args.tolerance}")
+    check_output_file(args.out)
+    remove_stale_temps_of(args.out)       # what a killed export of this file left beside it
     start = time.perf_counter()
     print(f"exporting {args.run} ({args.checkpoint}) with the {args.exporter} exporter, "
           f"opset {args.opset}", flush=True)

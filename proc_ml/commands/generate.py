@@ -44,6 +44,29 @@ def register(sub) -> None:
     f.set_defaults(func=run_facades)
 
 
+#: Most buildings one generate writes (ids index file names and C ints downstream).
+MAX_COUNT = 10_000_000
+
+
+def _check_args(args) -> None:
+    """Argument values before any work: counts in range, --out a writable folder."""
+    from proc_ml.errors import ConfigError
+    from proc_ml.fileio import check_output_folder
+
+    if args.count < 1:
+        raise ConfigError(f"--count must be >= 1, got {args.count}")
+    if args.count > MAX_COUNT:
+        raise ConfigError(f"--count must be <= {MAX_COUNT}, got {args.count}")
+    if not 0 <= args.seed <= 2 ** 32 - 1:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}" if args.seed < 0
+                          else f"--seed must be < 2^32, got {args.seed}")
+    if getattr(args, "workers", None) is not None and not 1 <= args.workers <= 256:
+        raise ConfigError(f"--workers must be between 1 and 256, got {args.workers}")
+    if getattr(args, "module_px", None) is not None and not 1 <= args.module_px <= 256:
+        raise ConfigError(f"--module-px must be between 1 and 256, got {args.module_px}")
+    check_output_folder(args.out)
+
+
 def run_facades(args) -> int:
     from proc_ml.errors import ConfigError
     from proc_ml.procedural import load_generator_config
@@ -52,6 +75,7 @@ def run_facades(args) -> int:
     if args.count < 1:
         raise ConfigError(f"--count must be >= 1, got {args.count}")
     cfg = load_generator_config(args.config, args.set)
+    _check_args(args)
     start = time.perf_counter()
     manifest = write_facade_pairs(cfg, args.count, args.seed, args.out, args.size, args.module_px,
                                   progress=not args.quiet)
@@ -69,6 +93,7 @@ def run(args) -> int:
 
     cfg = load_generator_config(args.config, args.set)
     formats = parse_formats(args.formats)
+    _check_args(args)
     start = time.perf_counter()
     manifest = generate_dataset(cfg, args.count, args.seed, args.out, formats,
                                 workers=args.workers, layout=args.layout, progress=not args.quiet)
