@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
+import warnings
 
 from . import __version__
 from .errors import ProcMLError
@@ -43,6 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        _one_line_warnings(args.command)
+        return _run(args)
+
+
+def _one_line_warnings(command: str) -> None:
+    """Warnings print as one line each ("proc-ml train: warning: ..."), never with the
+    source line Python adds; numpy's floating-point RuntimeWarnings are dropped (inputs are
+    checked for NaN and infinity where they enter, not where arithmetic meets them)."""
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\..*)?$")
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        print(f"proc-ml {command}: warning: {display_name(text)}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
+def _run(args) -> int:
     try:
         result = args.func(args)
     except ProcMLError as exc:
@@ -57,6 +78,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"proc-ml {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last net: a bug, still one line
+        if os.environ.get("PROC_ML_DEBUG"):
+            raise
+        from .validation import library_message
+
+        return _fail(args.command, f"internal error, please report it ({library_message(exc)}); "
+                                   f"PROC_ML_DEBUG=1 shows where")
     return int(result or 0)
 
 

@@ -149,12 +149,19 @@ def check_output_folder(path: str | os.PathLike, what: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {display_name(str(path))}: exists and is not a folder")
+    for parent in path.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise OutputError(f"{what} {display_name(str(path))}: "
+                                  f"{display_name(str(parent))} is a file, not a folder")
+            break
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = _new_temp_file(path / ".write-probe")
         probe.unlink()
     except OSError as exc:
-        raise OutputError(f"{what} {display_name(str(path))}: {os_error_text(exc)}") from None
+        reason = exc.strerror or type(exc).__name__
+        raise OutputError(f"{what} {display_name(str(path))}: cannot write there ({reason})") from None
     return path
 
 

@@ -82,7 +82,9 @@ def read_rows(path: Path, expected_header: list[str] | None, n_columns: int | No
 
 
 def _short(text: str) -> str:
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A value for an error line: at most 40 characters, control characters escaped."""
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def numbers(path, lineno, fields, cast, low=None, high=None, columns=None):
@@ -90,6 +92,9 @@ def numbers(path, lineno, fields, cast, low=None, high=None, columns=None):
     within ``[low, high]`` when given; the first bad one is named in the error (with its
     column name when ``columns`` are given)."""
     out = []
+    if cast is int:
+        low = -(2 ** 63) if low is None else low
+        high = 2 ** 63 - 1 if high is None else high
     for index, text in enumerate(fields):
         value = _parse(text, cast)
         where = f" (column '{columns[index]}')" if columns is not None else ""
@@ -110,10 +115,7 @@ def numbers(path, lineno, fields, cast, low=None, high=None, columns=None):
 
 def _parse(text: str, cast):
     if cast is int:
-        if not _INT.fullmatch(text):
-            return None
-        value = int(text)
-        return value if abs(value) <= 2 ** 63 - 1 else None
+        return int(text) if _INT.fullmatch(text) and len(text) <= 40 else None
     try:
         value = float(text)
     except ValueError:
