@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from .errors import ConfigError, ProcMLError
-from .validation import non_finite_path
+from .validation import non_finite
 
 # Keys under these dotted paths hold free-form mappings (e.g. archetype weights the user
 # may extend); their entries are not checked against the defaults.
@@ -104,8 +104,8 @@ def _parse(text: str, max_chars: int = MAX_YAML_BYTES):
 def _yaml_error(exc: yaml.YAMLError, source: str, error: type[ProcMLError]) -> ProcMLError:
     mark = getattr(exc, "problem_mark", None)
     where = f" line {mark.line + 1}" if mark is not None else ""
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return error(f"{source}:{where} invalid YAML: {problem}")
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["unreadable"])[0]
+    return error(f"{source}:{where} invalid YAML: {clean(problem, 160)}")
 
 
 def parse_yaml(text: str, source: str, error: type[ProcMLError] = ConfigError,
@@ -151,18 +151,28 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+def clean(text: Any, limit: int = 80) -> str:
+    """Text from a user or a file as part of a one-line message: whitespace runs (newlines
+    included) become one space, other control characters are escaped, long text is cut."""
+    text = " ".join(str(text).split())
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                       for c in text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``training.epochs=5`` -> (['training', 'epochs'], 5); the value is parsed as YAML."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override '{text}': expected KEY=VALUE, e.g. training.epochs=5")
+        raise ConfigError(f"override '{clean(text)}': expected KEY=VALUE, e.g. training.epochs=5")
     keys = key.strip().split(".")
     if any(not k.strip() for k in keys):
-        raise ConfigError(f"override '{text}': empty key name in '{key.strip()}'")
+        raise ConfigError(f"override '{clean(text)}': empty key name in '{clean(key.strip())}'")
     try:
         value = _parse(raw) if raw.strip() else None
     except YAMLLimitError as exc:
-        raise _yaml_error(exc, f"--set {text}", ConfigError) from None
+        raise _yaml_error(exc, f"--set {clean(text)}", ConfigError) from None
     except yaml.YAMLError:
         value = raw           # not YAML: the text itself (e.g. a name with ': ' in it)
     return keys, value
@@ -195,7 +205,7 @@ def _describe(value: Any) -> str:
 
 
 def _got(value: Any) -> str:
-    return "null (no value)" if value is None else repr(value)
+    return "null (no value)" if value is None else clean(repr(value))
 
 
 class Sources(str):
@@ -227,26 +237,17 @@ def _unknown(path: str, key: str, allowed: Iterable[str], source: str) -> Config
     close = difflib.get_close_matches(key, allowed, n=1)
     prefix = f"{path}." if path else ""
     hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (allowed: {', '.join(allowed)})"
-    full = f"{prefix}{key}"
+    full = clean(f"{prefix}{key}")
     return ConfigError(f"{source}: unknown config key '{full}'{hint}")
 
 
 def _check_numbers(value: Any, full: str, source: str) -> None:
-    bad = non_finite_path(value)
-    if bad is not None:
-        where = full if bad == "value" else (f"{full}{bad}" if bad.startswith("[") else f"{full}.{bad}")
-        raise ConfigError(f"{source}: config key '{where}' must be a finite number "
-                          f"(within the 64-bit range), got {_got(_at(value, bad))}")
-
-
-def _at(value: Any, path: str) -> Any:
-    """The item of nested lists/mappings at a ``non_finite_path`` path."""
-    if path == "value":
-        return value
-    for part in re.findall(r"\[(\d+)\]|([^.\[\]]+)", path):
-        index, key = part
-        value = value[int(index)] if index else value[key]
-    return value
+    found = non_finite(value)
+    if found is not None:
+        path, bad = found
+        where = full if not path else (f"{full}{path}" if path.startswith("[") else f"{full}.{path}")
+        raise ConfigError(f"{source}: config key '{clean(where)}' must be a finite number "
+                          f"(within the 64-bit range), got {_got(bad)}")
 
 
 def merge(defaults: Mapping, override: Mapping, *, source: str = "config",
@@ -292,7 +293,7 @@ def apply_overrides(config: Mapping, overrides: Iterable[str], *, free: FreeKeys
         nested: Any = value
         for key in reversed(keys):
             nested = {key: nested}
-        out = merge(out, nested, source=f"--set {text}", free=free, sources=sources)
+        out = merge(out, nested, source=f"--set {clean(text)}", free=free, sources=sources)
     return out
 
 

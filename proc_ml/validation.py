@@ -147,23 +147,23 @@ def check_dataclass(cls: type, data: dict, *, source: str, what: str = "key", pr
 
 
 # -- plain values ---------------------------------------------------------------------------
-def non_finite_path(value: Any, path: str = "") -> str | None:
-    """The dotted path of the first NaN/infinite float (or integer beyond int64) inside
-    nested lists and mappings, or None."""
+def non_finite(value: Any, path: str = "") -> tuple[str, Any] | None:
+    """``(dotted path, value)`` of the first NaN/infinite float (or integer beyond int64)
+    inside nested lists and mappings, or None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, float) and not math.isfinite(value):
-        return path or "value"
+        return path, value
     if isinstance(value, int) and abs(value) > 2 ** 63 - 1:
-        return path or "value"
+        return path, value
     if isinstance(value, dict):
         for key, item in value.items():
-            found = non_finite_path(item, f"{path}.{key}" if path else str(key))
+            found = non_finite(item, f"{path}.{key}" if path else str(key))
             if found:
                 return found
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            found = non_finite_path(item, f"{path}[{index}]")
+            found = non_finite(item, f"{path}[{index}]")
             if found:
                 return found
     return None

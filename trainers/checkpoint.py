@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import os
 import re
 from typing import Literal
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from proc_ml.errors import ModelError
+from proc_ml.errors import ModelError, OutputError
 from proc_ml.fileio import atomic_path
 from proc_ml.validation import Name, check, library_message
 
@@ -46,9 +47,24 @@ def set_rng_state(state: dict) -> None:
 
 
 def save(path: Path, payload: dict) -> None:
+    """Write a checkpoint atomically; a failed write (a full disk: torch reports it as a zip
+    writer RuntimeError) is one ``OutputError`` line and leaves the previous file."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except RuntimeError as exc:
+        reason = ("No space left on device" if _disk_full(Path(path).parent)
+                  else library_message(exc))
+        raise OutputError(f"cannot write the checkpoint {path}: {reason}") from None
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        info = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return False
+    return info.f_bavail * info.f_frsize < (4 << 20)
 
 
 class Payload(BaseModel):

@@ -56,7 +56,8 @@ def validate(cfg: dict, source: str = "config") -> dict:
     if sum(weights.values()) <= 0:
         raise _fail("archetypes", "needs at least one weight > 0", source)
     periods = cfg["style"]["window_periods"]
-    if not periods or not set(periods) <= {1, 2, 3}:
+    if (not periods or not all(isinstance(p, int) and not isinstance(p, bool) for p in periods)
+            or not set(periods) <= {1, 2, 3}):
         raise _fail("style.window_periods", f"must be a non-empty subset of [1, 2, 3], got {periods}", source)
     for key in ("shopfront_probability", "balcony_probability"):
         p = cfg["style"][key]
