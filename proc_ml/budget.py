@@ -36,6 +36,10 @@ DEFAULT_BUDGET = 4 << 30
 BASELINE = 512 << 20
 #: Smallest budget accepted (below it not even the libraries fit).
 MIN_BUDGET = 1 << 30
+#: Resident memory that is not private data (the libraries' code and read-only data,
+#: mapped from their files): the hard limit leaves it out, so the peak RSS stays within
+#: the budget.
+MAPPED_CODE = 256 << 20
 
 _budget: int | None = None
 _hard_limit = False
@@ -141,14 +145,15 @@ def points_bytes(n_points: int, n_features: int, family: str = "", batch: int = 
 
 # -- the hard limit of worker processes ---------------------------------------------------------
 def apply_hard_limit(nbytes: int | None = None) -> bool:
-    """Limit this process's private memory to the budget (``RLIMIT_DATA``, Linux): an
-    allocation beyond it raises ``MemoryError`` (onnxruntime: an allocation failure)
-    instead of growing the process. True when the limit was set."""
+    """Limit this process's private memory to the budget less ``MAPPED_CODE``
+    (``RLIMIT_DATA``, Linux): an allocation beyond it raises ``MemoryError`` (onnxruntime:
+    an allocation failure) instead of growing the process, so its resident size stays
+    within the budget. True when the limit was set."""
     try:
         import resource
     except ImportError:       # Windows
         return False
-    limit = int(nbytes if nbytes is not None else memory_budget())
+    limit = int(nbytes if nbytes is not None else memory_budget()) - MAPPED_CODE
     global _hard_limit
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_DATA)

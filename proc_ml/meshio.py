@@ -207,7 +207,9 @@ def _precheck(data: bytes, ext: str, source: str) -> None:
 
         try:
             json.loads(data)
-        except (ValueError, RecursionError) as exc:
+        except RecursionError:
+            raise MeshError(f"{source}: not a valid GLTF file (its JSON is nested too deeply)") from None
+        except ValueError as exc:
             raise MeshError(f"{source}: not a valid GLTF file (not JSON: "
                             f"{library_message(exc, 120)})") from None
 

@@ -61,10 +61,12 @@ def _instanced_glb(instances: int) -> bytes:
 
 def _xaml(mesh) -> bytes:
     positions = " ".join(",".join(f"{v:g}" for v in p) for p in mesh.vertices)
+    normals = " ".join(",".join(f"{v:g}" for v in n) for n in mesh.vertex_normals)
     indices = " ".join(str(i) for i in mesh.faces.reshape(-1))
     return (f'<Viewport3D xmlns="http://schemas.microsoft.com/winfx/2006/xaml/presentation">'
             f'<ModelVisual3D><ModelVisual3D.Content><GeometryModel3D><GeometryModel3D.Geometry>'
-            f'<MeshGeometry3D Positions="{positions}" TriangleIndices="{indices}"/>'
+            f'<MeshGeometry3D Positions="{positions}" Normals="{normals}" '
+            f'TriangleIndices="{indices}"/>'
             f'</GeometryModel3D.Geometry></GeometryModel3D></ModelVisual3D.Content></ModelVisual3D>'
             f'</Viewport3D>').encode()
 

@@ -92,6 +92,8 @@ def asset_error(exc: ProcMLError, path) -> "AssetError":
     message, prefix = " ".join(str(exc).split()), f"{path}: "
     while message.startswith(prefix):
         message = message[len(prefix):]
+    if message.startswith(f"{path} ["):          # an archive member: "[house.obj]: ..."
+        message = message[len(str(path)) + 1:]
     return AssetError(message)
 
 
