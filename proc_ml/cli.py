@@ -45,9 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    with warnings.catch_warnings():
-        _one_line_warnings(args.command)
-        return _run(args)
+    saved = warnings.formatwarning
+    try:
+        with warnings.catch_warnings():
+            _one_line_warnings(args.command)
+            return _run(args)
+    finally:
+        warnings.formatwarning = saved
 
 
 def _one_line_warnings(command: str) -> None:
@@ -56,11 +60,11 @@ def _one_line_warnings(command: str) -> None:
     checked for NaN and infinity where they enter, not where arithmetic meets them)."""
     warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\..*)?$")
 
-    def show(message, category, filename, lineno, file=None, line=None):
+    def one_line(message, category, filename, lineno, line=None):
         text = " ".join(str(message).split())
-        print(f"proc-ml {command}: warning: {display_name(text)}", file=file or sys.stderr)
+        return f"proc-ml {command}: warning: {display_name(text)}\n"
 
-    warnings.showwarning = show
+    warnings.formatwarning = one_line
 
 
 def _run(args) -> int:
