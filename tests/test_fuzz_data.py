@@ -340,3 +340,34 @@ def test_facade_files_not_utf8(capfd, box, tiny_facades, name):
     result = run(capfd, box, "train", "pix2pix", "--data", data, "--out", box.out / "run",
                  "--config", "tiny_pix2pix", "--quiet")
     assert_refused(result, name, "utf-8", command="train")
+
+
+def _png_header_only(path, width, height):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height,
+                                                                      8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("size,words", [((60000, 60000), ["more pixels"]),
+                                        ((12000, 12000), ["memory budget of 1.0 GiB"])])
+def test_texture_label_map_pixel_bomb(capfd, box, monkeypatch, tiny_pix2pix_onnx, size, words):
+    monkeypatch.setenv("PROC_ML_MEMORY_BUDGET", "1G")
+    path = box.inp / "huge.png"
+    _png_header_only(path, *size)
+    result = run(capfd, box, "predict", "texture", "--model", tiny_pix2pix_onnx[0], "--input", path,
+                 "--out", box.out / "t.png")
+    assert_refused(result, "huge.png", *words, command="predict")
+
+
+def test_texture_label_map_not_an_image(capfd, box, tiny_pix2pix_onnx):
+    path = box.inp / "bad.png"
+    path.write_bytes(b"not a png")
+    result = run(capfd, box, "predict", "texture", "--model", tiny_pix2pix_onnx[0], "--input", path,
+                 "--out", box.out / "t.png")
+    assert_refused(result, "bad.png", "not a readable image", command="predict")
