@@ -209,6 +209,7 @@ class PartsInfo(RunInfo):
         if int(self.stride) < 1:
             raise ModelError(f"{source}: stride must be >= 1, got {self.stride}")
         _unique(self.parts, "parts", source)
+        _check_cell_size(self.cell_size, source)
 
 
 @dataclass
@@ -264,6 +265,7 @@ class ShapeInfo(RunInfo):
             raise ModelError(f"{source}: logit_offset has {len(self.logit_offset)} values for "
                              f"{len(self.classes)} classes")
         _unique(self.classes, "classes", source)
+        _check_cell_size(self.cell_size, source)
 
 
 @dataclass
@@ -351,6 +353,17 @@ def _legacy_fields(cls: type[RunInfo], data: dict) -> dict:
         values["output"] = "points" if task_info.get("output") == "points" \
             or data.get("task") == "pointnet-seg" else "shape"
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _check_cell_size(value, source: str) -> None:
+    from .errors import ConfigError
+    from .units import check_cell_size
+
+    if value is not None:
+        try:
+            check_cell_size(value, "cell_size")
+        except ConfigError as exc:
+            raise ModelError(f"{source}: {exc}") from None
 
 
 def _unique(names, what: str, source: str) -> None:

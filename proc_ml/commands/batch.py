@@ -78,8 +78,10 @@ def run(args) -> int:
         raise ProcMLError(f"--workers must be <= {MAX_WORKERS}, got {args.workers}")
     if args.timeout is not None and not (args.timeout > 0 and math.isfinite(args.timeout)):
         raise ProcMLError(f"--timeout must be > 0 seconds, got {args.timeout}")
-    if args.cell_size is not None and not (args.cell_size > 0 and math.isfinite(args.cell_size)):
-        raise ProcMLError(f"--cell-size must be > 0, got {args.cell_size}")
+    if args.cell_size is not None:
+        from proc_ml.units import check_cell_size
+
+        check_cell_size(args.cell_size, "--cell-size")
     if args.gpus_per_worker is not None and not math.isfinite(args.gpus_per_worker):
         raise ProcMLError(f"--gpus-per-worker must be a number in (0, 1], got {args.gpus_per_worker}")
     options = {"cell_size": args.cell_size, "pictures": args.pictures, "device": args.device}
