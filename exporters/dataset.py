@@ -14,6 +14,7 @@ from pathlib import Path
 
 from proc_ml.datasets.writer import BuildingArrays, DatasetIndex, index_rows, write_building_files
 from proc_ml.errors import ConfigError
+from proc_ml.fileio import FolderLock, die_with_parent, remove_stale_temps
 from proc_ml.formats import FORMATS, LAYOUTS
 from proc_ml.procedural import ARCHETYPES, generate_building
 from proc_ml.procedural.lots import HOUSE_BLOCKS
@@ -60,11 +61,27 @@ def generate_dataset(cfg: dict, count: int, seed: int, out, formats=FORMATS, wor
     workers = max(1, workers or os.cpu_count() or 1)
     jobs = [(cfg, seed, ids, str(out), tuple(formats), layout) for ids in _chunks(count, 16)]
 
+    with FolderLock(out, LOCK_NAME, "generate", remove=True):
+        # a killed run's temp files (tables streamed into .NAME.<token>.tmp, per-building
+        # files mid-write) go before this run writes; the lock keeps a running one's
+        remove_stale_temps(out)
+        return _generate(cfg, count, seed, out, formats, workers, layout, progress, jobs,
+                         on_progress)
+
+
+#: Lock file of a dataset folder while ``generate`` writes it (removed at the end).
+LOCK_NAME = ".proc-ml-generate.lock"
+
+
+def _generate(cfg, count, seed, out, formats, workers, layout, progress, jobs,
+              on_progress=None) -> dict:
     from tqdm import tqdm
     bar = tqdm(total=count, unit="bldg", desc="generate", disable=not progress)
     done = 0
     with DatasetIndex(out, cfg["parts"], formats, layout) as index:
-        pool = ProcessPoolExecutor(workers) if workers > 1 and len(jobs) > 1 else None
+        # workers die with this process: a killed generate leaves no worker writing on
+        pool = (ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),))
+                if workers > 1 and len(jobs) > 1 else None)
         try:
             results = pool.map(_generate_chunk, jobs) if pool else map(_generate_chunk, jobs)
             for chunk in results:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import re
 import sys
+import warnings
 
 from . import __version__
 from .errors import ProcMLError
+from .fileio import display_name, os_error_text
 
 # Order here is the order in ``proc-ml --help``; a module not present is not offered.
 COMMAND_MODULES = ("generate", "importing", "train", "evaluate", "export", "info", "predict", "demo", "batch")
@@ -61,23 +64,68 @@ def _join_side_values(argv: list[str]) -> list[str]:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(_join_side_values(list(sys.argv[1:] if argv is None else argv)))
+    saved = warnings.formatwarning
+    try:
+        with warnings.catch_warnings():
+            _one_line_warnings(args.command)
+            return _run(args)
+    finally:
+        warnings.formatwarning = saved
+
+
+def _one_line_warnings(command: str) -> None:
+    """Warnings print as one line each ("proc-ml train: warning: ..."), never with the
+    source line Python adds; numpy's floating-point RuntimeWarnings are dropped (inputs are
+    checked for NaN and infinity where they enter, not where arithmetic meets them)."""
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\..*)?$")
+
+    def one_line(message, category, filename, lineno, line=None):
+        text = " ".join(str(message).split())
+        return f"proc-ml {command}: warning: {display_name(text)}\n"
+
+    warnings.formatwarning = one_line
+
+
+def _run(args) -> int:
     try:
         result = args.func(args)
     except ProcMLError as exc:
-        print(f"proc-ml {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(args.command, str(exc))
+    except OSError as exc:
+        # the file system refused an output (read-only, full disk, a file where a folder
+        # belongs...): whatever was written went through temp files and renames
+        return _fail(args.command, os_error_text(exc))
+    except MemoryError:
+        return _fail(args.command, "out of memory; use smaller inputs or lower "
+                                   "PROC_ML_MEMORY_BUDGET (docs/reliability.md)")
     except ModuleNotFoundError as exc:   # an optional dependency: say which extra brings it
         from .dependencies import missing_module_message
 
         message = missing_module_message(exc.name)
         if message is None:
-            raise
-        print(f"proc-ml {args.command}: error: {message}", file=sys.stderr)
-        return 1
+            if os.environ.get("PROC_ML_DEBUG"):
+                raise
+            message = (f"internal error, please report it (No module named '{exc.name}'); "
+                       f"PROC_ML_DEBUG=1 shows where")
+        return _fail(args.command, message)
     except KeyboardInterrupt:
         print(f"proc-ml {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last net: a bug, still one line
+        if os.environ.get("PROC_ML_DEBUG"):
+            raise
+        from .validation import library_message
+
+        return _fail(args.command, f"internal error, please report it ({library_message(exc)}); "
+                                   f"PROC_ML_DEBUG=1 shows where")
     return int(result or 0)
+
+
+def _fail(command: str, message: str) -> int:
+    """Print one error line (never more, never bytes that stderr cannot encode)."""
+    line = " ".join(display_name(message).split())
+    print(f"proc-ml {command}: error: {line}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

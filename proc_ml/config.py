@@ -13,25 +13,136 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, ProcMLError
+from .validation import non_finite
 
 # Keys under these dotted paths hold free-form mappings (e.g. archetype weights the user
 # may extend); their entries are not checked against the defaults.
 FreeKeys = Iterable[str]
 
 
-def load_yaml(path: str | os.PathLike) -> dict:
-    """Read a YAML mapping with ``yaml.safe_load``; errors name the file and line."""
+#: Limits of every YAML document proc-ml reads (configs, dataset.yaml, ``--set`` values):
+#: far above any real config, far below what would exhaust memory or the Python stack.
+MAX_YAML_BYTES = 4 << 20          # file size
+MAX_YAML_DEPTH = 50               # nesting of lists and mappings
+MAX_YAML_VALUES = 200_000         # values after expanding aliases ("billion laughs")
+
+
+class YAMLLimitError(yaml.YAMLError):
+    """A YAML document over one of the limits above."""
+
+    def __init__(self, problem: str, mark=None):
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses deep nesting while composing (the composer recurses
+    once per level, so a document thousands of levels deep would end in RecursionError)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise YAMLLimitError(f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                     self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expanded_size(node, sizes: dict, active: set, limit: int = MAX_YAML_VALUES) -> int:
+    """Values ``node`` stands for once every alias is expanded (aliases share nodes, so a
+    few lines can stand for billions of values); memoised, so linear in the document."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in active:
+        raise YAMLLimitError("an alias refers to the value that contains it", node.start_mark)
+    active.add(key)
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [item for pair in node.value for item in pair]
+    else:
+        children = []
+    for child in children:
+        total += _expanded_size(child, sizes, active, limit)
+        if total > limit:
+            raise YAMLLimitError(f"expands to more than {limit} values through "
+                                 f"aliases (&anchor / *alias)", node.start_mark)
+    active.discard(key)
+    sizes[key] = total
+    return total
+
+
+def _parse(text: str, max_chars: int = MAX_YAML_BYTES):
+    """The document's value; ``yaml.YAMLError`` (``YAMLLimitError`` over a limit). Without
+    aliases a document holds fewer values than characters, so the expansion limit is the
+    larger of ``MAX_YAML_VALUES`` and the document's length."""
+    if len(text) > max_chars:
+        raise YAMLLimitError(f"{len(text)} characters, over the limit of {max_chars}")
+    loader = _BoundedLoader(text)
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set(), max(MAX_YAML_VALUES, len(text)))
+        return loader.construct_document(node)
+    except RecursionError:        # defensive: the depth limit stops nesting long before
+        raise YAMLLimitError("nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str, error: type[ProcMLError]) -> ProcMLError:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["unreadable"])[0]
+    return error(f"{source}:{where} invalid YAML: {clean(problem, 160)}")
+
+
+def parse_yaml(text: str, source: str, error: type[ProcMLError] = ConfigError,
+               max_chars: int = MAX_YAML_BYTES):
+    """One YAML document, safely (``SafeLoader`` types only) and within the limits above;
+    any problem is one ``error`` line naming ``source`` and the line."""
+    try:
+        return _parse(text, max_chars)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}:{where} invalid YAML: {problem}") from None
+        raise _yaml_error(exc, source, error) from None
+
+
+def read_text(path: str | os.PathLike, what: str, error: type[ProcMLError] = ConfigError,
+              limit: int = MAX_YAML_BYTES) -> str:
+    """A UTF-8 text file (a BOM is allowed), at most ``limit`` bytes; one ``error`` line
+    when it is missing, too large or not UTF-8 (naming the line of the first bad byte)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: {what} is a folder, not a file") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise error(f"{path}: {what} is over the limit of {limit} bytes")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise error(f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                    f"save the {what} as UTF-8") from None
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """Read a YAML mapping (``parse_yaml``: safe types, bounded); errors name the file and line."""
+    data = parse_yaml(read_text(path, "config file"), str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -39,21 +150,40 @@ def load_yaml(path: str | os.PathLike) -> dict:
     return data
 
 
+def clean(text: Any, limit: int = 80) -> str:
+    """Text from a user or a file as part of a one-line message: whitespace runs (newlines
+    included) become one space, other control characters are escaped, long text is cut."""
+    text = " ".join(str(text).split())
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                       for c in text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``training.epochs=5`` -> (['training', 'epochs'], 5); the value is parsed as YAML."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override '{text}': expected KEY=VALUE, e.g. training.epochs=5")
+        raise ConfigError(f"override '{clean(text)}': expected KEY=VALUE, e.g. training.epochs=5")
+    keys = key.strip().split(".")
+    if any(not k.strip() for k in keys):
+        raise ConfigError(f"override '{clean(text)}': empty key name in '{clean(key.strip())}'")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _parse(raw) if raw.strip() else None
+    except YAMLLimitError as exc:
+        raise _yaml_error(exc, f"--set {clean(text)}", ConfigError) from None
     except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
+        value = raw           # not YAML: the text itself (e.g. a name with ': ' in it)
+    return keys, value
 
 
 def _type_ok(default: Any, value: Any) -> bool:
-    if default is None or value is None:
+    """``value`` may replace ``default``: the same type (an int for a float), and null only
+    where the default is null."""
+    if default is None:
         return True
+    if value is None:
+        return False
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, int):
@@ -73,25 +203,67 @@ def _describe(value: Any) -> str:
     return type(value).__name__ if value is not None else "null"
 
 
+def _got(value: Any) -> str:
+    return "null (no value)" if value is None else clean(repr(value))
+
+
+class Sources(str):
+    """Where a config came from: as a string, its label (the file, or "config"); per key
+    (``of``), the file or the ``--set KEY=VALUE`` that set it last. Errors about a key name
+    the source that gave the bad value."""
+
+    def __new__(cls, label: str, by_key: dict | None = None):
+        obj = super().__new__(cls, label)
+        obj.by_key = dict(by_key or {})
+        return obj
+
+    def of(self, key: str) -> str:
+        """The source of ``key`` (or of the nearest enclosing key that was set)."""
+        while key:
+            if key in self.by_key:
+                return self.by_key[key]
+            key = key.rpartition(".")[0]
+        return str(self)
+
+
+def source_of(source: str, key: str) -> str:
+    """``source.of(key)`` for ``Sources``, ``source`` itself for a plain string."""
+    return source.of(key) if isinstance(source, Sources) else str(source)
+
+
 def _unknown(path: str, key: str, allowed: Iterable[str], source: str) -> ConfigError:
     allowed = sorted(allowed)
     close = difflib.get_close_matches(key, allowed, n=1)
     prefix = f"{path}." if path else ""
     hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (allowed: {', '.join(allowed)})"
-    full = f"{prefix}{key}"
+    full = clean(f"{prefix}{key}")
     return ConfigError(f"{source}: unknown config key '{full}'{hint}")
 
 
+def _check_numbers(value: Any, full: str, source: str) -> None:
+    found = non_finite(value)
+    if found is not None:
+        path, bad = found
+        where = full if not path else (f"{full}{path}" if path.startswith("[") else f"{full}.{path}")
+        raise ConfigError(f"{source}: config key '{clean(where)}' must be a finite number "
+                          f"(within the 64-bit range), got {_got(bad)}")
+
+
 def merge(defaults: Mapping, override: Mapping, *, source: str = "config",
-          free: FreeKeys = (), _path: str = "") -> dict:
-    """Return ``defaults`` updated by ``override``, refusing unknown keys and wrong types."""
+          free: FreeKeys = (), _path: str = "", sources: dict | None = None) -> dict:
+    """Return ``defaults`` updated by ``override``, refusing unknown keys, wrong types, null
+    where a value is needed and non-finite numbers. ``sources`` (optional) records which
+    ``source`` set each key."""
     out = copy.deepcopy(dict(defaults))
     free = tuple(free)
     for key, value in override.items():
         key = str(key)
         full = f"{_path}.{key}" if _path else key
+        _check_numbers(value, full, source)
         if _path in free:
             out[key] = copy.deepcopy(value)
+            if sources is not None:
+                sources[full] = source
             continue
         if key not in out:
             raise _unknown(_path, key, out.keys(), source)
@@ -100,16 +272,19 @@ def merge(defaults: Mapping, override: Mapping, *, source: str = "config",
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: config key '{full}' must be a mapping, "
                                   f"got {_describe(value)}")
-            out[key] = merge(default, value, source=source, free=free, _path=full)
+            out[key] = merge(default, value, source=source, free=free, _path=full, sources=sources)
         else:
             if not _type_ok(default, value):
                 raise ConfigError(f"{source}: config key '{full}' must be "
-                                  f"{_describe(default)}, got {value!r}")
+                                  f"{_describe(default)}, got {_got(value)}")
             out[key] = float(value) if isinstance(default, float) and value is not None else copy.deepcopy(value)
+            if sources is not None:
+                sources[full] = source
     return out
 
 
-def apply_overrides(config: Mapping, overrides: Iterable[str], *, free: FreeKeys = ()) -> dict:
+def apply_overrides(config: Mapping, overrides: Iterable[str], *, free: FreeKeys = (),
+                    sources: dict | None = None) -> dict:
     """Apply ``--set a.b=v`` strings on top of an already-merged config."""
     out = copy.deepcopy(dict(config))
     for text in overrides:
@@ -117,14 +292,24 @@ def apply_overrides(config: Mapping, overrides: Iterable[str], *, free: FreeKeys
         nested: Any = value
         for key in reversed(keys):
             nested = {key: nested}
-        out = merge(out, nested, source=f"--set {text}", free=free)
+        out = merge(out, nested, source=f"--set {clean(text)}", free=free, sources=sources)
     return out
 
 
 def load_config(defaults: Mapping, path: str | os.PathLike | None = None,
                 overrides: Iterable[str] = (), *, free: FreeKeys = ()) -> dict:
     """Defaults <- YAML file <- command-line overrides, each step validated."""
+    return load_config_sources(defaults, path, overrides, free=free)[0]
+
+
+def load_config_sources(defaults: Mapping, path: str | os.PathLike | None = None,
+                        overrides: Iterable[str] = (), *, free: FreeKeys = (),
+                        label: str | None = None) -> tuple[dict, Sources]:
+    """``load_config`` plus the ``Sources`` of the result (label: the file, or ``label``,
+    or "config") for value checks that name where a bad value came from."""
+    by_key: dict = {}
     config = copy.deepcopy(dict(defaults))
     if path is not None:
-        config = merge(config, load_yaml(path), source=str(path), free=free)
-    return apply_overrides(config, overrides, free=free)
+        config = merge(config, load_yaml(path), source=str(path), free=free, sources=by_key)
+    config = apply_overrides(config, overrides, free=free, sources=by_key)
+    return config, Sources(str(path) if path is not None else (label or "config"), by_key)

@@ -290,14 +290,24 @@ def decode_cell_logits(logits: np.ndarray, coords: np.ndarray, occupancy: np.nda
     lg = np.zeros(occ.shape + (6, n_parts), dtype=np.float32)
     x, y, z = np.asarray(coords).T
     lg[x, y, z] = np.asarray(logits, dtype=np.float32).reshape(-1, 6, n_parts)
-    return _decode(lg, face_mask(occ), weights)
+    return _decode(lg, face_mask(occ), weights, owned=True)
 
 
-def _decode(logits: np.ndarray, mask: np.ndarray, weights=None) -> tuple[np.ndarray, np.ndarray]:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    probs = np.exp(shifted)
+def _decode(logits: np.ndarray, mask: np.ndarray, weights=None, owned: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and softmax probabilities, computed in place in one contiguous float32 copy of
+    the logits (the copy is skipped when ``owned``): a large grid's logits are the biggest
+    arrays of a prediction, and reductions over a transposed view would copy them again.
+    ``weights``: labels are argmax(probabilities x weights); the probabilities stay as they are."""
+    probs = logits if owned and logits.flags.c_contiguous and logits.dtype == np.float32 \
+        else np.ascontiguousarray(logits, dtype=np.float32)
+    if weights is None:
+        labels = probs.argmax(axis=-1).astype(np.int8)
+    probs -= probs.max(axis=-1, keepdims=True)
+    np.exp(probs, out=probs)
     probs /= probs.sum(axis=-1, keepdims=True)
+    if weights is not None:
+        labels = (probs * np.asarray(weights, dtype=np.float32)).argmax(axis=-1).astype(np.int8)
+    labels[~mask] = NO_PART
     probs *= mask[..., None]
-    score = probs if weights is None else probs * np.asarray(weights, dtype=np.float32)
-    labels = np.where(mask, score.argmax(axis=-1), NO_PART).astype(np.int8)
-    return labels, probs.astype(np.float32)
+    return labels, probs

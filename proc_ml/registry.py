@@ -24,6 +24,8 @@ class TaskEntry:
     name: str          # CLI name: proc-ml train NAME
     spec: str | type   # "module:Class" of the task (training side), or the class itself
     help: str = ""     # one line for --help
+    kind: str | None = None           # the kind of model it makes (proc_ml.runinfo), if declared
+    families: tuple[str, ...] = ()    # its model families, if declared
 
     def load(self):
         """The task class (imports the training side: torch)."""
@@ -40,10 +42,14 @@ class TaskEntry:
 TASKS: dict[str, TaskEntry] = {}
 
 
-def register_task(name: str, spec: str | type, help: str = "") -> TaskEntry:
+def register_task(name: str, spec: str | type, help: str = "", kind: str | None = None,
+                  families=()) -> TaskEntry:
     """Register (or replace) the task called ``name``: ``spec`` is ``"module:Class"`` (read
-    lazily) or, for a task defined in the running process, the class."""
-    entry = TaskEntry(name, spec, help)
+    lazily) or, for a task defined in the running process, the class. ``kind`` and
+    ``families`` (optional, torch-free) let the runtime refuse a model whose metadata claims
+    a family or kind its task does not make (``proc_ml.runinfo``); ``tests/test_registry.py``
+    checks them against the task classes."""
+    entry = TaskEntry(name, spec, help, kind, tuple(families))
     TASKS[name] = entry
     return entry
 
@@ -61,12 +67,13 @@ def task_class(name: str):
 
 
 register_task("building-parts", "proc_ml.trainers.building_parts:BuildingPartsTask",
-              "a part on every exterior face of a voxel building (3D U-Net or per-cell MLP)")
+              "a part on every exterior face of a voxel building (3D U-Net or per-cell MLP)",
+              "parts", ("parts-unet3d", "parts-mlp"))
 register_task("pointnet-cls", "proc_ml.trainers.shapes:PointNetClassificationTask",
-              "a class per shape from surface points (PointNet)")
+              "a class per shape from surface points (PointNet)", "shape", ("pointnet-cls",))
 register_task("pointnet-seg", "proc_ml.trainers.shapes:PointNetSegmentationTask",
-              "a part per surface point (DGCNN, or PointNet)")
+              "a part per surface point (DGCNN, or PointNet)", "shape", ("pointnet-seg", "dgcnn-seg"))
 register_task("voxnet", "proc_ml.trainers.shapes:VoxNetTask",
-              "a class per shape from a voxel grid (VoxNet)")
+              "a class per shape from a voxel grid (VoxNet)", "shape", ("voxnet",))
 register_task("pix2pix", "proc_ml.trainers.pix2pix:Pix2PixTask",
-              "facade textures from label maps (pix2pix)")
+              "facade textures from label maps (pix2pix)", "image", ("pix2pix-unet",))

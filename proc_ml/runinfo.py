@@ -23,10 +23,20 @@ them into dynamic axes and the runtime checks inputs against them.
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import ClassVar
+from typing import Annotated, ClassVar
+
+from pydantic import Field
 
 from .errors import ModelError
 from .grid import DIRECTIONS
+from .validation import Count, Finite, Name, PositiveFinite, PositiveInt, check_dataclass
+
+#: Most part / class names a model may have (the logits per cell grow with them).
+MAX_CLASSES = 1024
+#: Most points a shape model may sample per shape.
+MAX_POINTS = 1_000_000
+Names = Annotated[list[Name], Field(max_length=MAX_CLASSES)]
+Seed = Annotated[int, Field(ge=-(2 ** 63), le=2 ** 63 - 1)]
 
 #: Description of every input channel/feature name the encoders produce (docs/onnx.md).
 _MEANINGS = {
@@ -95,13 +105,13 @@ def _local(default=None):
 class RunInfo:
     """What every kind shares. Subclasses add their own fields and tensor layouts."""
     KIND: ClassVar[str] = ""
-    task: str
-    family: str
+    task: Name
+    family: Name
     input_kind: str                 # see each kind's INPUT_KINDS
-    input_names: list[str]          # channel / feature names, in order
-    dataset_count: int | None = None
-    dataset_seed: int | None = None
-    dataset_format_version: int | None = None
+    input_names: Annotated[list[Name], Field(max_length=4096)]   # channel / feature names, in order
+    dataset_count: Count | None = None
+    dataset_seed: Seed | None = None
+    dataset_format_version: Count | None = None
 
     INPUT_KINDS: ClassVar[tuple[str, ...]] = ()
 
@@ -151,11 +161,25 @@ class RunInfo:
         return [f.name for f in fields(cls)]
 
     def validate(self, source: str = "run") -> None:
+        """Values beyond their types (``from_dict`` checks the types): input kind, names, and
+        that the task and family are ones that make this kind of model."""
         if self.input_kind not in self.INPUT_KINDS:
             raise ModelError(f"{source}: input_kind '{self.input_kind}' is not one of "
                              f"{', '.join(self.INPUT_KINDS)} for a {self.KIND} model")
         if not self.input_names:
             raise ModelError(f"{source}: no input names")
+        _unique(self.input_names, "input_names", source)
+        _check_task_family(self, source)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "run", what: str = "run info field",
+                  prefix: str = ""):
+        """An instance from plain values, every field type-checked (strict: no coercion,
+        no NaN) and then ``validate``d; one ``ModelError`` line naming the key otherwise."""
+        info = check_dataclass(cls, values, source=source, what=what, prefix=prefix,
+                               error=ModelError)
+        info.validate(source)
+        return info
 
 
 @dataclass
@@ -163,17 +187,18 @@ class PartsInfo(RunInfo):
     """Building parts: ``logits[6 * K]`` per cell, index ``direction * K + part``."""
     KIND: ClassVar[str] = "parts"
     INPUT_KINDS: ClassVar[tuple[str, ...]] = ("grid", "cells")
-    parts: list[str] = field(default_factory=list)
+    parts: Names = field(default_factory=list)
     directions: list[str] = field(default_factory=lambda: list(DIRECTIONS))
     with_style: bool = False
     #: the model takes the sides facing the street (``encoding.STREET_FEATURES``) without a style
     with_street: bool = field(default=False, metadata={"optional": True})
-    stride: int = 1                 # grid sizes must be multiples of this (grid input)
+    stride: Annotated[int, Field(ge=1, le=64)] = 1   # grid sizes must be multiples of this (grid input)
     #: label = argmax(probability x weight): per-part weights fitted at export on the
-    #: validation split (mean F1 over parts); None: plain argmax. Probabilities stay as is.
-    decision_weights: list | None = field(default=None, metadata={"optional": True})
-    cell_size: float | None = None  # metres per cell of the training data
-    grid_size: list | None = None   # training grid size
+    #: validation split (mean F1 over parts, accuracy kept); None: plain argmax.
+    decision_weights: Annotated[list[PositiveFinite], Field(min_length=1, max_length=127)] | None = \
+        field(default=None, metadata={"optional": True})
+    cell_size: PositiveFinite | None = None  # metres per cell of the training data
+    grid_size: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)] | None = None  # training grid size
     logit_layout: str = "channel = direction * n_parts + part; directions in the order of 'directions'"
 
     @property
@@ -211,8 +236,13 @@ class PartsInfo(RunInfo):
         super().validate(source)
         if not self.parts or len(self.directions) != 6:
             raise ModelError(f"{source}: a parts model needs a part vocabulary and 6 directions")
+        if list(self.directions) != list(DIRECTIONS):
+            raise ModelError(f"{source}: directions must be {', '.join(DIRECTIONS)} in this order "
+                             f"(the logit layout), got {self.directions}")
         if int(self.stride) < 1:
             raise ModelError(f"{source}: stride must be >= 1, got {self.stride}")
+        _unique(self.parts, "parts", source)
+        _check_cell_size(self.cell_size, source)
 
 
 @dataclass
@@ -220,18 +250,19 @@ class ShapeInfo(RunInfo):
     """Shape nets: ``logits[K]`` per shape (``output: shape``) or per point (``points``)."""
     KIND: ClassVar[str] = "shape"
     INPUT_KINDS: ClassVar[tuple[str, ...]] = ("points", "voxels")
-    classes: list[str] = field(default_factory=list)
+    classes: Names = field(default_factory=list)
     output: str = "shape"           # shape (one class per input) | points (one per point)
     with_style: bool = False
     normalize: str = "unit_sphere"  # unit_sphere | cells (coordinates / cell_size)
-    cell_size: float | None = None  # with normalize: cells
-    num_points: int = 1024
-    resolution: int = 32
+    cell_size: PositiveFinite | None = None  # with normalize: cells
+    num_points: Annotated[int, Field(ge=2, le=MAX_POINTS)] = 1024
+    resolution: Annotated[int, Field(ge=4, le=256)] = 32
     source: str = "buildings"       # buildings (proc-ml generate) | folder (ModelNet layout)
     data_dir: str | None = _local()
-    logit_offset: list | None = _local()   # folded into the output bias when a run loads
+    logit_offset: list[Finite] | None = _local()   # folded into the output bias when a run loads
 
     OUTPUTS: ClassVar[tuple[str, ...]] = ("shape", "points")
+    NORMALIZE: ClassVar[tuple[str, ...]] = ("unit_sphere", "cells")
 
     @property
     def n_classes(self) -> int:
@@ -266,6 +297,17 @@ class ShapeInfo(RunInfo):
             raise ModelError(f"{source}: a shape model needs its class names")
         if self.output not in self.OUTPUTS:
             raise ModelError(f"{source}: output '{self.output}' is not one of {', '.join(self.OUTPUTS)}")
+        if self.normalize not in self.NORMALIZE:
+            raise ModelError(f"{source}: normalize '{self.normalize}' is not one of "
+                             f"{', '.join(self.NORMALIZE)}")
+        if self.normalize == "cells" and self.cell_size is None:
+            raise ModelError(f"{source}: normalize 'cells' needs the cell size the model was "
+                             f"trained with (cell_size is missing)")
+        if self.logit_offset is not None and len(self.logit_offset) != len(self.classes):
+            raise ModelError(f"{source}: logit_offset has {len(self.logit_offset)} values for "
+                             f"{len(self.classes)} classes")
+        _unique(self.classes, "classes", source)
+        _check_cell_size(self.cell_size, source)
 
 
 @dataclass
@@ -273,14 +315,17 @@ class ImageInfo(RunInfo):
     """Image-to-image (pix2pix generator): a label map in, an RGB image of its size out."""
     KIND: ClassVar[str] = "image"
     INPUT_KINDS: ClassVar[tuple[str, ...]] = ("image",)
-    palette: list | None = None     # [{"name", "colour": [r, g, b]}], None for photo pairs
-    module_px: int | None = None    # pixels per facade module of the training label maps
-    size: int = 256                 # training crop size
-    stride: int = 1                 # height and width must be multiples of this
-    out_channels: int = 3
+    #: [{"name", "colour": [r, g, b]}], None for photo pairs
+    palette: Annotated[list[dict], Field(max_length=MAX_CLASSES)] | None = None
+    #: pixels per facade module of the training label maps
+    module_px: Annotated[int, Field(ge=1, le=4096)] | None = None
+    size: Annotated[int, Field(ge=1, le=16384)] = 256     # training crop size
+    stride: Annotated[int, Field(ge=1, le=4096)] = 1      # height and width must be multiples of this
+    out_channels: Annotated[int, Field(ge=1, le=4)] = 3
     direction: str = "AtoB"
     layout: str = "labels"          # labels (label folders) | side-by-side
-    value_range: list = field(default_factory=lambda: [-1.0, 1.0])
+    value_range: Annotated[list[Finite], Field(min_length=2, max_length=2)] = field(
+        default_factory=lambda: [-1.0, 1.0])
     inference_mode: str = "eval"
 
     @property
@@ -340,16 +385,14 @@ def info_from_dict(data: dict, source: str = "run") -> RunInfo:
     values = dict(data) if "kind" in data else _legacy_fields(cls, data)
     values.pop("kind", None)
     known = set(cls.field_names())
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - known, key=str)
     if unknown:
         raise ModelError(f"{source}: unknown run info field '{unknown[0]}' for a {kind} model")
     missing = [f.name for f in fields(cls) if f.name not in values
                and f.default is MISSING and f.default_factory is MISSING]
     if missing:
         raise ModelError(f"{source}: run info field '{missing[0]}' is missing")
-    info = cls(**values)
-    info.validate(source)
-    return info
+    return cls.from_dict(values, source)
 
 
 def _legacy_kind(data: dict) -> str:
@@ -360,15 +403,53 @@ def _legacy_kind(data: dict) -> str:
 def _legacy_fields(cls: type[RunInfo], data: dict) -> dict:
     """The typed fields of an old, flat info dict (checkpoints of proc-ml before the
     typed run info; their ONNX metadata is read by ``proc_ml.runtime.metadata``)."""
-    extra = {**(data.get("task_info") or {}), **data}
-    manifest = data.get("dataset_manifest") or {}
+    task_info = data.get("task_info") if isinstance(data.get("task_info"), dict) else {}
+    manifest = data.get("dataset_manifest") if isinstance(data.get("dataset_manifest"), dict) else {}
+    extra = {**task_info, **data}
     values = {k: extra[k] for k in cls.field_names() if k in extra and extra[k] is not None}
     values.update({"dataset_count": manifest.get("count"), "dataset_seed": manifest.get("seed"),
                    "dataset_format_version": manifest.get("format_version")})
     if cls is PartsInfo:
         values.update(cell_size=manifest.get("cell_size"), grid_size=manifest.get("grid_size"))
-        values["stride"] = int(data.get("stride") or 1)
+        values["stride"] = data.get("stride") or 1          # its type is checked with the rest
     if cls is ShapeInfo:
-        values["output"] = "points" if (data.get("task_info") or {}).get("output") == "points" \
+        values["output"] = "points" if task_info.get("output") == "points" \
             or data.get("task") == "pointnet-seg" else "shape"
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _check_cell_size(value, source: str) -> None:
+    from .errors import ConfigError
+    from .units import check_cell_size
+
+    if value is not None:
+        try:
+            check_cell_size(value, "cell_size")
+        except ConfigError as exc:
+            raise ModelError(f"{source}: {exc}") from None
+
+
+def _unique(names, what: str, source: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ModelError(f"{source}: {what} lists '{name}' twice")
+        seen.add(name)
+
+
+def _check_task_family(info: RunInfo, source: str) -> None:
+    """The task must be registered (``proc_ml.registry``); a task proc-ml ships declares the
+    kind and families of its models, and a model claiming another is refused."""
+    from .registry import TASKS
+
+    entry = TASKS.get(info.task)
+    if entry is None:
+        raise ModelError(f"{source}: task '{info.task}' is not a task this proc-ml knows "
+                         f"({', '.join(TASKS)}); a model of an outside task is served where "
+                         f"its task is registered (proc_ml.registry.register_task)")
+    if entry.kind is not None and entry.kind != info.KIND:
+        raise ModelError(f"{source}: task '{info.task}' makes {entry.kind} models, but the "
+                         f"model says it is a {info.KIND} model")
+    if entry.families and info.family not in entry.families:
+        raise ModelError(f"{source}: family '{info.family}' is not a family of task "
+                         f"'{info.task}' ({', '.join(entry.families)})")

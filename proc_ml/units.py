@@ -21,6 +21,9 @@ from .errors import ConfigError
 
 #: Metres per cell: the generator's default and the last fallback everywhere.
 DEFAULT_CELL_SIZE = 3.0
+#: Cell sizes outside this range are refused (a typo or a unit mix-up: no building is
+#: voxelised at a micrometre or a thousand kilometres per cell).
+MIN_CELL_SIZE, MAX_CELL_SIZE = 1e-6, 1e6
 
 
 def check_cell_size(value, what: str = "cell size") -> float:
@@ -31,6 +34,9 @@ def check_cell_size(value, what: str = "cell size") -> float:
         raise ConfigError(f"{what} must be a number > 0, got {value!r}") from None
     if not math.isfinite(size) or size <= 0:
         raise ConfigError(f"{what} must be > 0, got {value}")
+    if not MIN_CELL_SIZE <= size <= MAX_CELL_SIZE:
+        raise ConfigError(f"{what} must be between {MIN_CELL_SIZE:g} and {MAX_CELL_SIZE:g} "
+                          f"scene units, got {value}")
     return size
 
 
@@ -40,7 +46,7 @@ def resolve_cell_size(given=None, *, model: float | None = None, manifest: float
     else the dataset manifest's, else ``DEFAULT_CELL_SIZE``."""
     if given is not None and given != 0:
         return check_cell_size(given, what)
-    for value in (model, manifest):
+    for value, source in ((model, "the model's cell size"), (manifest, "the dataset's cell size")):
         if value is not None and float(value) > 0:
-            return float(value)
+            return check_cell_size(value, source)
     return DEFAULT_CELL_SIZE

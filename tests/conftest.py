@@ -141,3 +141,17 @@ NO_TORCH_SOURCE = textwrap.dedent("""
 def no_torch_source() -> str:
     """See ``NO_TORCH_SOURCE``."""
     return NO_TORCH_SOURCE
+
+
+@pytest.fixture(scope="session")
+def tiny_pointnet_cls_onnx(tmp_path_factory, point_dataset):
+    """A pointnet-cls model (configs/tiny_pointnet_cls.yaml) exported to ONNX."""
+    from proc_ml.cli import main
+    from proc_ml.exporters.onnx_export import export_run
+
+    run = tmp_path_factory.mktemp("tiny_pointnet_cls") / "run"
+    assert main(["train", "pointnet-cls", "--data", str(point_dataset), "--out", str(run),
+                 "--config", "tiny_pointnet_cls", "--quiet"]) == 0
+    out = tmp_path_factory.mktemp("tiny_pointnet_cls_onnx") / "model.onnx"
+    export_run(run, out, log=lambda line: None)
+    return out

@@ -48,7 +48,7 @@ def test_bundled_requirements_are_the_dcc_extra_without_numpy():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     dcc = {Requirement(r).name: Requirement(r) for r in project["optional-dependencies"]["dcc"]}
     reqs = [Requirement(r) for r in bx.addon_requirements()]
-    assert sorted(r.name for r in reqs) == ["onnxruntime", "pillow", "pyyaml", "trimesh"]
+    assert sorted(r.name for r in reqs) == ["onnxruntime", "pillow", "pydantic", "pyyaml", "trimesh"]
     assert all(r.marker is None for r in reqs)
     for req in reqs:                      # same version floors as the [dcc] extra
         source = dcc.get(req.name) or dcc["onnxruntime-gpu"]

@@ -52,7 +52,7 @@ def test_generate_small_dataset(capsys, tmp_path):
     code, stdout, stderr = run_cli(capsys, "--count", 24, "--seed", 7, "--out", out, "--workers", 2,
                                    "--set", "points.per_building=256", "--set", "grid.size=[12,12,12]")
     assert code == 0 and stderr == ""
-    assert stdout.startswith(f"wrote 24 buildings (") and stdout.count("\n") == 1
+    assert stdout.startswith("wrote 24 buildings (") and stdout.count("\n") == 1
     assert "[faces, adjacency, grids, meshes, points]" in stdout
     manifest = check_dataset(out, 24, 256)
     assert manifest["grid_size"] == [12, 12, 12] and manifest["seed"] == 7

@@ -6,11 +6,17 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import os
+import re
+from typing import Literal
+
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
-from proc_ml.errors import ModelError
+from proc_ml.errors import ModelError, OutputError
 from proc_ml.fileio import atomic_path
+from proc_ml.validation import Name, check, library_message
 
 FORMAT = "proc-ml-checkpoint"
 FORMAT_VERSION = 1
@@ -41,23 +47,74 @@ def set_rng_state(state: dict) -> None:
 
 
 def save(path: Path, payload: dict) -> None:
+    """Write a checkpoint atomically; a failed write (a full disk: torch reports it as a zip
+    writer RuntimeError) is one ``OutputError`` line and leaves the previous file."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except RuntimeError as exc:
+        reason = ("No space left on device" if _disk_full(Path(path).parent)
+                  else library_message(exc))
+        raise OutputError(f"cannot write the checkpoint {path}: {reason}") from None
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        info = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return False
+    return info.f_bavail * info.f_frsize < (4 << 20)
+
+
+class Payload(BaseModel):
+    """What the training loop, ``load_run`` and export read from a checkpoint (types and
+    ranges, strict); the tensors inside ``models``/``optimizers`` are checked by loading
+    them into the networks."""
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow",
+                              arbitrary_types_allowed=True)
+
+    format: Literal[FORMAT]
+    format_version: Literal[FORMAT_VERSION]
+    epoch: int = Field(ge=0, le=10 ** 9)
+    global_step: int = Field(ge=0, le=2 ** 62)
+    task: Name
+    family: Name
+    model_kwargs: dict
+    info: dict
+    config: dict
+    models: dict
+    optimizers: dict = Field(default_factory=dict)
+    schedulers: dict = Field(default_factory=dict)
+    scaler: dict = Field(default_factory=dict)
+    rng: dict = Field(default_factory=dict)
+    history: list[dict] = Field(default_factory=list)
+    best: dict | None = None
+
+
+def _torch_message(exc: Exception) -> str:
+    """torch.load's failure without its advice to re-run with weights_only=False (loading
+    pickled objects from a file is exactly what proc-ml refuses)."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return f"it holds a pickled Python object ({found.group(1)}), which proc-ml never loads"
+    return library_message(exc)
 
 
 def load(path: str | Path) -> dict:
+    """A checkpoint's plain data (``weights_only``: no pickled objects are run), checked
+    against ``Payload``; one ``ModelError`` line naming the file and field otherwise."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
-        raise ModelError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise ModelError(f"{path}: not a readable checkpoint ({_torch_message(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{path}: not a proc-ml checkpoint")
     if payload.get("format_version") != FORMAT_VERSION:
         raise ModelError(f"{path}: checkpoint format_version {payload.get('format_version')} "
                          f"is not supported (this proc-ml reads {FORMAT_VERSION})")
+    check(Payload, payload, source=str(path), what="checkpoint field", error=ModelError)
     return payload

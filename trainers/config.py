@@ -12,9 +12,14 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from proc_ml.config import load_config, load_yaml, parse_override
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from proc_ml.config import load_config_sources, load_yaml, merge, parse_override, source_of
 from proc_ml.errors import ConfigError
 from proc_ml.registry import TASKS, task_class
+from proc_ml.validation import MAX_COUNT, check
 
 from .models import FAMILIES
 
@@ -107,7 +112,8 @@ def _requested(raw: dict, overrides, section: str, key: str):
 
 
 def load_train_config(task: str, path: str | os.PathLike | None = None, overrides=()) -> dict:
-    """Defaults for (task, family) <- YAML <- ``--set`` overrides, then value checks."""
+    """Defaults for (task, family) <- YAML <- ``--set`` overrides, then value checks; an
+    error about a key names the file or the ``--set`` that gave its value."""
     if task not in TASKS:
         raise ConfigError(f"unknown task '{task}' (known: {', '.join(TASKS)})")
     families = task_class(task).families
@@ -115,49 +121,96 @@ def load_train_config(task: str, path: str | os.PathLike | None = None, override
     source = str(path) if path is not None else "config"
     raw = load_yaml(path) if path is not None else {}
     family = _requested(raw, overrides, "model", "family") or families[0]
-    if family not in families:
-        raise ConfigError(f"{source}: config key 'model.family' must be one of "
+    if not isinstance(family, str) or family not in families:
+        blame = next((f"--set {t}" for t in reversed(overrides)
+                      if parse_override(t)[0] == ["model", "family"]), source)
+        raise ConfigError(f"{blame}: config key 'model.family' must be one of "
                           f"{', '.join(families)} for task {task}, got {family!r}")
     file_task = raw.get("task", task)
     if file_task != task:
         raise ConfigError(f"{source}: config key 'task' is '{file_task}', but this command trains '{task}'")
-    config = load_config(defaults_for(task, family), path, overrides)
-    return validate(config, source)
+    config, sources = load_config_sources(defaults_for(task, family), path, overrides)
+    return validate(config, sources)
+
+
+class TrainingSection(BaseModel):
+    """Value ranges of the ``training`` section (types are already those of the defaults,
+    ``proc_ml.config.merge``); tasks may add keys of their own (checked by the task)."""
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
+
+    epochs: int = Field(ge=1, le=100_000)
+    batch_size: int = Field(ge=1, le=1 << 16)
+    eval_batch_size: int = Field(ge=1, le=1 << 16)
+    optimizer: Literal[OPTIMIZERS]
+    lr: float = Field(gt=0, le=1e3)
+    weight_decay: float = Field(ge=0, le=1e3)
+    scheduler: Literal[SCHEDULERS]
+    decay_fraction: float = Field(gt=0, le=1)
+    betas: list[float] = Field(min_length=2, max_length=2)
+    seed: int = Field(ge=0, le=2 ** 32 - 1)
+    device: str
+    amp: bool
+    best_metric: str
+    class_weighting: Literal[CLASS_WEIGHTINGS]
+    tensorboard: bool
+    progress: bool
+    threads: int = Field(ge=0, le=1024)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value):
+        if not all(0.0 <= b < 1.0 for b in value):
+            raise ValueError("must be two numbers in [0, 1)")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value):
+        if value in DEVICES or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError("must be auto, cpu, cuda or cuda:N")
+
+
+class DatasetSection(BaseModel):
+    """Value ranges of the ``dataset`` keys every task shares."""
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
+
+    max_buildings: int = Field(default=0, ge=0, le=MAX_COUNT)
+    max_pairs: int = Field(default=0, ge=0, le=MAX_COUNT)
 
 
 def validate(config: dict, source: str = "config") -> dict:
+    """Check the values of a merged config (``source``: its label, or ``Sources`` naming
+    where each key came from)."""
     def fail(key, why):
-        return ConfigError(f"{source}: config key '{key}' {why}")
+        return ConfigError(f"{source_of(source, key)}: config key '{key}' {why}")
 
-    train = config["training"]
-    for key in ("epochs", "batch_size", "eval_batch_size"):
-        if train[key] < 1:
-            raise fail(f"training.{key}", f"must be >= 1, got {train[key]}")
-    if train["lr"] <= 0:
-        raise fail("training.lr", f"must be > 0, got {train['lr']}")
-    if train["weight_decay"] < 0:
-        raise fail("training.weight_decay", f"must be >= 0, got {train['weight_decay']}")
-    if train["threads"] < 0:
-        raise fail("training.threads", f"must be >= 0, got {train['threads']}")
-    for key, choices in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
-                         ("class_weighting", CLASS_WEIGHTINGS)):
-        if train[key] not in choices:
-            raise fail(f"training.{key}", f"must be one of {', '.join(choices)}, got {train[key]!r}")
-    device = train["device"]
-    if device not in DEVICES and not (isinstance(device, str) and device.startswith("cuda:")):
-        raise fail("training.device", f"must be auto, cpu, cuda or cuda:N, got {device!r}")
-    for key in ("max_buildings", "max_pairs"):
-        if config["dataset"].get(key, 0) < 0:
-            raise fail(f"dataset.{key}", f"must be >= 0, got {config['dataset'][key]}")
-    if not 0.0 < train["decay_fraction"] <= 1.0:
-        raise fail("training.decay_fraction", f"must be in (0, 1], got {train['decay_fraction']}")
-    betas = train["betas"]
-    if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
-        raise fail("training.betas", f"must be two numbers in [0, 1), got {betas!r}")
+    for section, schema in (("training", TrainingSection), ("dataset", DatasetSection)):
+        check(schema, config[section], source=lambda key: source_of(source, key),
+              prefix=section, what="config key", error=ConfigError)
     task_class(config["task"]).validate_config(config, source)
     checks = FAMILIES[config["model"]["family"]].checks
     for key, value in config["model"].items():
-        check = checks.get(key)
-        if check is not None and not check[0](value):
-            raise fail(f"model.{key}", f"{check[1]}, got {value!r}")
+        check_ = checks.get(key)
+        if check_ is not None and not check_[0](value):
+            raise fail(f"model.{key}", f"{check_[1]}, got {value!r}")
     return config
+
+
+def stored_config(config, source: str) -> dict:
+    """A run's resolved config as a checkpoint stores it, checked like a config file
+    (``source`` names the checkpoint): the right sections, types and values."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: checkpoint field 'config' must be a mapping, "
+                          f"got {type(config).__name__}")
+    task = config.get("task")
+    model = config.get("model")
+    family = model.get("family") if isinstance(model, dict) else None
+    if not isinstance(task, str) or task not in TASKS:
+        raise ConfigError(f"{source}: config key 'task' must be one of {', '.join(TASKS)}, "
+                          f"got {task!r}")
+    families = task_class(task).families
+    if not isinstance(family, str) or family not in families:
+        raise ConfigError(f"{source}: config key 'model.family' must be one of "
+                          f"{', '.join(families)} for task {task}, got {family!r}")
+    return validate(merge(defaults_for(task, family), config, source=source), source)

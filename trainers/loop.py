@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import time
 from collections import defaultdict
@@ -26,12 +27,14 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from proc_ml.errors import ConfigError, ModelError
-from proc_ml.fileio import write_text
+from proc_ml.errors import ConfigError, ModelError, TrainingError
+from proc_ml.fileio import FolderLock, check_output_folder, remove_stale_temps, write_text
 from proc_ml.registry import task_class
 from proc_ml.runinfo import info_from_dict
+from proc_ml.validation import json_safe, library_message
 
 from . import checkpoint, distributed, plots
+from .config import stored_config
 from .runs import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE
 from .task import Task, parameters_of
 
@@ -211,21 +214,26 @@ class Trainer:
             raise ModelError(f"{path}: nothing to resume (no checkpoint in {self.out})")
         saved = checkpoint.load(path)
         self.task.check_compatible(info_from_dict(saved.get("info"), str(path)), f"the run in {self.out}")
+        stored = stored_config(saved["config"], str(path))
         if saved["model_kwargs"] != self.task.model_kwargs() or saved["family"] != self.config["model"]["family"]:
             raise ModelError(f"{path}: model {saved['family']} {saved['model_kwargs']} does not match "
                              f"the config's {self.config['model']['family']} {self.task.model_kwargs()}")
-        if self.schedulers and saved["config"]["training"]["epochs"] != self.training["epochs"]:
+        if self.schedulers and stored["training"]["epochs"] != self.training["epochs"]:
             raise ConfigError(f"{self.out}: training.epochs cannot change on --resume while a "
                               f"learning-rate schedule is used (the run has "
-                              f"{saved['config']['training']['epochs']})")
-        for name, model in self.models.items():
-            model.load_state_dict(saved["models"][name])
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(saved["optimizers"][name])
-        for name, sched in self.schedulers.items():
-            sched.load_state_dict(saved["schedulers"][name])
-        self.scaler.load_state_dict(saved["scaler"])
-        checkpoint.set_rng_state(saved["rng"])
+                              f"{stored['training']['epochs']})")
+        try:
+            for name, model in self.models.items():
+                model.load_state_dict(saved["models"][name])
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(saved["optimizers"][name])
+            for name, sched in self.schedulers.items():
+                sched.load_state_dict(saved["schedulers"][name])
+            self.scaler.load_state_dict(saved["scaler"])
+            checkpoint.set_rng_state(saved["rng"])
+        except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise ModelError(f"{path}: cannot restore the run from this checkpoint "
+                             f"({library_message(exc)})") from None
         self.epoch, self.global_step = int(saved["epoch"]), int(saved["global_step"])
         self.history, self.best = list(saved["history"]), saved["best"]
 
@@ -259,6 +267,12 @@ class Trainer:
                   **{f"train_{k}": v for k, v in train_logs.items()},
                   **{f"val_{k}": v for k, v in _scalars(val).items()},
                   "time_s": round(time.perf_counter() - start, 3)}
+        bad = next((k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)), None)
+        if bad is not None:
+            raise TrainingError(f"epoch {self.epoch}: {bad} is {record[bad]} (not a finite number), "
+                                f"so training stopped; the checkpoints of epoch {self.epoch - 1} "
+                                f"are kept. Lower training.lr, or look for NaN or infinite values "
+                                f"in the data")
         improved = self._update_best(record, val)
         record["best"] = improved
         self.history.append(record)
@@ -276,7 +290,7 @@ class Trainer:
                    disable=not (self.progress and self.ctx.is_main), leave=False, unit="batch")
         sums, batches = defaultdict(float), 0
         for step, batch in enumerate(bar):
-            logs = self._step(self.task.to_device(batch, self.device))
+            logs = self._step(self.task.to_device(batch, self.device), epoch, step)
             batches += 1
             for key, value in logs.items():
                 sums[key] += value
@@ -290,14 +304,17 @@ class Trainer:
         distributed.all_reduce_sum([totals], self.ctx)
         return {k: float(v) / max(float(totals[-1]), 1.0) for k, v in zip(keys, totals[:-1])}
 
-    def _step(self, batch) -> dict:
-        """Run the task's step generator: backward + optimizer step for every yielded loss."""
+    def _step(self, batch, epoch: int = 0, step: int = 0) -> dict:
+        """Run the task's step generator: backward + optimizer step for every yielded loss.
+        A loss that is not a finite number stops the run (``TrainingError``) before it
+        reaches the weights: the checkpoints on disk stay the last good ones."""
         steps = self.task.training_step(self.wrapped, batch)
         losses = {}
         try:
             with self._autocast():
                 name, loss = next(steps)
             while True:
+                self._check_finite(name, loss, epoch, step)
                 optimizer = self.optimizers[name]
                 optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
@@ -314,6 +331,17 @@ class Trainer:
         logs = {("loss" if single else f"loss_{n}"): v for n, v in losses.items()}
         logs.update({k: float(v) for k, v in extra.items()})
         return logs
+
+    def _check_finite(self, name: str, loss, epoch: int, step: int) -> None:
+        if bool(torch.isfinite(loss.detach()).all()):
+            return
+        kept = (f"the checkpoints of epoch {self.epoch} are kept" if self.epoch
+                else "no checkpoint was written")
+        label = "loss" if len(self.optimizers) == 1 else f"{name} loss"
+        raise TrainingError(f"epoch {epoch + 1}, step {step + 1}: the {label} is "
+                            f"{float(loss.detach().float().mean())} (not a finite number), so "
+                            f"training stopped; {kept}. Lower training.lr, or look for NaN or "
+                            f"infinite values in the data")
 
     @torch.no_grad()
     def _validate(self) -> dict:
@@ -343,7 +371,8 @@ class Trainer:
         checkpoint.save(ckpt_dir / "last.pt", payload)
         if improved:
             checkpoint.save(ckpt_dir / "best.pt", payload)
-        write_text(self.out / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in self.history))
+        write_text(self.out / METRICS_FILE, "".join(
+            json.dumps(json_safe(h), allow_nan=False) + "\n" for h in self.history))
         plots.plot_curves(self.history, self.out / "plots" / "curves.png", self.task.metric_names)
         best = self.best["metrics"]
         if "confusion" in best:
@@ -371,7 +400,31 @@ def fit(config: dict, data_dir, out_dir, *, resume: bool = False, callbacks=(),
     training = config["training"]
     ctx = distributed.setup(training["device"], training["threads"])
     try:
-        return Trainer(config, data_dir, out_dir, ctx, resume=resume, callbacks=callbacks,
-                       progress=progress).fit()
+        with _run_folder(out_dir, ctx):
+            return Trainer(config, data_dir, out_dir, ctx, resume=resume, callbacks=callbacks,
+                           progress=progress).fit()
     finally:
         distributed.teardown(ctx)
+
+
+LOCK_NAME = ".proc-ml-train.lock"
+
+
+@contextlib.contextmanager
+def _run_folder(out_dir, ctx: distributed.Context):
+    """The run folder for this process: writable (one line otherwise), locked against a
+    second ``train`` into it, and without the temp files a killed run left (checkpoints,
+    metrics and plots are written through temp files and renames)."""
+    if not ctx.is_main:
+        yield
+        return
+    created = not Path(out_dir).exists()
+    out = check_output_folder(out_dir)
+    try:
+        with FolderLock(out, LOCK_NAME, "train", remove=True):
+            remove_stale_temps(out)
+            yield
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()                  # a run that never started leaves no empty folder
+        raise

@@ -24,7 +24,7 @@ from proc_ml.registry import task_class
 from proc_ml.runinfo import RunInfo, ShapeInfo, info_from_dict
 
 from . import checkpoint as checkpoints
-from .config import load_train_config
+from .config import load_train_config, stored_config
 from .models import build_model
 
 CONFIG_FILE = "config.yaml"
@@ -73,6 +73,7 @@ def load_run(run_dir, checkpoint: str = "best"):
     path = checkpoint_path(run_dir, checkpoint)
     saved = checkpoints.load(path)
     info = info_from_dict(saved.get("info"), str(path))
+    config = stored_config(saved["config"], str(path))
     try:
         model = build_model(saved["family"], **saved["model_kwargs"])
         model.load_state_dict(saved["models"]["model"])
@@ -83,7 +84,7 @@ def load_run(run_dir, checkpoint: str = "best"):
     if isinstance(info, ShapeInfo) and info.logit_offset:
         _fold_logit_offset(model, info.logit_offset, path)
     best = saved.get("best") or {}
-    return model, Run(path=run_dir, info=info, config=copy.deepcopy(saved["config"]),
+    return model, Run(path=run_dir, info=info, config=config,
                       epoch=int(saved["epoch"]), checkpoint=path,
                       model_kwargs=copy.deepcopy(saved["model_kwargs"]),
                       metrics=copy.deepcopy(best.get("metrics", {})), best_epoch=best.get("epoch"))

@@ -9,6 +9,7 @@ Workers are started with ``spawn`` so they never inherit the driver's threads or
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import time
 from collections import deque
@@ -16,13 +17,15 @@ from multiprocessing.connection import wait
 from typing import Iterable, Iterator
 
 from ..errors import ProcMLError
+from ..fileio import die_with_parent
 from .assets import one_line
 from .items import ItemResult, WorkItem
 from .worker import WorkerSpec, failed_result
 
 
-def _worker_main(conn, spec: WorkerSpec) -> None:
+def _worker_main(conn, spec: WorkerSpec, parent_pid: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the driver handles Ctrl-C and stops us
+    die_with_parent(parent_pid)                    # a killed driver leaves no worker behind
     try:
         runner = spec.runner()
     except Exception as exc:  # noqa: BLE001 - reported to the driver, which stops the batch
@@ -45,8 +48,8 @@ def _worker_main(conn, spec: WorkerSpec) -> None:
 class _Worker:
     def __init__(self, ctx, spec: WorkerSpec):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, spec), daemon=True,
-                                   name="proc-ml-batch-worker")
+        self.process = ctx.Process(target=_worker_main, args=(child, spec, os.getpid()),
+                                   daemon=True, name="proc-ml-batch-worker")
         self.process.start()
         child.close()
         self.ready = False

@@ -15,7 +15,9 @@ import json
 import os
 from pathlib import Path
 
-from ..fileio import write_text
+from ..errors import OutputError
+from ..fileio import display_name, open_append, os_error_text, write_text
+from ..validation import json_safe
 
 JSONL = "manifest.jsonl"
 CSV = "manifest.csv"
@@ -26,8 +28,12 @@ CSV_COLUMNS = ("asset", "status", "error", "seconds", "outputs", "summary", "ass
 def read_records(path) -> tuple[dict[str, dict], int]:
     """``(latest record per asset, number of unreadable lines)``."""
     latest, damaged = {}, 0
+    path = Path(path)
+    if path.is_symlink():
+        raise OutputError(f"{display_name(str(path))}: the manifest is a symbolic link; refusing "
+                          f"to read or write through it (remove it)")
     try:
-        raw = Path(path).read_bytes()
+        raw = path.read_bytes()
     except FileNotFoundError:
         return latest, 0
     for line in raw.split(b"\n"):
@@ -56,7 +62,10 @@ class Manifest:
 
     def __enter__(self):
         self.compact()
-        self._fh = open(self.path, "ab")
+        try:
+            self._fh = open_append(self.path)
+        except OSError as exc:
+            raise OutputError(f"cannot open the manifest: {os_error_text(exc)}") from None
         return self
 
     def __exit__(self, *exc):
@@ -72,9 +81,26 @@ class Manifest:
         write_text(self.path, "".join(_line(self.records[k]) for k in sorted(self.records)))
 
     def append(self, record: dict) -> None:
-        self._fh.write(_line(record).encode("utf-8"))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        """Append one record durably, or not at all: when the write fails (full disk, I/O
+        error) the file is cut back to its previous end and ``OutputError`` says why."""
+        if self._fh is None:
+            raise OutputError(f"{display_name(str(self.path))}: the manifest is not open")
+        data = _line(record).encode("utf-8")
+        fd = self._fh.fileno()
+        end = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, end)
+            except OSError:
+                pass
+            raise OutputError(f"cannot append to the manifest {display_name(str(self.path))} "
+                              f"({os_error_text(exc)}); the batch stopped, every asset "
+                              f"recorded so far is kept") from None
         self.records[record["asset"]] = record
 
     def write_csv(self) -> None:
@@ -87,7 +113,8 @@ class Manifest:
 
 
 def _line(record: dict) -> str:
-    return json.dumps(record, separators=(",", ":")) + "\n"
+    """One strict JSON line (NaN / infinity become null: the file stays valid JSON)."""
+    return json.dumps(json_safe(record), separators=(",", ":"), allow_nan=False) + "\n"
 
 
 def _csv_value(value) -> str:
@@ -96,5 +123,5 @@ def _csv_value(value) -> str:
     if isinstance(value, list):
         return ";".join(str(v) for v in value)
     if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+        return json.dumps(json_safe(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
     return str(value)

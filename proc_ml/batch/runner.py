@@ -10,28 +10,26 @@ file keeps two batches off one OUT; temp files a killed run left are removed at 
 
 from __future__ import annotations
 
-import os
-import re
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ProcMLError
-from ..fileio import safe_join
+from ..errors import OutputError, ProcMLError
+from ..fileio import (FolderLock, check_output_folder, os_error_text,
+                      remove_stale_temps, safe_join)
 from ..runtime.session import check_model_file
 from .assets import AssetError, Limits, one_line
 from .items import (FAILED, OK, SKIPPED, ItemResult, WorkItem, file_sha256, item_out_dir,
                     output_rel, settings_sha256)
-from .manifest import Manifest
+from .manifest import CSV, Manifest
 from .tasks import BatchTask, get_task
 from .walker import FoundAsset, walk_assets
 from .worker import WorkerSpec
 
 LOCK_NAME = ".proc-ml-batch.lock"
-# Temporary files of proc_ml.fileio.atomic_path: ".<name>.<random token>.tmp".
-_STALE_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp$")
 INTERRUPTED = "the run stopped before this asset finished (killed?); it is redone on the next run"
 
 
@@ -83,8 +81,8 @@ def run_batch(settings: BatchSettings, task: BatchTask | None = None, executor=N
     worker_options = {**options, "device": settings.options.get("device", "auto")}
     spec = WorkerSpec(task.opener, str(model.resolve()), worker_options, settings.limits)
     executor = executor or make_executor(settings, spec)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with _OutputLock(out_dir):
+    check_output_folder(out_dir)
+    with FolderLock(out_dir, LOCK_NAME, "batch"):
         remove_stale_temps(out_dir)
         found = walk_assets(asset_dir, settings.extensions or task.extensions, exclude=[out_dir],
                             follow_symlinks=settings.follow_symlinks)
@@ -94,11 +92,20 @@ def run_batch(settings: BatchSettings, task: BatchTask | None = None, executor=N
                 items = run.plan(found)
                 for item in items:
                     run.mark_started(item)
-                for result in executor.run(items):
-                    run.record_result(result)
-            finally:
+                with contextlib.closing(executor.run(items)) as results:
+                    for result in results:
+                        run.record_result(result)
+            except BaseException:
                 run.close()
+                with contextlib.suppress(OSError, ProcMLError):
+                    manifest.write_csv()        # best effort: the error in flight is the news
+                raise
+            run.close()
+            try:
                 manifest.write_csv()
+            except OSError as exc:
+                raise OutputError(f"cannot write {CSV}: {os_error_text(exc)} (manifest.jsonl "
+                                  f"is complete)") from None
     return BatchReport(run.counts, run.failures, time.perf_counter() - start,
                        executor.describe(), run.records)
 
@@ -124,44 +131,6 @@ def _check_folders(asset_dir, out_dir) -> tuple[Path, Path]:
     return assets, out
 
 
-def remove_stale_temps(out_dir: Path) -> int:
-    """Delete temp files a killed run left behind (only ours: fileio's naming, inside OUT)."""
-    removed = 0
-    for dirpath, dirnames, filenames in os.walk(out_dir):
-        for name in filenames:
-            path = Path(dirpath) / name
-            if _STALE_TEMP.match(name) and not path.is_symlink():
-                path.unlink(missing_ok=True)
-                removed += 1
-    return removed
-
-
-class _OutputLock:
-    """An exclusive ``flock`` on OUT; released by the OS even when the process is killed."""
-
-    def __init__(self, out_dir: Path):
-        self.path, self.fh = out_dir / LOCK_NAME, None
-
-    def __enter__(self):
-        try:
-            import fcntl
-        except ImportError:          # Windows: no advisory locks; run one batch per OUT
-            return self
-        self.fh = open(self.path, "a")
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.fh.close()
-            raise ProcMLError(f"{self.path.parent}: another proc-ml batch is writing to this "
-                              f"output folder") from None
-        return self
-
-    def __exit__(self, *exc):
-        if self.fh is not None:
-            self.fh.close()
-        return False
-
-
 class _Run:
     """Bookkeeping of one run: skip decisions, writing results, records, progress."""
 
@@ -174,6 +143,7 @@ class _Run:
         self.counts = {OK: 0, SKIPPED: 0, FAILED: 0}
         self.failures, self.records, self.planned = [], [], {}
         self.total = total
+        self.names: set[str] = set()
         self.bar = tqdm(total=total, unit="asset", desc="batch", disable=not settings.progress,
                         dynamic_ncols=True, smoothing=0.1)
 
@@ -198,6 +168,10 @@ class _Run:
     def _item(self, asset: FoundAsset) -> WorkItem:
         if asset.problem:
             raise AssetError(asset.problem)
+        if asset.rel in self.names:
+            raise AssetError("its name collides with another asset's once bytes that are not "
+                             "UTF-8 are written as \\x escapes; rename one of them")
+        self.names.add(asset.rel)
         try:
             out_dir = item_out_dir(self.out_dir, asset.rel)
         except ProcMLError as exc:   # its message starts with the asset path the record names

@@ -9,6 +9,22 @@ from .items import TaskOutput
 from .parts import WORKER_THREADS
 
 
+def _load(asset_path, limits: Limits | None):
+    """The asset as a ``Shape``, read within the batch's limits (--max-bytes, --max-faces)."""
+    from ..datasets.pointclouds import load_shape
+
+    limits = limits or Limits()
+    limits.check_bytes(asset_path.stat().st_size)
+    return load_shape(asset_path, max_bytes=limits.max_bytes, max_faces=limits.max_faces)
+
+
+def _with_notes(summary: dict, shape) -> dict:
+    """Reader warnings (Open3D's) go into the asset's record, not onto the terminal."""
+    if shape.notes:
+        summary["notes"] = list(shape.notes)
+    return summary
+
+
 def _predictor(model_path: str, options: dict):
     from ..runtime.shapes import ShapePredictor
 
@@ -25,10 +41,11 @@ def open_classify(model_path: str, options: dict, limits: Limits | None = None):
 
     def process(asset_path, out_dir) -> TaskOutput:
         try:
-            result = classify_shape(predictor, asset_path, out_dir, top)
+            shape = _load(asset_path, limits)
+            result = classify_shape(predictor, shape, out_dir, top)
         except ProcMLError as exc:
             raise asset_error(exc, asset_path) from None
-        return TaskOutput(list(result["files"]), {"top_k": result["top_k"][:3]})
+        return TaskOutput(list(result["files"]), _with_notes({"top_k": result["top_k"][:3]}, shape))
     return process
 
 
@@ -41,9 +58,10 @@ def open_segment(model_path: str, options: dict, limits: Limits | None = None):
 
     def process(asset_path, out_dir) -> TaskOutput:
         try:
-            summary = segment_shape(predictor, asset_path, out_dir, picture=pictures)
+            shape = _load(asset_path, limits)
+            summary = segment_shape(predictor, shape, out_dir, picture=pictures)
         except ProcMLError as exc:
             raise asset_error(exc, asset_path) from None
-        return TaskOutput(list(summary["files"]),
-                          {k: summary[k] for k in ("points", "points_per_part", "mean_confidence")})
+        return TaskOutput(list(summary["files"]), _with_notes(
+            {k: summary[k] for k in ("points", "points_per_part", "mean_confidence")}, shape))
     return process

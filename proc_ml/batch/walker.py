@@ -14,12 +14,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fileio import display_name
+from ..meshio import extension_of
 from .assets import ASSET_EXTENSIONS
 
 
 @dataclass(frozen=True)
 class FoundAsset:
-    rel: str                 # path relative to the asset folder, '/'-separated
+    rel: str                 # path relative to the asset folder, '/'-separated; bytes of a
+                             # name that are not UTF-8 are written as \xNN escapes
     path: Path               # the file to read (a symlink's resolved target)
     problem: str | None = None   # why it cannot be processed (bad symlink), else None
 
@@ -51,11 +54,15 @@ def walk_assets(root, extensions=ASSET_EXTENSIONS, exclude=(), follow_symlinks=F
         dirnames[:] = sorted(d for d in dirnames
                              if _enter(here / d, excluded, visited, follow_symlinks))
         for name in sorted(filenames):
-            if name.startswith(".") or Path(name).suffix.lower().lstrip(".") not in wanted:
+            if name.startswith(".") or not _wanted(name, wanted):
                 continue
             found.append(_found(root, here / name, follow_symlinks))
     found.sort(key=lambda a: a.rel)
     return found
+
+
+def _wanted(name: str, wanted: set) -> bool:
+    return extension_of(name) in wanted or Path(name).suffix.lower().lstrip(".") in wanted
 
 
 def _enter(path: Path, excluded: set, visited: set, follow_symlinks: bool) -> bool:
@@ -71,13 +78,15 @@ def _enter(path: Path, excluded: set, visited: set, follow_symlinks: bool) -> bo
 
 
 def _found(root: Path, path: Path, follow_symlinks: bool) -> FoundAsset:
-    rel = path.relative_to(root).as_posix()
+    rel = display_name(path.relative_to(root).as_posix())
     if not path.is_symlink():
         return FoundAsset(rel, path)
     target = path.resolve()
     if not target.is_file():
-        return FoundAsset(rel, path, f"broken symlink (points to {os.readlink(path)})")
+        return FoundAsset(rel, path, f"broken symlink (points to "
+                                     f"{display_name(os.readlink(path))})")
     if not follow_symlinks and root not in target.parents:
-        return FoundAsset(rel, path, f"symlink points outside the asset folder ({target}); "
-                                     f"use --follow-symlinks to allow it")
+        return FoundAsset(rel, path, f"symlink points outside the asset folder "
+                                     f"({display_name(str(target))}); use --follow-symlinks "
+                                     f"to allow it")
     return FoundAsset(rel, target)

@@ -14,13 +14,16 @@ from proc_ml.textures.palette import MATERIALS
 from .reporting import Reporter, add_json_flag
 
 TASK_NAMES = ("parts", "classify", "segment", "texture")
+#: Most worker processes (each loads the model and gets its own memory budget).
+MAX_WORKERS = 256
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "batch", help="run a model over a whole asset folder (resumable, local or Ray)",
         description="Run a model over every asset of a folder (OBJ, PLY, STL, OFF, GLB/GLTF, PCD, "
-                    "proc-ml .npz), mirroring the folder under --out. Unchanged assets are skipped "
+                    "3MF, archives... every type trimesh reads; proc-ml .npz), mirroring the folder "
+                    "under --out. Unchanged assets are skipped "
                     "on a rerun; broken assets are recorded in OUT/manifest.jsonl and the batch "
                     "goes on. Exit code 0: all succeeded, 2: some failed. See docs/batch.md.")
     p.add_argument("asset_dir", metavar="ASSET_DIR", help="folder of assets (searched recursively)")
@@ -66,6 +69,10 @@ def register(sub) -> None:
                    help="most triangles (or points) per asset (default 10,000,000)")
     p.add_argument("--max-cells", type=int, default=None,
                    help="most voxel grid cells per asset (default 256^3)")
+    p.add_argument("--memory-budget", default=None, metavar="SIZE",
+                   help="memory each worker may use, e.g. 4G (default: PROC_ML_MEMORY_BUDGET or "
+                        "4G); inputs that would need more fail with one line, see "
+                        "docs/reliability.md")
     p.add_argument("--follow-symlinks", action="store_true",
                    help="follow symlinked files and folders that point outside ASSET_DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -76,6 +83,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from proc_ml.batch import BatchSettings, Limits, get_task, parse_extensions, run_batch
 
+    import math
+
     task = get_task(args.task)   # refuses tasks whose model family is not available yet
     if args.model is None:
         if task.name != "parts":
@@ -85,10 +94,14 @@ def run(args) -> int:
         args.model = str(default_model("building-parts"))
     if args.workers < 1:
         raise ProcMLError(f"--workers must be >= 1, got {args.workers}")
-    if args.timeout is not None and args.timeout <= 0:
+    if args.workers > MAX_WORKERS:
+        raise ProcMLError(f"--workers must be <= {MAX_WORKERS}, got {args.workers}")
+    if args.timeout is not None and not (args.timeout > 0 and math.isfinite(args.timeout)):
         raise ProcMLError(f"--timeout must be > 0 seconds, got {args.timeout}")
     if args.cell_size is not None:
         check_cell_size(args.cell_size, "--cell-size")
+    if args.gpus_per_worker is not None and not math.isfinite(args.gpus_per_worker):
+        raise ProcMLError(f"--gpus-per-worker must be a number in (0, 1], got {args.gpus_per_worker}")
     options = {"cell_size": args.cell_size, "pictures": args.pictures, "device": args.device,
                "up": args.up}
     if args.street is not None:
@@ -161,10 +174,20 @@ def _texture_options(args) -> dict:
 
 
 def _limits(limits_class, args):
+    from proc_ml.budget import ENV, parse_size
+
     given = {"max_bytes": args.max_bytes, "max_faces": args.max_faces, "max_cells": args.max_cells}
     for name, value in given.items():
         if value is not None and value < 1:
             raise ProcMLError(f"--{name.replace('_', '-')} must be >= 1")
+        if value is not None and value > 1 << 48:
+            raise ProcMLError(f"--{name.replace('_', '-')} must be <= {1 << 48}")
+    if args.memory_budget is not None:
+        given["memory_budget"] = parse_size(args.memory_budget, "--memory-budget")
+    else:
+        import os
+        if os.environ.get(ENV):
+            given["memory_budget"] = parse_size(os.environ[ENV])
     return limits_class(**{k: v for k, v in given.items() if v is not None})
 
 

@@ -49,7 +49,16 @@ def run(args) -> int:
     from proc_ml.trainers import fit, load_train_config
     from proc_ml.trainers.config import default_config_path
 
-    out = Path(args.out)
+    from proc_ml.errors import ConfigError
+    from proc_ml.fileio import check_output_folder
+
+    for name, value, low, high in (("--count", args.count, 10, 1_000_000),
+                                   ("--unseen", args.unseen, 1, 100_000),
+                                   ("--grid", args.grid, 8, 64),
+                                   ("--epochs", args.epochs or 1, 1, 10_000)):
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    out = check_output_folder(args.out)
     progress = not args.quiet
     gen_cfg = load_generator_config(overrides=[f"grid.size=[{args.grid},{args.grid},{args.grid}]"])
     timings: dict[str, float] = {}

@@ -44,9 +44,14 @@ def run(args) -> int:
     from proc_ml.fileio import write_text
     from proc_ml.trainers import evaluate_run, format_table
 
-    result = evaluate_run(args.run, args.data, split=args.split, checkpoint=args.checkpoint)
+    from proc_ml.fileio import check_output_file
+    from proc_ml.validation import json_safe
+
     out = Path(args.out) if args.out else Path(args.run) / "eval.json"
-    write_text(out, json.dumps(result, indent=2) + "\n")
+    if args.out:
+        check_output_file(out)
+    result = evaluate_run(args.run, args.data, split=args.split, checkpoint=args.checkpoint)
+    write_text(out, json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
     print(format_table(result))
     print(f"wrote {out}")
     return 0

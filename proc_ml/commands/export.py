@@ -57,8 +57,16 @@ def register(sub) -> None:
 def run(args) -> int:
     from proc_ml.errors import ModelError
 
+    import math
+
+    from proc_ml.fileio import check_output_file, remove_stale_temps_of
+
     if not str(args.out).endswith(".onnx"):
         raise ModelError(f"{args.out}: --out must name a .onnx file")
+    if not (args.tolerance > 0 and math.isfinite(args.tolerance)):
+        raise ModelError(f"--tolerance must be a number > 0, got {args.tolerance}")
+    check_output_file(args.out)
+    remove_stale_temps_of(args.out)       # what a killed export of this file left beside it
     target = args.target_ort
     if args.portable:
         from proc_ml.exporters.onnx_export import PORTABLE_ORT

@@ -104,6 +104,29 @@ def prepare_output(out, kind: str, overwrite: bool) -> list[str]:
     return removed
 
 
+#: Most buildings one generate writes (ids index file names and C ints downstream).
+MAX_COUNT = 10_000_000
+
+
+def _check_args(args) -> None:
+    """Argument values before any work: counts in range, --out a writable folder."""
+    from proc_ml.errors import ConfigError
+    from proc_ml.fileio import check_output_folder
+
+    if args.count < 1:
+        raise ConfigError(f"--count must be >= 1, got {args.count}")
+    if args.count > MAX_COUNT:
+        raise ConfigError(f"--count must be <= {MAX_COUNT}, got {args.count}")
+    if not 0 <= args.seed <= 2 ** 32 - 1:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}" if args.seed < 0
+                          else f"--seed must be < 2^32, got {args.seed}")
+    if getattr(args, "workers", None) is not None and not 1 <= args.workers <= 256:
+        raise ConfigError(f"--workers must be between 1 and 256, got {args.workers}")
+    if getattr(args, "module_px", None) is not None and not 1 <= args.module_px <= 256:
+        raise ConfigError(f"--module-px must be between 1 and 256, got {args.module_px}")
+    check_output_folder(args.out)
+
+
 def run_facades(args) -> int:
     from proc_ml.errors import ConfigError
     from proc_ml.procedural import load_generator_config
@@ -115,6 +138,7 @@ def run_facades(args) -> int:
         raise ConfigError(f"--module-px must be between 1 and the image size {args.size}, "
                           f"got {args.module_px}")
     cfg = load_generator_config(args.config, args.set)
+    _check_args(args)
     with Reporter(args.json) as report:
         report.start("generate facades", out=args.out, count=args.count, seed=args.seed)
         removed = prepare_output(args.out, "facades", args.overwrite)
@@ -137,13 +161,10 @@ def run(args) -> int:
     from proc_ml.formats import parse_formats
     from proc_ml.procedural import load_generator_config
 
-    from proc_ml.errors import ConfigError
 
     cfg = load_generator_config(args.config, args.set)
     formats = parse_formats(args.formats)
-    if args.count < 1 or args.seed < 0:      # checked before --overwrite removes anything
-        raise ConfigError(f"--count must be >= 1, got {args.count}" if args.count < 1
-                          else f"--seed must be >= 0, got {args.seed}")
+    _check_args(args)                        # checked before --overwrite removes anything
     with Reporter(args.json) as report:
         report.start("generate buildings", out=args.out, count=args.count, seed=args.seed,
                      formats=list(formats))

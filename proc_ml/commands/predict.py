@@ -126,11 +126,24 @@ def _cell_size(args) -> float | None:
     return None if args.cell_size is None else check_cell_size(args.cell_size, "--cell-size")
 
 
+def _check_common(args, out_folder: bool = True) -> None:
+    """Values every predict command shares, checked before the model is loaded: the thread
+    count and the output location (a writable folder, or a file in one)."""
+    from proc_ml.errors import ConfigError
+    from proc_ml.fileio import check_output_file, check_output_folder
+
+    if not 0 <= args.threads <= 1024:
+        raise ConfigError(f"--threads must be between 0 and 1024, got {args.threads}")
+    if getattr(args, "out", None) is not None:
+        (check_output_folder if out_folder else check_output_file)(args.out)
+
+
 def run_parts(args) -> int:
     from proc_ml.encoding import parse_street
     from proc_ml.predict.parts import label_building
     from proc_ml.runtime import PartsPredictor, default_model
 
+    _check_common(args)
     cell_size = _cell_size(args)
     style = parse_style(args.style)
     model = args.model or default_model("building-parts")
@@ -153,8 +166,9 @@ def run_classify(args) -> int:
     from proc_ml.predict.shapes import classify_shape
     from proc_ml.runtime.shapes import ShapePredictor
 
-    if args.top_k < 1:
-        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    if not 1 <= args.top_k <= 10_000:
+        raise ConfigError(f"--top-k must be between 1 and 10000, got {args.top_k}")
+    _check_common(args)
     predictor = ShapePredictor.open(args.model, device=args.device, intra_op_threads=args.threads)
     result = classify_shape(predictor, args.input, args.out, args.top_k, args.seed)
     for entry in result["top_k"]:
@@ -171,6 +185,7 @@ def run_segment(args) -> int:
 
     if args.points is not None and args.points < 1:
         raise ConfigError(f"--points must be >= 1, got {args.points}")
+    _check_common(args)
     style = parse_style(args.style)
     predictor = ShapePredictor.open(args.model, device=args.device, intra_op_threads=args.threads)
     summary = segment_shape(predictor, args.input, args.out, style, args.points, args.seed)
@@ -189,6 +204,7 @@ def run_texture(args) -> int:
         raise ConfigError("--model is required (or --procedural with --building)")
     if args.module_px is not None and args.module_px < 1:
         raise ConfigError(f"--module-px must be >= 1, got {args.module_px}")
+    _check_common(args, out_folder=False)
     cell_size = _cell_size(args)
     if args.input and Path(args.input).is_dir():
         from proc_ml.predict.texture import texture_image_folder

@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
+from ..encoding import style_vector
 from ..errors import DatasetError
-from ..formats import MANIFEST, grid_npz, grid_path, manifest
+from ..formats import MANIFEST, grid_npz, grid_path, manifest, npz
 from ..formats.grid_npz import BuildingRecord
 from ..grid import DIRECTIONS
 
@@ -45,14 +48,23 @@ class BuildingDataset:
         return grid_path(self.root, building_id)
 
     def building(self, building_id: int, require_labels: bool = True) -> BuildingRecord:
-        """One building; ``require_labels`` refuses a massing-to-label dataset in one line."""
+        """One building's grid, checked: array sizes from the headers before loading
+        (``formats.npz``), then shapes and labels (``grid_npz.read``) and a style of finite
+        numbers (a NaN style would train a model of NaNs). ``require_labels`` refuses a
+        massing-to-label dataset in one line."""
         path = self.grid_path(building_id)
         if not path.is_file():
             raise DatasetError(f"{path}: missing grid file (was the dataset generated with --formats grids?)")
         if require_labels and not self.labelled:
             raise DatasetError(f"{self.root / MANIFEST}: a massing-to-label dataset (labelled: "
                                f"false): its buildings have no part labels to train or score on")
-        return grid_npz.read(path, n_parts=len(self.parts), require_labels=require_labels)
+        npz.check(path)
+        record = grid_npz.read(path, n_parts=len(self.parts), require_labels=require_labels)
+        style_vector(record.style, f"{path}: field 'style'", check_values=False)
+        occupancy = np.asarray(record.occupancy)
+        if not occupancy.any():
+            raise DatasetError(f"{path}: field 'occupancy' is empty (no filled cells)")
+        return record
 
 
 def open_dataset(root: str | os.PathLike) -> BuildingDataset:

@@ -18,14 +18,14 @@ and batch jobs share these functions and preprocess every shape the same way.
 
 from __future__ import annotations
 
-import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DatasetError
+from ..validation import library_message
 from ..voxelize import MESH_SUFFIXES
 
 CLOUD_SUFFIXES = (".pcd", ".ply")
@@ -42,6 +42,7 @@ class Shape:
     vertices: np.ndarray               # float64[V, 3]
     faces: np.ndarray | None = None    # int64[F, 3] for meshes
     normals: np.ndarray | None = None  # float32[V, 3] for clouds that carry them
+    notes: list = field(default_factory=list)   # what readers warned about (Open3D's warnings)
 
     @property
     def is_mesh(self) -> bool:
@@ -50,50 +51,64 @@ class Shape:
 
 def _ply_has_faces(path: Path) -> bool:
     with open(path, "rb") as fh:
-        for raw in fh:
+        for count, raw in enumerate(fh):
             line = raw.decode("ascii", errors="replace").strip()
             if line.startswith("element face"):
-                return int(line.split()[-1]) > 0
-            if line == "end_header":
+                try:
+                    return int(line.split()[-1]) > 0
+                except ValueError:
+                    return True          # let the mesh reader say what is wrong
+            if line == "end_header" or count > 1000:
                 return False
     return False
 
 
-def load_shape(path: str | os.PathLike) -> Shape:
-    """A mesh or point-cloud file; ``DatasetError`` naming the file when it is unreadable or empty."""
+#: Default limits of ``load_shape`` (batch passes its own --max-bytes / --max-faces).
+MAX_BYTES, MAX_FACES = 1 << 30, 10_000_000
+
+
+def load_shape(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES,
+               max_faces: int = MAX_FACES) -> Shape:
+    """A mesh or point-cloud file (every type ``proc_ml.meshio`` reads, PCD through
+    ``proc_ml.formats.pcd``); ``DatasetError`` naming the file when it is unreadable, empty,
+    degenerate or over a limit."""
+    from ..meshio import MeshError, extension_of, read_geometry
+
     path = Path(path)
-    suffix = path.suffix.lower()
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
-    if suffix not in SHAPE_SUFFIXES:
-        raise DatasetError(f"{path}: unsupported shape format '{path.suffix}' "
-                           f"(expected {', '.join(SHAPE_SUFFIXES)})")
+    ext = extension_of(path)
     try:
-        if suffix == ".pcd" or (suffix == ".ply" and not _ply_has_faces(path)):
-            return _load_cloud(path)
+        if ext == "ply" and not _ply_has_faces(path) and _has_open3d():
+            return _load_ply_cloud(path, max_bytes, max_faces)
+        geometry = read_geometry(path, max_bytes=max_bytes, max_faces=max_faces)
+    except MeshError:
+        raise
     except DatasetError:
         raise
-    except Exception as exc:  # malformed headers raise many types
-        raise DatasetError(f"{path}: cannot read point cloud ({type(exc).__name__}: {exc})") from None
-    return _load_mesh(path)
+    except Exception as exc:  # noqa: BLE001 - malformed headers raise many types
+        raise DatasetError(f"{path}: cannot read ({library_message(exc)})") from None
+    notes = list(getattr(geometry, "notes", []) or [])
+    if geometry.faces is None:
+        return Shape(str(path), geometry.vertices, None, geometry.normals, notes)
+    from ..voxelize import to_z_up
 
-
-def _load_mesh(path: Path) -> Shape:
-    """Read with ``proc_ml.voxelize.load_mesh`` (the one mesh reader), glTF turned z-up."""
-    from ..voxelize import default_up, load_mesh, to_z_up
-
-    logging.getLogger("trimesh").setLevel(logging.ERROR)
-    mesh = load_mesh(path)
-    vertices = to_z_up(np.asarray(mesh.vertices, dtype=np.float64), default_up(path))
-    faces = np.asarray(mesh.faces, dtype=np.int64)
-    _check_finite(path, vertices)
-    if not (np.ptp(vertices[faces.ravel()], axis=0) > 0).any():
-        raise DatasetError(f"{path}: the mesh has no extent (all vertices coincide)")
+    up = "y" if geometry.format in ("glb", "gltf") else "z"
+    vertices = to_z_up(np.asarray(geometry.vertices, dtype=np.float64), up)
+    faces = geometry.faces
     area = np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
                                    vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1)
     if not area.sum() > 0:
         raise DatasetError(f"{path}: the mesh has no surface area (degenerate triangles only)")
-    return Shape(str(path), vertices, faces)
+    return Shape(str(path), vertices, faces, None, notes)
+
+
+def _has_open3d() -> bool:
+    try:
+        import open3d  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken install is no install
+        return False
+    return True
 
 
 def _open3d(what: str):
@@ -104,21 +119,28 @@ def _open3d(what: str):
     return open3d
 
 
-def _load_cloud(path: Path) -> Shape:
-    o3d = _open3d(f"{path}: reading a point cloud")
+def _load_ply_cloud(path: Path, max_bytes: int, max_points: int) -> Shape:
+    """A PLY without faces (a point cloud, normals kept) through Open3D, its warnings
+    captured into ``Shape.notes``."""
+    from ..formats.pcd import captured_output, open3d_warnings
+    from ..meshio import checked_points
 
-    cloud = o3d.io.read_point_cloud(str(path))
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DatasetError(f"{path}: file is {size} bytes, over the limit of {max_bytes} "
+                           f"(--max-bytes)")
+    o3d = _open3d(f"{path}: reading a point cloud")
+    lines: list = []
+    with captured_output(lines):
+        cloud = o3d.io.read_point_cloud(str(path), format="ply")
+    notes = open3d_warnings(lines)
     points = np.asarray(cloud.points, dtype=np.float64)
     if len(points) == 0:
-        raise DatasetError(f"{path}: no points in the point cloud")
-    _check_finite(path, points)
+        why = f" ({notes[0]})" if notes else ""
+        raise DatasetError(f"{path}: no points in the point cloud{why}")
     normals = np.asarray(cloud.normals, dtype=np.float32) if cloud.has_normals() else None
-    return Shape(str(path), points, None, normals)
-
-
-def _check_finite(path, values: np.ndarray) -> None:
-    if not np.isfinite(values).all():
-        raise DatasetError(f"{path}: coordinates contain NaN or infinite values")
+    geometry = checked_points(points, str(path), max_points, normals)
+    return Shape(str(path), geometry.vertices, None, geometry.normals, notes)
 
 
 # -- points ----------------------------------------------------------------------------
@@ -164,12 +186,22 @@ def _fix_cloud(points: np.ndarray, normals: np.ndarray | None, count: int):
         if len(thinned.points) >= count:
             cloud = thinned
     if not cloud.has_normals():
-        if len(cloud.points) < 3:
-            raise DatasetError("a point cloud needs at least 3 points to estimate normals")
-        cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(NORMAL_NEIGHBOURS))
-        cloud.orient_normals_towards_camera_location(np.asarray(cloud.points).mean(axis=0))
+        unique = len(np.unique(np.asarray(cloud.points), axis=0))
+        if unique < 3:
+            raise DatasetError(f"the point cloud has {unique} distinct point"
+                               f"{'s' if unique != 1 else ''}; at least 3 are needed to "
+                               f"estimate normals")
+        from ..formats.pcd import captured_output
+
+        with captured_output([]):
+            cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(NORMAL_NEIGHBOURS))
+            cloud.orient_normals_towards_camera_location(np.asarray(cloud.points).mean(axis=0))
         cloud.normals = o3d.utility.Vector3dVector(-np.asarray(cloud.normals))  # point outwards
-    return np.asarray(cloud.points), np.asarray(cloud.normals)
+    points, normals = np.asarray(cloud.points), np.asarray(cloud.normals)
+    if not np.isfinite(normals).all() or not (np.abs(normals).sum(axis=1) > 0).all():
+        raise DatasetError("the point cloud's normals cannot be estimated (its points lie on "
+                           "a line or at one place)")
+    return points, normals
 
 
 def normalize_points(points: np.ndarray, mode: str = "unit_sphere"):

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..grid import DIRECTIONS
-from .tables import ID_COLUMNS, numbers, read_rows
+from .tables import ID_COLUMNS, MAX_AXIS, MAX_ID, numbers, read_rows
 
 
 def header(parts) -> list[str]:
@@ -59,7 +59,10 @@ def read(path: str | os.PathLike, parts, layout: str = "named"):
     K = len(parts)
     head, id_cols = (None, 0) if layout == "opara" else (header(parts), len(ID_COLUMNS))
     ncols = id_cols + 6 * K
-    found = [(numbers(path, n, f, int), n) for n, f in read_rows(path, head, ncols)]
+    found = [(numbers(path, n, f[:min(1, id_cols)], int, 0, MAX_ID)
+               + numbers(path, n, f[min(1, id_cols):id_cols], int, 0, MAX_AXIS - 1)
+               + numbers(path, n, f[id_cols:], int, -1, 2 ** 31), n)
+             for n, f in read_rows(path, head, ncols)]
     data = np.array([r for r, _ in found], dtype=np.int64).reshape(-1, ncols)
     one_hot = data[:, id_cols:]
     bad = np.nonzero(~np.isin(one_hot, (0, 1)).all(axis=1)

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .. import FORMAT_VERSION, __version__
 from ..encoding import STYLE_FEATURES, adjacency_feature_names
 from ..errors import DatasetError
 from ..fileio import write_text
 from ..grid import DIRECTIONS
+from ..validation import Name, PositiveFinite, check
 from . import MANIFEST
+from .tables import MAX_AXIS, MAX_ID
 
 FORMAT = "proc-ml-buildings"
 REQUIRED = ("format", "format_version", "parts", "count", "grid_size", "split")
@@ -71,16 +75,46 @@ def write(root: str | os.PathLike, manifest: dict) -> None:
     write_text(Path(root) / MANIFEST, yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None))
 
 
+BuildingId = Annotated[int, Field(ge=0, le=MAX_ID)]
+#: Largest dataset.yaml read (it lists every building id in its split).
+MAX_BYTES = 256 << 20
+
+
+class Fields(BaseModel):
+    """The fields readers rely on, typed and in range (strict: ``count: many`` or
+    ``cell_size: "3"`` are errors, not coerced); other fields pass through."""
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
+
+    count: BuildingId
+    parts: Annotated[list[Name], Field(min_length=1, max_length=1024)]
+    grid_size: Annotated[list[Annotated[int, Field(ge=1, le=MAX_AXIS)]],
+                         Field(min_length=3, max_length=3)]
+    split: dict[Name, list[BuildingId]]
+    cell_size: PositiveFinite | None = None
+    seed: Annotated[int, Field(ge=0, le=2 ** 63 - 1)] = 0
+    directions: list[str] = Field(default_factory=lambda: list(DIRECTIONS))
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if len(set(self.parts)) != len(self.parts):
+            raise ValueError("'parts' lists a part twice")
+        if self.directions != list(DIRECTIONS):
+            raise ValueError(f"'directions' must be {', '.join(DIRECTIONS)}")
+        for name, ids in self.split.items():
+            if any(i >= self.count for i in ids):
+                raise ValueError(f"split '{name}' names buildings beyond count {self.count}")
+        return self
+
+
 def read(root: str | os.PathLike) -> dict:
+    from ..config import parse_yaml, read_text
+
     path = Path(root) / MANIFEST
     if not path.is_file():
         raise DatasetError(f"{path}: not a proc-ml dataset (no {MANIFEST}; create one with "
                            f"'proc-ml generate buildings')")
-    try:
-        manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DatasetError(f"{path}:{' line ' + str(mark.line + 1) if mark else ''} invalid YAML") from None
+    manifest = parse_yaml(read_text(path, "dataset manifest", DatasetError, MAX_BYTES),
+                          str(path), DatasetError, MAX_BYTES)
     if not isinstance(manifest, dict):
         raise DatasetError(f"{path}: expected a mapping at top level")
     for key in REQUIRED:
@@ -91,4 +125,5 @@ def read(root: str | os.PathLike) -> dict:
     if manifest["format_version"] != FORMAT_VERSION:
         raise DatasetError(f"{path}: format_version {manifest['format_version']} is not supported "
                            f"(this proc-ml reads version {FORMAT_VERSION})")
+    check(Fields, manifest, source=str(path), what="field", error=DatasetError)
     return manifest

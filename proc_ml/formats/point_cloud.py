@@ -55,6 +55,9 @@ def read(path: str | os.PathLike):
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
     if path.suffix == ".npz":
+        from . import npz
+
+        npz.check(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 found = {k: data[k] for k in ("points", "normals", "parts") if k in data.files}
@@ -75,8 +78,18 @@ def read(path: str | os.PathLike):
     for key in ("points", "normals", "parts"):
         if key not in found:
             raise DatasetError(f"{path}: missing field '{key}'")
-    pts = np.asarray(found["points"], dtype=np.float32)
-    if (pts.ndim != 2 or pts.shape[1] != 3 or found["normals"].shape != pts.shape
-            or len(found["parts"]) != len(pts)):
+    try:
+        pts = np.asarray(found["points"], dtype=np.float32)
+        normals = np.asarray(found["normals"], dtype=np.float32)
+        parts = np.asarray(found["parts"])
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}: fields 'points', 'normals' and 'parts' must hold numbers") from None
+    if (pts.ndim != 2 or pts.shape[1] != 3 or normals.shape != pts.shape
+            or parts.ndim != 1 or len(parts) != len(pts)):
         raise DatasetError(f"{path}: fields 'points', 'normals' and 'parts' must be [N,3], [N,3], [N]")
-    return pts, np.asarray(found["normals"], np.float32), np.asarray(found["parts"], np.int64)
+    for name, values in (("points", pts), ("normals", normals)):
+        if not np.isfinite(values).all():
+            raise DatasetError(f"{path}: field '{name}' holds NaN or infinite values")
+    if parts.dtype.kind not in "iu" or (len(parts) and parts.min() < 0):
+        raise DatasetError(f"{path}: field 'parts' must hold part indices >= 0")
+    return pts, normals, parts.astype(np.int64)

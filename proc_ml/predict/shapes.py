@@ -17,15 +17,23 @@ from ..colours import part_colours
 from ..fileio import safe_join, write_bytes, write_text
 from ..formats.point_cloud import ply_bytes
 from ..render import render_points
+from ..validation import json_safe
+
+
+def _name(shape) -> str:
+    """The file a shape came from (a path, or a loaded ``Shape``)."""
+    return str(getattr(shape, "path", shape))
 
 
 def classify_shape(predictor, input_path, out_dir=None, k: int = 5, seed: int = 0) -> dict:
-    """Top-k classes of one shape; ``classes.json`` in ``out_dir`` when given."""
+    """Top-k classes of one shape (a path or a loaded ``Shape``); ``classes.json`` in
+    ``out_dir`` when given."""
     ranked = predictor.classify(input_path, k=k, seed=seed)
-    result = {"input": str(input_path), "model": str(predictor.model.path), "task": predictor.task,
+    result = {"input": _name(input_path), "model": str(predictor.model.path), "task": predictor.task,
               "top_k": [{"class": n, "probability": p} for n, p in ranked], "files": []}
     if out_dir is not None:
-        write_text(safe_join(Path(out_dir), "classes.json"), json.dumps(result, indent=2) + "\n")
+        write_text(safe_join(Path(out_dir), "classes.json"),
+                   json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
         result["files"] = ["classes.json"]
     return result
 
@@ -44,10 +52,11 @@ def segment_shape(predictor, input_path, out_dir, style=None, num_points: int | 
         write_bytes(safe_join(out, "segments.png"), render_points(points, labels, parts, colours))
         files.append("segments.png")
     counts = np.bincount(labels, minlength=len(parts))
-    summary = {"input": str(input_path), "model": str(predictor.model.path),
+    summary = {"input": _name(input_path), "model": str(predictor.model.path),
                "points": int(len(points)),
                "points_per_part": {p: int(c) for p, c in zip(parts, counts)},
                "mean_confidence": float(probs.max(axis=1).mean()),
                "files": files + ["summary.json"]}
-    write_text(safe_join(out, "summary.json"), json.dumps(summary, indent=2) + "\n")
+    write_text(safe_join(out, "summary.json"),
+               json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n")
     return summary

@@ -6,7 +6,7 @@ import copy
 import os
 import re
 
-from ..config import load_config
+from ..config import load_config_sources, source_of
 from ..errors import ConfigError
 from ..units import DEFAULT_CELL_SIZE
 from .lots import BLOCKS
@@ -86,7 +86,7 @@ _PART_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _fail(key: str, why: str, source: str) -> ConfigError:
-    return ConfigError(f"{source}: config key '{key}' {why}")
+    return ConfigError(f"{source_of(source, key)}: config key '{key}' {why}")
 
 
 def validate(cfg: dict, source: str = "config") -> dict:
@@ -109,7 +109,8 @@ def validate(cfg: dict, source: str = "config") -> dict:
     if sum(weights.values()) <= 0:
         raise _fail("archetypes", "needs at least one weight > 0", source)
     periods = cfg["style"]["window_periods"]
-    if not periods or not set(periods) <= {1, 2, 3}:
+    if (not periods or not all(isinstance(p, int) and not isinstance(p, bool) for p in periods)
+            or not set(periods) <= {1, 2, 3}):
         raise _fail("style.window_periods", f"must be a non-empty subset of [1, 2, 3], got {periods}", source)
     for key in ("shopfront_probability", "balcony_probability"):
         p = cfg["style"][key]
@@ -117,8 +118,9 @@ def validate(cfg: dict, source: str = "config") -> dict:
             raise _fail(f"style.{key}", f"must be in [0, 1], got {p}", source)
     if not 0.0 <= cfg["noise"] <= 1.0:
         raise _fail("noise", f"must be in [0, 1], got {cfg['noise']}", source)
-    if cfg["points"]["per_building"] < 1:
-        raise _fail("points.per_building", "must be >= 1", source)
+    if not 1 <= cfg["points"]["per_building"] <= 1_000_000:
+        raise _fail("points.per_building", f"must be >= 1 and <= 1000000, got "
+                                           f"{cfg['points']['per_building']}", source)
     if cfg["rules"] not in RULES:
         raise _fail("rules", f"must be one of {', '.join(RULES)}, got {cfg['rules']!r}", source)
     _validate_facade(cfg["facade"], source)
@@ -172,8 +174,9 @@ def _validate_facade(fc: dict, source: str) -> None:
 
 def load_generator_config(path: str | os.PathLike | None = None, overrides=()) -> dict:
     """Defaults <- YAML <- ``--set`` overrides, validated. Unknown archetypes are refused."""
-    cfg = load_config(DEFAULTS, path, overrides)
-    return validate(cfg, str(path) if path else "config")
+    cfg, sources = load_config_sources(DEFAULTS, path, overrides)
+    # without a file every non-default value came from --set: errors say "config"
+    return validate(cfg, sources if path else "config")
 
 
 def default_config() -> dict:

@@ -13,17 +13,43 @@ face-direction layout on every model) is still read.
 
 from __future__ import annotations
 
+import functools
 import json
+import typing
 from dataclasses import dataclass, field, fields
+from typing import Annotated, Literal, Union
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ModelError
 from ..runinfo import KINDS, Axis, PartsInfo, RunInfo, info_from_dict
+from ..validation import STRICT, Name, check
 
 PREFIX = "proc_ml."
 #: Version of this metadata layout; bumped when keys change meaning.
 SCHEMA_VERSION = 2
+
+
+#: A tensor dimension: a size, or a symbolic name.
+_Dim = Union[Annotated[int, Field(ge=1, le=2 ** 31 - 1)], Name]
+
+
+class _Envelope(BaseModel):
+    """The metadata fields around the run info (types and ranges, strict)."""
+    model_config = ConfigDict(**STRICT, populate_by_name=True)
+
+    input_name: Name
+    input_dtype: Literal["float32"]
+    input_shape: Annotated[list[_Dim], Field(min_length=1, max_length=8)]
+    output_name: Name
+    output_shape: Annotated[list[_Dim], Field(min_length=1, max_length=8)]
+    proc_ml_version: str = ""
+    metrics: dict = Field(default_factory=dict)
+    exporter: dict = Field(default_factory=dict)
+    input_meanings: dict[str, str] = Field(default_factory=dict)
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+
 
 
 @dataclass
@@ -95,6 +121,8 @@ class ModelMetadata:
         if schema > SCHEMA_VERSION:
             raise ModelError(f"{source}: metadata schema {schema} is newer than this proc-ml "
                              f"reads ({SCHEMA_VERSION}); upgrade proc-ml")
+        if schema < 1:
+            raise ModelError(f"{source}: metadata key '{PREFIX}schema' must be >= 1, got {schema}")
         if schema < 2:
             return _from_schema1(props, source)
         kind = props.get(PREFIX + "kind")
@@ -103,10 +131,28 @@ class ModelMetadata:
             raise ModelError(f"{source}: metadata kind '{kind}' is not one of {', '.join(KINDS)}")
         info_values = _read_fields(info_cls, props, source, skip=_local_fields(info_cls),
                                    require_all=True)
-        info = info_cls(**info_values)
-        info.validate(source)
+        info = info_cls.from_dict(info_values, source, what="metadata key", prefix=PREFIX)
         envelope = _read_fields(cls, props, source, skip={"info"})
-        return cls(info=info, **envelope)
+        checked = check(_Envelope, envelope, source=source, what="metadata key", prefix=PREFIX,
+                        error=ModelError)
+        metadata = cls(info=info, **checked.model_dump(by_alias=True))
+        metadata.check_layout(source)
+        return metadata
+
+    def check_layout(self, source: str = "model") -> None:
+        """The tensor spec agrees with the layout the run info declares."""
+        for what, shape, axes in (("input_shape", self.input_shape, self.info.input_axes()),
+                                  ("output_shape", self.output_shape, self.info.output_axes())):
+            if len(shape) != len(axes) or any(
+                    a.size is not None and isinstance(d, int) and d != a.size
+                    for d, a in zip(shape, axes)):
+                raise ModelError(f"{source}: metadata key '{PREFIX}{what}' {shape} does not fit "
+                                 f"the {self.info.KIND} layout {_symbolic(axes)}")
+        if self.input_name != self.info.input_name() or self.output_name != self.info.output_name():
+            raise ModelError(f"{source}: metadata tensor names '{self.input_name}' -> "
+                             f"'{self.output_name}' are not those of a {self.info.KIND} model "
+                             f"('{self.info.input_name()}' -> '{self.info.output_name()}')")
+
 
     # -- inputs -----------------------------------------------------------------------------
     def check_input(self, array: np.ndarray, source: str = "model") -> None:
@@ -149,9 +195,19 @@ def _text(value) -> str:
 
 def _int(raw: str, source: str, key: str) -> int:
     try:
-        return int(json.loads(raw))
+        value = json.loads(raw)
     except (ValueError, TypeError):
-        raise ModelError(f"{source}: metadata key '{PREFIX}{key}' is not a number") from None
+        value = raw
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ModelError(f"{source}: metadata key '{PREFIX}{key}' must be an integer, got {raw!r}")
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def _text_fields(cls) -> frozenset:
+    """Fields stored as plain text in schema 2 (their type is ``str``)."""
+    hints = typing.get_type_hints(cls)
+    return frozenset(name for name, hint in hints.items() if hint is str)
 
 
 def _local_fields(cls) -> set[str]:
@@ -172,14 +228,19 @@ def _read_fields(cls, props: dict, source: str, skip=(), require_all: bool = Fal
             if (require_all and not f.metadata.get("optional")) or _required(f):
                 raise ModelError(f"{source}: proc-ml metadata key '{PREFIX}{f.name}' is missing")
             continue
-        if f.type == "str":
+        if f.name in _text_fields(cls):
             values[f.name] = raw
             continue
         try:
-            values[f.name] = json.loads(raw)
-        except json.JSONDecodeError:
-            raise ModelError(f"{source}: metadata key '{PREFIX}{f.name}' is not valid JSON") from None
+            values[f.name] = json.loads(raw, parse_constant=_no_constant)
+        except (json.JSONDecodeError, ValueError):
+            values[f.name] = raw      # not JSON: the schema check names the key and type
     return values
+
+
+def _no_constant(name: str):
+    """JSON's NaN / Infinity tokens are not JSON: refuse them (json.loads accepts them)."""
+    raise ValueError(f"{name} is not a number")
 
 
 def _required(f) -> bool:
@@ -193,8 +254,8 @@ def _from_schema1(props: dict, source: str) -> ModelMetadata:
     for key, raw in props.items():
         if key.startswith(PREFIX):
             try:
-                old[key[len(PREFIX):]] = json.loads(raw)
-            except json.JSONDecodeError:
+                old[key[len(PREFIX):]] = json.loads(raw, parse_constant=_no_constant)
+            except (json.JSONDecodeError, ValueError):
                 raise ModelError(f"{source}: metadata key '{key}' is not valid JSON") from None
     for key in ("family", "task", "input_kind", "input_names", "input_name", "input_shape",
                 "output_name", "output_shape"):
@@ -206,13 +267,15 @@ def _from_schema1(props: dict, source: str) -> ModelMetadata:
     info = info_from_dict(legacy, source)
     if isinstance(info, PartsInfo) and not info.parts:
         raise ModelError(f"{source}: metadata needs a part vocabulary")
-    return ModelMetadata(info=info, input_name=old["input_name"],
-                         input_dtype=old.get("input_dtype", "float32"),
-                         input_shape=old["input_shape"], output_name=old["output_name"],
-                         output_shape=old["output_shape"],
-                         proc_ml_version=old.get("proc_ml_version", ""),
-                         metrics=old.get("metrics") or {}, exporter=old.get("exporter") or {},
-                         input_meanings=old.get("input_meanings") or {}, schema=1)
+    envelope = {"input_name": old["input_name"], "input_dtype": old.get("input_dtype", "float32"),
+                "input_shape": old["input_shape"], "output_name": old["output_name"],
+                "output_shape": old["output_shape"],
+                "proc_ml_version": old.get("proc_ml_version", ""),
+                "metrics": old.get("metrics") or {}, "exporter": old.get("exporter") or {},
+                "input_meanings": old.get("input_meanings") or {}, "schema": 1}
+    checked = check(_Envelope, envelope, source=source, what="metadata key", prefix=PREFIX,
+                    error=ModelError)
+    return ModelMetadata(info=info, **checked.model_dump(by_alias=True))
 
 
 def _json_safe(value):

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .. import budget
 from ..encoding import (NEIGHBOUR_CHANNEL, STYLE_FEATURES, adjacency_feature_names,
                         adjacency_features, decode_cell_logits, decode_grid_logits, grid_inputs,
                         pad_to_stride, parse_street, street_vector, style_vector,
@@ -79,6 +80,17 @@ class PartsPredictor(Loaded):
         """Metres per cell of the model's training data (None for models without it)."""
         return self.info.cell_size
 
+    def memory_needed(self, shape) -> int:
+        """Estimated peak bytes of predicting a grid of ``shape`` (``proc_ml.budget``)."""
+        return budget.parts_grid_bytes(shape, self.metadata.n_inputs, self.info.n_parts,
+                                       self.info.stride, self.metadata.input_kind)
+
+    def check_memory(self, shape) -> None:
+        """``LimitError`` (one line) when a grid of ``shape`` would not fit the budget."""
+        dims = "x".join(str(int(n)) for n in shape)
+        budget.check(self.memory_needed(shape), f"labelling a {dims} grid",
+                     "a larger cell size (--cell-size) makes fewer cells")
+
     def street_note(self, street) -> str | None:
         """One line when ``street`` sides are given but cannot be used as given."""
         sides = parse_street(street)
@@ -126,6 +138,8 @@ class PartsPredictor(Loaded):
             raise ValueError(f"got {n} occupancies, {len(styles)} styles, {len(streets)} streets "
                              f"and {len(neighbours)} neighbour grids")
         occs = [_occupancy(o) for o in occupancies]
+        for occ in occs:
+            self.check_memory(occ.shape)
         inputs = [self._inputs(style, street) for style, street in zip(styles, streets)]
         if self.metadata.input_kind == "grid":
             return self._predict_grids(occs, inputs, batch_size, neighbours)
@@ -156,7 +170,10 @@ def _occupancy(occupancy) -> np.ndarray:
     except ValueError as exc:
         raise ModelError(str(exc)) from None
     if not occ.any():
-        raise ModelError("occupancy grid is empty: nothing to label")
+        raise ModelError(f"the occupancy grid ({'x'.join(map(str, occ.shape))} cells) is empty: "
+                         f"nothing to label (no cell centre lies inside the input: a mesh "
+                         f"thinner than one cell, flat, or without an inside? try a smaller "
+                         f"--cell-size)")
     return occ
 
 

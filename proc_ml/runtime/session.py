@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import budget
 from ..errors import ModelError
+from ..validation import library_message
 from .metadata import ModelMetadata
 from .providers import DEVICES, resolve_providers
 
@@ -48,6 +50,10 @@ def session_options(intra_op_threads: int = 0, inter_op_threads: int = 0, provid
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     if "DmlExecutionProvider" in providers:
         opts.enable_mem_pattern = False
+    if budget.hard_limit_active():
+        # under a hard memory limit (batch workers) the CPU arena would keep the largest
+        # input's peak for the worker's lifetime: allocate and free per run instead
+        opts.enable_cpu_mem_arena = False
     return opts
 
 
@@ -67,7 +73,7 @@ class ModelSession:
                                                              providers),
                 providers=providers)
         except Exception as exc:  # onnxruntime raises its own types for bad files
-            raise ModelError(f"{self.path}: not a loadable ONNX model ({_one_line(exc)})"
+            raise ModelError(f"{self.path}: not a loadable ONNX model ({library_message(exc)})"
                              f"{_version_hint(exc, ort)}") from None
         self.providers = self.session.get_providers()
         props = self.session.get_modelmeta().custom_metadata_map
@@ -97,11 +103,21 @@ class ModelSession:
     def run(self, array: np.ndarray) -> np.ndarray:
         """Run the model on one input array (checked against the metadata first)."""
         self.metadata.check_input(array, str(self.path))
+        if not np.isfinite(array).all():
+            raise ModelError(f"{self.path}: the input holds NaN or infinite values")
         try:
-            return self.session.run([self.metadata.output_name],
-                                    {self.metadata.input_name: array})[0]
-        except Exception as exc:
-            raise ModelError(f"{self.path}: inference failed ({_one_line(exc)})") from None
+            output = self.session.run([self.metadata.output_name],
+                                      {self.metadata.input_name: array})[0]
+        except MemoryError:
+            raise ModelError(f"{self.path}: out of memory running the model on an input of "
+                             f"shape {list(array.shape)}") from None
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own types, many lines
+            raise ModelError(f"{self.path}: inference failed on an input of shape "
+                             f"{list(array.shape)} ({_ort_reason(exc)})") from None
+        if not np.isfinite(output).all():
+            raise ModelError(f"{self.path}: the model produced NaN or infinite outputs (a broken "
+                             f"or badly trained model)")
+        return output
 
 
 def _version_hint(exc: Exception, ort) -> str:
@@ -119,9 +135,12 @@ def _major_minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-def _one_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+def _ort_reason(exc: Exception) -> str:
+    """onnxruntime's failure in a few words (its messages span lines and name graph nodes)."""
+    text = str(exc)
+    if "alloc" in text.lower() or "bad_alloc" in text:
+        return "out of memory"
+    return library_message(exc, limit=160)
 
 
 def model_file_key(path: str | os.PathLike) -> tuple[str, int, int]:

@@ -20,8 +20,10 @@ import numpy as np
 
 from ..datasets.pointclouds import (Shape, load_shape, normalize_for, point_feature_names,
                                     point_features, shape_occupancy, shape_points)
+from .. import budget
 from ..encoding import STYLE_FEATURES, style_vector
-from ..errors import ModelError
+from ..errors import DatasetError, ModelError
+from ..runinfo import MAX_POINTS
 from .session import Loaded, ModelSession, load_model
 
 KIND = "shape"
@@ -70,7 +72,13 @@ class ShapePredictor(Loaded):
 
     # -- inputs -------------------------------------------------------------------------
     def _shape(self, shape) -> Shape:
-        return shape if isinstance(shape, Shape) else load_shape(shape)
+        shape = shape if isinstance(shape, Shape) else load_shape(shape)
+        if not shape.is_mesh:
+            distinct = len(np.unique(shape.vertices, axis=0))
+            if distinct < 3:
+                raise DatasetError(f"{shape.path}: the point cloud has {distinct} distinct "
+                                   f"point{'s' if distinct != 1 else ''}; a shape needs at least 3")
+        return shape
 
     def _style(self, style):
         if not self.info.with_style:
@@ -83,7 +91,14 @@ class ShapePredictor(Loaded):
 
     def point_input(self, shape: Shape, style=None, num_points: int | None = None, seed: int = 0):
         """``(float32[1, N, C] input, source points float32[N, 3], normals float32[N, 3])``."""
-        points, normals = shape_points(shape, int(num_points or self.num_points), seed)
+        count = int(num_points or self.num_points)
+        if not 2 <= count <= MAX_POINTS:
+            raise ModelError(f"{self.model.path}: points per shape must be between 2 and "
+                             f"{MAX_POINTS}, got {count}")
+        budget.check(budget.points_bytes(count, self.metadata.n_inputs, self.metadata.family),
+                     f"running {self.metadata.family} on {count} points",
+                     "sample fewer points (--points)")
+        points, normals = shape_points(shape, count, seed)
         try:
             coords = normalize_for(points, self.normalize, self.cell_size)
         except ValueError as exc:

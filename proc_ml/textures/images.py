@@ -42,15 +42,34 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """``uint8[H, W, 3]`` of an image file; errors name the file."""
+    """``uint8[H, W, 3]`` of an image file; errors name the file. The size in the header is
+    checked against the memory budget before any pixel is decoded (a few bytes of PNG can
+    declare billions of pixels)."""
     from PIL import Image, UnidentifiedImageError
 
+    from .. import budget
+    from ..errors import LimitError
+
+    import warnings
+
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            # proc-ml checks the size itself (below); PIL's own warning would be noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            width, height = im.size
+            try:
+                budget.check(width * height * 4 * 4, f"decoding a {width}x{height} image")
+            except LimitError as exc:
+                raise DatasetError(f"{path}: {exc}") from None
             if im.mode == "P":
                 im = im.convert("RGBA")
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise DatasetError(f"{path}: image not found") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DatasetError(f"{path}: not a readable image ({exc})") from None
+    except Image.DecompressionBombError:
+        raise DatasetError(f"{path}: the image declares more pixels than proc-ml reads "
+                           f"(an image bomb?)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DatasetError(f"{path}: not a readable image ({' '.join(str(exc).split())})") from None

@@ -19,23 +19,31 @@ from .voxnet import VoxelUNet3D, VoxNet
 from .pix2pix import PatchGANDiscriminator, UNetGenerator
 
 
+#: Layer sizes above this are refused: a typo (width: 80000) would otherwise allocate
+#: gigabytes of weights before the first step.
+MAX_WIDTH = 4096
+
+
+def _sizes(v) -> bool:
+    return all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_WIDTH for n in v)
+
+
 #: Range checks of the built-in families' hyper-parameters, by name (types are checked by
 #: the config merge against the defaults).
 HYPER_CHECKS = {
-    "width": (lambda v: v >= 1, "must be >= 1"),
+    "width": (lambda v: 1 <= v <= 512, "must be >= 1 and <= 512"),
     "depth": (lambda v: 0 <= v <= 5, "must be between 0 and 5"),
-    "hidden": (lambda v: all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v),
-               "must be a list of layer sizes >= 1"),
+    "hidden": (lambda v: len(v) <= 64 and _sizes(v),
+               f"must be a list of layer sizes >= 1 (at most 64 layers of {MAX_WIDTH})"),
     "dropout": (lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
     "num_downs": (lambda v: 5 <= v <= 10, "must be between 5 and 10"),
     "norm": (lambda v: v in ("batch", "instance"), "must be batch or instance"),
-    "k": (lambda v: v >= 1, "must be >= 1"),
-    "point_widths": (lambda v: all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
-                                   for n in v), "must be a list of layer sizes >= 1"),
-    "edge_widths": (lambda v: len(v) >= 1 and all(
-        (isinstance(w, int) and not isinstance(w, bool) and w >= 1)
-        or (isinstance(w, list) and w and all(isinstance(n, int) and not isinstance(n, bool)
-                                              and n >= 1 for n in w)) for w in v),
+    "k": (lambda v: 1 <= v <= 256, "must be >= 1 and <= 256"),
+    "point_widths": (lambda v: len(v) <= 64 and _sizes(v),
+                     f"must be a list of layer sizes >= 1 (at most 64 layers of {MAX_WIDTH})"),
+    "edge_widths": (lambda v: 1 <= len(v) <= 64 and all(
+        (isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= MAX_WIDTH)
+        or (isinstance(w, list) and w and _sizes(w)) for w in v),
         "must list one layer size (or list of layer sizes) >= 1 per EdgeConv"),
 }
 

@@ -1,0 +1,237 @@
+"""Fuzz: a messy asset folder (tests/messy_assets.py: every mesh format, archives, broken,
+absurd and hostile files, a non-UTF-8 file name) through ``proc-ml batch --task parts``, and
+messy point clouds through ``predict classify`` and ``batch --task classify``.
+
+The batch runs once per module in a real subprocess (real stdout/stderr, real workers);
+each asset is then one case: its manifest record has the expected status and a one-line
+error naming what is wrong. Shared assertions: exit code 2, stderr is the failure list
+(one line each), no traceback, no Open3D output on the terminal, nothing written outside
+OUT, the manifest is strict JSON, and a rerun gives the same records.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fuzzkit import REPO, Sandbox, assert_refused, manifest_records, run
+from messy_assets import FAILED, OK, write_messy_assets, write_messy_clouds
+from proc_ml.fileio import display_name
+
+BATCH_LIMITS = ["--max-faces", "20000", "--max-bytes", "8000000"]
+
+
+def _batch(box, model, *extra):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "proc_ml", "batch", str(box.inp), "--model", str(model),
+           "--out", str(box.out), "--quiet", *BATCH_LIMITS, *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=box.root, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def messy_batch(tmp_path_factory, tiny_dataset, tiny_massing_unet_onnx):
+    box = Sandbox.make(tmp_path_factory.mktemp("messy"))
+    (box.inp / "planted").mkdir()
+    os.symlink(box.outside / "keep.txt", box.inp / "planted" / "outside_link.obj")
+    expected = write_messy_assets(box.inp, tiny_dataset / "meshes", box.outside)
+    expected["planted/outside_link.obj"] = (FAILED, ["outside the asset folder"])
+    before = box.snapshot()
+    first = _batch(box, tiny_massing_unet_onnx)
+    records_first = manifest_records(box.out)
+    second = _batch(box, tiny_massing_unet_onnx)
+    after = box.snapshot()
+    return box, expected, first, second, records_first, manifest_records(box.out), before, after
+
+
+#: Formats proc_ml.meshio reads that the parts task cannot voxelise yet: its reader
+#: (proc_ml.predict.inputs.read_input / proc_ml.voxelize.load_mesh) still has a fixed list.
+OWNER_READER = ("owner: real-building import. proc_ml/voxelize.py: MESH_SUFFIXES from "
+                "proc_ml.meshio (available_mesh_extensions() + ARCHIVE_EXTENSIONS) and load_mesh() "
+                "through meshio.read_geometry(path, allow_points=False); proc_ml/predict/inputs.py: "
+                "route by meshio.extension_of(path) (two-part .tar.gz)")
+NEW_FORMATS = ("formats/box.3mf", "formats/box.xaml", "archives/box.obj.zip", "archives/box.obj.gz",
+               "archives/box.ply.bz2", "archives/box.tar.gz", "archives/textured.zip")
+
+
+def test_batch_contract(messy_batch):
+    box, expected, first, second, _, records, before, after = messy_batch
+    failed = sum(1 for record in records.values() if record["status"] == FAILED)
+    assert failed >= sum(1 for status, _ in expected.values() if status == FAILED)
+    for result in (first, second):
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr and "[Open3D" not in result.stdout + result.stderr
+        lines = result.stderr.splitlines()
+        assert lines[0] == f"{failed} asset(s) failed:", lines[:3]
+        assert len(lines) == failed + 1
+    assert before == after, "the batch wrote outside OUT"
+    assert not [p for p in box.out.rglob("*.tmp")]
+    assert set(records) == {display_name(rel) for rel in expected}
+
+
+def test_rerun_keeps_every_outcome(messy_batch):
+    _, expected, _, _, first, second, _, _ = messy_batch
+    for rel in expected:
+        name = display_name(rel)
+        was, now = first[name], second[name]
+        assert (was["status"] == OK) == (now["status"] in (OK, "skipped")), name
+        assert was["error"] == now["error"], name
+
+
+def _cases():
+    import tempfile
+    from pathlib import Path
+
+    # the expected outcomes only (files are written by the fixture)
+    folder = Path(tempfile.mkdtemp())
+    meshes = folder / "meshes"
+    meshes.mkdir()
+    (meshes / "b000000.obj").write_text("v 0 0 0\n")
+    cases = write_messy_assets(folder / "in", meshes)
+    return [pytest.param(rel, status, words, id=display_name(rel),
+                         marks=[pytest.mark.xfail(strict=True, reason=OWNER_READER)]
+                         if rel in NEW_FORMATS else [])
+            for rel, (status, words) in sorted(cases.items()) if not rel.startswith("town")]
+
+
+@pytest.mark.parametrize("rel,status,words", _cases())
+def test_asset_record(messy_batch, rel, status, words):
+    _, _, _, _, records, _, _, _ = messy_batch
+    record = records[display_name(rel)]
+    assert record["status"] == status, (rel, record["error"])
+    if status == FAILED:
+        error = record["error"]
+        assert error and "\n" not in error and "Traceback" not in error, error
+        assert "FilePathResolver" not in error and "allow_anywhere" not in error, error
+        for word in words:
+            assert word.lower() in error.lower(), (rel, error)
+    else:
+        assert record["error"] is None and record["outputs"]
+
+
+def test_generated_buildings_all_succeed(messy_batch):
+    _, expected, _, _, records, _, _, _ = messy_batch
+    town = [rel for rel in expected if rel.startswith("town")]
+    assert town and all(records[rel]["status"] == OK for rel in town)
+
+
+def test_lock_file_symlink_is_refused(capfd, tmp_path, tiny_dataset, tiny_massing_unet_onnx):
+    box = Sandbox.make(tmp_path)
+    (box.inp / "a.obj").write_bytes((tiny_dataset / "meshes" / "b000000.obj").read_bytes())
+    box.out.mkdir()
+    os.symlink("../outside/x", box.out / ".proc-ml-batch.lock")
+    result = run(capfd, box, "batch", box.inp, "--model", tiny_massing_unet_onnx, "--out", box.out,
+                 "--quiet")
+    assert_refused(result, "lock file", "symbolic link", command="batch")
+    assert not (box.outside / "x").exists()
+
+
+def test_manifest_symlink_is_refused(capfd, tmp_path, tiny_dataset, tiny_massing_unet_onnx):
+    box = Sandbox.make(tmp_path)
+    (box.inp / "a.obj").write_bytes((tiny_dataset / "meshes" / "b000000.obj").read_bytes())
+    box.out.mkdir()
+    os.symlink("../outside/manifest.jsonl", box.out / "manifest.jsonl")
+    result = run(capfd, box, "batch", box.inp, "--model", tiny_massing_unet_onnx, "--out", box.out,
+                 "--quiet")
+    assert_refused(result, "manifest", "symbolic link", command="batch")
+    assert not (box.outside / "manifest.jsonl").exists()
+
+
+# -- point clouds: predict classify and batch classify ---------------------------------------
+def _cloud_cases():
+    import tempfile
+    from pathlib import Path
+
+    return sorted((rel, status, words) for rel, (status, words) in
+                  write_messy_clouds(Path(tempfile.mkdtemp())).items())
+
+
+@pytest.mark.parametrize("rel,status,words", _cloud_cases(), ids=[c[0] for c in _cloud_cases()])
+def test_classify_clouds(capfd, tmp_path, tiny_pointnet_cls_onnx, rel, status, words):
+    box = Sandbox.make(tmp_path)
+    write_messy_clouds(box.inp)
+    result = run(capfd, box, "predict", "classify", "--model", tiny_pointnet_cls_onnx, "--input",
+                 box.inp / rel, "--out", box.out)
+    if status == OK:
+        assert result[0] == 0 and result[2] == "" and "[Open3D" not in result[1]
+    else:
+        assert_refused(result, rel, *words, command="predict")
+
+
+def test_batch_classify_clouds_record_warnings_not_print_them(tmp_path, tiny_pointnet_cls_onnx):
+    box = Sandbox.make(tmp_path)
+    expected = write_messy_clouds(box.inp)
+    result = _batch(box, tiny_pointnet_cls_onnx, "--task", "classify")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "[Open3D" not in result.stdout + result.stderr
+    records = manifest_records(box.out)
+    for rel, (status, words) in expected.items():
+        assert records[rel]["status"] == status, (rel, records[rel]["error"])
+        for word in words:
+            assert word.lower() in records[rel]["error"].lower(), (rel, records[rel]["error"])
+
+
+# -- predict building-parts on single meshes: its input reader belongs to the real-building
+# -- import; the batch path (proc_ml.batch.assets through proc_ml.meshio) refuses all of these
+PREDICT_MESHES = [
+    ("inf.obj", b"v 0 0 0\nv inf 0 0\nv 0 1 0\nf 1 2 3\n", ["infinite"]),
+    ("huge.obj", b"v 0 0 0\nv 1e300 0 0\nv 0 1 0\nf 1 2 3\n", ["farther"]),
+    ("point.obj", b"v 2 2 2\nv 2 2 2\nv 2 2 2\nf 1 2 3\n", ["no extent"]),
+]
+OWNER_MESH_CHECKS = ("owner: real-building import. proc_ml/voxelize.py load_mesh() should read "
+                     "through proc_ml.meshio.read_geometry (finite coordinates within 1e12, an "
+                     "extent, faces in range): today inf ends in OverflowError, 1e300 in a 300-digit "
+                     "message and a single-point mesh is labelled 'ok'")
+
+
+@pytest.mark.xfail(strict=True, reason=OWNER_MESH_CHECKS)
+@pytest.mark.parametrize("name,data,words", PREDICT_MESHES, ids=[c[0] for c in PREDICT_MESHES])
+def test_predict_parts_mesh_checks(capfd, tmp_path, tiny_massing_unet_onnx, name, data, words):
+    box = Sandbox.make(tmp_path)
+    (box.inp / name).write_bytes(data)
+    result = run(capfd, box, "predict", "building-parts", "--model", tiny_massing_unet_onnx,
+                 "--input", box.inp / name, "--out", box.out)
+    assert_refused(result, name, *words, command="predict")
+
+
+@pytest.mark.parametrize("name,data,words", PREDICT_MESHES, ids=[c[0] for c in PREDICT_MESHES])
+def test_predict_classify_mesh_checks(capfd, tmp_path, tiny_pointnet_cls_onnx, name, data, words):
+    box = Sandbox.make(tmp_path)
+    (box.inp / name).write_bytes(data)
+    result = run(capfd, box, "predict", "classify", "--model", tiny_pointnet_cls_onnx,
+                 "--input", box.inp / name)
+    assert_refused(result, name, *words, command="predict")
+
+
+@pytest.mark.xfail(strict=True, reason=OWNER_READER)
+def test_predict_parts_reads_every_trimesh_format(capfd, tmp_path, tiny_massing_unet_onnx):
+    box = Sandbox.make(tmp_path)
+    meshes = box.root / "meshes"
+    meshes.mkdir()
+    write_messy_assets(box.inp, meshes)
+    for rel in NEW_FORMATS:
+        code, _, err = run(capfd, box, "predict", "building-parts", "--model",
+                           tiny_massing_unet_onnx, "--input", box.inp / rel, "--out", box.out)
+        assert code == 0, err
+
+
+OWNER_TRANSFER = ("owner: real-building import. proc_ml/voxelize.py transfer_labels builds a "
+                  "chunk x quads distance matrix (4096 x Q float64, plus a bool and a where copy: "
+                  "~70 KB per predicted face); a 20 x 20 block of boxes (4,800 triangles) needs "
+                  "more than the 4 GiB budget. Query nearest same-direction quad centres with "
+                  "scipy.spatial.cKDTree per direction, or size the chunk from the budget")
+
+
+@pytest.mark.xfail(strict=True, reason=OWNER_TRANSFER)
+def test_label_transfer_fits_the_budget(tmp_path, tiny_massing_unet_onnx):
+    import sys
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_batch_memory import city_block
+
+    box = Sandbox.make(tmp_path)
+    city_block(box.inp / "block_20x20.ply", 20)
+    result = _batch(box, tiny_massing_unet_onnx)
+    records = manifest_records(box.out)
+    assert result.returncode == 0, records["block_20x20.ply"]["error"]
