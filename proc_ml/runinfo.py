@@ -23,7 +23,7 @@ them into dynamic axes and the runtime checks inputs against them.
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -326,7 +326,7 @@ class ImageInfo(RunInfo):
     layout: str = "labels"          # labels (label folders) | side-by-side
     value_range: Annotated[list[Finite], Field(min_length=2, max_length=2)] = field(
         default_factory=lambda: [-1.0, 1.0])
-    inference_mode: str = "eval"
+    inference_mode: Literal["eval", "train"] = field(default="eval", metadata={"optional": True})
 
     @property
     def parts(self) -> list[str]:

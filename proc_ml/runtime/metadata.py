@@ -48,6 +48,7 @@ class _Envelope(BaseModel):
     metrics: dict = Field(default_factory=dict)
     exporter: dict = Field(default_factory=dict)
     input_meanings: dict[str, str] = Field(default_factory=dict)
+    input_rule: dict = Field(default_factory=dict)
     schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
 
 
@@ -108,7 +109,10 @@ class ModelMetadata:
     # -- metadata_props -----------------------------------------------------------------
     def to_props(self) -> dict[str, str]:
         """``metadata_props`` entries: text as text, other values as JSON."""
-        values = {"kind": self.info.kind, **self.info.exported()}
+        optional = {f.name for f in fields(self.info) if f.metadata.get("optional")}
+        values = {"kind": self.info.kind,
+                  **{k: v for k, v in self.info.exported().items()
+                     if not (v is None and k in optional)}}   # unset optional: no key
         values.update({f.name: getattr(self, f.name) for f in fields(self) if f.name != "info"})
         return {PREFIX + key: _text(value) for key, value in values.items()}
 

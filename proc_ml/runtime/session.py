@@ -73,8 +73,9 @@ class ModelSession:
                                                              providers),
                 providers=providers)
         except Exception as exc:  # onnxruntime raises its own types for bad files
-            raise ModelError(f"{self.path}: not a loadable ONNX model ({library_message(exc)})"
-                             f"{_version_hint(exc, ort)}") from None
+            hint = _version_hint(exc, ort)
+            reason = _too_new(exc) if hint else library_message(exc)
+            raise ModelError(f"{self.path}: not a loadable ONNX model ({reason}){hint}") from None
         self.providers = self.session.get_providers()
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = ModelMetadata.from_props(props, str(self.path))
@@ -129,6 +130,15 @@ def _version_hint(exc: Exception, ort) -> str:
                 f"it with 'proc-ml export onnx RUN --target-ort {_major_minor(ort.__version__)}' "
                 f"(docs/onnx.md)")
     return ""
+
+
+def _too_new(exc: Exception) -> str:
+    """onnxruntime's own words on the version it refused (its message starts with a C++
+    signature several hundred characters long)."""
+    import re
+
+    found = re.search(r"(Unsupported model IR version[^\n]*|[^\n:]*opset[^\n]*)", str(exc))
+    return found.group(1).strip()[:200] if found else library_message(exc)
 
 
 def _major_minor(version: str) -> str:
