@@ -217,14 +217,6 @@ def test_predict_parts_reads_every_trimesh_format(capfd, tmp_path, tiny_massing_
         assert code == 0, err
 
 
-OWNER_TRANSFER = ("owner: real-building import. proc_ml/voxelize.py transfer_labels builds a "
-                  "chunk x quads distance matrix (4096 x Q float64, plus a bool and a where copy: "
-                  "~70 KB per predicted face); a 20 x 20 block of boxes (4,800 triangles) needs "
-                  "more than the 4 GiB budget. Query nearest same-direction quad centres with "
-                  "scipy.spatial.cKDTree per direction, or size the chunk from the budget")
-
-
-@pytest.mark.xfail(strict=True, reason=OWNER_TRANSFER)
 def test_label_transfer_fits_the_budget(tmp_path, tiny_massing_unet_onnx):
     import sys
     sys.path.insert(0, str(REPO / "benchmarks"))

@@ -130,6 +130,7 @@ def test_write_facade_pairs_is_deterministic_and_in_palette(tmp_path):
     a = write_facade_pairs(CFG, 3, 7, tmp_path / "a", size=128, module_px=8)
     b = write_facade_pairs(CFG, 3, 7, tmp_path / "b", size=128, module_px=8)
     assert a["count"] == len(a["pairs"]) >= 3 and a["module_px"] == 8
+    assert [p["name"] for p in b["pairs"]] == [p["name"] for p in a["pairs"]]
     for pair in a["pairs"]:
         name = pair["name"]
         for folder in ("labels", "images"):

@@ -204,9 +204,11 @@ def run_texture(args) -> int:
         raise ConfigError("--model is required (or --procedural with --building)")
     if args.module_px is not None and args.module_px < 1:
         raise ConfigError(f"--module-px must be >= 1, got {args.module_px}")
-    _check_common(args, out_folder=False)
+    folder_input = bool(args.input) and Path(args.input).is_dir()
+    if not (folder_input and Path(args.out).resolve() == Path(args.input).resolve()):
+        _check_common(args, out_folder=folder_input)   # (the input folder itself: below)
     cell_size = _cell_size(args)
-    if args.input and Path(args.input).is_dir():
+    if folder_input:
         from proc_ml.predict.texture import texture_image_folder
 
         if Path(args.out).suffix.lower() == ".png":

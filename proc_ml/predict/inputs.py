@@ -59,7 +59,7 @@ def read_input(path: str | os.PathLike, *, building_id: int | None = None,
     if suffix == ".npz":
         record = grid_npz.read(path, n_parts=len(parts) if parts else None, require_labels=False)
         vocab = record.extras.get("vocab")
-        style = record.style if "street" not in record.extras and record.style.any() else None
+        style = record.style if record.style.any() else None   # real imports: no style
         return PartsInput(str(path), record.building_id, record.occupancy, style=style,
                           truth=record.labels, truth_parts=list(vocab) if vocab is not None else parts,
                           cell_size=size, truth_known=record.extras.get("label_known"),
