@@ -2,7 +2,9 @@
 
 An output folder that is not empty is refused unless ``--overwrite``, which first removes
 only what generate writes there (``owned_names``; other files stay), so a smaller ``--count``
-never leaves stale buildings of an earlier run behind.
+never leaves stale buildings of an earlier run behind. The one exception: a folder that holds
+only a killed ``generate buildings``' unfinished output (its lock file, no ``dataset.yaml``)
+is replaced by a rerun without ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -85,13 +87,15 @@ def prepare_output(out, kind: str, overwrite: bool) -> list[str]:
     if not out.is_dir() or not any(out.iterdir()):
         return []
     owned = owned_names(kind)
+    temp = re.compile(r"^\.(" + "|".join(re.escape(n) for n in owned) + r")\.[0-9a-f]+\.tmp$")
+    if not overwrite and kind == "buildings" and _interrupted(out, owned, temp):
+        overwrite = True     # a killed generate's own unfinished output: replace it
     if not overwrite:
         present = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
         shown = ", ".join(present[:4]) + (", ..." if len(present) > 4 else "")
         raise ConfigError(f"--out {out}: the folder is not empty ({shown}); pass --overwrite to "
                           f"replace the dataset there (removes only {', '.join(owned)}) or "
                           f"choose an empty folder")
-    temp = re.compile(r"^\.(" + "|".join(re.escape(n) for n in owned) + r")\.[0-9a-f]+\.tmp$")
     removed = []
     for entry in sorted(out.iterdir()):
         if entry.name not in owned and not temp.match(entry.name):
@@ -102,6 +106,23 @@ def prepare_output(out, kind: str, overwrite: bool) -> list[str]:
             entry.unlink()
         removed.append(entry.name)
     return removed
+
+
+def _interrupted(out: Path, owned, temp) -> bool:
+    """True when ``out`` holds only what a killed ``generate buildings`` left: its lock file
+    (a finished run removes it), no ``dataset.yaml``, and nothing generate does not write.
+    A generate still running there holds the lock: that is refused, never cleaned."""
+    from proc_ml.exporters.dataset import LOCK_NAME
+    from proc_ml.fileio import FolderLock
+    from proc_ml.formats import MANIFEST
+
+    names = {p.name for p in out.iterdir()}
+    if LOCK_NAME not in names or MANIFEST in names:
+        return False
+    if any(n not in owned and n != LOCK_NAME and not temp.match(n) for n in names):
+        return False
+    with FolderLock(out, LOCK_NAME, "generate"):      # raises when one is running
+        return True
 
 
 #: Most buildings one generate writes (ids index file names and C ints downstream).
