@@ -175,7 +175,7 @@ class PartsEvaluation:
 class BuildingPartsTask(Task):
     name = "building-parts"
     families = GRID_FAMILIES + CELL_FAMILIES
-    default_config = "parts_unet3d.yaml"
+    default_config = "parts_unet3d_street.yaml"
     info_type = PartsInfo
     metric_names = ("face_accuracy", "macro_f1", "building_accuracy", "loss")
 
@@ -310,13 +310,16 @@ class BuildingPartsTask(Task):
         metrics, dataset = evaluate_split(task, model, split, batch_size)
         grid_sizes = sorted({tuple(int(n) for n in r.occupancy.shape) for r in dataset.records})
         return {**run.result_header(data_dir, split), "with_style": run.info.with_style,
+                "with_street": run.info.with_street,
                 "parts": list(run.info.parts),
                 "grid_sizes": [list(s) for s in grid_sizes],
                 "trained_grid_size": run.info.grid_size, **metrics}
 
     @staticmethod
     def format_table(result: dict) -> str:
-        lines = [f"{result['family']} ({'style-aware' if result['with_style'] else 'massing only'}) "
+        inputs = ("style-aware" if result["with_style"] else
+                  "massing + street sides" if result.get("with_street") else "massing only")
+        lines = [f"{result['family']} ({inputs}) "
                  f"on {result['data']} [{result['split']}]: {result['buildings']} buildings, "
                  f"{result['faces']} faces"]
         lines += per_class_table(result["per_class"], "part")

@@ -22,7 +22,8 @@ def register(sub) -> None:
     parser.add_argument("--real", metavar="DIR",
                         help="labelled real-building dataset from 'proc-ml import citygml'")
     parser.add_argument("--model", action="append", default=[], metavar="MODEL.onnx",
-                        help="--real: an exported parts model (repeatable; none: baselines only)")
+                        help="--real: an exported parts model, or 'default' for the one installed "
+                             "with proc-ml (repeatable; none: baselines only)")
     parser.add_argument("--device", default="auto", help="--real: onnxruntime device (default auto)")
     parser.add_argument("--out", help="JSON file to write (default RUN/eval.json); with --real, "
                                       "the output folder (default DIR/evaluation)")
@@ -63,10 +64,12 @@ def run_real(args) -> int:
 
     from proc_ml import real_buildings
     from proc_ml.fileio import write_text
-    from proc_ml.runtime import PartsPredictor
+    from proc_ml.runtime import PartsPredictor, default_model
 
     real = real_buildings.load_real(args.real)
-    models = {Path(m).stem: PartsPredictor.open(m, device=args.device) for m in args.model}
+    paths = [default_model("building-parts") if m == "default" else Path(m) for m in args.model]
+    models = {("installed" if m == "default" else p.stem): PartsPredictor.open(p, device=args.device)
+              for m, p in zip(args.model, paths)}
     out = Path(args.out) if args.out else Path(args.real) / "evaluation"
     result = real_buildings.evaluate(real, models, pictures=out / "pictures")
     write_text(out / "real.json", json.dumps(result, indent=2) + "\n")
