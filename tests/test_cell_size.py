@@ -34,7 +34,8 @@ def two_metre(tmp_path_factory):
     from proc_ml.procedural import load_generator_config
 
     root = tmp_path_factory.mktemp("cell2")
-    cfg = load_generator_config(None, ["grid.size=[10,10,8]", f"grid.cell_size={CELL}"])
+    # legacy rules: their meshes are the voxel faces, so voxelising one gives the grid back
+    cfg = load_generator_config(None, ["rules=legacy", "grid.size=[10,10,8]", f"grid.cell_size={CELL}"])
     generate_dataset(cfg, 8, 4, root / "data", ("grids", "meshes"), workers=1, progress=False)
     assert main(["train", "building-parts", "--data", str(root / "data"), "--out", str(root / "run"),
                  "--config", "tiny_parts_unet3d", "--quiet", "--set", "dataset.use_style=false",

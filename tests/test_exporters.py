@@ -26,8 +26,10 @@ CELL = 2.5
 
 
 def small_config(*extra):
-    return load_generator_config(None, ["grid.size=[12,10,9]", f"grid.cell_size={CELL}",
-                                        "points.per_building=300", *extra])
+    """The legacy rules: meshes are the voxel faces, which these writer tests check face by
+    face (the grammar's sloped meshes: test_facade_grammar.py)."""
+    return load_generator_config(None, ["rules=legacy", "grid.size=[12,10,9]",
+                                        f"grid.cell_size={CELL}", "points.per_building=300", *extra])
 
 
 def file_hashes(root: Path) -> dict:

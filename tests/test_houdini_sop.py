@@ -204,8 +204,20 @@ def test_missing_model_is_a_node_error(tmp_path, parts_model):
     missing = tmp_path / "nope.onnx"
     with pytest.raises(hou.NodeError, match=r"nope\.onnx: model file not found"):
         hou.cook(predict_node(geo, missing), PREDICT)
-    with pytest.raises(hou.NodeError, match="no model file set"):
-        hou.cook(predict_node(geo, ""), PREDICT)
+
+
+def test_empty_model_cooks_with_the_installed_model():
+    """An empty Model parameter means the model installed with proc-ml (docs/model-card.md)."""
+    from proc_ml.runtime import PartsPredictor, default_model
+
+    geo = voxel_points_geometry(building().occupancy)
+    node = predict_node(geo, "", street="-y")
+    hou.cook(node, PREDICT)
+    out = output_arrays(node.geometry())
+    assert out["parts"] == PartsPredictor(default_model(), device="cpu").parts
+    assert len(out["part"]) > 0
+    assert set(out["name"]) <= {"wall", "window", "door", "roof", "ground"}
+    assert {"roof", "ground"} <= set(out["name"])
 
 
 def test_unreadable_model_is_a_node_error(tmp_path):

@@ -22,7 +22,7 @@ from proc_ml.grid import exterior_faces
 from proc_ml.procedural import generate_building, load_generator_config
 
 COUNT, SEED = 8, 4
-CONFIG = ["grid.size=[10,10,8]", "points.per_building=200"]
+CONFIG = ["rules=legacy", "grid.size=[10,10,8]", "points.per_building=200"]
 
 
 @pytest.fixture(scope="module")
