@@ -9,7 +9,9 @@ import and the facade grammar and read when present: ``vocab`` (str[K], the voca
 (bool[X, Y, Z, 6]: faces whose label the source supports), ``rotation_deg`` (0-d float),
 ``origin`` (float64[3]), ``cell_size`` (0-d float), ``source_id`` and ``source_file`` (0-d
 str), ``neighbours`` (bool[X, Y, Z]: cells of neighbouring buildings, the context of party
-walls). Written with fixed zip timestamps, so the same building gives the same bytes.
+walls), ``label_fixed`` (bool[X, Y, Z, 6]: faces whose label an artist corrected, the
+``part_fix`` attribute of the DCC adapters; training weighs them ``training.fix_weight``
+times). Written with fixed zip timestamps, so the same building gives the same bytes.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..grid import exterior_faces
 #: The optional arrays, and the dtype each is stored with.
 EXTRAS = {"vocab": str, "street": bool, "label_known": bool, "rotation_deg": np.float64,
           "origin": np.float64, "cell_size": np.float64, "source_id": str, "source_file": str,
-          "neighbours": bool}
+          "neighbours": bool, "label_fixed": bool}
 
 
 @dataclass
@@ -129,6 +131,7 @@ def _checked_labels(path: Path, labels: np.ndarray, occ: np.ndarray, n_parts: in
 
 def _check_extras(path: Path, extras: dict, shape) -> None:
     expected = {"street": (4,), "label_known": tuple(shape) + (6,), "origin": (3,),
+                "label_fixed": tuple(shape) + (6,),
                 "neighbours": tuple(shape),
                 "rotation_deg": (), "cell_size": ()}
     for key, want in expected.items():
