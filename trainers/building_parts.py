@@ -16,12 +16,14 @@ from torch.utils.data import Dataset
 from proc_ml.datasets import open_dataset
 from proc_ml.encoding import (GRID_INPUT_SETS, SIDES, adjacency_feature_names,
                               adjacency_features, face_mask, grid_inputs, pad_to_stride)
-from proc_ml.errors import DatasetError
+from proc_ml.errors import ConfigError, DatasetError
 from proc_ml.grid import NO_PART
 from proc_ml.metrics import (ECE_BINS, classification_metrics, expected_calibration_error,
                              per_class_table)
 from proc_ml.runinfo import PartsInfo
 
+from .finetune import (freeze_norm, input_set_of, load_init, load_into, mapping_lines,
+                       parent_counts, vocabulary_mapping, write_record)
 from .models import build_model
 from .task import Task, evaluate_split
 
@@ -61,6 +63,16 @@ def encode_grid_example(record, names, stride: int, street=None) -> tuple[np.nda
     return pad_to_stride(channels, stride), targets
 
 
+def face_weights(record, stride: int, fix_weight: float) -> np.ndarray | None:
+    """``float32[6, X', Y', Z']``: ``fix_weight`` on the faces an artist corrected (the
+    grid's ``label_fixed``), 1 elsewhere; None when the grid marks none."""
+    fixed = record.extras.get("label_fixed")
+    if fixed is None or not fixed.any():
+        return None
+    weights = np.where(fixed, np.float32(fix_weight), np.float32(1.0)).transpose(3, 0, 1, 2)
+    return pad_to_stride(weights, stride)
+
+
 def encode_cell_example(record, with_style: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(coords int32[N, 3], float32[N, F], int64[N, 6])`` per occupied cell."""
     coords, feats = adjacency_features(record.occupancy, record.style if with_style else None)
@@ -76,12 +88,25 @@ def _split_directions(logits: torch.Tensor, n_parts: int) -> torch.Tensor:
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, n_parts: int,
-                         reduction: str = "mean", weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy over existing faces only (targets -1 elsewhere), optionally class-weighted."""
+                         reduction: str = "mean", weight: torch.Tensor | None = None,
+                         face_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy over existing faces only (targets -1 elsewhere), optionally
+    class-weighted (``weight``, per part) and face-weighted (``face_weight``, shaped like
+    the targets: corrected faces weigh ``training.fix_weight``). The mean divides by the
+    summed weights, as ``F.cross_entropy`` does with class weights."""
     if not bool((targets >= 0).any()):
         return logits.sum() * 0.0
-    return F.cross_entropy(_split_directions(logits, n_parts).float(), targets, weight=weight,
-                           ignore_index=NO_PART, reduction=reduction)
+    split = _split_directions(logits, n_parts).float()
+    if face_weight is None:
+        return F.cross_entropy(split, targets, weight=weight, ignore_index=NO_PART,
+                               reduction=reduction)
+    per_face = F.cross_entropy(split, targets, ignore_index=NO_PART, reduction="none")
+    total = face_weight.float() * (targets >= 0)
+    if weight is not None:
+        total = total * weight.float()[targets.clamp(min=0)]
+    if reduction == "sum":
+        return (per_face * total).sum()
+    return (per_face * total).sum() / total.sum().clamp(min=1e-12)
 
 
 def inverse_sqrt_weights(counts: np.ndarray) -> np.ndarray:
@@ -179,9 +204,30 @@ class BuildingPartsTask(Task):
     info_type = PartsInfo
     metric_names = ("face_accuracy", "macro_f1", "building_accuracy", "loss")
 
+    @classmethod
+    def defaults(cls) -> dict:
+        return {"training": {
+            "init": "",            # fine-tune from a run, .pt, .onnx or 'default' (trainers.finetune)
+            "freeze_norm": True,   # with init: BatchNorm statistics stay the source's
+            "fix_weight": 4.0,     # loss weight of faces an artist corrected (label_fixed)
+        }}
+
+    @classmethod
+    def validate_config(cls, config: dict, source: str) -> None:
+        from proc_ml.config import source_of
+
+        weight = config["training"]["fix_weight"]
+        if not 1.0 <= weight <= 1000.0:
+            raise ConfigError(f"{source_of(source, 'training.fix_weight')}: config key "
+                              f"'training.fix_weight' must be between 1 and 1000, got {weight!r}")
+        if config["training"]["init"] and config["model"]["family"] not in GRID_FAMILIES + CELL_FAMILIES:
+            raise ConfigError(f"{source_of(source, 'training.init')}: config key 'training.init' "
+                              f"needs a building-parts family")
+
     def __init__(self, config: dict, data_dir):
         super().__init__(config, data_dir)
         self.data = open_dataset(data_dir)
+        self.init = None
         self.family = config["model"]["family"]
         self.inputs = input_set(config["dataset"])
         if self.inputs not in GRID_INPUT_SETS:
@@ -210,6 +256,21 @@ class BuildingPartsTask(Task):
         else:
             raise DatasetError(f"model family '{self.family}' does not train building parts")
 
+    @classmethod
+    def prepare_config(cls, config: dict) -> None:
+        """Fine-tuning (``training.init``): the source network's family, size and inputs
+        replace the config's (the run's config.yaml records what was used)."""
+        if not config["training"]["init"]:
+            return
+        init = load_init(config["training"]["init"])
+        info = init.info
+        config["model"] = {"family": info.family, **init.hyper}
+        if info.input_kind == "grid":
+            config["dataset"]["inputs"] = input_set_of(info.input_names)
+        else:
+            config["dataset"]["inputs"] = "style" if info.with_style else "massing"
+        config["dataset"]["use_style"] = bool(info.with_style)
+
     # -- networks -------------------------------------------------------------------
     def model_kwargs(self) -> dict:
         sizes = ({"in_channels": len(self.input_names)} if self.input_kind == "grid"
@@ -219,12 +280,53 @@ class BuildingPartsTask(Task):
     def build_models(self):
         return {self.primary_model: build_model(self.family, **self.model_kwargs())}
 
+    def init_weights(self, models) -> None:
+        """Fine-tuning: the source's weights, its output channels mapped to this dataset's
+        parts; a new part's parent is the source part the source network predicts most on
+        its faces."""
+        if not self.config["training"]["init"]:
+            return
+        self.init = load_init(self.config["training"]["init"])
+        model = models[self.primary_model]
+        source = self.init.parts
+        parents = {}
+        if any(p not in source for p in self.parts):
+            parents = self._parents()
+        self.init_mapping = vocabulary_mapping(source, self.parts, parents)
+        load_into(model, self.init, self.parts, self.init_mapping)
+        for line in mapping_lines(self.init, self.init_mapping):
+            print(line, flush=True)
+        write_record(self.run_dir, self.init, self.init_mapping, self.config)
+
+    def _parents(self) -> dict:
+        source = self.init.parts
+        network = build_model(self.family, **{**self.model_kwargs(), "n_parts": len(source)})
+        load_into(network, self.init, source, vocabulary_mapping(source, source))
+        network.eval()
+        counts = np.zeros((self.n_parts, len(source)), dtype=np.int64)
+        with torch.no_grad():
+            for i in self.split_ids(self.config["dataset"]["train_split"]):
+                x, t = self.encode(self.data.building(i))[:2]
+                logits = network(torch.from_numpy(x)[None] if self.input_kind == "grid"
+                                 else torch.from_numpy(x))
+                predicted = predict_parts(logits, len(source))
+                targets = torch.from_numpy(t)[None] if self.input_kind == "grid" else torch.from_numpy(t)
+                valid = targets >= 0
+                counts += parent_counts(predicted[valid].numpy(), targets[valid].numpy(),
+                                        len(source), self.n_parts)
+        return {part: source[int(np.argmax(counts[j]))] for j, part in enumerate(self.parts)
+                if part not in source and counts[j].sum() > 0}
+
     def training_step(self, models, batch):
-        logits = models[self.primary_model](batch["inputs"])
+        model = models[self.primary_model]
+        if self.config["training"]["init"] and self.config["training"]["freeze_norm"]:
+            freeze_norm(model)
+        logits = model(batch["inputs"])
         weight = None
         if self.class_weights is not None:
             weight = self.class_weights.to(logits.device)
-        loss = masked_cross_entropy(logits, batch["targets"], self.n_parts, weight=weight)
+        loss = masked_cross_entropy(logits, batch["targets"], self.n_parts, weight=weight,
+                                    face_weight=batch.get("weights"))
         yield self.primary_model, loss
         with torch.no_grad():
             valid = batch["targets"] >= 0
@@ -261,7 +363,9 @@ class BuildingPartsTask(Task):
             street = None
             if augment and self.with_street and self._rng.random() < self.street_dropout:
                 street = ()             # the artist did not say: no side marked
-            return encode_grid_example(record, self.input_names, self.stride, street)
+            x, t = encode_grid_example(record, self.input_names, self.stride, street)
+            w = face_weights(record, self.stride, self.config["training"]["fix_weight"])
+            return (x, t) if w is None else (x, t, w)
         return encode_cell_example(record, self.with_style)[1:]
 
     def collate(self, examples):
@@ -497,11 +601,22 @@ def fit_decision_weights(probs: np.ndarray, truth: np.ndarray, n_parts: int, rou
 
 
 def _collate_grids(examples):
-    shape = tuple(max(x.shape[axis] for x, _ in examples) for axis in (1, 2, 3))
+    """Examples ``(inputs, targets[, face weights])`` padded to one shape; ``weights`` is
+    in the batch when any example has face weights (1 for the others)."""
+    shape = tuple(max(e[0].shape[axis] for e in examples) for axis in (1, 2, 3))
     inputs = torch.zeros((len(examples), examples[0][0].shape[0]) + shape)
     targets = torch.full((len(examples), 6) + shape, NO_PART, dtype=torch.int64)
-    for i, (x, t) in enumerate(examples):
+    weighted = any(len(e) > 2 for e in examples)
+    weights = torch.ones((len(examples), 6) + shape) if weighted else None
+    for i, example in enumerate(examples):
+        x, t = example[:2]
         inputs[i, :, :x.shape[1], :x.shape[2], :x.shape[3]] = torch.from_numpy(x)
         targets[i, :, :t.shape[1], :t.shape[2], :t.shape[3]] = torch.from_numpy(t)
-    return {"inputs": inputs, "targets": targets, "building": torch.arange(len(examples)),
-            "count": len(examples)}
+        if len(example) > 2:
+            w = example[2]
+            weights[i, :, :w.shape[1], :w.shape[2], :w.shape[3]] = torch.from_numpy(w)
+    batch = {"inputs": inputs, "targets": targets, "building": torch.arange(len(examples)),
+             "count": len(examples)}
+    if weights is not None:
+        batch["weights"] = weights
+    return batch

@@ -22,6 +22,10 @@ FORMAT = "proc-ml-checkpoint"
 FORMAT_VERSION = 1
 
 
+#: The checkpoints folder of a run (``last.pt``, ``best.pt``; ``trainers.runs``).
+CHECKPOINT_DIR = "checkpoints"
+
+
 def rng_state() -> dict:
     """torch, numpy and python RNG states as tensors and lists (no pickled objects)."""
     np_name, np_keys, np_pos, np_gauss, np_cached = np.random.get_state()

@@ -132,6 +132,12 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.progress = self.training["progress"] if progress is None else progress
         self.device = ctx.device
+        last = self.out / CHECKPOINT_DIR / "last.pt"
+        if not resume and last.exists():
+            raise ConfigError(f"{self.out}: already holds a training run ({last}); "
+                              f"pass --resume to continue it or choose another --out")
+        if not resume:
+            task_class(config["task"]).prepare_config(config)
         self.task = make_task(config, data_dir)
         self.task.use_run_dir(self.out)
         self.task.progress = bool(self.progress and ctx.is_main)   # the task's own bars (data caches)
@@ -140,7 +146,10 @@ class Trainer:
                               f"{', '.join(self.task.metric_names)}, got {self.training['best_metric']!r}")
         self.seed = int(self.training["seed"])
         seed_all(self.seed)
-        self.models = {name: m.to(self.device) for name, m in self.task.build_models().items()}
+        models = self.task.build_models()
+        if not resume:
+            self.task.init_weights(models)
+        self.models = {name: m.to(self.device) for name, m in models.items()}
         self.optimizers = {name: make_optimizer(parameters_of(self.models, members), self.training)
                            for name, members in self.task.optimizer_groups().items()}
         self._build_loaders()
@@ -156,12 +165,8 @@ class Trainer:
         self.best: dict | None = None
         self.tensorboard = None
         self.should_stop = False
-        last = self.out / CHECKPOINT_DIR / "last.pt"
         if resume:
             self._restore(last)
-        elif last.exists():
-            raise ConfigError(f"{self.out}: already holds a training run ({last}); "
-                              f"pass --resume to continue it or choose another --out")
 
     # -- setup ----------------------------------------------------------------------
     def _build_loaders(self) -> None:

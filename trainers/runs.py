@@ -24,12 +24,12 @@ from proc_ml.registry import task_class
 from proc_ml.runinfo import RunInfo, ShapeInfo, info_from_dict
 
 from . import checkpoint as checkpoints
+from .checkpoint import CHECKPOINT_DIR
 from .config import load_train_config, stored_config
 from .models import build_model
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_DIR = "checkpoints"
 EVAL_FILE = "eval.json"
 
 

@@ -73,10 +73,19 @@ class Task(abc.ABC):
 
         self.run_dir = Path(run_dir)
 
+    @classmethod
+    def prepare_config(cls, config: dict) -> None:
+        """Called by the training loop before a new run's task is made (not on resume):
+        may rewrite ``config`` in place (fine-tuning adopts the source network's size)."""
+
     # -- networks and optimisation ------------------------------------------------------
     @abc.abstractmethod
     def build_models(self) -> dict[str, nn.Module]:
         """The networks by name; ``primary_model`` is the one exported."""
+
+    def init_weights(self, models: dict[str, nn.Module]) -> None:
+        """Called by the training loop on a new run once the networks are built (not on
+        resume): start them from trained weights (fine-tuning, ``training.init``)."""
 
     def optimizer_groups(self) -> dict[str, tuple[str, ...]]:
         """Optimizer name -> the models whose parameters it updates."""

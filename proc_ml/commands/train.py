@@ -29,6 +29,11 @@ def register(sub) -> None:
     parser.add_argument("--device", default=None,
                         help="auto, cpu, cuda or cuda:N (default: the config's training.device, "
                              "auto = CUDA when available)")
+    parser.add_argument("--init", default=None, metavar="MODEL",
+                        help="building-parts: fine-tune from MODEL (a run folder, a .pt "
+                             "checkpoint, an .onnx model, or 'default' for the installed model); "
+                             "its size and inputs are used, parts are mapped by name "
+                             "(docs/few-shot.md); sets training.init")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint (a finished run "
                              "is reported and left as it is)")
@@ -44,6 +49,15 @@ def run(args) -> int:
     from proc_ml.trainers.runs import trained_epochs
 
     overrides = list(args.set) + ([f"training.device={args.device}"] if args.device else [])
+    if args.init is not None:
+        if args.resume:
+            raise ConfigError("--init cannot be combined with --resume (the run already "
+                              "started from its own init)")
+        if args.task != "building-parts":
+            raise ConfigError(f"--init: fine-tuning is for building-parts, not {args.task}")
+        if not args.init.strip():
+            raise ConfigError("--init: empty; pass a run folder, a .pt, an .onnx or 'default'")
+        overrides.append(f"training.init={_quoted(args.init)}")
     if args.resume:
         if args.config:
             raise ConfigError("--config cannot be combined with --resume "
@@ -82,6 +96,13 @@ def run(args) -> int:
         report.done(_run_outputs(args.out), epochs=summary["epochs"], best=_best_fields(best),
                     already_finished=False)
     return 0
+
+
+def _quoted(text: str) -> str:
+    """A --set value that stays a string whatever it looks like (a path, 'default')."""
+    import json
+
+    return json.dumps(str(text))
 
 
 def _best_text(best: dict | None) -> str:

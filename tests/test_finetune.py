@@ -1,0 +1,234 @@
+"""Fine-tuning (``train building-parts --init``): every source, the vocabulary mapping,
+exact weights from an exported model, frozen normalisation, corrected faces in the loss."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from proc_ml.cli import main
+
+
+def _train(dataset, out, *args):
+    return main(["train", "building-parts", "--data", str(dataset), "--out", str(out),
+                 "--quiet", "--set", "training.epochs=1", "--set", "training.threads=1",
+                 "--set", "dataset.max_buildings=4", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def custom_vocab_dataset(tmp_path_factory):
+    """12^3 grammar buildings in a studio vocabulary: no balcony, an extra chimney part."""
+    from proc_ml.exporters.dataset import generate_dataset
+    from proc_ml.procedural import load_generator_config
+
+    out = tmp_path_factory.mktemp("vocab_ds")
+    cfg = load_generator_config(None, ["grid.size=[12,12,12]",
+                                       "parts=[wall, window, door, roof, shopfront, ground, chimney]"])
+    generate_dataset(cfg, 6, 2, out, ("grids",), workers=1, progress=False)
+    return out
+
+
+# -- the vocabulary mapping ---------------------------------------------------------------
+def test_vocabulary_mapping_keeps_adds_and_drops_by_name():
+    from proc_ml.trainers.finetune import vocabulary_mapping
+
+    source = ["wall", "window", "door", "roof", "balcony", "ground"]
+    target = ["roof", "wall", "window", "cornice", "ground", "sill"]
+    mapping = vocabulary_mapping(source, target, {"cornice": "roof", "sill": "nonexistent"})
+    assert mapping["kept"] == ["roof", "wall", "window", "ground"]
+    assert mapping["added"] == {"cornice": "roof", "sill": "wall"}    # unknown parent: wall
+    assert mapping["dropped"] == ["door", "balcony"]
+    assert vocabulary_mapping(["a", "b"], ["c"])["added"] == {"c": "a"}   # no wall: the first
+
+
+def test_output_channels_follow_the_names(tiny_unet_run, tmp_path):
+    """Kept parts keep their channels in every direction (whatever their new index); a new
+    part copies its parent's channels with NEW_PART_BIAS on the bias; dropped ones go."""
+    from proc_ml.trainers import load_run
+    from proc_ml.trainers.finetune import NEW_PART_BIAS, load_init, load_into, vocabulary_mapping
+    from proc_ml.trainers.models import build_model
+
+    source_model, run = load_run(tiny_unet_run)
+    init = load_init(str(tiny_unet_run))
+    assert init.kind == "run" and init.parts == list(run.info.parts)
+    target = ["ground", "wall", "cornice", "window", "roof"]
+    mapping = vocabulary_mapping(init.parts, target, {"cornice": "roof"})
+    model = build_model("parts-unet3d", in_channels=len(run.info.input_names),
+                        n_parts=len(target), **init.hyper)
+    load_into(model, init, target, mapping)
+    k_src, k_new = len(init.parts), len(target)
+    w_src = source_model.head.weight.detach().reshape(6, k_src, -1)
+    b_src = source_model.head.bias.detach().reshape(6, k_src)
+    w_new = model.head.weight.detach().reshape(6, k_new, -1)
+    b_new = model.head.bias.detach().reshape(6, k_new)
+    for j, part in enumerate(target):
+        i = init.parts.index("roof" if part == "cornice" else part)
+        torch.testing.assert_close(w_new[:, j], w_src[:, i])
+        offset = NEW_PART_BIAS if part == "cornice" else 0.0
+        torch.testing.assert_close(b_new[:, j], b_src[:, i] + offset)
+    # everything below the head is the source's
+    for key, value in source_model.state_dict().items():
+        if not key.startswith("head."):
+            torch.testing.assert_close(model.state_dict()[key], value)
+
+
+# -- an exported model as the source ------------------------------------------------------
+def test_init_from_the_installed_onnx_model_is_exact():
+    """The installed model's folded BatchNorm comes back as an identity norm plus shift: the
+    torch network gives onnxruntime's logits (eval mode, statistics frozen)."""
+    from proc_ml.encoding import grid_inputs
+    from proc_ml.runtime import PartsPredictor, default_model
+    from proc_ml.trainers.finetune import load_init, load_into, vocabulary_mapping
+    from proc_ml.trainers.models import build_model
+
+    init = load_init("default")
+    assert init.kind == "onnx" and init.hyper == {"width": 12, "depth": 2}
+    model = build_model("parts-unet3d", in_channels=len(init.info.input_names),
+                        n_parts=len(init.parts), **init.hyper)
+    load_into(model, init, init.parts, vocabulary_mapping(init.parts, init.parts))
+    model.eval()
+    occupancy = np.zeros((8, 8, 8), np.uint8)
+    occupancy[1:6, 2:7, :5] = 1
+    occupancy[1:3, 2:4, 5:7] = 1
+    x = grid_inputs(init.info.input_names, occupancy, None, ("+x",), None)
+    with torch.no_grad():
+        ours = model(torch.from_numpy(x)[None]).numpy()
+    session = PartsPredictor(default_model("building-parts"), device="cpu").model
+    theirs = session.run(x[None].astype(np.float32))
+    assert np.abs(ours - theirs).max() < 1e-4
+
+
+# -- --init from each source through the CLI ------------------------------------------------
+@pytest.mark.parametrize("source", ["run", "checkpoint", "onnx", "default"])
+def test_train_init_from_each_source(source, tiny_unet_run, tiny_unet_onnx, tiny_dataset, tmp_path,
+                                     capsys):
+    given = {"run": tiny_unet_run, "checkpoint": tiny_unet_run / "checkpoints" / "last.pt",
+             "onnx": tiny_unet_onnx, "default": "default"}[source]
+    out = tmp_path / "ft"
+    assert _train(tiny_dataset, out, "--init", given, "--config", "parts_finetune") == 0
+    printed = capsys.readouterr().out
+    assert "init: parts kept (7)" in printed
+    record = json.loads((out / "init.json").read_text())
+    assert record["kind"] == {"run": "run", "checkpoint": "checkpoint"}.get(source, "onnx")
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    # the network and inputs are the source's, whatever parts_finetune says
+    if source in ("run", "checkpoint", "onnx"):
+        assert config["model"] == {"family": "parts-unet3d", "width": 4, "depth": 2}
+        assert config["dataset"]["inputs"] == "style"
+    else:
+        assert config["model"] == {"family": "parts-unet3d", "width": 12, "depth": 2}
+        assert config["dataset"]["inputs"] == "street"
+    assert config["training"]["init"] == str(given)
+    # the fine-tuned run exports like any other, and --resume does not start it again
+    assert main(["export", "onnx", str(out), "--out", str(tmp_path / "ft.onnx")]) == 0
+    assert main(["train", "building-parts", "--data", str(tiny_dataset), "--out", str(out),
+                 "--resume", "--quiet"]) == 0
+    assert "training already finished" in capsys.readouterr().out
+
+
+def test_init_with_another_vocabulary_prints_and_records_the_mapping(custom_vocab_dataset, tmp_path,
+                                                                      capsys):
+    out = tmp_path / "ft"
+    assert _train(custom_vocab_dataset, out, "--init", "default", "--config", "parts_finetune") == 0
+    printed = capsys.readouterr().out
+    assert "init: parts added: chimney (from " in printed
+    assert "init: parts dropped: balcony" in printed
+    mapping = json.loads((out / "init.json").read_text())["mapping"]
+    assert mapping["dropped"] == ["balcony"] and list(mapping["added"]) == ["chimney"]
+    from proc_ml.trainers import load_run
+    model, run = load_run(out)
+    assert run.info.parts == ["wall", "window", "door", "roof", "shopfront", "ground", "chimney"]
+    assert model.head.out_channels == 6 * 7
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--init", "{tmp}/nothing.onnx"], "not found"),
+    (["--init", "{tmp}"], "needs checkpoints/best.pt"),
+    (["--init", "default", "--resume"], "--init cannot be combined with --resume"),
+    (["--init", "{pix}"], "fine-tuning from an .onnx file needs a parts-unet3d"),
+])
+def test_init_errors_are_one_line(args, message, tiny_dataset, tiny_pix2pix_onnx, tmp_path, capsys):
+    args = [a.format(tmp=tmp_path, pix=tiny_pix2pix_onnx[0]) for a in args]
+    assert _train(tiny_dataset, tmp_path / "out", *args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+# -- frozen normalisation and corrected faces ---------------------------------------------
+def test_fine_tuning_keeps_the_normalisation_statistics(tiny_unet_run, tiny_dataset, tmp_path):
+    from proc_ml.trainers import load_run
+
+    source, _ = load_run(tiny_unet_run)
+    out = tmp_path / "ft"
+    assert _train(tiny_dataset, out, "--init", tiny_unet_run, "--config", "parts_finetune",
+                  "--set", "training.epochs=2") == 0
+    tuned, _ = load_run(out, "last")
+    stats = [k for k in source.state_dict() if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    for key in stats:
+        torch.testing.assert_close(tuned.state_dict()[key], source.state_dict()[key])
+    changed = [k for k in stats if k.replace("running_mean", "weight") in source.state_dict()]
+    assert any(not torch.equal(tuned.state_dict()[k.replace("running_mean", "bias")],
+                               source.state_dict()[k.replace("running_mean", "bias")])
+               for k in changed if k.endswith("running_mean"))      # shifts still train
+
+
+def test_masked_cross_entropy_weighs_faces():
+    from proc_ml.trainers.building_parts import masked_cross_entropy
+
+    torch.manual_seed(0)
+    k = 3
+    logits = torch.randn(1, 6 * k, 2, 2, 2)
+    targets = torch.randint(-1, k, (1, 6, 2, 2, 2))
+    targets[0, 0, 0, 0, 0] = 1
+    weights = torch.ones(1, 6, 2, 2, 2)
+    weights[0, 0, 0, 0, 0] = 4.0
+    per_face = torch.nn.functional.cross_entropy(
+        logits.reshape(1, 6, k, 2, 2, 2).transpose(1, 2), targets, ignore_index=-1,
+        reduction="none")
+    valid = targets >= 0
+    expected = (per_face * weights)[valid].sum() / weights[valid].sum()
+    got = masked_cross_entropy(logits, targets, k, face_weight=weights)
+    torch.testing.assert_close(got, expected)
+    # all-ones face weights are the plain loss
+    torch.testing.assert_close(masked_cross_entropy(logits, targets, k, face_weight=torch.ones_like(weights)),
+                               masked_cross_entropy(logits, targets, k))
+
+
+def test_corrected_faces_reach_the_loss(tiny_dataset, tmp_path):
+    """A grid with label_fixed: its marked faces weigh training.fix_weight in the batch the
+    loop trains on, and the step's loss is the weighted mean."""
+    import shutil
+
+    from proc_ml.formats import grid_npz
+    from proc_ml.trainers.building_parts import masked_cross_entropy
+    from proc_ml.trainers.config import load_train_config, resolve_config_path
+    from proc_ml.trainers.loop import make_task
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    path = data / "grids" / "b000000.npz"
+    record = grid_npz.read(path)
+    fixed = np.zeros(record.labels.shape, bool)
+    faces = np.argwhere(record.labels >= 0)[:5]
+    fixed[tuple(faces.T)] = True
+    grid_npz.write(path, record.building_id, record.archetype, record.occupancy, record.labels,
+                   record.style, **{**record.extras, "label_fixed": fixed})
+    config = load_train_config("building-parts", resolve_config_path("tiny_parts_unet3d"),
+                               ["training.fix_weight=6.0"])
+    task = make_task(config, data)
+    example = task.encode(task.data.building(0))
+    assert len(example) == 3 and example[2].max() == 6.0 and (example[2] == 6.0).sum() == 5
+    batch = task.collate([example, task.encode(task.data.building(1))])
+    assert batch["weights"][1].eq(1.0).all() and batch["weights"][0].eq(6.0).sum() == 5
+    model = task.build_models()["model"]
+    step = task.training_step({"model": model}, batch)
+    _, loss = next(step)
+    logits = model(batch["inputs"])
+    torch.testing.assert_close(loss, masked_cross_entropy(logits, batch["targets"], task.n_parts,
+                                                          face_weight=batch["weights"]))
+    assert not torch.isclose(loss, masked_cross_entropy(logits, batch["targets"], task.n_parts))

@@ -1,0 +1,285 @@
+"""Fine-tuning: start a building-parts network from a trained model (``training.init``,
+``proc-ml train building-parts --init MODEL``).
+
+``MODEL`` is a run folder (its ``checkpoints/best.pt``), a ``.pt`` checkpoint, an exported
+``.onnx`` model, or ``default`` (the model installed with proc-ml,
+``proc_ml.runtime.default_model``). What carries over:
+
+* the network: family, width and depth, and the input channels (``dataset.inputs``) are the
+  source's, whatever the config says (the run's config records what was used);
+* the weights. An exported model's BatchNorm layers are folded into its convolutions; they
+  are restored as the identity (mean 0, variance 1, scale 1) with the folded bias as their
+  shift, which is exact while the normalisation statistics stay frozen
+  (``training.freeze_norm``, on by default when fine-tuning: a handful of buildings cannot
+  re-estimate them);
+* the vocabulary, by part name (``vocabulary_mapping``): a part both have keeps its output
+  channels; a part only the dataset has gets new channels copied from the source part the
+  pretrained network predicts most often on its faces in the training split (its *parent*;
+  ``wall`` when it labels none), with ``NEW_PART_BIAS`` added to their bias so the parent
+  keeps winning until training says otherwise; a part only the source has is dropped.
+
+The mapping is printed and written to ``RUN/init.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from proc_ml.errors import ConfigError, ModelError
+from proc_ml.runinfo import PartsInfo, info_from_dict
+
+from . import checkpoint as checkpoints
+from .checkpoint import CHECKPOINT_DIR
+
+#: Added to a new part's copied bias: e^-1.4 ~ 1/4 of its parent's odds at the start.
+NEW_PART_BIAS = -1.4
+#: Parent of a new part no training face tells anything about.
+FALLBACK_PARENT = "wall"
+#: The record of a fine-tuned run's start, in its run folder.
+INIT_FILE = "init.json"
+#: Names ``training.init`` accepts for the installed model.
+DEFAULT_NAMES = ("default", "installed")
+
+
+@dataclass
+class InitSource:
+    """A trained building-parts network to start from."""
+    given: str                      # training.init as written
+    path: Path                      # the file the weights came from
+    kind: str                       # run | checkpoint | onnx
+    info: PartsInfo
+    hyper: dict                     # model keys besides family (width, depth / hidden ...)
+    state: dict = field(repr=False, default_factory=dict)   # name -> tensor
+    folded_norm: bool = False       # BatchNorm folded into the convolutions (ONNX)
+
+    @property
+    def parts(self) -> list[str]:
+        return list(self.info.parts)
+
+
+def load_init(given: str) -> InitSource:
+    """The network ``given`` names (a run folder, ``.pt``, ``.onnx`` or ``default``)."""
+    text = str(given).strip()
+    if text in DEFAULT_NAMES:
+        from proc_ml.runtime import default_model
+
+        return _from_onnx(text, default_model("building-parts"))
+    path = Path(text)
+    if path.is_dir():
+        best = path / CHECKPOINT_DIR / "best.pt"
+        if not best.is_file():
+            raise ModelError(f"--init {path}: a run folder needs {CHECKPOINT_DIR}/best.pt "
+                             f"(train it first, or pass a .pt / .onnx file)")
+        return _from_checkpoint(text, best, "run")
+    if not path.is_file():
+        raise ModelError(f"--init {path}: not found (a run folder, a .pt checkpoint, an .onnx "
+                         f"model, or 'default' for the installed model)")
+    if path.suffix.lower() == ".onnx":
+        return _from_onnx(text, path)
+    if path.suffix.lower() == ".pt":
+        return _from_checkpoint(text, path, "checkpoint")
+    raise ModelError(f"--init {path}: expected a run folder, a .pt checkpoint or an .onnx model")
+
+
+def _from_checkpoint(given: str, path: Path, kind: str) -> InitSource:
+    saved = checkpoints.load(path)
+    info = info_from_dict(saved.get("info"), str(path))
+    if not isinstance(info, PartsInfo):
+        raise ModelError(f"--init {path}: a {info.task} run, not a building-parts model")
+    try:
+        state = dict(saved["models"]["model"])
+        hyper = {k: v for k, v in saved["model_kwargs"].items()
+                 if k not in ("in_channels", "in_features", "n_parts")}
+    except (KeyError, TypeError) as exc:
+        raise ModelError(f"--init {path}: checkpoint lacks the model ({exc})") from None
+    return InitSource(given, path, kind, info, hyper, state)
+
+
+def _from_onnx(given: str, path: Path) -> InitSource:
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:                                  # pragma: no cover - a [train] extra
+        raise ModelError("--init with an .onnx model needs the onnx package "
+                         "(pip install 'proc-ml[train]')") from None
+    from proc_ml.runtime.metadata import ModelMetadata
+
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:                             # onnx raises its own types
+        raise ModelError(f"--init {path}: not a readable ONNX model ({exc})") from None
+    meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props}, str(path))
+    info = meta.info
+    if not isinstance(info, PartsInfo) or info.family != "parts-unet3d":
+        raise ModelError(f"--init {path}: a {meta.family} model; fine-tuning from an .onnx "
+                         f"file needs a parts-unet3d building-parts model (or pass its run)")
+    state = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy())
+             for t in proto.graph.initializer}
+    first = state.get("encoders.0.0.weight")
+    depth = sum(1 for name in state if name.startswith("encoders.") and name.endswith(".0.weight")) - 1
+    if first is None or depth < 0:
+        raise ModelError(f"--init {path}: its weights are not named like a parts-unet3d "
+                         f"network (no 'encoders.0.0.weight')")
+    return InitSource(given, path, "onnx", info, {"width": int(first.shape[0]), "depth": depth},
+                      state, folded_norm=True)
+
+
+# -- vocabulary -------------------------------------------------------------------------
+def vocabulary_mapping(source: list[str], target: list[str], parents: dict | None = None) -> dict:
+    """``{"kept": [...], "added": {new: parent}, "dropped": [...]}``: target parts found in
+    ``source`` keep their channels; the others copy their ``parents`` entry (else
+    ``FALLBACK_PARENT``, else the source's first part)."""
+    parents = parents or {}
+    fallback = FALLBACK_PARENT if FALLBACK_PARENT in source else source[0]
+    added = {}
+    for part in target:
+        if part not in source:
+            parent = parents.get(part)
+            added[part] = parent if parent in source else fallback
+    return {"kept": [p for p in target if p in source], "added": added,
+            "dropped": [p for p in source if p not in target]}
+
+
+def mapping_lines(init: InitSource, mapping: dict) -> list[str]:
+    """The mapping as the train command prints it."""
+    lines = [f"init: {init.kind} {init.path} ({init.info.family}, "
+             + ", ".join(f"{k} {v}" for k, v in init.hyper.items())
+             + f", inputs {', '.join(init.info.input_names)})"]
+    lines.append(f"init: parts kept ({len(mapping['kept'])}): {', '.join(mapping['kept']) or '-'}")
+    if mapping["added"]:
+        lines.append("init: parts added: " + ", ".join(f"{p} (from {parent})"
+                                                       for p, parent in mapping["added"].items()))
+    if mapping["dropped"]:
+        lines.append(f"init: parts dropped: {', '.join(mapping['dropped'])}")
+    return lines
+
+
+# -- weights ----------------------------------------------------------------------------
+def source_state(model: nn.Module, init: InitSource) -> dict:
+    """``init``'s weights as a state dict for a network shaped like ``model`` except for
+    its output layer (ONNX: BatchNorm unfolded as described in the module doc)."""
+    if not init.folded_norm:
+        return dict(init.state)
+    state = {}
+    modules = dict(model.named_modules())
+    for name, module in modules.items():
+        if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d)):
+            _copy(state, init, f"{name}.weight")
+            if module.bias is not None:
+                _copy(state, init, f"{name}.bias")
+            folded = init.state.get(f"{name}.weight_bias")
+            norm = _following_norm(modules, name)
+            if norm is not None:
+                if folded is None:
+                    raise ModelError(f"--init {init.path}: no folded bias for {name} "
+                                     f"(not a proc-ml export of this network)")
+                prefix = name.rsplit(".", 1)[0] + "." + str(int(name.rsplit(".", 1)[1]) + 1)
+                state[f"{prefix}.weight"] = torch.ones_like(folded)
+                state[f"{prefix}.bias"] = folded.clone()
+                state[f"{prefix}.running_mean"] = torch.zeros_like(folded)
+                state[f"{prefix}.running_var"] = torch.full_like(folded, 1.0 - norm.eps)
+                state[f"{prefix}.num_batches_tracked"] = torch.tensor(0)
+    return state
+
+
+def _copy(state: dict, init: InitSource, key: str) -> None:
+    if key not in init.state:
+        raise ModelError(f"--init {init.path}: weight '{key}' not found in the model")
+    state[key] = init.state[key]
+
+
+def _following_norm(modules: dict, name: str):
+    """The BatchNorm right after convolution ``name`` in its Sequential, if any."""
+    parent, _, index = name.rpartition(".")
+    if not index.isdigit():
+        return None
+    after = modules.get(f"{parent}.{int(index) + 1}" if parent else str(int(index) + 1))
+    return after if isinstance(after, nn.modules.batchnorm._BatchNorm) else None
+
+
+def output_keys(model: nn.Module, n_parts: int) -> list[str]:
+    """The state-dict keys of the output layer (the last one with ``6 * n_parts`` outputs)."""
+    state = model.state_dict()
+    keys = [k for k, v in state.items() if v.ndim >= 1 and v.shape[0] == 6 * n_parts]
+    if len(keys) < 1:
+        raise ModelError(f"no output layer with 6 x {n_parts} channels in {type(model).__name__}")
+    layer = keys[-1].rsplit(".", 1)[0]
+    return [k for k in keys if k.rsplit(".", 1)[0] == layer]
+
+
+def load_into(model: nn.Module, init: InitSource, target: list[str], mapping: dict) -> None:
+    """Copy ``init``'s weights into ``model`` (built for the ``target`` vocabulary), the
+    output channels by ``mapping``."""
+    source = init.parts
+    state = source_state(model, init)
+    own = model.state_dict()
+    head = output_keys(model, len(target))
+    index = [source.index(p if p in source else mapping["added"][p]) for p in target]
+    for key in head:
+        weights = state.get(key)
+        if weights is None or weights.shape[0] != 6 * len(source):
+            raise ModelError(f"--init {init.path}: output layer '{key}' does not have 6 x "
+                             f"{len(source)} channels")
+        per_direction = weights.reshape(6, len(source), *weights.shape[1:])
+        mapped = per_direction[:, index].clone()
+        if key.endswith("bias"):
+            for j, part in enumerate(target):
+                if part not in source:
+                    mapped[:, j] += NEW_PART_BIAS
+        state[key] = mapped.reshape(6 * len(target), *weights.shape[1:])
+    missing = [k for k in own if k not in state]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or wrong:
+        what = (f"missing {', '.join(missing[:3])}" if missing else
+                f"'{wrong[0]}' is {tuple(state[wrong[0]].shape)}, the network needs "
+                f"{tuple(own[wrong[0]].shape)}")
+        raise ModelError(f"--init {init.path}: its weights do not fit this network ({what})")
+    model.load_state_dict({k: state[k].to(own[k].dtype) for k in own})
+
+
+def freeze_norm(model: nn.Module) -> None:
+    """BatchNorm layers in eval mode (statistics frozen; scale and shift still train)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def write_record(run_dir, init: InitSource, mapping: dict, config: dict) -> None:
+    """``RUN/init.json``: where the run started from and how its vocabulary was mapped."""
+    if run_dir is None:
+        return
+    from proc_ml.fileio import write_text
+
+    record = {"init": init.given, "path": str(init.path), "kind": init.kind,
+              "family": init.info.family, "model": init.hyper,
+              "inputs": list(init.info.input_names), "source_parts": init.parts,
+              "mapping": mapping, "freeze_norm": bool(config["training"]["freeze_norm"]),
+              "fix_weight": float(config["training"]["fix_weight"])}
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_text(Path(run_dir) / INIT_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def input_set_of(names: list[str]) -> str:
+    """The ``dataset.inputs`` name whose channels are ``names``."""
+    from proc_ml.encoding import GRID_INPUT_SETS
+
+    for key, value in GRID_INPUT_SETS.items():
+        if list(value) == list(names):
+            return key
+    raise ConfigError(f"--init: the model's inputs ({', '.join(names)}) are not an input set "
+                      f"this proc-ml trains ({', '.join(GRID_INPUT_SETS)})")
+
+
+def parent_counts(predictions: np.ndarray, truth: np.ndarray, n_source: int,
+                  n_target: int) -> np.ndarray:
+    """``int64[n_target, n_source]``: how often each source part was predicted on faces of
+    each target part."""
+    counts = np.zeros((n_target, n_source), dtype=np.int64)
+    np.add.at(counts, (truth, predictions), 1)
+    return counts
