@@ -232,3 +232,19 @@ def test_corrected_faces_reach_the_loss(tiny_dataset, tmp_path):
     torch.testing.assert_close(loss, masked_cross_entropy(logits, batch["targets"], task.n_parts,
                                                           face_weight=batch["weights"]))
     assert not torch.isclose(loss, masked_cross_entropy(logits, batch["targets"], task.n_parts))
+
+
+def test_patience_stops_early_and_resume_keeps_it_stopped(tiny_dataset, tmp_path):
+    """training.patience: the fit ends once that many epochs bring no better best_metric
+    (here lr ~ 0: nothing improves after epoch 1); --resume does not train on."""
+    out = tmp_path / "run"
+    args = ["--config", "tiny_parts_unet3d", "--set", "training.epochs=6",
+            "--set", "training.patience=2", "--set", "training.lr=0.000000000001",
+            "--set", "training.scheduler=none"]
+    assert main(["train", "building-parts", "--data", str(tiny_dataset), "--out", str(out),
+                 "--quiet", "--set", "training.threads=1", *args]) == 0
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3                      # best at epoch 1, then 2 epochs without better
+    assert main(["train", "building-parts", "--data", str(tiny_dataset), "--out", str(out),
+                 "--quiet", "--resume"]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3

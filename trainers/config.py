@@ -55,6 +55,8 @@ BASE_DEFAULTS = {
         "amp": True,               # mixed precision, used on CUDA only
         "best_metric": "face_accuracy",
         "class_weighting": "none",  # inverse_sqrt: rare classes (doors) weigh more in the loss
+        "patience": 0,             # > 0: stop after this many epochs without a better
+                                   # best_metric (the best checkpoint is kept); 0: never
         "fit_decision": False,     # building parts: fit per-part decision weights on the
                                    # validation split at export (labels = argmax(p x w))
         "tensorboard": False,
@@ -155,6 +157,7 @@ class TrainingSection(BaseModel):
     tensorboard: bool
     progress: bool
     threads: int = Field(ge=0, le=1024)
+    patience: int = Field(ge=0, le=100_000)
 
     @field_validator("betas")
     @classmethod

@@ -241,6 +241,7 @@ class Trainer:
                              f"({library_message(exc)})") from None
         self.epoch, self.global_step = int(saved["epoch"]), int(saved["global_step"])
         self.history, self.best = list(saved["history"]), saved["best"]
+        self.should_stop = self._patience_spent()
 
     # -- training -------------------------------------------------------------------
     def fit(self) -> dict:
@@ -285,7 +286,13 @@ class Trainer:
             self._write_outputs(record, improved)
         for callback in self.callbacks:
             callback.on_epoch_end(self, record)
+        self.should_stop = self.should_stop or self._patience_spent()
         self.should_stop = distributed.broadcast_flag(self.should_stop, self.ctx)
+
+    def _patience_spent(self) -> bool:
+        """``training.patience`` epochs since the best one (0: never stop early)."""
+        patience = int(self.training.get("patience", 0))
+        return bool(patience and self.best and self.epoch - int(self.best["epoch"]) >= patience)
 
     def _train_epoch(self, epoch: int) -> dict:
         for model in self.models.values():
