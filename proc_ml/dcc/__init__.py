@@ -4,6 +4,7 @@
 * ``predict``: the cached model session and the massing -> labelled quads path.
 * ``prims``: predictions -> per-primitive arrays (part, name, probabilities, colour).
 * ``export``: labelled DCC faces -> building datasets in the ``proc-ml generate`` formats.
+* ``faces``: polygons on a cell lattice <-> grid cell faces (the mapping ``export`` uses).
 * ``houdini`` / ``blender``: thin adapters between ``hou`` / ``bpy`` geometry and numpy;
   import them only inside the DCC (they import ``hou`` / ``bpy``).
 """

@@ -28,10 +28,10 @@ from ..formats import FORMATS, GRIDS_DIR, grid_npz, grid_path
 from ..grid import NO_PART, exterior_faces
 from ..procedural.parts import DEFAULT_PARTS, Vocabulary
 from ..units import check_cell_size
+from .faces import (LATTICE_TOLERANCE, face_keys, lattice_corners, rectangles, scatter_faces,
+                    unit_faces)
 from .geometry import MAX_CELLS_PER_AXIS, GeometryError
 
-#: Corners closer than this (in cells) to a lattice point are on it.
-LATTICE_TOLERANCE = 1e-3
 DEFAULT_ARCHETYPE = "custom"
 
 
@@ -65,51 +65,6 @@ def part_indices(values, parts) -> np.ndarray:
     return np.array([lookup[n] for n in names], dtype=np.int32)[inverse.reshape(-1)]
 
 
-def _in_plane_axes(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The two axes spanning a face whose normal runs along ``normal`` (in increasing order)."""
-    return np.where(normal == 0, 1, 0), np.where(normal == 2, 1, 2)
-
-
-def _rectangles(corners: np.ndarray):
-    """Integer corners ``[F, 4, 3]`` -> (low corner, extent, normal axis, valid) per polygon.
-
-    Valid: flat along exactly one axis, and the four corners are the four distinct
-    corners of the rectangle they span.
-    """
-    low, high = corners.min(axis=1), corners.max(axis=1)
-    extent = high - low
-    flat = extent == 0
-    normal = np.argmax(flat, axis=1)
-    u, v = _in_plane_axes(normal)
-    def along(values, axis):   # values[f, ..., axis[f]]
-        return np.take_along_axis(values, axis.reshape((-1,) + (1,) * (values.ndim - 1)),
-                                  axis=-1)[..., 0]
-
-    cu, cv = along(corners, u), along(corners, v)                         # [F, 4]
-    lu, hu = along(low, u)[:, None], along(high, u)[:, None]
-    lv, hv = along(low, v)[:, None], along(high, v)[:, None]
-    on_edges = ((cu == lu) | (cu == hu)) & ((cv == lv) | (cv == hv))
-    code = 2 * (cu == hu) + (cv == hv)
-    distinct = (np.sort(code, axis=1) == np.arange(4)).all(axis=1)
-    valid = (flat.sum(axis=1) == 1) & on_edges.all(axis=1) & distinct
-    return low, extent, normal, valid
-
-
-def _unit_faces(low, extent, normal):
-    """Split each rectangle into unit cell faces: (rect index, normal axis, low corner[3])."""
-    u, v = _in_plane_axes(normal)
-    rows = np.arange(len(low))
-    eu, ev = extent[rows, u], extent[rows, v]
-    counts = eu * ev
-    rect = np.repeat(rows, counts)
-    local = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    cell = low[rect].copy()
-    faces = np.arange(len(rect))
-    cell[faces, u[rect]] += local // ev[rect]
-    cell[faces, v[rect]] += local % ev[rect]
-    return rect, normal[rect], cell
-
-
 def _parity_occupancy(levels_xyz: np.ndarray, shape) -> np.ndarray:
     """Cells inside a closed voxel surface, from its horizontal faces (z-parity)."""
     X, Y, Z = shape
@@ -140,21 +95,24 @@ def building_from_faces(points, counts, indices, part, cell_size, grid_size=None
                             f"expects axis-aligned quads on the cell grid")
     corners = pts[np.asarray(indices, dtype=np.int64)].reshape(-1, 4, 3)
     origin = corners.reshape(-1, 3).min(axis=0)
-    scaled = (corners - origin) / size
-    lattice = np.rint(scaled)
-    off = np.abs(scaled - lattice).max(axis=(1, 2))
+    lattice, off = lattice_corners(corners, origin, size)
     if (off > LATTICE_TOLERANCE).any():
         prim = int(np.argmax(off > LATTICE_TOLERANCE))
         raise GeometryError(f"prim {prim} is not on the cell grid (a corner lies {off[prim]:.3f} "
                             f"cells off a multiple of cell size {size:g} from the massing's corner)")
-    low, extent, normal, valid = _rectangles(lattice.astype(np.int64))
+    low, extent, normal, valid = rectangles(lattice)
     if not valid.all():
         prim = int(np.argmin(valid))
         raise GeometryError(f"prim {prim} is not an axis-aligned rectangle on the cell grid")
     shape = _grid_shape(low + extent, grid_size, size)
-    rect, axis, cell = _unit_faces(low, extent, normal)
+    rect, axis, cell = unit_faces(low, extent, normal)
     occ = _parity_occupancy(cell[axis == 2], shape)
-    labels = _face_labels(occ, rect, axis, cell, part)
+    key = face_keys(occ, rect, axis, cell)
+    labels = scatter_faces(occ.shape, key, part[rect], NO_PART, np.int8)
+    missing = int((exterior_faces(occ) & (labels < 0)).sum())
+    if missing:
+        raise GeometryError(f"{missing} faces of the massing have no labelled polygon; the "
+                            f"massing must be closed")
     return LabelledBuilding(occ, labels, origin)
 
 
@@ -174,42 +132,6 @@ def _grid_shape(high: np.ndarray, grid_size, cell_size: float) -> tuple[int, int
                             f"cell size {cell_size:g} but grid size is "
                             f"{'x'.join(map(str, shape))}; raise the grid size or the cell size")
     return shape
-
-
-def _face_labels(occ, rect, axis, cell, part) -> np.ndarray:
-    """Each unit face sits between two cells; the occupied one owns it."""
-    shape = np.array(occ.shape)
-    rows = np.arange(len(rect))
-    below = cell.copy()
-    below[rows, axis] -= 1
-    inside_below = _occupied(occ, below, shape)
-    inside_above = _occupied(occ, cell, shape)
-    stray = inside_below == inside_above
-    if stray.any():
-        raise GeometryError(f"prim {int(rect[np.argmax(stray)])} is not on the outer surface of "
-                            f"the massing (is the massing closed, with no inner faces?)")
-    owner = np.where(inside_below[:, None], below, cell)
-    direction = 2 * axis + np.where(inside_below, 0, 1)      # below owns it: its + face
-    labels = np.full(occ.shape + (6,), NO_PART, dtype=np.int8)
-    key = np.ravel_multi_index((owner[:, 0], owner[:, 1], owner[:, 2], direction), labels.shape)
-    unique, first = np.unique(key, return_index=True)
-    if len(unique) != len(key):
-        dup = np.setdiff1d(np.arange(len(key)), first)[0]
-        raise GeometryError(f"prim {int(rect[dup])} overlaps another face")
-    labels.reshape(-1)[key] = part[rect]
-    missing = int((exterior_faces(occ) & (labels < 0)).sum())
-    if missing:
-        raise GeometryError(f"{missing} faces of the massing have no labelled polygon; the "
-                            f"massing must be closed")
-    return labels
-
-
-def _occupied(occ, cells, shape) -> np.ndarray:
-    inside = ((cells >= 0) & (cells < shape)).all(axis=1)
-    out = np.zeros(len(cells), dtype=bool)
-    c = cells[inside]
-    out[inside] = occ[c[:, 0], c[:, 1], c[:, 2]] > 0
-    return out
 
 
 # -- writing ------------------------------------------------------------------------------
