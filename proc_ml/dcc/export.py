@@ -30,6 +30,7 @@ from ..procedural.parts import DEFAULT_PARTS, Vocabulary
 from ..units import check_cell_size
 from .faces import (LATTICE_TOLERANCE, face_keys, lattice_corners, rectangles, scatter_faces,
                     unit_faces)
+from .fixes import fix_indices, fix_names, merge_parts
 from .geometry import MAX_CELLS_PER_AXIS, GeometryError
 
 DEFAULT_ARCHETYPE = "custom"
@@ -41,6 +42,9 @@ class LabelledBuilding:
     occupancy: np.ndarray   # uint8[X, Y, Z]
     labels: np.ndarray      # int8[X, Y, Z, 6], -1 where no face
     origin: np.ndarray      # float64[3] z-up world position of cell [0, 0, 0]'s low corner
+    #: bool[X, Y, Z, 6], True on the faces whose label came from ``part_fix`` (the grid
+    #: extra ``label_fixed``); None when the faces carried no ``part_fix``
+    fixed: np.ndarray | None = None
 
 
 # -- faces -> grid ------------------------------------------------------------------------
@@ -76,12 +80,14 @@ def _parity_occupancy(levels_xyz: np.ndarray, shape) -> np.ndarray:
     return (np.cumsum(crossings[:, :, :Z], axis=2) % 2).astype(np.uint8)
 
 
-def building_from_faces(points, counts, indices, part, cell_size, grid_size=None
-                        ) -> LabelledBuilding:
+def building_from_faces(points, counts, indices, part, cell_size, grid_size=None,
+                        fixed=None) -> LabelledBuilding:
     """Axis-aligned rectangles on a ``cell_size`` lattice (z-up positions) -> building.
 
     ``counts``/``indices`` list each polygon's points; ``part`` gives one part index per
     polygon. The massing must be closed, and ``grid_size`` (if given) must hold it.
+    ``fixed`` (bool per polygon, optional): the polygons whose part an artist corrected;
+    their cell faces are marked in ``LabelledBuilding.fixed`` by the same mapping.
     """
     size = check_cell_size(cell_size)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
@@ -89,6 +95,8 @@ def building_from_faces(points, counts, indices, part, cell_size, grid_size=None
     part = np.asarray(part, dtype=np.int64).reshape(-1)
     if len(part) != len(counts):
         raise GeometryError(f"{len(part)} part values for {len(counts)} polygons")
+    if fixed is not None and len(fixed) != len(counts):
+        raise GeometryError(f"{len(fixed)} part_fix values for {len(counts)} polygons")
     bad = np.nonzero(counts != 4)[0]
     if bad.size:
         raise GeometryError(f"prim {int(bad[0])} has {int(counts[bad[0]])} vertices; export "
@@ -113,7 +121,9 @@ def building_from_faces(points, counts, indices, part, cell_size, grid_size=None
     if missing:
         raise GeometryError(f"{missing} faces of the massing have no labelled polygon; the "
                             f"massing must be closed")
-    return LabelledBuilding(occ, labels, origin)
+    marked = (None if fixed is None else
+              scatter_faces(occ.shape, key, np.asarray(fixed, dtype=bool).reshape(-1)[rect], False, bool))
+    return LabelledBuilding(occ, labels, origin, marked)
 
 
 def _grid_shape(high: np.ndarray, grid_size, cell_size: float) -> tuple[int, int, int]:
@@ -149,8 +159,10 @@ def export_building(out, building_id: int, building: LabelledBuilding, parts, ce
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", archetype or ""):
         raise DatasetError(f"archetype '{archetype}' must be a word (letters, digits, _ . -)")
     Vocabulary(tuple(parts))
+    extras = {} if building.fixed is None else {"label_fixed": building.fixed.astype(bool)}
     arrays = BuildingArrays(int(building_id), archetype, building.occupancy.astype(np.uint8),
-                            building.labels.astype(np.int8), np.zeros(len(STYLE_FEATURES), np.float32))
+                            building.labels.astype(np.int8), np.zeros(len(STYLE_FEATURES), np.float32),
+                            extras)
     write_building_files(out, arrays, formats + ("grids",), parts, cell_size, seed=seed)
     if not update_index:
         return None
@@ -209,18 +221,27 @@ def parse_parts(text: str | None, fallback=None) -> tuple[str, ...]:
 def export_labelled_faces(out, building_id: int, points, counts, indices, part_values, parts,
                           cell_size, grid_size=None, up: str = "z", formats=None,
                           source: str = "dcc", archetype: str = DEFAULT_ARCHETYPE,
-                          split=(0.1, 0.1), seed: int = 0, update_index: bool = True
+                          split=(0.1, 0.1), seed: int = 0, update_index: bool = True,
+                          part_fix=None, element: str = "prim"
                           ) -> tuple[LabelledBuilding, dict | None]:
     """DCC faces (DCC frame) with a part per polygon -> one building of a dataset folder.
 
     ``grid_size`` ``None`` or all zeros fits the grid to the massing; training needs every
     building of a dataset on the same grid, so studios set it (the generator uses 16^3).
+    ``part_fix`` (optional, one value per polygon, as the DCC stores it: a part name, ``""``
+    = not corrected, or an index into ``parts``, -1 = not corrected) overrides the part on
+    the corrected polygons, and the grid gets ``label_fixed`` marking their cell faces.
     """
     from .geometry import to_z_up
 
     grid = None if grid_size is None or not any(int(n) for n in grid_size) else grid_size
+    fixed = None
+    if part_fix is not None:
+        fix = fix_indices(fix_names(part_fix, parts, f"building {int(building_id)}, ", element), parts,
+                          f"building {int(building_id)}, ", element)
+        part_values, fixed = merge_parts(part_values, fix, parts), fix >= 0
     building = building_from_faces(to_z_up(points, up), counts, indices,
-                                   part_indices(part_values, parts), cell_size, grid)
+                                   part_indices(part_values, parts), cell_size, grid, fixed)
     manifest = export_building(out, building_id, building, parts, check_cell_size(cell_size),
                                formats, source, archetype, split, seed, update_index)
     return building, manifest

@@ -4,7 +4,8 @@ The one mapping from DCC faces to the ``[X, Y, Z, 6]`` face arrays of proc-ml gr
 axis-aligned rectangle on the ``cell_size`` lattice is split into unit cell faces, and each
 unit face belongs to the occupied cell on one side of it (direction ``2 * axis`` for the
 cell below it along the axis, its + face; ``2 * axis + 1`` for the cell above, its - face).
-The export (``proc_ml.dcc.export``) labels faces with it.
+The export (``proc_ml.dcc.export``) labels faces with it and the correction loop
+(``proc_ml.dcc.fixes``) maps ``part_fix`` onto a new prediction with it.
 """
 
 from __future__ import annotations
@@ -113,3 +114,26 @@ def scatter_faces(shape, key, values, fill, dtype) -> np.ndarray:
     out.reshape(-1)[key] = values
     return out
 
+
+def faces_on_grid(occupancy, origin, cell_size: float, corners) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Quads (``corners`` ``[F, 4, 3]``, z-up, the grid's frame) -> the exterior cell faces of
+    ``occupancy`` they cover, by the mapping the export labels faces with.
+
+    Returns ``(key, polygon, on_grid)``: ``key`` the flat index into an ``[X, Y, Z, 6]``
+    face array of every covered face, ``polygon`` the quad covering it, and ``on_grid``
+    (bool per quad) whether the quad is an axis-aligned rectangle on the lattice through
+    ``origin`` whose every cell face is an exterior face of ``occupancy``.
+    """
+    occ = np.asarray(occupancy)
+    corners = np.asarray(corners, dtype=np.float64).reshape(-1, 4, 3)
+    lattice, off = lattice_corners(corners, np.asarray(origin, dtype=np.float64), float(cell_size))
+    low, extent, normal, valid = rectangles(lattice)
+    on_grid = valid & (off <= LATTICE_TOLERANCE)
+    keep = np.nonzero(on_grid)[0]
+    rect, axis, cell = unit_faces(low[keep], extent[keep], normal[keep])
+    owner, direction, on_surface = face_owners(occ, rect, axis, cell)
+    on_grid[keep[np.unique(rect[~on_surface])]] = False
+    good = on_grid[keep[rect]]
+    key = np.ravel_multi_index((owner[good, 0], owner[good, 1], owner[good, 2], direction[good]),
+                               occ.shape + (6,)) if good.any() else np.zeros(0, np.int64)
+    return key.astype(np.int64), keep[rect[good]], on_grid
