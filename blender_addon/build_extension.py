@@ -102,7 +102,7 @@ MANIFEST_NOTE = "# wheels and platforms: written by blender_addon/build_extensio
 
 
 #: [dcc] packages the add-on never imports: scipy serves only the dataset export's coloured
-#: mesh files (Houdini's Export Training Data), which the add-on does not write (~35 MB saved)
+#: mesh files, which the add-on's Export Training Data leaves out by default (~35 MB saved)
 NOT_USED_BY_THE_ADDON = {canonicalize_name("scipy")}
 
 

@@ -8,7 +8,10 @@ studio's own procedural network produces training data. The geometry passes thro
 Input 0: axis-aligned polygons on a ``cellsize`` lattice covering a closed voxel massing
 (each polygon may span several cells), with a prim attribute naming the part: a string
 (part name) or an int (index into the vocabulary). The output of proc-ml Predict Parts
-qualifies, once corrected by hand.
+qualifies. Corrections: where the string prim attribute ``part_fix`` holds a part name
+(empty = not corrected), that part is written instead of ``partattrib``'s, and the grid
+gets ``label_fixed`` (True on the cell faces of corrected prims; docs/formats.md). An
+unknown name in ``part_fix`` is an error naming the building, the prim and the name.
 
 Parameters: ``output`` (folder), ``buildingid`` (int; buildings of a dataset are
 numbered 0..N-1, one per cook, e.g. ``@wedgeindex`` in PDG), ``cellsize`` (float),
@@ -57,13 +60,15 @@ def export(node, geo):
     formats = hgeo.parm_string(node, "formats", "all")
 
     points, counts, indices = hgeo.polygons(geo)
+    part_fix = hgeo.prim_attrib_values(geo, hgeo.PART_FIX_ATTRIB)
     return export_labelled_faces(
         output, int(hgeo.parm_value(node, "buildingid", 0)), points, counts, indices,
         _part_values(node, geo), parts, hgeo.parm_value(node, "cellsize", 3.0), _grid_size(node),
         up=hgeo.parm_string(node, "upaxis", "y"), formats=parse_formats(formats), source="houdini",
         archetype=hgeo.parm_string(node, "archetype", "custom"),
         split=(float(hgeo.parm_value(node, "valfraction", 0.1)), float(hgeo.parm_value(node, "testfraction", 0.1))),
-        seed=int(hgeo.parm_value(node, "seed", 0)), update_index=bool(hgeo.parm_value(node, "updateindex", 1)))
+        seed=int(hgeo.parm_value(node, "seed", 0)), update_index=bool(hgeo.parm_value(node, "updateindex", 1)),
+        part_fix=part_fix)
 
 
 def cook(node):

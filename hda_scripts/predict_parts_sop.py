@@ -14,6 +14,14 @@ Output: one quad per exterior cell face, in world space, with prim attributes
   probability of each part, in the order of the detail attribute ``part_names``) and
   ``Cd`` (the part's colour).
 
+Corrections: when the input polygons carry the string prim attribute ``part_fix`` (a part
+name an artist painted, empty = not corrected), the output faces those polygons cover keep
+the artist's part (``part``, ``part_name``, ``Cd``; ``part_prob`` stays the model's), the
+output carries ``part_fix`` on, and the detail int ``part_fix_count`` says how many faces
+were corrected; so a prediction can be re-run on corrected output without losing the
+corrections (``proc_ml.dcc.fixes``). A ``part_fix`` the model has no part for is an error;
+corrected polygons that are no cell face of the new grid are dropped with a warning.
+
 Parameters: ``model`` (file), ``device`` (auto/cpu/cuda/tensorrt/directml/coreml, ``proc_ml.runtime.DEVICES``), ``threads`` (onnxruntime
 intra-op threads, 0 = its default), ``cellsize`` (float, 0 = the
 model's training cell size), ``inputtype`` (auto/points/polygons), ``upaxis`` (y/z),
@@ -30,6 +38,7 @@ file, the device or the thread count changes.
 import hou
 
 from proc_ml.dcc import houdini as hgeo
+from proc_ml.dcc.fixes import FixedFaces, apply_part_fix
 from proc_ml.dcc.predict import open_session, predict_cell_points, predict_polygons, style_vector
 from proc_ml.encoding import parse_street
 from proc_ml.errors import ProcMLError
@@ -62,8 +71,19 @@ def _input_type(node, geo):
     return wanted
 
 
+def _fixes(geo, points, counts, indices, session, up):
+    """The input polygons' ``part_fix`` (None when the input has none); integer values
+    index the input's ``part_names`` (else the model's parts)."""
+    values = hgeo.prim_attrib_values(geo, hgeo.PART_FIX_ATTRIB)
+    if values is None:
+        return None
+    parts = (hgeo.detail_string(geo, hgeo.PART_NAMES_DETAIL) or "").split() or session.parts
+    return FixedFaces(points, counts, indices, values, tuple(parts), up)
+
+
 def cook(node):
     geo = node.geometry()
+    fix_report = None
     try:
         session = _session(node)
         kind = _input_type(node, geo)
@@ -77,6 +97,9 @@ def cook(node):
             points, counts, indices = hgeo.polygons(geo)
             prims = predict_polygons(session, points, counts, indices, cell_size,
                                      _style(node, session), **frame)
+            fixes = _fixes(geo, points, counts, indices, session, frame["up"])
+            if fixes is not None:
+                prims, fix_report = apply_part_fix(prims, fixes, session.colours)
         else:
             prims = None
     except ProcMLError as exc:
@@ -88,9 +111,9 @@ def cook(node):
     hgeo.write_labelled_prims(geo, prims)
     if len(prims) == 0:
         raise hou.NodeWarning("the input fills no cells at this cell size: nothing to label")
-    note = session.predictor.street_note(street)
-    if note:
-        raise hou.NodeWarning(note)
+    notes = [session.predictor.street_note(street), fix_report and fix_report.warning()]
+    if any(notes):
+        raise hou.NodeWarning("; ".join(n for n in notes if n))
 
 
 cook(hou.pwd())

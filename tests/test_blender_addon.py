@@ -186,3 +186,168 @@ def test_device_menu_lists_the_runtime_devices():
     from proc_ml.runtime import DEVICES
 
     assert [item[0] for item in proc_ml_parts.DEVICE_ITEMS] == list(DEVICES)
+
+
+# -- part_fix: the artist's correction loop ------------------------------------------------
+def face_slots(mesh):
+    """(cell [F, 3], direction [F]) of every face in the grid the export builds (low corner
+    at the faces' low corner), from each face's centre and outward normal."""
+    n = len(mesh.polygons)
+    normals = np.empty(3 * n, np.float32)
+    mesh.polygons.foreach_get("normal", normals)
+    centres = np.empty(3 * n, np.float32)
+    mesh.polygons.foreach_get("center", centres)
+    co = np.empty(3 * len(mesh.vertices), np.float32)
+    mesh.vertices.foreach_get("co", co)
+    normals, centres = normals.reshape(-1, 3), centres.reshape(-1, 3)
+    axis = np.argmax(np.abs(normals), axis=1)
+    direction = 2 * axis + (normals[np.arange(n), axis] < 0)
+    inside = centres - normals * CELL / 2
+    return np.floor((inside - co.reshape(-1, 3).min(axis=0)) / CELL + 1e-4).astype(int), direction
+
+
+def select_faces(mesh, faces):
+    """Select exactly ``faces`` in object mode (what the operator reads there)."""
+    mask = np.zeros(len(mesh.polygons), dtype=bool)
+    mask[list(faces)] = True
+    mesh.polygons.foreach_set("select", mask)
+
+
+def select_faces_in_edit_mode(obj, faces):
+    """Enter edit mode and select exactly ``faces``, as an artist clicking them does."""
+    import bmesh
+
+    bpy.ops.object.mode_set(mode="EDIT")
+    bpy.ops.mesh.select_all(action="DESELECT")
+    bm = bmesh.from_edit_mesh(obj.data)
+    bm.faces.ensure_lookup_table()
+    for face in faces:
+        bm.faces[int(face)].select_set(True)
+    bmesh.update_edit_mesh(obj.data)
+
+
+def test_part_fix_round_trip(scene, tiny_massing_unet_onnx, tmp_path):
+    """Predict, set parts on some faces, predict again: the corrections override the
+    prediction and survive; the export writes them as labels and marks exactly those faces
+    in label_fixed."""
+    from proc_ml.formats import grid_npz, grid_path
+
+    b = generate_building(default_config(), 1, 3)
+    quads = quad_mesh(b.occupancy, None, CELL)
+    source = mesh_object("corrected", quads.vertices, np.arange(len(quads.vertices)).reshape(-1, 4))
+    select_only(source)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    result = bpy.data.objects["corrected_parts"]
+    names = result["proc_ml_parts"].split()
+    predicted = face_values(result.data, "part", np.int32)
+    assert "part_fix" not in result.data.attributes and result["proc_ml_cell_size"] == CELL
+    cells, dirs = face_slots(result.data)
+
+    # The artist selects faces and sets their part (object mode, then edit mode).
+    rng = np.random.default_rng(3)
+    doors, balconies = np.split(rng.choice(len(predicted), 6, replace=False), 2)
+    select_only(result)
+    select_faces(result.data, doors)
+    assert bpy.ops.object.proc_ml_fix_part(part="door") == {"FINISHED"}
+    select_faces_in_edit_mode(result, balconies)
+    assert bpy.ops.object.proc_ml_fix_part(part="balcony") == {"FINISHED"}
+    assert result.mode == "EDIT"
+    bpy.ops.object.mode_set(mode="OBJECT")
+    fix = face_values(result.data, "part_fix", np.int32)
+    assert result.data.attributes["part_fix"].domain == "FACE"
+    assert result.data.attributes["part_fix"].data_type == "INT"
+    want = {(*cells[f], dirs[f]): names.index("door") for f in doors}
+    want.update({(*cells[f], dirs[f]): names.index("balcony") for f in balconies})
+    assert (fix[doors] == names.index("door")).all() and (fix[balconies] == names.index("balcony")).all()
+    assert (np.delete(fix, np.concatenate([doors, balconies])) == -1).all()
+    material_index = np.empty(len(fix), np.int32)
+    result.data.polygons.foreach_get("material_index", material_index)
+    assert (material_index == np.where(fix >= 0, fix, predicted)).all()   # shown at once
+
+    # Predict again (twice): same faces, the corrections kept and overriding the model.
+    for _ in range(2):
+        select_only(source)
+        assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+        assert bpy.data.objects["corrected_parts"] is result
+        mesh = result.data
+        part = face_values(mesh, "part", np.int32)
+        fix = face_values(mesh, "part_fix", np.int32)
+        cells, dirs = face_slots(mesh)
+        got = {(*c, d): int(f) for c, d, f in zip(cells, dirs, fix) if f >= 0}
+        assert got == want
+        is_fixed = fix >= 0
+        assert (part[is_fixed] == fix[is_fixed]).all()
+        material_index = np.empty(len(part), np.int32)
+        mesh.polygons.foreach_get("material_index", material_index)
+        assert (material_index == part).all()
+        assert result["proc_ml_part_fix_count"] == 6
+    # the model's probabilities stay the model's
+    probs = np.stack([face_values(mesh, f"part_prob_{p}", np.float32) for p in names], axis=1)
+    unfixed = ~is_fixed
+    assert (probs[unfixed].argmax(axis=1) == part[unfixed]).all()
+    assert (probs[is_fixed].argmax(axis=1) != part[is_fixed]).any()    # the fixes overrode it
+
+    # Export: labels are the corrections on exactly those faces; label_fixed marks them.
+    select_only(result)
+    assert bpy.ops.object.proc_ml_export_training_data(directory=str(tmp_path / "ds")) == {"FINISHED"}
+    rec = grid_npz.read(grid_path(tmp_path / "ds", 0), n_parts=len(names))
+    fixed = rec.extras["label_fixed"]
+    assert fixed.shape == rec.labels.shape == (16, 16, 16, 6) and fixed.sum() == 6
+    for key, value in want.items():
+        assert fixed[key] and rec.labels[key] == value
+    assert (rec.labels[cells[:, 0], cells[:, 1], cells[:, 2], dirs] == part).all()
+    assert (tmp_path / "ds" / "dataset.yaml").is_file()
+    assert not (tmp_path / "ds" / "meshes").exists()        # meshes need SciPy: not by default
+
+    # Clearing a correction: that face goes back to the model on the next prediction.
+    first = next(iter(np.nonzero(is_fixed)[0]))
+    select_faces(result.data, [first])
+    assert bpy.ops.object.proc_ml_fix_part(part="NONE") == {"FINISHED"}
+    select_only(source)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    assert (face_values(result.data, "part_fix", np.int32) >= 0).sum() == 5
+
+
+def test_part_fix_errors(scene, tiny_massing_unet_onnx, tmp_path):
+    cells = np.stack(np.nonzero(np.ones((2, 2, 2))), axis=1)
+    points = mesh_object("box", (cells + 0.5) * CELL, [])
+    select_only(points)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    result = bpy.data.objects["box_parts"]
+    select_only(result)
+    select_faces(result.data, [])
+    assert bpy.ops.object.proc_ml_fix_part(part="door") == {"CANCELLED"}   # nothing selected
+    assert "part_fix" not in result.data.attributes
+    with pytest.raises(TypeError):
+        bpy.ops.object.proc_ml_fix_part(part="dor")                          # not a part
+    # A part_fix index outside the vocabulary (e.g. written by a script): one-line errors.
+    values = np.full(len(result.data.polygons), -1, np.int32)
+    values[5] = 42
+    attribute = result.data.attributes.new("part_fix", "INT", "FACE")
+    attribute.data.foreach_set("value", values)
+    with pytest.raises(RuntimeError, match=r"box_parts: building 0, face 5: part_fix 42 is outside -1\.\.6"):
+        bpy.ops.object.proc_ml_export_training_data(directory=str(tmp_path / "ds"))
+    select_only(points)
+    with pytest.raises(RuntimeError, match=r"box_parts: face 5: part_fix 42 is outside -1\.\.6"):
+        run_operator(tiny_massing_unet_onnx, cell_size=CELL)
+
+
+def test_part_fix_on_the_massing_itself(scene, tiny_massing_unet_onnx):
+    """part_fix on a massing face (an index into the model's parts) fixes every cell face
+    that face covers."""
+    corners = np.array([[x, y, z] for z in (0, 4) for y in (0, 2) for x in (0, 3)], float) * CELL
+    faces = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (2, 6, 7, 3), (0, 4, 6, 2), (1, 3, 7, 5)]
+    massing = mesh_object("massing", corners, faces)                 # a 3 x 2 x 4-cell box
+    parts = ("wall", "window", "door", "roof", "balcony", "shopfront", "ground")
+    values = np.array([-1, -1, parts.index("shopfront"), -1, -1, -1], np.int32)   # the -y side
+    massing.data.attributes.new("part_fix", "INT", "FACE").data.foreach_set("value", values)
+    select_only(massing)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    result = bpy.data.objects["massing_parts"]
+    assert result["proc_ml_parts"].split() == list(parts)
+    part = face_values(result.data, "part", np.int32)
+    fix = face_values(result.data, "part_fix", np.int32)
+    _, dirs = face_slots(result.data)
+    assert (dirs == 3).sum() == 12
+    assert (part[dirs == 3] == parts.index("shopfront")).all() and (fix[dirs == 3] >= 0).all()
+    assert (fix[dirs != 3] == -1).all() and result["proc_ml_part_fix_count"] == 12

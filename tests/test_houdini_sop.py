@@ -383,3 +383,173 @@ def test_polygon_voxelisation_fast_path_matches_voxelize():
     corners = np.array([[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)], float)
     assert closed_by_topology(triangulate(np.full(5, 4), top_open.reshape(-1)), 8) is None
     assert grid_from_polygons(corners, np.full(5, 4), top_open.reshape(-1), 1.0).occupancy.all()
+
+
+# -- part_fix: the artist's correction loop ------------------------------------------------
+def quad_slots(geo):
+    """(cell [F, 3], direction [F]) of every quad of ``geo`` in the grid the export builds
+    (low corner at the quads' low corner), from each quad's centre and outward normal."""
+    from proc_ml.dcc.geometry import to_z_up
+
+    points = np.frombuffer(geo.pointFloatAttribValuesAsString("P"), np.float32).reshape(-1, 3)
+    polys = np.array([[p.number() for p in prim.points()] for prim in geo.prims()])
+    corners = to_z_up(points[polys].astype(np.float64), "y")                  # [F, 4, 3] z-up
+    # Houdini quads run clockwise seen from the front: reversed, they are counter-clockwise
+    ccw = corners[:, ::-1]
+    normal = np.cross(ccw[:, 1] - ccw[:, 0], ccw[:, 3] - ccw[:, 0])
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    axis = np.argmax(np.abs(normal), axis=1)
+    direction = 2 * axis + (normal[np.arange(len(axis)), axis] < 0)
+    low = corners.reshape(-1, 3).min(axis=0)
+    inside = corners.mean(axis=1) - normal * CELL / 2
+    return np.floor((inside - low) / CELL).astype(int), direction
+
+
+def painted(geo, fixes: dict) -> hou.Geometry:
+    """A copy of ``geo`` with ``s@part_fix`` set on the prims ``fixes`` names, "" elsewhere
+    (what an Attribute Paint / Attribute Wrangle leaves)."""
+    geo = geo.freeze()
+    if geo.findPrimAttrib("part_fix") is None:
+        geo.addAttrib(hou.attribType.Prim, "part_fix", "")
+    values = list(geo.primStringAttribValues("part_fix"))
+    for prim, name in fixes.items():
+        values[prim] = name
+    geo.setPrimStringAttribValues("part_fix", values)
+    return geo.freeze(read_only=True)
+
+
+def chosen_fixes(out, count=6, seed=7) -> dict:
+    """``count`` prims and a part other than the predicted one for each (deterministic)."""
+    rng = np.random.default_rng(seed)
+    prims = rng.choice(len(out["part"]), size=count, replace=False)
+    choices = ("door", "balcony", "shopfront")
+    return {int(p): next(c for c in np.roll(choices, i) if c != out["name"][p])
+            for i, p in enumerate(prims)}
+
+
+def test_part_fix_round_trip(parts_model, tmp_path):
+    """Predict, paint part_fix on some faces, predict again (twice): the corrections
+    override the prediction and survive; the export writes them as labels and marks exactly
+    those faces in label_fixed."""
+    b = building()
+    first = predict_node(voxel_points_geometry(b.occupancy), parts_model)
+    hou.cook(first, PREDICT)
+    predicted = first.geometry().freeze(read_only=True)
+    base = output_arrays(predicted)
+    assert predicted.findPrimAttrib("part_fix") is None        # nothing to carry: not added
+    fixes = chosen_fixes(base)
+    # A plain re-prediction of the same quads: what the unfixed faces must match.
+    plain = predict_node(predicted, parts_model)
+    hou.cook(plain, PREDICT)
+    plain_out = output_arrays(plain.geometry())
+    assert plain.geometry().findGlobalAttrib("part_fix_count") is None
+
+    geo = painted(predicted, fixes)
+    for _ in range(2):                                          # re-predict, then again
+        node = predict_node(geo, parts_model)
+        hou.cook(node, PREDICT)
+        geo = node.geometry().freeze(read_only=True)
+        out = output_arrays(geo)
+        assert len(out["part"]) == len(base["part"])
+        slot_of = {(*c, d): i for i, (c, d) in enumerate(zip(*quad_slots(geo)))}
+        in_cells, in_dirs = quad_slots(predicted)
+        fixed_out = np.array([slot_of[(*in_cells[p], in_dirs[p])] for p in fixes])
+        names = np.array(geo.primStringAttribValues("part_fix"), dtype=object)
+        assert (names[fixed_out] == np.array(list(fixes.values()))).all()   # carried on
+        assert (np.delete(names, fixed_out) == "").all()
+        assert (out["name"][fixed_out] == np.array(list(fixes.values()))).all()   # overridden
+        assert (out["part"][fixed_out] == [out["parts"].index(n) for n in fixes.values()]).all()
+        rest = np.setdiff1d(np.arange(len(out["part"])), fixed_out)
+        assert (out["part"][rest] == plain_out["part"][rest]).all()
+        assert (out["prob"][fixed_out].argmax(axis=1) == plain_out["part"][fixed_out]).all()
+        colour_of = {int(p): tuple(np.round(c, 5)) for p, c in zip(plain_out["part"], plain_out["cd"])}
+        door = out["parts"].index("door")
+        if door in colour_of:
+            assert all(tuple(np.round(out["cd"][i], 5)) == colour_of[door]
+                       for i in fixed_out if out["part"][i] == door)
+        assert geo.attribValue("part_fix_count") == len(fixes)
+        assert "setPrimStringAttribValues" in node.geometry().calls
+
+    # Export: labels are the corrections on exactly those faces; label_fixed marks them.
+    from proc_ml.formats import grid_npz, grid_path
+
+    node = export_node(geo, tmp_path / "ds", gridsize=(16, 16, 16))
+    hou.cook(node, EXPORT)
+    rec = grid_npz.read(grid_path(tmp_path / "ds", 0), n_parts=len(out["parts"]))
+    cells, dirs = quad_slots(geo)
+    fixed = rec.extras["label_fixed"]
+    assert fixed.dtype == bool and fixed.shape == rec.labels.shape
+    assert fixed.sum() == len(fixes)
+    assert fixed[cells[fixed_out, 0], cells[fixed_out, 1], cells[fixed_out, 2], dirs[fixed_out]].all()
+    assert (rec.labels[cells[:, 0], cells[:, 1], cells[:, 2], dirs] == out["part"]).all()
+    want = [out["parts"].index(n) for n in fixes.values()]
+    assert (rec.labels[cells[fixed_out, 0], cells[fixed_out, 1], cells[fixed_out, 2], dirs[fixed_out]]
+            == want).all()
+
+    # Exporting the painted prediction directly (not re-predicted) writes the same grid:
+    # part_fix overrides the predicted part_name there.
+    node = export_node(painted(predicted, fixes), tmp_path / "direct", gridsize=(16, 16, 16))
+    hou.cook(node, EXPORT)
+    direct = grid_npz.read(grid_path(tmp_path / "direct", 0))
+    assert np.array_equal(direct.labels, rec.labels)
+    assert np.array_equal(direct.extras["label_fixed"], fixed)
+
+
+def test_part_fix_on_massing_faces_covers_their_cells(parts_model, tmp_path):
+    """part_fix painted on a big massing polygon fixes every cell face it covers."""
+    geo = box_polygons([((0, 0, 0), (3, 2, 4))])     # faces: -z, +z, -y, +y, -x, +x
+    geo.addAttrib(hou.attribType.Prim, "part_fix", "")
+    geo.setPrimStringAttribValues("part_fix", ["", "", "shopfront", "", "", ""])
+    node = predict_node(geo, parts_model)
+    hou.cook(node, PREDICT)
+    out_geo = node.geometry()
+    out = output_arrays(out_geo)
+    cells, dirs = quad_slots(out_geo)
+    on_side = dirs == 3                                          # the -y side: 3 x 4 cells
+    assert on_side.sum() == 12
+    assert (out["name"][on_side] == "shopfront").all()
+    names = np.array(out_geo.primStringAttribValues("part_fix"))
+    assert (names[on_side] == "shopfront").all() and (names[~on_side] == "").all()
+    assert out_geo.attribValue("part_fix_count") == 12
+    # ... and exported straight from the massing, label_fixed covers the same 12 faces.
+    geo = geo.freeze()
+    geo.addAttrib(hou.attribType.Prim, "part_name", "")
+    geo.setPrimStringAttribValues("part_name", ["ground", "roof", "wall", "wall", "wall", "wall"])
+    hou.cook(export_node(geo, tmp_path / "ds", gridsize=(0, 0, 0)), EXPORT)
+    from proc_ml.formats import grid_npz, grid_path
+
+    rec = grid_npz.read(grid_path(tmp_path / "ds", 0))
+    assert rec.extras["label_fixed"].sum() == 12 and rec.extras["label_fixed"][:, 0, :, 3].all()
+    assert (rec.labels[:, 0, :, 3] == 5).all()                  # shopfront in the default parts
+    assert (rec.labels[rec.extras["label_fixed"] == 0] != 5).all()
+
+
+def test_unknown_part_fix_is_a_one_line_error(parts_model, tmp_path):
+    predicted = predict_node(voxel_points_geometry(building().occupancy), parts_model)
+    hou.cook(predicted, PREDICT)
+    geo = painted(predicted.geometry(), {4: "door", 9: "dor"})
+    with pytest.raises(hou.NodeError) as err:
+        hou.cook(predict_node(geo, parts_model), PREDICT)
+    assert str(err.value).startswith("prim 9: part_fix 'dor' is not in the vocabulary (wall, ")
+    assert "\n" not in str(err.value)
+    with pytest.raises(hou.NodeError) as err:
+        hou.cook(export_node(geo, tmp_path / "ds", buildingid=0), EXPORT)
+    assert str(err.value).startswith("building 0, prim 9: part_fix 'dor' is not in the vocabulary")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "ds" / "grids").exists()
+
+
+def test_part_fix_off_the_new_grid_is_dropped_with_a_warning(parts_model):
+    """Re-predicted at another cell size, corrections no longer on the lattice are dropped
+    (and said so); the output is still written."""
+    predicted = predict_node(voxel_points_geometry(building().occupancy), parts_model)
+    hou.cook(predicted, PREDICT)
+    geo = painted(predicted.geometry(), {3: "door", 8: "balcony"})
+    node = predict_node(geo, parts_model, cellsize=2.0)
+    with pytest.raises(hou.NodeWarning, match=r"2 polygon\(s\) with part_fix \(first: prim 3\) .* "
+                                              r"cell size 2: their corrections were dropped"):
+        hou.cook(node, PREDICT)
+    out = node.geometry()
+    assert out.intrinsicValue("primitivecount") > 0
+    assert set(out.primStringAttribValues("part_fix")) == {""}
+    assert out.attribValue("part_fix_count") == 0

@@ -110,6 +110,7 @@ DCC_PATH = textwrap.dedent("""
     import numpy as np
     from proc_ml.dcc.predict import open_session, predict_polygons
     from proc_ml.dcc.export import export_labelled_faces
+    from proc_ml.dcc.fixes import FixedFaces, apply_part_fix
     from proc_ml.dcc.texture import texture_quads, write_atlas
 
     session = open_session(model, "cpu")
@@ -117,8 +118,11 @@ DCC_PATH = textwrap.dedent("""
     faces = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (2, 6, 7, 3), (0, 4, 6, 2), (1, 3, 7, 5)]
     prims = predict_polygons(session, corners, np.full(6, 4), np.array(faces).ravel(), 3.0)
     quads = np.asarray(prims.polygons)
+    part_fix = np.where(np.arange(len(quads)) == 0, "door", "").astype(object)
+    prims, _ = apply_part_fix(prims, FixedFaces(prims.points, np.full(len(quads), 4), quads.ravel(),
+                                                part_fix))
     export_labelled_faces(out + "/ds", 0, prims.points, np.full(len(quads), 4), quads.ravel(),
-                          prims.part_name, prims.parts, 3.0, (0, 0, 0))
+                          prims.part_name, prims.parts, 3.0, (0, 0, 0), part_fix=prims.fix)
     textures = texture_quads(prims.points, quads, prims.part, list(prims.parts))
     write_atlas(out + "/atlas.png", textures.atlas)
     top = {m.split(".")[0] for m in sys.modules} - before

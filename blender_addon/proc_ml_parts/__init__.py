@@ -9,6 +9,13 @@ as it is). The result has a face int attribute ``part``, one face float attribut
 part's colour) assigned through the material index. A mesh with vertices but no faces
 is read as voxel points at the cells' centres.
 
+Corrections: "proc-ml: Set Part on Selected Faces" writes the face int attribute
+``part_fix`` (the part's index, -1 = not corrected) on the selected faces of a ``_parts``
+object. Predicting again keeps those faces' part (``part_fix`` carried onto the new
+result), and "proc-ml: Export Training Data" writes the selected ``_parts`` objects as
+buildings of a proc-ml dataset, the corrected part as the label and ``label_fixed``
+marking the corrected faces (docs/blender.md).
+
 proc-ml (with numpy and onnxruntime) must be importable from Blender's Python: install it
 there, or set "proc-ml Python path" in the add-on preferences (see docs/blender.md).
 """
@@ -18,7 +25,8 @@ from __future__ import annotations
 import sys
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, IntVectorProperty,
+                       StringProperty)
 
 # proc_ml.runtime.DEVICES (kept literal: proc-ml may not be importable when Blender loads
 # the add-on; tests/test_blender_addon.py checks the two agree)
@@ -124,6 +132,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
             _add_python_path(prefs.python_path)
         try:
             from proc_ml.dcc import blender as bgeo
+            from proc_ml.dcc.fixes import apply_part_fix
             from proc_ml.dcc.predict import (open_session, predict_cell_points, predict_polygons,
                                              style_vector)
             from proc_ml.errors import ProcMLError
@@ -135,7 +144,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
         sources = [obj for obj in context.selected_objects
                    if obj.type == "MESH" and "proc_ml_source" not in obj]
         depsgraph = context.evaluated_depsgraph_get()
-        labelled = []
+        labelled, fixed = [], 0
         try:
             session = open_session(model, device)     # proc-ml's one model cache
             style = (style_vector(self.street_side, self.window_period, self.shopfront,
@@ -156,11 +165,20 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                 if len(prims) == 0:
                     self.report({"WARNING"}, f"{source.name}: fills no cells at this cell size")
                     continue
+                # the artist's corrections (part_fix) on the massing or the previous result
+                fixes = bgeo.part_fix_sources(source, session.parts, depsgraph)
+                if fixes:
+                    prims, fix_report = apply_part_fix(prims, fixes, session.colours)
+                    fixed += fix_report.fixed
+                    if fix_report.warning():
+                        self.report({"WARNING"}, f"{source.name}: {fix_report.warning()}")
                 result = bgeo.result_object(source)
                 bgeo.write_labelled_mesh(result.data, prims,
                                          bgeo.part_materials(session.parts, session.colours))
                 result["proc_ml_source"] = source.name
                 result["proc_ml_parts"] = " ".join(session.parts)
+                result["proc_ml_cell_size"] = float(prims.grid.cell_size)
+                result["proc_ml_part_fix_count"] = int((prims.fix >= 0).sum()) if prims.fix is not None else 0
                 result["proc_ml_street"] = " ".join(street)
                 result["proc_ml_notes"] = note or ""
                 labelled.append((result, len(prims)))
@@ -170,7 +188,149 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
         if not labelled:
             return {"CANCELLED"}
         faces = sum(n for _, n in labelled)
-        self.report({"INFO"}, f"labelled {faces} faces on {len(labelled)} object(s)")
+        kept = f"; {fixed} kept their part_fix" if fixed else ""
+        self.report({"INFO"}, f"labelled {faces} faces on {len(labelled)} object(s){kept}")
+        return {"FINISHED"}
+
+
+NO_FIX_ITEM = "NONE"
+_PART_ITEMS: list = []      # Blender needs the items of a dynamic enum kept alive
+
+
+def _part_items(self, context):
+    obj = getattr(context, "active_object", None) if context is not None else None
+    names = str(obj.get("proc_ml_parts", "")).split() if obj is not None else []
+    _PART_ITEMS[:] = ([(NO_FIX_ITEM, "None (clear)", "Remove the correction: the model's part stands", 0)]
+                      + [(name, name, f"Set the part to {name}", i + 1) for i, name in enumerate(names)])
+    return _PART_ITEMS
+
+
+class OBJECT_OT_proc_ml_fix_part(bpy.types.Operator):
+    """Set the part of the selected faces of a <name>_parts object (the face attribute
+    part_fix); predicting again keeps it, and the export writes it as the label"""
+    bl_idname = "object.proc_ml_fix_part"
+    bl_label = "proc-ml: Set Part on Selected Faces"
+    bl_options = {"REGISTER", "UNDO"}
+    bl_property = "part"
+
+    part: EnumProperty(name="Part", items=_part_items,
+                       description="The part the selected faces get; None clears their correction")
+
+    @classmethod
+    def poll(cls, context):
+        obj = context.active_object
+        return obj is not None and obj.type == "MESH" and "proc_ml_parts" in obj
+
+    def invoke(self, context, event):
+        context.window_manager.invoke_search_popup(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        prefs = _preferences(context)
+        if prefs is not None:
+            _add_python_path(prefs.python_path)
+        try:
+            from proc_ml.dcc import blender as bgeo
+        except ImportError as exc:
+            self.report({"ERROR"}, f"proc-ml is not importable from Blender's Python ({exc})")
+            return {"CANCELLED"}
+        obj = context.active_object
+        names = str(obj["proc_ml_parts"]).split()
+        value = -1 if self.part == NO_FIX_ITEM else names.index(self.part)
+        editing = obj.mode == "EDIT"
+        if editing:                  # edit-mode selection and attributes reach the mesh
+            bpy.ops.object.mode_set(mode="OBJECT")
+        try:
+            count = bgeo.set_part_fix(obj.data, value)
+        finally:
+            if editing:
+                bpy.ops.object.mode_set(mode="EDIT")
+        if not count:
+            self.report({"WARNING"}, f"{obj.name}: no faces selected")
+            return {"CANCELLED"}
+        what = "cleared the part_fix of" if value < 0 else f"set part_fix = {self.part} on"
+        self.report({"INFO"}, f"{obj.name}: {what} {count} face(s)")
+        return {"FINISHED"}
+
+
+class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
+    """Write the selected <name>_parts objects as buildings of a proc-ml dataset folder
+    (part_fix, where set, is the label; the grids mark those faces in label_fixed)"""
+    bl_idname = "object.proc_ml_export_training_data"
+    bl_label = "proc-ml: Export Training Data"
+    bl_options = {"REGISTER"}
+
+    directory: StringProperty(name="Dataset folder", subtype="DIR_PATH",
+                              description="Dataset folder (created); buildings are added to it")
+    filter_folder: BoolProperty(default=True, options={"HIDDEN"})
+    building_id: IntProperty(name="First building ID", default=0, min=0,
+                             description="ID of the first selected object (sorted by name); a "
+                                         "dataset holds buildings 0..N-1")
+    cell_size: FloatProperty(name="Cell size", default=0.0, min=0.0, unit="LENGTH",
+                             description="0: the cell size each object was predicted at")
+    grid_size: IntVectorProperty(name="Grid size", size=3, default=(16, 16, 16), min=0,
+                                 description="Grid every building is placed in; 0 0 0 fits each "
+                                             "massing (batch training needs one size)")
+    formats: StringProperty(name="Formats", default="grids,faces,adjacency,points",
+                            description="Comma list of faces,adjacency,grids,meshes,points "
+                                        "(meshes need SciPy, which the extension does not bundle)")
+    archetype: StringProperty(name="Archetype", default="custom")
+    seed: IntProperty(name="Seed", default=0, min=0)
+    val_fraction: FloatProperty(name="Validation fraction", default=0.1, min=0.0, max=1.0)
+    test_fraction: FloatProperty(name="Test fraction", default=0.1, min=0.0, max=1.0)
+    update_index: BoolProperty(name="Update index", default=True,
+                               description="Rebuild the dataset-wide tables and dataset.yaml")
+
+    @classmethod
+    def poll(cls, context):
+        return any(obj.type == "MESH" and "proc_ml_parts" in obj for obj in context.selected_objects)
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        prefs = _preferences(context)
+        if prefs is not None:
+            _add_python_path(prefs.python_path)
+        try:
+            from proc_ml.dcc import blender as bgeo
+            from proc_ml.dcc.export import export_labelled_faces
+            from proc_ml.errors import ProcMLError
+            from proc_ml.formats import parse_formats
+        except ImportError as exc:
+            self.report({"ERROR"}, f"proc-ml is not importable from Blender's Python ({exc})")
+            return {"CANCELLED"}
+        if not self.directory:
+            self.report({"ERROR"}, "no dataset folder set")
+            return {"CANCELLED"}
+        out = bpy.path.abspath(self.directory)
+        objects = sorted((obj for obj in context.selected_objects
+                          if obj.type == "MESH" and "proc_ml_parts" in obj), key=lambda o: o.name)
+        fixed = 0
+        for i, obj in enumerate(objects):
+            try:
+                cell_size = self.cell_size or float(obj.get("proc_ml_cell_size", 0.0))
+                if not cell_size:
+                    raise ProcMLError("no cell size: set the operator's cell size")
+                part = bgeo.face_attribute(obj.data, bgeo.PART_ATTRIB)
+                if part is None:
+                    raise ProcMLError("not a proc-ml parts result (no 'part' face attribute)")
+                part_fix = bgeo.face_attribute(obj.data, bgeo.PART_FIX_ATTRIB)
+                points, counts, indices = bgeo.mesh_arrays(obj)
+                building, _ = export_labelled_faces(
+                    out, self.building_id + i, points, counts, indices, part,
+                    str(obj["proc_ml_parts"]).split(), cell_size, tuple(self.grid_size), up="z",
+                    formats=parse_formats(self.formats), source="blender", archetype=self.archetype,
+                    split=(self.val_fraction, self.test_fraction), seed=self.seed,
+                    update_index=self.update_index and i == len(objects) - 1,
+                    part_fix=part_fix, element="face")
+            except ProcMLError as exc:
+                self.report({"ERROR"}, f"{obj.name}: {exc}")
+                return {"CANCELLED"}
+            fixed += int(building.fixed.sum()) if building.fixed is not None else 0
+        self.report({"INFO"}, f"exported {len(objects)} building(s) to {out}; "
+                              f"{fixed} cell faces from part_fix")
         return {"FINISHED"}
 
 
@@ -261,15 +421,27 @@ class VIEW3D_PT_proc_ml_parts(bpy.types.Panel):
         op.shopfront = settings.shopfront
         op.balconies = settings.balconies
         layout.operator(OBJECT_OT_proc_ml_texture_building.bl_idname, icon="TEXTURE")
+        fixes = layout.box()
+        fixes.label(text="Corrections (part_fix)")
+        fixes.operator_menu_enum(OBJECT_OT_proc_ml_fix_part.bl_idname, "part",
+                                 text="Set Part on Selected Faces", icon="BRUSH_DATA")
+        fixes.operator(OBJECT_OT_proc_ml_export_training_data.bl_idname, icon="EXPORT")
 
 
 def _menu(self, context):
     self.layout.operator(OBJECT_OT_proc_ml_predict_parts.bl_idname)
     self.layout.operator(OBJECT_OT_proc_ml_texture_building.bl_idname)
+    self.layout.operator(OBJECT_OT_proc_ml_export_training_data.bl_idname)
+
+
+def _face_menu(self, context):
+    self.layout.operator_menu_enum(OBJECT_OT_proc_ml_fix_part.bl_idname, "part",
+                                   text="proc-ml: Set Part on Selected Faces")
 
 
 CLASSES = (ProcMLPartsPreferences, ProcMLPartsSettings, OBJECT_OT_proc_ml_predict_parts,
-           OBJECT_OT_proc_ml_texture_building, VIEW3D_PT_proc_ml_parts)
+           OBJECT_OT_proc_ml_texture_building, OBJECT_OT_proc_ml_fix_part,
+           OBJECT_OT_proc_ml_export_training_data, VIEW3D_PT_proc_ml_parts)
 
 
 def register():
@@ -277,9 +449,11 @@ def register():
         bpy.utils.register_class(cls)
     bpy.types.Scene.proc_ml_parts = bpy.props.PointerProperty(type=ProcMLPartsSettings)
     bpy.types.VIEW3D_MT_object.append(_menu)
+    bpy.types.VIEW3D_MT_edit_mesh_faces.append(_face_menu)
 
 
 def unregister():
+    bpy.types.VIEW3D_MT_edit_mesh_faces.remove(_face_menu)
     bpy.types.VIEW3D_MT_object.remove(_menu)
     del bpy.types.Scene.proc_ml_parts
     for cls in reversed(CLASSES):

@@ -3,12 +3,18 @@
 Everything moves in bulk with ``foreach_get`` / ``foreach_set``. Blender is z-up with
 counter-clockwise front faces, like proc-ml, so no frame change is needed; positions are
 taken to world space with the object's matrix (modifiers applied through the depsgraph).
+
+Corrections (``proc_ml.dcc.fixes``): the INT face attribute ``part_fix`` holds the part an
+artist set, as an index into the object's ``proc_ml_parts`` (like ``part``), -1 = not
+corrected.
 """
 
 from __future__ import annotations
 
 import bpy
 import numpy as np
+
+from .fixes import NO_FIX_INDEX, PART_FIX_ATTRIB, FixedFaces
 
 PART_ATTRIB = "part"
 PROB_ATTRIB_PREFIX = "part_prob_"
@@ -41,8 +47,9 @@ def mesh_arrays(obj, depsgraph=None) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def write_labelled_mesh(mesh, prims, materials=()) -> None:
     """Replace ``mesh``'s geometry with ``LabelledPrims`` quads: a face int attribute
-    ``part``, a face float attribute ``part_prob_<name>`` per part, and ``materials`` in
-    slots 0..K-1 with each face's material index = its part."""
+    ``part``, a face float attribute ``part_prob_<name>`` per part, ``materials`` in
+    slots 0..K-1 with each face's material index = its part, and, when ``prims.fix`` is
+    set, the face int attribute ``part_fix``."""
     mesh.clear_geometry()
     mesh.materials.clear()
     for material in materials:
@@ -61,6 +68,8 @@ def write_labelled_mesh(mesh, prims, materials=()) -> None:
         _face_attribute(mesh, PROB_ATTRIB_PREFIX + name, "FLOAT",
                         np.ascontiguousarray(prims.probs[:, k], np.float32))
     mesh.polygons.foreach_set("material_index", np.maximum(prims.part, 0).astype(np.int32))
+    if prims.fix is not None:
+        _face_attribute(mesh, PART_FIX_ATTRIB, "INT", prims.fix.astype(np.int32))
 
 
 def _face_attribute(mesh, name: str, kind: str, values: np.ndarray) -> None:
@@ -81,6 +90,63 @@ def face_attribute(mesh, name: str) -> np.ndarray | None:
     values = np.empty(len(mesh.polygons), dtype=dtype)
     attribute.data.foreach_get("value", values)
     return values
+
+
+def evaluated_face_attribute(obj, name: str, depsgraph=None) -> np.ndarray | None:
+    """A face attribute of ``obj``'s evaluated mesh (the faces ``mesh_arrays`` reads)."""
+    source = obj.evaluated_get(depsgraph) if depsgraph is not None else obj
+    mesh = source.to_mesh()
+    try:
+        return face_attribute(mesh, name)
+    finally:
+        source.to_mesh_clear()
+
+
+def fixed_faces(obj, parts, depsgraph=None) -> FixedFaces | None:
+    """``obj``'s faces (world space) with their ``part_fix`` (indices into ``parts``), or
+    None when it has no ``part_fix``."""
+    values = evaluated_face_attribute(obj, PART_FIX_ATTRIB, depsgraph)
+    if values is None:
+        return None
+    points, counts, indices = mesh_arrays(obj, depsgraph)
+    return FixedFaces(points, counts, indices, values, tuple(parts), "z", f"{obj.name}: ", "face")
+
+
+def part_fix_sources(source, parts, depsgraph=None, suffix: str = "_parts") -> list:
+    """The corrections a new prediction of ``source`` keeps: ``part_fix`` on the massing
+    itself, then on its existing ``<name>_parts`` result (which wins where both cover a
+    face). Indices refer to each object's ``proc_ml_parts``, else to ``parts``."""
+    found = []
+    previous = bpy.data.objects.get(source.name + suffix)
+    for obj, graph in ((source, depsgraph), (previous, None)):
+        if obj is None or obj.type != "MESH":
+            continue
+        vocabulary = tuple(str(obj.get("proc_ml_parts", "")).split()) or tuple(parts)
+        fixed = fixed_faces(obj, vocabulary, graph)
+        if fixed is not None:
+            found.append(fixed)
+    return found
+
+
+def set_part_fix(mesh, value: int) -> int:
+    """Set ``part_fix`` to ``value`` (a part index, -1 = clear) on the selected faces of
+    ``mesh`` (object mode), creating the attribute (-1 elsewhere); material indices show
+    the corrected part (else ``part``). Returns the number of faces set (0: nothing
+    selected, the mesh is left as it is)."""
+    n = len(mesh.polygons)
+    selected = np.zeros(n, dtype=bool)
+    mesh.polygons.foreach_get("select", selected)
+    if not selected.any():
+        return 0
+    current = face_attribute(mesh, PART_FIX_ATTRIB)
+    fix = np.full(n, NO_FIX_INDEX, np.int32) if current is None else current.astype(np.int32)
+    fix[selected] = int(value)
+    _face_attribute(mesh, PART_FIX_ATTRIB, "INT", fix)
+    part = face_attribute(mesh, PART_ATTRIB)
+    shown = np.where(fix >= 0, fix, part if part is not None else 0)
+    mesh.polygons.foreach_set("material_index", np.maximum(shown, 0).astype(np.int32))
+    mesh.update()
+    return int(selected.sum())
 
 
 def part_materials(parts, colours) -> list:

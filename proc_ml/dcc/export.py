@@ -28,10 +28,11 @@ from ..formats import FORMATS, GRIDS_DIR, grid_npz, grid_path
 from ..grid import NO_PART, exterior_faces
 from ..procedural.parts import DEFAULT_PARTS, Vocabulary
 from ..units import check_cell_size
+from .faces import (LATTICE_TOLERANCE, face_keys, lattice_corners, rectangles, scatter_faces,
+                    unit_faces)
+from .fixes import fix_indices, fix_names, merge_parts
 from .geometry import MAX_CELLS_PER_AXIS, GeometryError
 
-#: Corners closer than this (in cells) to a lattice point are on it.
-LATTICE_TOLERANCE = 1e-3
 DEFAULT_ARCHETYPE = "custom"
 
 
@@ -41,6 +42,9 @@ class LabelledBuilding:
     occupancy: np.ndarray   # uint8[X, Y, Z]
     labels: np.ndarray      # int8[X, Y, Z, 6], -1 where no face
     origin: np.ndarray      # float64[3] z-up world position of cell [0, 0, 0]'s low corner
+    #: bool[X, Y, Z, 6], True on the faces whose label came from ``part_fix`` (the grid
+    #: extra ``label_fixed``); None when the faces carried no ``part_fix``
+    fixed: np.ndarray | None = None
 
 
 # -- faces -> grid ------------------------------------------------------------------------
@@ -65,51 +69,6 @@ def part_indices(values, parts) -> np.ndarray:
     return np.array([lookup[n] for n in names], dtype=np.int32)[inverse.reshape(-1)]
 
 
-def _in_plane_axes(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The two axes spanning a face whose normal runs along ``normal`` (in increasing order)."""
-    return np.where(normal == 0, 1, 0), np.where(normal == 2, 1, 2)
-
-
-def _rectangles(corners: np.ndarray):
-    """Integer corners ``[F, 4, 3]`` -> (low corner, extent, normal axis, valid) per polygon.
-
-    Valid: flat along exactly one axis, and the four corners are the four distinct
-    corners of the rectangle they span.
-    """
-    low, high = corners.min(axis=1), corners.max(axis=1)
-    extent = high - low
-    flat = extent == 0
-    normal = np.argmax(flat, axis=1)
-    u, v = _in_plane_axes(normal)
-    def along(values, axis):   # values[f, ..., axis[f]]
-        return np.take_along_axis(values, axis.reshape((-1,) + (1,) * (values.ndim - 1)),
-                                  axis=-1)[..., 0]
-
-    cu, cv = along(corners, u), along(corners, v)                         # [F, 4]
-    lu, hu = along(low, u)[:, None], along(high, u)[:, None]
-    lv, hv = along(low, v)[:, None], along(high, v)[:, None]
-    on_edges = ((cu == lu) | (cu == hu)) & ((cv == lv) | (cv == hv))
-    code = 2 * (cu == hu) + (cv == hv)
-    distinct = (np.sort(code, axis=1) == np.arange(4)).all(axis=1)
-    valid = (flat.sum(axis=1) == 1) & on_edges.all(axis=1) & distinct
-    return low, extent, normal, valid
-
-
-def _unit_faces(low, extent, normal):
-    """Split each rectangle into unit cell faces: (rect index, normal axis, low corner[3])."""
-    u, v = _in_plane_axes(normal)
-    rows = np.arange(len(low))
-    eu, ev = extent[rows, u], extent[rows, v]
-    counts = eu * ev
-    rect = np.repeat(rows, counts)
-    local = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    cell = low[rect].copy()
-    faces = np.arange(len(rect))
-    cell[faces, u[rect]] += local // ev[rect]
-    cell[faces, v[rect]] += local % ev[rect]
-    return rect, normal[rect], cell
-
-
 def _parity_occupancy(levels_xyz: np.ndarray, shape) -> np.ndarray:
     """Cells inside a closed voxel surface, from its horizontal faces (z-parity)."""
     X, Y, Z = shape
@@ -121,12 +80,14 @@ def _parity_occupancy(levels_xyz: np.ndarray, shape) -> np.ndarray:
     return (np.cumsum(crossings[:, :, :Z], axis=2) % 2).astype(np.uint8)
 
 
-def building_from_faces(points, counts, indices, part, cell_size, grid_size=None
-                        ) -> LabelledBuilding:
+def building_from_faces(points, counts, indices, part, cell_size, grid_size=None,
+                        fixed=None) -> LabelledBuilding:
     """Axis-aligned rectangles on a ``cell_size`` lattice (z-up positions) -> building.
 
     ``counts``/``indices`` list each polygon's points; ``part`` gives one part index per
     polygon. The massing must be closed, and ``grid_size`` (if given) must hold it.
+    ``fixed`` (bool per polygon, optional): the polygons whose part an artist corrected;
+    their cell faces are marked in ``LabelledBuilding.fixed`` by the same mapping.
     """
     size = check_cell_size(cell_size)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
@@ -134,28 +95,35 @@ def building_from_faces(points, counts, indices, part, cell_size, grid_size=None
     part = np.asarray(part, dtype=np.int64).reshape(-1)
     if len(part) != len(counts):
         raise GeometryError(f"{len(part)} part values for {len(counts)} polygons")
+    if fixed is not None and len(fixed) != len(counts):
+        raise GeometryError(f"{len(fixed)} part_fix values for {len(counts)} polygons")
     bad = np.nonzero(counts != 4)[0]
     if bad.size:
         raise GeometryError(f"prim {int(bad[0])} has {int(counts[bad[0]])} vertices; export "
                             f"expects axis-aligned quads on the cell grid")
     corners = pts[np.asarray(indices, dtype=np.int64)].reshape(-1, 4, 3)
     origin = corners.reshape(-1, 3).min(axis=0)
-    scaled = (corners - origin) / size
-    lattice = np.rint(scaled)
-    off = np.abs(scaled - lattice).max(axis=(1, 2))
+    lattice, off = lattice_corners(corners, origin, size)
     if (off > LATTICE_TOLERANCE).any():
         prim = int(np.argmax(off > LATTICE_TOLERANCE))
         raise GeometryError(f"prim {prim} is not on the cell grid (a corner lies {off[prim]:.3f} "
                             f"cells off a multiple of cell size {size:g} from the massing's corner)")
-    low, extent, normal, valid = _rectangles(lattice.astype(np.int64))
+    low, extent, normal, valid = rectangles(lattice)
     if not valid.all():
         prim = int(np.argmin(valid))
         raise GeometryError(f"prim {prim} is not an axis-aligned rectangle on the cell grid")
     shape = _grid_shape(low + extent, grid_size, size)
-    rect, axis, cell = _unit_faces(low, extent, normal)
+    rect, axis, cell = unit_faces(low, extent, normal)
     occ = _parity_occupancy(cell[axis == 2], shape)
-    labels = _face_labels(occ, rect, axis, cell, part)
-    return LabelledBuilding(occ, labels, origin)
+    key = face_keys(occ, rect, axis, cell)
+    labels = scatter_faces(occ.shape, key, part[rect], NO_PART, np.int8)
+    missing = int((exterior_faces(occ) & (labels < 0)).sum())
+    if missing:
+        raise GeometryError(f"{missing} faces of the massing have no labelled polygon; the "
+                            f"massing must be closed")
+    marked = (None if fixed is None else
+              scatter_faces(occ.shape, key, np.asarray(fixed, dtype=bool).reshape(-1)[rect], False, bool))
+    return LabelledBuilding(occ, labels, origin, marked)
 
 
 def _grid_shape(high: np.ndarray, grid_size, cell_size: float) -> tuple[int, int, int]:
@@ -176,42 +144,6 @@ def _grid_shape(high: np.ndarray, grid_size, cell_size: float) -> tuple[int, int
     return shape
 
 
-def _face_labels(occ, rect, axis, cell, part) -> np.ndarray:
-    """Each unit face sits between two cells; the occupied one owns it."""
-    shape = np.array(occ.shape)
-    rows = np.arange(len(rect))
-    below = cell.copy()
-    below[rows, axis] -= 1
-    inside_below = _occupied(occ, below, shape)
-    inside_above = _occupied(occ, cell, shape)
-    stray = inside_below == inside_above
-    if stray.any():
-        raise GeometryError(f"prim {int(rect[np.argmax(stray)])} is not on the outer surface of "
-                            f"the massing (is the massing closed, with no inner faces?)")
-    owner = np.where(inside_below[:, None], below, cell)
-    direction = 2 * axis + np.where(inside_below, 0, 1)      # below owns it: its + face
-    labels = np.full(occ.shape + (6,), NO_PART, dtype=np.int8)
-    key = np.ravel_multi_index((owner[:, 0], owner[:, 1], owner[:, 2], direction), labels.shape)
-    unique, first = np.unique(key, return_index=True)
-    if len(unique) != len(key):
-        dup = np.setdiff1d(np.arange(len(key)), first)[0]
-        raise GeometryError(f"prim {int(rect[dup])} overlaps another face")
-    labels.reshape(-1)[key] = part[rect]
-    missing = int((exterior_faces(occ) & (labels < 0)).sum())
-    if missing:
-        raise GeometryError(f"{missing} faces of the massing have no labelled polygon; the "
-                            f"massing must be closed")
-    return labels
-
-
-def _occupied(occ, cells, shape) -> np.ndarray:
-    inside = ((cells >= 0) & (cells < shape)).all(axis=1)
-    out = np.zeros(len(cells), dtype=bool)
-    c = cells[inside]
-    out[inside] = occ[c[:, 0], c[:, 1], c[:, 2]] > 0
-    return out
-
-
 # -- writing ------------------------------------------------------------------------------
 def export_building(out, building_id: int, building: LabelledBuilding, parts, cell_size: float,
                     formats=None, source: str = "dcc", archetype: str = DEFAULT_ARCHETYPE,
@@ -227,8 +159,10 @@ def export_building(out, building_id: int, building: LabelledBuilding, parts, ce
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", archetype or ""):
         raise DatasetError(f"archetype '{archetype}' must be a word (letters, digits, _ . -)")
     Vocabulary(tuple(parts))
+    extras = {} if building.fixed is None else {"label_fixed": building.fixed.astype(bool)}
     arrays = BuildingArrays(int(building_id), archetype, building.occupancy.astype(np.uint8),
-                            building.labels.astype(np.int8), np.zeros(len(STYLE_FEATURES), np.float32))
+                            building.labels.astype(np.int8), np.zeros(len(STYLE_FEATURES), np.float32),
+                            extras)
     write_building_files(out, arrays, formats + ("grids",), parts, cell_size, seed=seed)
     if not update_index:
         return None
@@ -287,18 +221,27 @@ def parse_parts(text: str | None, fallback=None) -> tuple[str, ...]:
 def export_labelled_faces(out, building_id: int, points, counts, indices, part_values, parts,
                           cell_size, grid_size=None, up: str = "z", formats=None,
                           source: str = "dcc", archetype: str = DEFAULT_ARCHETYPE,
-                          split=(0.1, 0.1), seed: int = 0, update_index: bool = True
+                          split=(0.1, 0.1), seed: int = 0, update_index: bool = True,
+                          part_fix=None, element: str = "prim"
                           ) -> tuple[LabelledBuilding, dict | None]:
     """DCC faces (DCC frame) with a part per polygon -> one building of a dataset folder.
 
     ``grid_size`` ``None`` or all zeros fits the grid to the massing; training needs every
     building of a dataset on the same grid, so studios set it (the generator uses 16^3).
+    ``part_fix`` (optional, one value per polygon, as the DCC stores it: a part name, ``""``
+    = not corrected, or an index into ``parts``, -1 = not corrected) overrides the part on
+    the corrected polygons, and the grid gets ``label_fixed`` marking their cell faces.
     """
     from .geometry import to_z_up
 
     grid = None if grid_size is None or not any(int(n) for n in grid_size) else grid_size
+    fixed = None
+    if part_fix is not None:
+        fix = fix_indices(fix_names(part_fix, parts, f"building {int(building_id)}, ", element), parts,
+                          f"building {int(building_id)}, ", element)
+        part_values, fixed = merge_parts(part_values, fix, parts), fix >= 0
     building = building_from_faces(to_z_up(points, up), counts, indices,
-                                   part_indices(part_values, parts), cell_size, grid)
+                                   part_indices(part_values, parts), cell_size, grid, fixed)
     manifest = export_building(out, building_id, building, parts, check_cell_size(cell_size),
                                formats, source, archetype, split, seed, update_index)
     return building, manifest

@@ -16,12 +16,17 @@ import numpy as np
 
 import hou
 
+from .fixes import FIX_COUNT_ATTRIB, NO_FIX_NAME, PART_FIX_ATTRIB
+
 #: Attribute names the prediction SOP writes (documented in docs/houdini.md).
 PART_ATTRIB = "part"
 PART_NAME_ATTRIB = "part_name"
 PART_PROB_ATTRIB = "part_prob"
 COLOUR_ATTRIB = "Cd"
 PART_NAMES_DETAIL = "part_names"
+#: The artist's correction: a string prim attribute, a part name ("" = not corrected), and
+#: the detail int the prediction SOP writes with the number of faces it kept corrected.
+PART_FIX_DETAIL = FIX_COUNT_ATTRIB
 
 
 def parm_value(node, name: str, default):
@@ -98,7 +103,9 @@ def _fresh_attrib(geo, attrib_type, name: str, default) -> None:
 
 
 def write_labelled_prims(geo, prims) -> None:
-    """Replace ``geo`` with the labelled quads of a ``proc_ml.dcc.prims.LabelledPrims``."""
+    """Replace ``geo`` with the labelled quads of a ``proc_ml.dcc.prims.LabelledPrims``
+    (and, when ``prims.fix`` is set, the string prim attribute ``part_fix`` and the detail
+    int ``part_fix_count``)."""
     geo.clear()
     k = len(prims.parts)
     _fresh_attrib(geo, hou.attribType.Global, PART_NAMES_DETAIL, "")
@@ -107,12 +114,18 @@ def write_labelled_prims(geo, prims) -> None:
     _fresh_attrib(geo, hou.attribType.Prim, PART_NAME_ATTRIB, "")
     _fresh_attrib(geo, hou.attribType.Prim, PART_PROB_ATTRIB, (0.0,) * k)
     _fresh_attrib(geo, hou.attribType.Prim, COLOUR_ATTRIB, (1.0, 1.0, 1.0))
+    if prims.fix is not None:
+        _fresh_attrib(geo, hou.attribType.Prim, PART_FIX_ATTRIB, NO_FIX_NAME)
+        _fresh_attrib(geo, hou.attribType.Global, PART_FIX_DETAIL, 0)
+        geo.setGlobalAttribValue(PART_FIX_DETAIL, int((prims.fix >= 0).sum()))
     if len(prims) == 0:
         return
     geo.createPoints(prims.points.tolist())
     geo.createPolygons(prims.polygons.tolist())
     geo.setPrimIntAttribValues(PART_ATTRIB, prims.part.tolist())
     geo.setPrimStringAttribValues(PART_NAME_ATTRIB, prims.part_name.tolist())
+    if prims.fix is not None:
+        geo.setPrimStringAttribValues(PART_FIX_ATTRIB, prims.fix_name.tolist())
     geo.setPrimFloatAttribValuesFromString(PART_PROB_ATTRIB,
                                            np.ascontiguousarray(prims.probs, np.float32).tobytes(),
                                            hou.numericData.Float32)

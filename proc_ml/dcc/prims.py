@@ -27,9 +27,19 @@ class LabelledPrims:
     cells: np.ndarray        # int32[F, 3] grid cell of each quad
     directions: np.ndarray   # int8[F] face direction 0..5 (+x, -x, +y, -y, +z, -z)
     parts: tuple             # the vocabulary, index -> name
+    grid: VoxelGrid | None = None   # the grid the quads bound (where corrections are mapped)
+    #: int32[F] the artist's correction (``part_fix``) as a part index, -1 = not corrected;
+    #: None when the input carried no ``part_fix`` (``proc_ml.dcc.fixes.apply_part_fix``)
+    fix: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.part)
+
+    @property
+    def fix_name(self) -> np.ndarray:
+        """``str[F]``: the corrected part's name, ``""`` where not corrected."""
+        fix = np.full(len(self), -1, np.int32) if self.fix is None else self.fix
+        return np.asarray(self.parts + ("",), dtype=object)[fix]
 
 
 def labelled_prims(grid: VoxelGrid, labels: np.ndarray, probs: np.ndarray, parts,
@@ -61,6 +71,7 @@ def labelled_prims(grid: VoxelGrid, labels: np.ndarray, probs: np.ndarray, parts
         cells=mesh.cells,
         directions=mesh.directions,
         parts=parts,
+        grid=grid,
     )
 
 
