@@ -209,7 +209,7 @@ def markdown(result: dict) -> str:
              f"scratch ({SCRATCH_CONFIG}); held-out: {head['test_count']} buildings per rule set "
              f"(seed {head['test_seed']}); training seed {head['train_seed']}.", "",
              "Held-out face accuracy (best checkpoint; train = val = the N buildings), wall time "
-             "of `proc-ml train`, per-part F1 (roof and ground left out: 1.00 throughout).", "",
+             "of `proc-ml train`, per-part F1 of the side-face parts (roof and ground left out).", "",
              "| rule set | N | fine-tuned | from scratch | fine-tune s | scratch s | fine-tuned F1 | from-scratch F1 |",
              "|---|---:|---:|---:|---:|---:|---|---|"]
     for rule_name, rows in result["rules"].items():
@@ -264,11 +264,12 @@ def plot(result: dict, path: Path) -> Path:
     sizes = sorted({int(n) for rows in result["rules"].values() for n in rows["sizes"]})
     ax.set_xticks(sizes)
     ax.set_xticklabels([str(n) for n in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("training buildings N")
     ax.set_ylabel("held-out face accuracy")
     ax.set_title(f"Few-shot rules ({result['setup']['epochs']} epochs, {result['setup']['threads']} threads)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
