@@ -90,16 +90,11 @@ def parse_args(argv=None):
 
 # -- training and scoring ----------------------------------------------------------------------
 
-def finetune_epochs(overrides=()) -> int:
-    """Epochs of the shipped fine-tuning config (with ``overrides``)."""
-    from proc_ml.errors import ConfigError
+def finetune_training(overrides=()) -> dict:
+    """The ``training`` section of the shipped fine-tuning config (with ``overrides``)."""
     from proc_ml.trainers import load_train_config, resolve_config_path
 
-    try:
-        config = load_train_config("building-parts", resolve_config_path(FINETUNE_CONFIG), overrides)
-    except ConfigError as exc:
-        raise RuntimeError(f"{exc} (--epochs sets the epochs without it)") from None
-    return int(config["training"]["epochs"])
+    return load_train_config("building-parts", resolve_config_path(FINETUNE_CONFIG), overrides)["training"]
 
 
 def train_command(method: str, data, run, overrides) -> list[str]:
@@ -296,7 +291,14 @@ def run(args, argv=None) -> int:
     torch.set_num_threads(args.threads)
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    epochs = args.epochs or finetune_epochs(args.set)
+    from proc_ml.errors import ConfigError
+    try:
+        finetune = finetune_training(args.set)
+    except ConfigError as exc:
+        if args.epochs is None:
+            raise RuntimeError(f"{exc} (--epochs sets the epochs without it)") from None
+        finetune = None           # fine-tuning runs will say why they cannot start
+    epochs = args.epochs or int(finetune["epochs"])
     overrides = [f"training.threads={args.threads}", f"training.device={args.device}",
                  f"training.epochs={epochs}", *args.set]
     pretrained = PartsPredictor(default_model("building-parts"), device="cpu",
@@ -304,7 +306,7 @@ def run(args, argv=None) -> int:
     result = {"setup": {"machine": f"{platform.processor() or platform.machine()} "
                                    f"({os.cpu_count()} CPUs seen)",
                         "torch": torch.__version__, "python": sys.version.split()[0],
-                        "threads": args.threads, "epochs": epochs, "test_count": args.test_count,
+                        "threads": args.threads, "epochs": epochs, "finetune_training": finetune, "test_count": args.test_count,
                         "test_seed": args.test_seed, "train_seed": args.train_seed,
                         "correction_count": args.correction_count,
                         "correction_seed": args.correction_seed, "overrides": overrides,
