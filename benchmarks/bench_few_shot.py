@@ -299,8 +299,11 @@ def run(args, argv=None) -> int:
             raise RuntimeError(f"{exc} (--epochs sets the epochs without it)") from None
         finetune = None           # fine-tuning runs will say why they cannot start
     epochs = args.epochs or int(finetune["epochs"])
+    # both methods: the same epoch budget, batch size and early stopping (fine-tuning's)
+    same = ([f"training.batch_size={finetune['batch_size']}",
+             f"training.patience={finetune['patience']}"] if finetune else [])
     overrides = [f"training.threads={args.threads}", f"training.device={args.device}",
-                 f"training.epochs={epochs}", *args.set]
+                 f"training.epochs={epochs}", *same, *args.set]
     pretrained = PartsPredictor(default_model("building-parts"), device="cpu",
                                 intra_op_threads=args.threads)
     result = {"setup": {"machine": f"{platform.processor() or platform.machine()} "

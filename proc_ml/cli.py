@@ -19,7 +19,7 @@ from .errors import ProcMLError
 from .fileio import display_name, os_error_text
 
 # Order here is the order in ``proc-ml --help``; a module not present is not offered.
-COMMAND_MODULES = ("generate", "importing", "train", "evaluate", "export", "info", "predict", "demo", "batch")
+COMMAND_MODULES = ("generate", "importing", "train", "finetune", "evaluate", "export", "info", "predict", "demo", "batch")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -159,13 +159,13 @@ def test_init_errors_are_one_line(args, message, tiny_dataset, tiny_pix2pix_onnx
 
 
 # -- frozen normalisation and corrected faces ---------------------------------------------
-def test_fine_tuning_keeps_the_normalisation_statistics(tiny_unet_run, tiny_dataset, tmp_path):
+def test_freeze_norm_keeps_the_normalisation_statistics(tiny_unet_run, tiny_dataset, tmp_path):
     from proc_ml.trainers import load_run
 
     source, _ = load_run(tiny_unet_run)
     out = tmp_path / "ft"
     assert _train(tiny_dataset, out, "--init", tiny_unet_run, "--config", "parts_finetune",
-                  "--set", "training.epochs=2") == 0
+                  "--set", "training.epochs=2", "--set", "training.freeze_norm=true") == 0
     tuned, _ = load_run(out, "last")
     stats = [k for k in source.state_dict() if k.endswith(("running_mean", "running_var"))]
     assert stats
@@ -248,3 +248,26 @@ def test_patience_stops_early_and_resume_keeps_it_stopped(tiny_dataset, tmp_path
     assert main(["train", "building-parts", "--data", str(tiny_dataset), "--out", str(out),
                  "--quiet", "--resume"]) == 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_finetune_one_liner_trains_exports_and_times(tiny_unet_run, tiny_dataset, tmp_path, capsys):
+    """`proc-ml finetune`: train --init then export onnx in one command; with --json one start
+    and one done event (what proc_ml.pdg.run_cli reads), the model loads in the runtime."""
+    from proc_ml.runtime import PartsPredictor
+
+    out, model = tmp_path / "run", tmp_path / "tuned.onnx"
+    assert main(["finetune", "--data", str(tiny_dataset), "--out", str(out), "--model", str(model),
+                 "--init", str(tiny_unet_run), "--set", "training.epochs=1", "--set",
+                 "training.threads=1", "--set", "dataset.max_buildings=4", "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events if e["event"] != "progress"] == ["start", "done"]
+    done = events[-1]
+    assert done["outputs"] == [str(out), str(model)]
+    assert {"train_s", "export_s", "total_s"} <= set(done) and done["total_s"] >= done["train_s"]
+    assert done["mapping"]["kept"] and done["max_abs_diff"] <= 1e-4
+    assert PartsPredictor(model, device="cpu").parts == json.loads(
+        (out / "init.json").read_text())["source_parts"]
+    # a second run into the same folder is refused before any work
+    assert main(["finetune", "--data", str(tiny_dataset), "--out", str(out), "--model",
+                 str(tmp_path / "again.onnx"), "--init", str(tiny_unet_run)]) == 1
+    assert "already holds a training run" in capsys.readouterr().err

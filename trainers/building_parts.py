@@ -208,7 +208,7 @@ class BuildingPartsTask(Task):
     def defaults(cls) -> dict:
         return {"training": {
             "init": "",            # fine-tune from a run, .pt, .onnx or 'default' (trainers.finetune)
-            "freeze_norm": True,   # with init: BatchNorm statistics stay the source's
+            "freeze_norm": False,  # with init: keep the source's BatchNorm statistics
             "fix_weight": 4.0,     # loss weight of faces an artist corrected (label_fixed)
         }}
 

@@ -8,10 +8,12 @@
 * the network: family, width and depth, and the input channels (``dataset.inputs``) are the
   source's, whatever the config says (the run's config records what was used);
 * the weights. An exported model's BatchNorm layers are folded into its convolutions; they
-  are restored as the identity (mean 0, variance 1, scale 1) with the folded bias as their
-  shift, which is exact while the normalisation statistics stay frozen
-  (``training.freeze_norm``, on by default when fine-tuning: a handful of buildings cannot
-  re-estimate them);
+  are restored with statistics mean 0 and variance 1, each folded filter divided by its
+  norm and that norm as the BatchNorm scale, the folded bias as its shift: the same function
+  in eval mode, with the weights back on the scale the optimiser's steps suit (folded
+  filters are scaled by 1/std of their layer). ``training.freeze_norm`` keeps the
+  statistics frozen while training (off by default: with a handful of separable buildings
+  a network without live normalisation grows its logits without bound);
 * the vocabulary, by part name (``vocabulary_mapping``): a part both have keeps its output
   channels; a part only the dataset has gets new channels copied from the source part the
   pretrained network predicts most often on its faces in the training split (its *parent*;
@@ -180,7 +182,12 @@ def source_state(model: nn.Module, init: InitSource) -> dict:
                     raise ModelError(f"--init {init.path}: no folded bias for {name} "
                                      f"(not a proc-ml export of this network)")
                 prefix = name.rsplit(".", 1)[0] + "." + str(int(name.rsplit(".", 1)[1]) + 1)
-                state[f"{prefix}.weight"] = torch.ones_like(folded)
+                # each filter back to unit norm, its norm as the BatchNorm scale: the same
+                # function, with weights on the scale the optimiser's steps are meant for
+                weight = state[f"{name}.weight"]
+                scale = weight.reshape(weight.shape[0], -1).norm(dim=1).clamp(min=1e-8)
+                state[f"{name}.weight"] = weight / scale.reshape(-1, *[1] * (weight.ndim - 1))
+                state[f"{prefix}.weight"] = scale
                 state[f"{prefix}.bias"] = folded.clone()
                 state[f"{prefix}.running_mean"] = torch.zeros_like(folded)
                 state[f"{prefix}.running_var"] = torch.full_like(folded, 1.0 - norm.eps)
