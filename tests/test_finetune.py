@@ -256,7 +256,7 @@ def test_finetune_one_liner_trains_exports_and_times(tiny_unet_run, tiny_dataset
     from proc_ml.runtime import PartsPredictor
 
     out, model = tmp_path / "run", tmp_path / "tuned.onnx"
-    assert main(["finetune", "--data", str(tiny_dataset), "--out", str(out), "--model", str(model),
+    assert main(["finetune", "--data", str(tiny_dataset), "--out", str(out), "--export", str(model),
                  "--init", str(tiny_unet_run), "--set", "training.epochs=1", "--set",
                  "training.threads=1", "--set", "dataset.max_buildings=4", "--json"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -268,6 +268,6 @@ def test_finetune_one_liner_trains_exports_and_times(tiny_unet_run, tiny_dataset
     assert PartsPredictor(model, device="cpu").parts == json.loads(
         (out / "init.json").read_text())["source_parts"]
     # a second run into the same folder is refused before any work
-    assert main(["finetune", "--data", str(tiny_dataset), "--out", str(out), "--model",
+    assert main(["finetune", "--data", str(tiny_dataset), "--out", str(out), "--export",
                  str(tmp_path / "again.onnx"), "--init", str(tiny_unet_run)]) == 1
     assert "already holds a training run" in capsys.readouterr().err

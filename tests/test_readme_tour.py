@@ -117,6 +117,10 @@ def test_the_tour_parses_and_reads_only_what_it_wrote():
                 run_config[os.path.normpath(ns.out)] = ns.config or "default"
         if ns.command == "export":
             model_run[os.path.normpath(ns.out)] = os.path.normpath(ns.run)
+        if ns.command == "finetune":            # train --init, then export --export
+            run_config[os.path.normpath(ns.out)] = ns.config
+            model_run[os.path.normpath(ns.export)] = os.path.normpath(ns.out)
+            written.append(ns.export)
         for name in ("model", "parts_model"):
             value = getattr(ns, name, None)
             if value and ns.command in ("predict", "batch"):

@@ -1,4 +1,4 @@
-"""``proc-ml finetune --data D --out RUN --model M.onnx``: the artist's loop in one command
+"""``proc-ml finetune --data D --out RUN --export M.onnx``: the artist's loop in one command
 (docs/few-shot.md): fine-tune a trained building-parts model on a few labelled buildings
 (``train building-parts --init``), then export the result to ONNX (``export onnx``), with
 the time of each step. One process, one ``start`` and one ``done`` event with ``--json``,
@@ -24,7 +24,8 @@ def register(sub) -> None:
                     "the time of each step (docs/few-shot.md).")
     p.add_argument("--data", required=True, help="dataset folder (a few labelled buildings)")
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--model", required=True, help="the fine-tuned .onnx file to write")
+    p.add_argument("--export", required=True, metavar="MODEL.onnx",
+                   help="the fine-tuned .onnx file to write")
     p.add_argument("--init", default="default",
                    help="the model to start from: a run folder, a .pt, an .onnx, or 'default' "
                         "(the installed model; default)")
@@ -48,12 +49,12 @@ def run(args) -> int:
     from proc_ml.trainers.finetune import INIT_FILE
     from proc_ml.trainers.runs import CHECKPOINT_DIR
 
-    if not str(args.model).endswith(".onnx"):
-        raise ModelError(f"{args.model}: --model must name a .onnx file")
+    if not str(args.export).endswith(".onnx"):
+        raise ModelError(f"{args.export}: --export must name a .onnx file")
     if not str(args.init).strip():
         raise ConfigError("--init: empty; pass a run folder, a .pt, an .onnx or 'default'")
     check_output_folder(args.out)
-    check_output_file(args.model)
+    check_output_file(args.export)
     if (Path(args.out) / CHECKPOINT_DIR / "last.pt").exists():
         raise ConfigError(f"{args.out}: already holds a training run; choose another --out")
     overrides = list(args.set) + [f"training.init={json.dumps(str(args.init))}"]
@@ -62,7 +63,7 @@ def run(args) -> int:
     config = load_train_config("building-parts", resolve_config_path(args.config), overrides)
     epochs = int(config["training"]["epochs"])
     with Reporter(args.json) as report:
-        report.start("finetune", data=args.data, out=args.out, model=args.model, init=args.init)
+        report.start("finetune", data=args.data, out=args.out, export=args.export, init=args.init)
 
         class Progress(Callback):
             def on_epoch_end(self, trainer, record: dict) -> None:
@@ -73,7 +74,7 @@ def run(args) -> int:
         summary = fit(config, args.data, args.out, callbacks=[] if args.quiet else [Progress()],
                       progress=False)
         trained = time.perf_counter()
-        result = export_run(args.out, args.model, data_dir=args.data, log=lambda line: None,
+        result = export_run(args.out, args.export, data_dir=args.data, log=lambda line: None,
                             target_ort=PORTABLE_ORT if args.portable else None,
                             progress=report.progress)
         done = time.perf_counter()
