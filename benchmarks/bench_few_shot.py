@@ -301,7 +301,8 @@ def run(args, argv=None) -> int:
     epochs = args.epochs or int(finetune["epochs"])
     # both methods: the same epoch budget, batch size and early stopping (fine-tuning's)
     same = ([f"training.batch_size={finetune['batch_size']}",
-             f"training.patience={finetune['patience']}"] if finetune else [])
+             f"training.patience={finetune['patience']}",
+             f"training.best_metric={finetune['best_metric']}"] if finetune else [])
     overrides = [f"training.threads={args.threads}", f"training.device={args.device}",
                  f"training.epochs={epochs}", *same, *args.set]
     pretrained = PartsPredictor(default_model("building-parts"), device="cpu",
