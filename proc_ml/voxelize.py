@@ -153,7 +153,7 @@ def voxelize(vertices: np.ndarray, triangles: np.ndarray, cell_size: float, up: 
     closed = is_closed(verts, tris) if closed is None else closed
     corners = verts[tris]
     occ = (_parity_fill(corners, origin, cell_size, shape, is_consistently_oriented(verts, tris))
-           if closed else _fill_enclosed(_surface_cells(corners, origin, cell_size, shape)))
+           if closed else fill_enclosed(_surface_cells(corners, origin, cell_size, shape)))
     return VoxelGrid(occ.astype(np.uint8), origin, float(cell_size), up, closed, rotation, pivot)
 
 
@@ -299,7 +299,7 @@ def _surface_cells(corners, origin, cell, shape) -> np.ndarray:
     return occ
 
 
-def _fill_enclosed(surface: np.ndarray) -> np.ndarray:
+def fill_enclosed(surface: np.ndarray) -> np.ndarray:
     """Surface cells plus the empty cells not connected to the grid's sides or top."""
     padded = np.pad(surface, ((1, 1), (1, 1), (0, 1)), constant_values=False)
     outside = np.zeros_like(padded)

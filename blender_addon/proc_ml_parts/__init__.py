@@ -54,6 +54,22 @@ def _add_python_path(path: str) -> None:
         sys.path.append(path)
 
 
+
+def _import_proc_ml(operator, context, *names):
+    """The proc-ml modules ``names`` (the preferences' proc-ml Python path first put on
+    ``sys.path``), or None after reporting why they cannot be imported."""
+    import importlib
+
+    prefs = _preferences(context)
+    if prefs is not None:
+        _add_python_path(prefs.python_path)
+    try:
+        return [importlib.import_module(name) for name in names]
+    except ImportError as exc:
+        operator.report({"ERROR"}, f"proc-ml is not importable from Blender's Python ({exc}); "
+                                   f"install it or set the add-on's 'proc-ml Python path'")
+        return None
+
 class ProcMLPartsPreferences(bpy.types.AddonPreferences):
     bl_idname = _package()
 
@@ -127,19 +143,17 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
         return bpy.path.abspath(model) if model else "", device
 
     def execute(self, context):
-        prefs = _preferences(context)
-        if prefs is not None:
-            _add_python_path(prefs.python_path)
-        try:
-            from proc_ml.dcc import blender as bgeo
-            from proc_ml.dcc.fixes import apply_part_fix
-            from proc_ml.dcc.predict import (open_session, predict_cell_points, predict_polygons,
-                                             style_vector)
-            from proc_ml.errors import ProcMLError
-        except ImportError as exc:
-            self.report({"ERROR"}, f"proc-ml is not importable from Blender's Python ({exc}); "
-                                   f"install it or set the add-on's 'proc-ml Python path'")
+        modules = _import_proc_ml(self, context, "proc_ml.dcc.blender", "proc_ml.dcc.fixes",
+                                  "proc_ml.dcc.predict", "proc_ml.errors")
+        if modules is None:
             return {"CANCELLED"}
+        bgeo = modules[0]
+        apply_part_fix = modules[1].apply_part_fix
+        open_session = modules[2].open_session
+        predict_cell_points = modules[2].predict_cell_points
+        predict_polygons = modules[2].predict_polygons
+        style_vector = modules[2].style_vector
+        ProcMLError = modules[3].ProcMLError
         model, device = self._model_and_device(context)
         sources = [obj for obj in context.selected_objects
                    if obj.type == "MESH" and "proc_ml_source" not in obj]
@@ -226,14 +240,10 @@ class OBJECT_OT_proc_ml_fix_part(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def execute(self, context):
-        prefs = _preferences(context)
-        if prefs is not None:
-            _add_python_path(prefs.python_path)
-        try:
-            from proc_ml.dcc import blender as bgeo
-        except ImportError as exc:
-            self.report({"ERROR"}, f"proc-ml is not importable from Blender's Python ({exc})")
+        modules = _import_proc_ml(self, context, "proc_ml.dcc.blender")
+        if modules is None:
             return {"CANCELLED"}
+        bgeo = modules[0]
         obj = context.active_object
         names = str(obj["proc_ml_parts"]).split()
         value = -1 if self.part == NO_FIX_ITEM else names.index(self.part)
@@ -290,17 +300,14 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def execute(self, context):
-        prefs = _preferences(context)
-        if prefs is not None:
-            _add_python_path(prefs.python_path)
-        try:
-            from proc_ml.dcc import blender as bgeo
-            from proc_ml.dcc.export import export_labelled_faces
-            from proc_ml.errors import ProcMLError
-            from proc_ml.formats import parse_formats
-        except ImportError as exc:
-            self.report({"ERROR"}, f"proc-ml is not importable from Blender's Python ({exc})")
+        modules = _import_proc_ml(self, context, "proc_ml.dcc.blender", "proc_ml.dcc.export",
+                                  "proc_ml.errors", "proc_ml.formats")
+        if modules is None:
             return {"CANCELLED"}
+        bgeo = modules[0]
+        export_labelled_faces = modules[1].export_labelled_faces
+        ProcMLError = modules[2].ProcMLError
+        parse_formats = modules[3].parse_formats
         if not self.directory:
             self.report({"ERROR"}, "no dataset folder set")
             return {"CANCELLED"}
@@ -360,17 +367,15 @@ class OBJECT_OT_proc_ml_texture_building(bpy.types.Operator):
         return obj is not None and obj.type == "MESH" and "proc_ml_parts" in obj
 
     def execute(self, context):
-        prefs = _preferences(context)
-        if prefs is not None:
-            _add_python_path(prefs.python_path)
-        try:
-            from proc_ml.dcc import blender as bgeo
-            from proc_ml.errors import ProcMLError
-            from proc_ml.dcc.texture import texture_quads, write_atlas
-            from proc_ml.runtime.textures import TextureGenerator
-        except ImportError as exc:
-            self.report({"ERROR"}, f"proc-ml is not importable from Blender's Python ({exc})")
+        modules = _import_proc_ml(self, context, "proc_ml.dcc.blender", "proc_ml.errors",
+                                  "proc_ml.dcc.texture", "proc_ml.runtime.textures")
+        if modules is None:
             return {"CANCELLED"}
+        bgeo = modules[0]
+        ProcMLError = modules[1].ProcMLError
+        texture_quads = modules[2].texture_quads
+        write_atlas = modules[2].write_atlas
+        TextureGenerator = modules[3].TextureGenerator
         obj = context.active_object
         try:
             generator = (TextureGenerator.open(bpy.path.abspath(self.model_path), self.device)

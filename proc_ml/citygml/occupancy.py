@@ -64,24 +64,8 @@ def surface_cells(points, normals, shape, cell) -> np.ndarray:
 
 
 def flood_fraction(points, normals, shape, cell) -> np.ndarray:
-    """Surface cells plus the empty cells the grid's sides and top cannot reach (0 or 1)."""
-    surface = surface_cells(points, normals, shape, cell)
-    padded = np.pad(surface, ((1, 1), (1, 1), (0, 1)), constant_values=False)
-    outside = np.zeros_like(padded)
-    outside[[0, -1], :, :] = True
-    outside[:, [0, -1], :] = True
-    outside[:, :, -1] = True
-    outside &= ~padded
-    while True:
-        grown = outside.copy()
-        grown[1:] |= outside[:-1]
-        grown[:-1] |= outside[1:]
-        grown[:, 1:] |= outside[:, :-1]
-        grown[:, :-1] |= outside[:, 1:]
-        grown[:, :, 1:] |= outside[:, :, :-1]
-        grown[:, :, :-1] |= outside[:, :, 1:]
-        grown &= ~padded
-        if np.array_equal(grown, outside):
-            break
-        outside = grown
-    return (~outside[1:-1, 1:-1, :-1]).astype(np.float64)
+    """Surface cells plus the empty cells the grid's sides and top cannot reach (0 or 1):
+    the flood fill ``proc-ml predict`` uses for open meshes (``voxelize.fill_enclosed``)."""
+    from ..voxelize import fill_enclosed
+
+    return fill_enclosed(surface_cells(points, normals, shape, cell)).astype(np.float64)
