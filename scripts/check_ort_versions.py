@@ -4,7 +4,7 @@ For each model family it trains a tiny run (the ``tiny_*`` configs, seconds each
 it twice (the default export and ``--portable``), and computes PyTorch's outputs on the
 export's parity inputs (``Task.parity_inputs``: dataset samples and an unseen size). Then,
 for every onnxruntime version asked for, it makes a throwaway virtual environment
-(``python -m venv``; ``pip install onnxruntime==VERSION "numpy<2"``), and in it loads every
+(``python -m venv``; ``pip install onnxruntime==VERSION "numpy<2" pyyaml pydantic``), and in it loads every
 file with plain onnxruntime (CPU) and through ``proc_ml.runtime`` (this checkout on
 PYTHONPATH), runs the parity inputs and reports the largest |onnxruntime - torch|.
 
@@ -75,7 +75,8 @@ CHILD = textwrap.dedent("""
 
 
 def make_venv(version: str, root: Path) -> Path:
-    """A virtual environment under ``root`` with onnxruntime ``version`` and numpy<2;
+    """A virtual environment under ``root`` with onnxruntime ``version``, numpy<2 and the
+    rest of what ``proc_ml.runtime`` imports (pyyaml, pydantic);
     returns its python (reused when it is already there)."""
     venv = root / f"ort-{version}"
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
@@ -83,7 +84,8 @@ def make_venv(version: str, root: Path) -> Path:
     if not marker.is_file():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        f"onnxruntime=={version}", "numpy<2"], check=True)
+                        f"onnxruntime=={version}", "numpy<2", "pyyaml>=6.0",
+                        "pydantic>=2.7,<3"], check=True)   # what proc_ml.runtime imports
         marker.write_text(version)
     return python
 
