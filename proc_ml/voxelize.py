@@ -37,6 +37,8 @@ from .alignment import dominant_wall_angle, rotation_z
 from .errors import DatasetError
 from .meshing import UP_AXES, QuadMesh, from_z_up, quad_mesh, to_z_up  # noqa: F401 (UP_AXES re-exported)
 
+#: The common mesh types (shape folders); the parts task reads every type of
+#: ``mesh_extensions()``.
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 #: Grids larger than this on any axis are refused (usually a unit mismatch: cm vs m).
 MAX_CELLS_PER_AXIS = 256
@@ -51,8 +53,11 @@ ALIGN_TOLERANCE_DEG = 0.1
 UP_EVIDENCE = 0.05
 
 
-def default_up(path: str | os.PathLike) -> str:
-    return "y" if Path(path).suffix.lower() in (".glb", ".gltf") else "z"
+def default_up(file_type: str) -> str:
+    """glTF is Y-up by its specification; other types say nothing (``file_type``: an
+    extension such as ``glb``, or a file name)."""
+    ext = str(file_type).lower().rsplit(".", 1)[-1]
+    return "y" if ext in ("glb", "gltf") else "z"
 
 
 @dataclass
@@ -92,22 +97,26 @@ class VoxelGrid:
         return mesh
 
 
+def mesh_extensions() -> tuple[str, ...]:
+    """The file types ``proc-ml predict building-parts`` and the batch parts task voxelise:
+    every mesh type this trimesh reads, and archives holding one (``proc_ml.meshio``)."""
+    from .meshio import ARCHIVE_EXTENSIONS, available_mesh_extensions
+
+    return tuple(sorted(set(available_mesh_extensions()) | set(ARCHIVE_EXTENSIONS)))
+
+
 def load_mesh(path: str | os.PathLike):
-    """A mesh file as one ``trimesh.Trimesh`` (scenes are flattened with their transforms)."""
+    """A mesh file as one ``trimesh.Trimesh``, read and checked by ``proc_ml.meshio``
+    (any type it reads, archives included; finite coordinates within its bounds, an extent,
+    faces in range; scenes flattened with their transforms). ``mesh.metadata["format"]`` is
+    the type that was read (inside an archive: the member's)."""
     import trimesh
 
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: file not found")
-    if path.suffix.lower() not in MESH_SUFFIXES:
-        raise DatasetError(f"{path}: unsupported mesh format '{path.suffix}' "
-                           f"(expected {', '.join(MESH_SUFFIXES)})")
-    try:
-        mesh = trimesh.load(path, force="mesh", process=False)
-    except Exception as exc:  # trimesh raises many types for malformed files
-        raise DatasetError(f"{path}: cannot read mesh ({type(exc).__name__}: {exc})") from None
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise DatasetError(f"{path}: no triangles in the mesh")
+    from .meshio import read_geometry
+
+    geometry = read_geometry(path, allow_points=False)
+    mesh = trimesh.Trimesh(geometry.vertices, geometry.faces, process=False)
+    mesh.metadata["format"] = geometry.format
     return mesh
 
 
@@ -191,7 +200,7 @@ def voxelize_file(path: str | os.PathLike, cell_size: float, up: str | None = No
     mesh = load_mesh(path)
     notes = []
     if up is None:
-        up = default_up(path)
+        up = default_up(mesh.metadata.get("format") or Path(path).suffix)
         if up == "z":
             up, sure = detect_up(mesh.vertices, mesh.faces)
             if up == "y":

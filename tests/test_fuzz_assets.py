@@ -46,12 +46,7 @@ def messy_batch(tmp_path_factory, tiny_dataset, tiny_massing_unet_onnx):
     return box, expected, first, second, records_first, manifest_records(box.out), before, after
 
 
-#: Formats proc_ml.meshio reads that the parts task cannot voxelise yet: its reader
-#: (proc_ml.predict.inputs.read_input / proc_ml.voxelize.load_mesh) still has a fixed list.
-OWNER_READER = ("owner: real-building import. proc_ml/voxelize.py: MESH_SUFFIXES from "
-                "proc_ml.meshio (available_mesh_extensions() + ARCHIVE_EXTENSIONS) and load_mesh() "
-                "through meshio.read_geometry(path, allow_points=False); proc_ml/predict/inputs.py: "
-                "route by meshio.extension_of(path) (two-part .tar.gz)")
+#: Formats the parts task reads through proc_ml.meshio beyond the common mesh types.
 NEW_FORMATS = ("formats/box.3mf", "formats/box.xaml", "archives/box.obj.zip", "archives/box.obj.gz",
                "archives/box.ply.bz2", "archives/box.tar.gz", "archives/textured.zip")
 
@@ -91,8 +86,7 @@ def _cases():
     (meshes / "b000000.obj").write_text("v 0 0 0\n")
     cases = write_messy_assets(folder / "in", meshes)
     return [pytest.param(rel, status, words, id=display_name(rel),
-                         marks=[pytest.mark.xfail(strict=True, reason=OWNER_READER)]
-                         if rel in NEW_FORMATS else [])
+                         marks=[])
             for rel, (status, words) in sorted(cases.items()) if not rel.startswith("town")]
 
 
@@ -180,13 +174,7 @@ PREDICT_MESHES = [
     ("huge.obj", b"v 0 0 0\nv 1e300 0 0\nv 0 1 0\nf 1 2 3\n", ["farther"]),
     ("point.obj", b"v 2 2 2\nv 2 2 2\nv 2 2 2\nf 1 2 3\n", ["no extent"]),
 ]
-OWNER_MESH_CHECKS = ("owner: real-building import. proc_ml/voxelize.py load_mesh() should read "
-                     "through proc_ml.meshio.read_geometry (finite coordinates within 1e12, an "
-                     "extent, faces in range): today inf ends in OverflowError, 1e300 in a 300-digit "
-                     "message and a single-point mesh is labelled 'ok'")
 
-
-@pytest.mark.xfail(strict=True, reason=OWNER_MESH_CHECKS)
 @pytest.mark.parametrize("name,data,words", PREDICT_MESHES, ids=[c[0] for c in PREDICT_MESHES])
 def test_predict_parts_mesh_checks(capfd, tmp_path, tiny_massing_unet_onnx, name, data, words):
     box = Sandbox.make(tmp_path)
@@ -205,7 +193,6 @@ def test_predict_classify_mesh_checks(capfd, tmp_path, tiny_pointnet_cls_onnx, n
     assert_refused(result, name, *words, command="predict")
 
 
-@pytest.mark.xfail(strict=True, reason=OWNER_READER)
 def test_predict_parts_reads_every_trimesh_format(capfd, tmp_path, tiny_massing_unet_onnx):
     box = Sandbox.make(tmp_path)
     meshes = box.root / "meshes"

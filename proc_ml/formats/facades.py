@@ -42,11 +42,11 @@ SPLITS = ("train", "val", "test")
 
 
 def _read_json(path: Path, what: str):
+    from ..config import read_text
+
+    text = read_text(path, what, DatasetError, limit=64 << 20)   # missing, huge, not UTF-8: one line
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: {what} not found") from None
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
 

@@ -79,7 +79,10 @@ def read(path: str | os.PathLike, n_parts: int | None = None,
          require_labels: bool = True) -> BuildingRecord:
     """Read and check one grid file: shapes, dtypes, and labels exactly on exterior faces.
     ``require_labels=False`` accepts a grid without ``labels`` (and without ``style``)."""
+    from . import npz
+
     path = Path(path)
+    npz.check(path)         # declared sizes against the memory budget, before any inflating
     try:
         with np.load(path, allow_pickle=False) as data:
             found = {k: data[k] for k in data.files}
@@ -104,6 +107,8 @@ def read(path: str | os.PathLike, n_parts: int | None = None,
         style = np.zeros(len(STYLE_FEATURES), np.float32)
     elif style.shape != (len(STYLE_FEATURES),):
         raise DatasetError(f"{path}: field 'style' must have {len(STYLE_FEATURES)} values, got shape {style.shape}")
+    elif style.dtype.kind not in "biuf" or not np.isfinite(style.astype(np.float64)).all():
+        raise DatasetError(f"{path}: field 'style' must hold finite numbers")
     labels = found.get("labels")
     if labels is not None:
         labels = _checked_labels(path, labels, occ, n_parts)

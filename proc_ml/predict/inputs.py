@@ -24,7 +24,8 @@ from ..errors import DatasetError
 from ..datasets.buildings import BuildingDataset
 from ..formats import FACES_CSV, adjacency_csv, faces_csv, find_dataset_root, grid_npz
 from ..units import DEFAULT_CELL_SIZE, resolve_cell_size
-from ..voxelize import MESH_SUFFIXES, VoxelGrid, voxelize_file
+from ..meshio import extension_of
+from ..voxelize import VoxelGrid, mesh_extensions, voxelize_file
 
 
 @dataclass
@@ -66,12 +67,12 @@ def read_input(path: str | os.PathLike, *, building_id: int | None = None,
                           street=record.street_sides)
     if suffix == ".csv":
         return _read_adjacency(path, building_id, size, parts)
-    if suffix in MESH_SUFFIXES:
+    if extension_of(path) in mesh_extensions():
         voxels, mesh = voxelize_file(path, size, up)
         return PartsInput(str(path), 0, voxels.occupancy, cell_size=voxels.cell_size,
                           voxels=voxels, mesh=mesh, notes=list(voxels.notes))
     raise DatasetError(f"{path}: unsupported input '{suffix}' (expected a grid .npz, "
-                       f"adjacency.csv rows, or a mesh: {', '.join(MESH_SUFFIXES)})")
+                       f"adjacency.csv rows, or a mesh: {', '.join(mesh_extensions())})")
 
 
 def _dataset_info(path: Path) -> tuple[list | None, float | None]:
