@@ -204,14 +204,6 @@ def test_train_config_files(capfd, box, tiny_dataset, name, data, words):
     assert_refused(result, *words, command="train")
 
 
-OWNER_PIX2PIX_CONFIG = ("owner: pix2pix. trainers/pix2pix.py checks dataset.size, load_size, jitter "
-                        "and gan.* in Pix2PixTask._check_config (after loading) without a source; "
-                        "move them to validate_config(config, source) with "
-                        "proc_ml.config.source_of(source, key) as the prefix, one key per message, "
-                        "and an upper bound for gan.disc_width / disc_layers")
-
-
-@pytest.mark.xfail(strict=True, reason=OWNER_PIX2PIX_CONFIG)
 @pytest.mark.parametrize("override", ["gan.lambda_l1=-1", "dataset.size=7", "gan.disc_width=0"])
 def test_pix2pix_config_errors_name_their_source(capfd, box, tiny_facades, override):
     result = run(capfd, box, "train", "pix2pix", "--data", tiny_facades, "--out", box.out / "run",

@@ -291,17 +291,39 @@ class Pix2PixTask(Task):
 
     @classmethod
     def validate_config(cls, config: dict, source: str) -> None:
-        data, training = config["dataset"], config["training"]
+        """Value checks of pix2pix's own keys; each message names the file or ``--set``
+        that gave the key (``proc_ml.config.source_of``)."""
+        from proc_ml.config import source_of
+
+        def fail(key, why):
+            return ConfigError(f"{source_of(source, key)}: config key '{key}' {why}")
+
+        data = {**cls.defaults()["dataset"], **config["dataset"]}
+        training = {"linear_decay": "step", **config["training"]}
         for key, choices in (("jitter", JITTERS), ("aspect", ASPECTS), ("photo_filter", PHOTO_FILTERS),
                              ("cache", CACHE_MODES), ("direction", DIRECTIONS)):
             if data[key] not in choices:
-                raise ConfigError(f"{source}: config key 'dataset.{key}' must be one of "
-                                  f"{', '.join(choices)}, got {data[key]!r}")
+                raise fail(f"dataset.{key}", f"must be one of {', '.join(choices)}, got {data[key]!r}")
         if data["workers"] < 0:
-            raise ConfigError(f"{source}: config key 'dataset.workers' must be >= 0, got {data['workers']}")
+            raise fail("dataset.workers", f"must be >= 0, got {data['workers']}")
         if training["linear_decay"] not in LINEAR_DECAYS:
-            raise ConfigError(f"{source}: config key 'training.linear_decay' must be one of "
-                              f"{', '.join(LINEAR_DECAYS)}, got {training['linear_decay']!r}")
+            raise fail("training.linear_decay",
+                       f"must be one of {', '.join(LINEAR_DECAYS)}, got {training['linear_decay']!r}")
+        stride = 2 ** int(config["model"].get("num_downs", 0))
+        size, load = data["size"], data["load_size"]
+        if size < 1 or size % stride:
+            raise fail("dataset.size", f"must be a multiple of the generator's stride "
+                                       f"2**model.num_downs = {stride}, got {size}")
+        if load < size:
+            raise fail("dataset.load_size", f"must be >= dataset.size ({size}), got {load}")
+        gan = config.get("gan") or {}
+        if "mode" in gan and gan["mode"] not in GAN_MODES:
+            raise fail("gan.mode", f"must be one of {', '.join(GAN_MODES)}, got {gan['mode']!r}")
+        if "lambda_l1" in gan and not 0 <= gan["lambda_l1"] <= 1e6:
+            raise fail("gan.lambda_l1", f"must be between 0 and 1e6, got {gan['lambda_l1']!r}")
+        for key, top in (("disc_width", 1024), ("disc_layers", 8)):
+            if key in gan and not 1 <= gan[key] <= top:
+                raise fail(f"gan.{key}", f"must be between 1 and {top}, got {gan[key]!r}")
         try:
             check_fractions(data["split"], data["val_fraction"])
         except ConfigError as exc:
@@ -325,20 +347,8 @@ class Pix2PixTask(Task):
         self._prepared: dict[tuple[str, int], PreparedPairs] = {}
 
     def _check_config(self) -> None:
-        size, load = self.data_cfg["size"], self.data_cfg["load_size"]
-        if size < 1 or size % self.stride:
-            raise ConfigError(f"config key 'dataset.size' must be a multiple of the generator's stride "
-                              f"2**model.num_downs = {self.stride}, got {size}")
-        if load < size:
-            raise ConfigError(f"config key 'dataset.load_size' must be >= dataset.size ({size}), got {load}")
-        self.validate_config({"dataset": self.data_cfg,
-                              "training": {"linear_decay": "step", **self.config["training"]}}, "config")
-        if self.gan["mode"] not in GAN_MODES:
-            raise ConfigError(f"config key 'gan.mode' must be one of {', '.join(GAN_MODES)}, "
-                              f"got {self.gan['mode']!r}")
-        if self.gan["lambda_l1"] < 0 or self.gan["disc_width"] < 1 or self.gan["disc_layers"] < 1:
-            raise ConfigError("config keys 'gan.lambda_l1' must be >= 0 and 'gan.disc_width', "
-                              "'gan.disc_layers' >= 1")
+        """A run's stored config (e.g. from a checkpoint) gets the same checks."""
+        self.validate_config({**self.config, "dataset": self.data_cfg}, "config")
 
     # -- networks -------------------------------------------------------------------
     def model_kwargs(self) -> dict:
