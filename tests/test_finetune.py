@@ -271,3 +271,23 @@ def test_finetune_one_liner_trains_exports_and_times(tiny_unet_run, tiny_dataset
     assert main(["finetune", "--data", str(tiny_dataset), "--out", str(out), "--export",
                  str(tmp_path / "again.onnx"), "--init", str(tiny_unet_run)]) == 1
     assert "already holds a training run" in capsys.readouterr().err
+
+
+def test_fine_tuning_a_dataset_without_a_validation_split(tiny_dataset, tmp_path, capsys):
+    """A few exported buildings with none set aside: fine-tuning validates on the training
+    split and says so; training from scratch still refuses the empty split."""
+    import shutil
+
+    from proc_ml.formats import manifest
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    path = data / "dataset.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["split"] = {"train": doc["split"]["train"][:3], "val": [], "test": []}
+    path.write_text(yaml.safe_dump(doc))
+    manifest.read(data)                                  # still a valid dataset
+    assert _train(data, tmp_path / "ft", "--init", "default", "--config", "parts_finetune") == 0
+    assert "split 'val' holds no buildings; validating on the 'train' split" in capsys.readouterr().out
+    assert _train(data, tmp_path / "scratch", "--config", "tiny_parts_unet3d") == 1
+    assert "split 'val' holds no buildings" in capsys.readouterr().err

@@ -341,6 +341,14 @@ class BuildingPartsTask(Task):
 
     def dataset(self, split: str, limit: int = 0):
         records = [self.data.building(i) for i in self.split_ids(split, limit)]
+        dataset_cfg = self.config["dataset"]
+        if (not records and self.config["training"]["init"] and split == dataset_cfg["val_split"]
+                and split != dataset_cfg["train_split"]):
+            # fine-tuning on a handful of exported buildings: no building was set aside
+            print(f"note: {self.data.root}: split '{split}' holds no buildings; validating on "
+                  f"the '{dataset_cfg['train_split']}' split", flush=True)
+            records = [self.data.building(i)
+                       for i in self.split_ids(dataset_cfg["train_split"], limit)]
         if not records:
             raise DatasetError(f"{self.data.root}: split '{split}' holds no buildings")
         train = split == self.config["dataset"]["train_split"]
