@@ -192,8 +192,6 @@ def _without(blocked: list[str], args: list[str], cwd) -> subprocess.CompletedPr
     (["torch"], ["train", "building-parts", "--data", "{data}", "--out", "run"], "train"),
     (["torch"], ["export", "onnx", "{run}", "--out", "m.onnx"], "train"),
     (["matplotlib"], ["batch", "{grids}", "--model", "{model}", "--out", "b", "--pictures"], "train"),
-    (["matplotlib"], ["predict", "building-parts", "--model", "{model}", "--input", "{grid}",
-                      "--out", "p"], "train"),
     (["ray"], ["batch", "{grids}", "--model", "{model}", "--out", "b", "--executor", "ray"], "ray"),
 ])
 def test_a_missing_optional_dependency_names_the_extra(blocked, command, extra, tiny_dataset,
@@ -206,6 +204,23 @@ def test_a_missing_optional_dependency_names_the_extra(blocked, command, extra, 
     lines = [line for line in done.stderr.splitlines() if "error" in line]
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"proc-ml[{extra}]" in lines[0] and blocked[0] in lines[0].lower()
+
+
+def test_predict_parts_without_matplotlib_writes_everything_but_the_picture(
+        tiny_dataset, tiny_massing_unet_onnx, tmp_path):
+    """A base / [dcc] install has no matplotlib: predict still labels the building and says
+    in one note line why there is no parts.png."""
+    import json as json_
+
+    done = _without(["matplotlib"], ["predict", "building-parts", "--model",
+                                     str(tiny_massing_unet_onnx), "--input",
+                                     str(tiny_dataset / "grids" / "b000000.npz"), "--out", "p"],
+                    tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json_.loads((tmp_path / "p" / "summary.json").read_text())
+    assert "parts.png" not in summary["files"] and "parts.glb" in summary["files"]
+    assert any('no parts.png: matplotlib is not installed (pip install "proc-ml[train]")' in n
+               for n in summary["notes"])
 
 
 def test_unknown_missing_modules_are_not_disguised():

@@ -120,7 +120,16 @@ def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: d
         put("accuracy.json", (json.dumps(accuracy, indent=2) + "\n").encode())
     if picture:
         from ..render import render_parts
-        put("parts.png", render_parts(meshes, parts, colours, titles))
+        try:
+            png = render_parts(meshes, parts, colours, titles)
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("matplotlib"):
+                raise
+            # a base or [dcc] install: the labelled meshes and tables are the product
+            item.notes.append('no parts.png: matplotlib is not installed '
+                              '(pip install "proc-ml[train]")')
+        else:
+            put("parts.png", png)
     counts = np.bincount(labels[labels >= 0].astype(np.int64), minlength=len(parts))
     summary = {"input": item.source, "building_id": item.building_id,
                "grid_shape": list(item.occupancy.shape), "cell_size": item.cell_size,
