@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,8 @@ def headers(path: str | os.PathLike, source: str | None = None) -> dict[str, tup
         raise
     except FileNotFoundError:
         raise DatasetError(f"{source}: file not found") from None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, TypeError, SyntaxError,
-            KeyError, NotImplementedError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, TypeError,
+            SyntaxError, KeyError, NotImplementedError, RuntimeError) as exc:
         text = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise DatasetError(f"{source}: not a readable .npz file ({text})") from None
 
@@ -94,6 +95,6 @@ def load(path: str | os.PathLike, *, max_bytes: int | None = None, source: str |
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as exc:
         text = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise DatasetError(f"{source}: not a readable .npz file ({text})") from None
