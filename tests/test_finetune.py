@@ -232,6 +232,13 @@ def test_corrected_faces_reach_the_loss(tiny_dataset, tmp_path):
     torch.testing.assert_close(loss, masked_cross_entropy(logits, batch["targets"], task.n_parts,
                                                           face_weight=batch["weights"]))
     assert not torch.isclose(loss, masked_cross_entropy(logits, batch["targets"], task.n_parts))
+    # training.unfixed_weight: the other faces of a corrected grid (not of other grids)
+    config = load_train_config("building-parts", resolve_config_path("tiny_parts_unet3d"),
+                               ["training.fix_weight=6.0", "training.unfixed_weight=0.5"])
+    task = make_task(config, data)
+    weights = task.collate([task.encode(task.data.building(0)), task.encode(task.data.building(1))])["weights"]
+    assert weights[0].eq(6.0).sum() == 5 and weights[0].eq(0.5).sum() == weights[0].numel() - 5
+    assert weights[1].eq(1.0).all()
 
 
 def test_patience_stops_early_and_resume_keeps_it_stopped(tiny_dataset, tmp_path):

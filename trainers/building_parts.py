@@ -63,13 +63,16 @@ def encode_grid_example(record, names, stride: int, street=None) -> tuple[np.nda
     return pad_to_stride(channels, stride), targets
 
 
-def face_weights(record, stride: int, fix_weight: float) -> np.ndarray | None:
+def face_weights(record, stride: int, fix_weight: float,
+                 unfixed_weight: float = 1.0) -> np.ndarray | None:
     """``float32[6, X', Y', Z']``: ``fix_weight`` on the faces an artist corrected (the
-    grid's ``label_fixed``), 1 elsewhere; None when the grid marks none."""
+    grid's ``label_fixed``), ``unfixed_weight`` on its other faces (labels the artist left
+    as they were: often the model's own guesses); None when the grid marks none."""
     fixed = record.extras.get("label_fixed")
     if fixed is None or not fixed.any():
         return None
-    weights = np.where(fixed, np.float32(fix_weight), np.float32(1.0)).transpose(3, 0, 1, 2)
+    weights = np.where(fixed, np.float32(fix_weight),
+                       np.float32(unfixed_weight)).transpose(3, 0, 1, 2)
     return pad_to_stride(weights, stride)
 
 
@@ -210,6 +213,7 @@ class BuildingPartsTask(Task):
             "init": "",            # fine-tune from a run, .pt, .onnx or 'default' (trainers.finetune)
             "freeze_norm": False,  # with init: keep the source's BatchNorm statistics
             "fix_weight": 4.0,     # loss weight of faces an artist corrected (label_fixed)
+            "unfixed_weight": 1.0,  # loss weight of the other faces of a grid with corrections
         }}
 
     @classmethod
@@ -220,6 +224,10 @@ class BuildingPartsTask(Task):
         if not 1.0 <= weight <= 1000.0:
             raise ConfigError(f"{source_of(source, 'training.fix_weight')}: config key "
                               f"'training.fix_weight' must be between 1 and 1000, got {weight!r}")
+        unfixed = config["training"]["unfixed_weight"]
+        if not 0.0 <= unfixed <= 1000.0:
+            raise ConfigError(f"{source_of(source, 'training.unfixed_weight')}: config key "
+                              f"'training.unfixed_weight' must be between 0 and 1000, got {unfixed!r}")
         if config["training"]["init"] and config["model"]["family"] not in GRID_FAMILIES + CELL_FAMILIES:
             raise ConfigError(f"{source_of(source, 'training.init')}: config key 'training.init' "
                               f"needs a building-parts family")
@@ -372,7 +380,8 @@ class BuildingPartsTask(Task):
             if augment and self.with_street and self._rng.random() < self.street_dropout:
                 street = ()             # the artist did not say: no side marked
             x, t = encode_grid_example(record, self.input_names, self.stride, street)
-            w = face_weights(record, self.stride, self.config["training"]["fix_weight"])
+            w = face_weights(record, self.stride, self.config["training"]["fix_weight"],
+                             self.config["training"]["unfixed_weight"])
             return (x, t) if w is None else (x, t, w)
         return encode_cell_example(record, self.with_style)[1:]
 
