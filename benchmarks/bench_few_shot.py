@@ -3,8 +3,8 @@ it never saw, beside the same network trained from scratch on the same N.
 
 For each rule set of ``few_shot_rules.py`` (docs/few-shot.md, "The benchmark's rule sets")
 and each N: (a) ``proc-ml train building-parts --init default --config parts_finetune``,
-(b) ``--config parts_unet3d_street`` from scratch with the same number of epochs (the
-fine-tuning config's, stated in the output), both with ``training.threads`` = ``--threads``
+(b) ``--config parts_unet3d_street`` from scratch with the same number of epochs, batch
+size, early stopping and ``dataset.symmetry`` (the fine-tuning config's, stated in the output), both with ``training.threads`` = ``--threads``
 on the CPU. Each run's best checkpoint is scored on a held-out test folder of the rule
 (``evaluate_run``: face accuracy, per-part F1); the wall time of each ``proc-ml train`` call
 (what a user waits for: start-up, data loading, validation and checkpoints included) is
@@ -91,10 +91,12 @@ def parse_args(argv=None):
 # -- training and scoring ----------------------------------------------------------------------
 
 def finetune_training(overrides=()) -> dict:
-    """The ``training`` section of the shipped fine-tuning config (with ``overrides``)."""
+    """The ``training`` section of the shipped fine-tuning config (with ``overrides``), and
+    its ``dataset.symmetry`` as ``symmetry``."""
     from proc_ml.trainers import load_train_config, resolve_config_path
 
-    return load_train_config("building-parts", resolve_config_path(FINETUNE_CONFIG), overrides)["training"]
+    config = load_train_config("building-parts", resolve_config_path(FINETUNE_CONFIG), overrides)
+    return {**config["training"], "symmetry": config["dataset"]["symmetry"]}
 
 
 def train_command(method: str, data, run, overrides) -> list[str]:
@@ -299,10 +301,11 @@ def run(args, argv=None) -> int:
             raise RuntimeError(f"{exc} (--epochs sets the epochs without it)") from None
         finetune = None           # fine-tuning runs will say why they cannot start
     epochs = args.epochs or int(finetune["epochs"])
-    # both methods: the same epoch budget, batch size and early stopping (fine-tuning's)
+    # both methods: the same epoch budget, batch size, early stopping and symmetry (fine-tuning's)
     same = ([f"training.batch_size={finetune['batch_size']}",
              f"training.patience={finetune['patience']}",
-             f"training.best_metric={finetune['best_metric']}"] if finetune else [])
+             f"training.best_metric={finetune['best_metric']}",
+             f"dataset.symmetry={finetune['symmetry']}"] if finetune else [])
     overrides = [f"training.threads={args.threads}", f"training.device={args.device}",
                  f"training.epochs={epochs}", *same, *args.set]
     pretrained = PartsPredictor(default_model("building-parts"), device="cpu",

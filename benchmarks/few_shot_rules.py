@@ -46,6 +46,11 @@ shopfront, one part the pretrained model does not have)
     street faces of the ground floor: door at the left end of each run, window on the rest;
     street faces of upper floors: window; other side faces: wall. Runs are taken over all
     faces, so a run whose left end is a cornice face has no door.
+``bay_rhythm`` (wall, window, shopfront, roof, ground; added after the fine-tuning recipe
+gained ``dataset.symmetry``, as a blind check of that change: fixed before any model saw it)
+    street faces of upper floors: window at even positions counted from the left end of
+    each run (0, 2, 4, ...), wall at odd ones; street faces of the ground floor: shopfront,
+    wall at both ends of each run (a run of one or two faces is all wall); other sides: wall.
 
 The dataset builders make facade-grammar massing (``proc-ml generate buildings --formats
 grids --set grid.size=[16,16,16]``, 3 m cells), relabel every grid with a rule, keep the
@@ -168,6 +173,17 @@ def _cornice(f: _Faces, p: dict) -> np.ndarray:
     return np.where(f.column_top, p["cornice"], np.where(f.street, street, p["wall"]))
 
 
+_LEFT_IS_LOW = np.array([LEFT_IS_LOW[d] for d in SIDE_DIRECTIONS])
+
+
+def _bay_rhythm(f: _Faces, p: dict) -> np.ndarray:
+    from_left = np.where(_LEFT_IS_LOW, f.position, f.length - 1 - f.position)
+    upper = np.where(from_left % 2 == 0, p["window"], p["wall"])
+    ends = (f.position == 0) | (f.position == f.length - 1)
+    ground = np.where(ends, p["wall"], p["shopfront"])
+    return np.where(f.street, np.where(f.floor >= 1, upper, ground), p["wall"])
+
+
 RULES: dict[str, RuleSet] = {r.name: r for r in (
     RuleSet("odd_floors", ("wall", "window", "roof", "ground"),
             "window on every side face of an odd floor (z = 1, 3, ...), wall on even floors "
@@ -184,6 +200,10 @@ RULES: dict[str, RuleSet] = {r.name: r for r in (
             "side faces of each column top: cornice; else ground-floor street faces: door at "
             "the left end of each run (seen from the street), window elsewhere; upper-floor "
             "street faces: window; other sides: wall", _cornice),
+    RuleSet("bay_rhythm", ("wall", "window", "shopfront", "roof", "ground"),
+            "upper-floor street faces: window at even positions from the left end of each "
+            "run (0, 2, 4, ...), wall at odd ones; ground-floor street faces: shopfront, wall "
+            "at both ends of each run; other sides: wall", _bay_rhythm),
 )}
 for _rule in RULES.values():
     Vocabulary(_rule.parts)          # every vocabulary is one proc-ml accepts

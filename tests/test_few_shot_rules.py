@@ -68,6 +68,7 @@ def test_vocabularies():
     assert fs.RULES["centred_entrances"].parts == ("wall", "window", "door", "roof", "ground")
     assert fs.RULES["corner_balconies"].parts == ("wall", "window", "roof", "balcony", "ground")
     assert fs.RULES["cornice"].parts == ("wall", "window", "door", "roof", "ground", "cornice")
+    assert fs.RULES["bay_rhythm"].parts == ("wall", "window", "shopfront", "roof", "ground")
 
 
 def _faces(names, x, y, z) -> list[str]:
@@ -126,6 +127,23 @@ def test_a_4x1x3_block_with_street_minus_y():
     assert list(n[:, 0, 0, DIRECTIONS.index("+y")]) == ["window", "window", "window", "door"]
     n = fs.RULES["odd_floors"].label_names(occ, ("-y",))
     assert list(n[0, 0, :, minus_y]) == [W, "window", W]
+
+
+def test_bay_rhythm_counts_bays_from_the_left_end_seen_from_the_street():
+    occ = _block(4, 1, 3)
+    plus_y, minus_y = DIRECTIONS.index("+y"), DIRECTIONS.index("-y")
+    n = fs.RULES["bay_rhythm"].label_names(occ, ("-y",))
+    # from the -y street the left end is x = 0: windows at x = 0 and 2 on the upper floors
+    for z in (1, 2):
+        assert list(n[:, 0, z, minus_y]) == ["window", W, "window", W]
+    assert list(n[:, 0, 0, minus_y]) == [W, "shopfront", "shopfront", W]
+    assert (n[:, 0, :, plus_y] == W).all()
+    assert (n[0, 0, :, DIRECTIONS.index("-x")] == W).all()
+    n = fs.RULES["bay_rhythm"].label_names(occ, ("+y",))
+    # from the +y street the left end is x = 3
+    assert list(n[:, 0, 1, plus_y]) == [W, "window", W, "window"]
+    n = fs.RULES["bay_rhythm"].label_names(_block(2, 1, 1), ("-y",))
+    assert list(n[:, 0, 0, minus_y]) == [W, W]          # a run of two: all wall
 
 
 def test_odd_run_has_one_centre_door_and_runs_break_at_steps():

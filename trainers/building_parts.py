@@ -14,10 +14,12 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from proc_ml.datasets import open_dataset
-from proc_ml.encoding import (GRID_INPUT_SETS, SIDES, adjacency_feature_names,
-                              adjacency_features, face_mask, grid_inputs, pad_to_stride)
+from proc_ml.encoding import (GRID_INPUT_SETS, NEIGHBOUR_CHANNEL, RUN_FEATURES, SIDES,
+                              STREET_FEATURES, adjacency_feature_names, adjacency_features,
+                              face_mask, grid_inputs, pad_to_stride)
 from proc_ml.errors import ConfigError, DatasetError
-from proc_ml.grid import NO_PART
+from proc_ml.formats.grid_npz import BuildingRecord
+from proc_ml.grid import DIRECTIONS, NO_PART
 from proc_ml.metrics import (ECE_BINS, classification_metrics, expected_calibration_error,
                              per_class_table)
 from proc_ml.runinfo import PartsInfo
@@ -29,6 +31,14 @@ from .task import Task, evaluate_split
 
 GRID_FAMILIES = ("parts-unet3d",)
 CELL_FAMILIES = ("parts-mlp",)
+#: ``dataset.symmetry``: the transforms a training building may be shown in (one drawn per
+#: building and epoch): none; ``rotate``, quarter turns about z; ``dihedral``, quarter turns
+#: and their mirror images.
+SYMMETRIES = ("none", "rotate", "dihedral")
+#: Grid inputs that are the same in a turned or mirrored building (functions of its massing,
+#: street sides and neighbours): ``dataset.symmetry`` needs inputs among these.
+ORIENTATION_FREE_INPUTS = ("occupancy", "ground_floor") + RUN_FEATURES + STREET_FEATURES + (
+    NEIGHBOUR_CHANNEL,)
 
 
 # -- encoding one building (shared by training, evaluation and example_inputs) ----------
@@ -74,6 +84,65 @@ def face_weights(record, stride: int, fix_weight: float,
     weights = np.where(fixed, np.float32(fix_weight),
                        np.float32(unfixed_weight)).transpose(3, 0, 1, 2)
     return pad_to_stride(weights, stride)
+
+
+# -- symmetry augmentation (dataset.symmetry) ----------------------------------------------
+def _turn(array: np.ndarray, quarter_turns: int, mirror: bool) -> np.ndarray:
+    """``array`` (axes x, y, ...) mirrored in x when ``mirror``, then turned ``quarter_turns``
+    times about z (``np.rot90`` over the x, y axes)."""
+    if mirror:
+        array = array[::-1]
+    return np.ascontiguousarray(np.rot90(array, quarter_turns, axes=(0, 1)))
+
+
+def direction_permutation(quarter_turns: int, mirror: bool) -> np.ndarray:
+    """``int[6]``: the direction (``grid.DIRECTIONS`` order) each face direction points to
+    after :func:`_turn`, found by turning a cell's neighbours the same way."""
+    out = np.zeros(len(DIRECTIONS), dtype=np.int64)
+    for d, name in enumerate(DIRECTIONS):
+        axis, sign = "xyz".index(name[1]), 1 if name[0] == "+" else -1
+        if axis == 2:
+            out[d] = d
+            continue
+        grid = np.zeros((3, 3), dtype=np.int8)
+        grid[(1 + sign, 1) if axis == 0 else (1, 1 + sign)] = 1
+        (x,), (y,) = np.nonzero(_turn(grid, quarter_turns, mirror))
+        offset = (x - 1, y - 1)
+        new_axis = 0 if offset[0] else 1
+        out[d] = DIRECTIONS.index(("+" if offset[new_axis] > 0 else "-") + "xy"[new_axis])
+    return out
+
+
+def transform_record(record: BuildingRecord, quarter_turns: int, mirror: bool = False) -> BuildingRecord:
+    """The same building turned ``quarter_turns`` times about z (after mirroring in x when
+    ``mirror``): occupancy, face labels and every per-cell or per-face extra move with it, the
+    face directions and the street sides are permuted to match."""
+    quarter_turns %= 4
+    if not quarter_turns and not mirror:
+        return record
+    perm = direction_permutation(quarter_turns, mirror)
+
+    def faces(array):
+        turned = _turn(array, quarter_turns, mirror)
+        out = np.empty_like(turned)
+        out[..., perm] = turned
+        return out
+
+    extras = dict(record.extras)
+    for key in ("label_known", "label_fixed"):
+        if key in extras:
+            extras[key] = faces(extras[key])
+    if "neighbours" in extras:
+        extras["neighbours"] = _turn(extras["neighbours"], quarter_turns, mirror)
+    if "street" in extras:
+        street = np.zeros_like(extras["street"])
+        street[perm[:4]] = extras["street"]
+        extras["street"] = street
+    style = record.style.copy()
+    style[perm[:4]] = record.style[:4]          # the style's street sides (STYLE_FEATURES[:4])
+    return BuildingRecord(record.building_id, record.archetype,
+                          _turn(record.occupancy, quarter_turns, mirror),
+                          None if record.labels is None else faces(record.labels), style, extras)
 
 
 def encode_cell_example(record, with_style: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,19 +196,32 @@ def predict_parts(logits: torch.Tensor, n_parts: int) -> torch.Tensor:
 
 
 class _Buildings(Dataset):
-    """Buildings of one split, loaded once; each item is encoded on access (``augment``:
-    the training split, where street dropout applies)."""
+    """Buildings of one split, loaded once; each item is encoded on access. On the training
+    split, ``augment`` (street dropout) and ``symmetry`` (``dataset.symmetry``: each building
+    turned, and mirrored) draw from ``(seed, epoch, index)``, so a run replays exactly,
+    resumed or not, whatever the number of workers."""
 
-    def __init__(self, records, encode, augment: bool = False):
+    def __init__(self, records, encode, augment: bool = False, symmetry: str = "none",
+                 seed: int = 0):
         self.records, self.encode, self.augment = records, encode, augment
+        self.symmetry, self.seed, self.epoch = symmetry, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self):
         return len(self.records)
 
     def __getitem__(self, index):
-        if self.augment:
-            return self.encode(self.records[index], augment=True)
-        return self.encode(self.records[index])
+        record = self.records[index]
+        if not self.augment and self.symmetry == "none":
+            return self.encode(record)
+        rng = np.random.default_rng([self.seed, 11, self.epoch, int(index)])
+        if self.symmetry != "none":
+            turns = int(rng.integers(4))
+            mirror = self.symmetry == "dihedral" and bool(rng.integers(2))
+            record = transform_record(record, turns, mirror)
+        return self.encode(record, rng=rng if self.augment else None)
 
 
 class PartsEvaluation:
@@ -228,6 +310,11 @@ class BuildingPartsTask(Task):
         if not 0.0 <= unfixed <= 1000.0:
             raise ConfigError(f"{source_of(source, 'training.unfixed_weight')}: config key "
                               f"'training.unfixed_weight' must be between 0 and 1000, got {unfixed!r}")
+        symmetry = config["dataset"].get("symmetry", "none")
+        if symmetry not in SYMMETRIES:
+            raise ConfigError(f"{source_of(source, 'dataset.symmetry')}: config key "
+                              f"'dataset.symmetry' must be one of {', '.join(SYMMETRIES)}, "
+                              f"got {symmetry!r}")
         if config["training"]["init"] and config["model"]["family"] not in GRID_FAMILIES + CELL_FAMILIES:
             raise ConfigError(f"{source_of(source, 'training.init')}: config key 'training.init' "
                               f"needs a building-parts family")
@@ -244,7 +331,6 @@ class BuildingPartsTask(Task):
         self.with_style = self.inputs == "style"
         self.with_street = self.inputs.startswith("street")
         self.street_dropout = float(config["dataset"].get("street_dropout", 0.0))
-        self._rng = np.random.default_rng([int(config["training"]["seed"]), 7])
         self.parts = list(self.data.parts)
         self.n_parts = len(self.parts)
         self.hyper = {k: v for k, v in config["model"].items() if k != "family"}
@@ -263,11 +349,22 @@ class BuildingPartsTask(Task):
             self.stride = None
         else:
             raise DatasetError(f"model family '{self.family}' does not train building parts")
+        self.symmetry = config["dataset"].get("symmetry", "none")
+        fixed = [n for n in self.input_names if n not in ORIENTATION_FREE_INPUTS]
+        if self.symmetry != "none" and (self.input_kind != "grid" or fixed):
+            raise ConfigError(
+                f"dataset.symmetry '{self.symmetry}' turns the training buildings, but "
+                f"{self.family} with inputs '{self.inputs}' reads "
+                f"{'per-cell features' if self.input_kind != 'grid' else ', '.join(fixed)}, "
+                f"tied to the grid's axes; use a grid family with street inputs "
+                f"(dataset.inputs: street, street_runs, ...) or dataset.symmetry: none")
 
     @classmethod
     def prepare_config(cls, config: dict) -> None:
         """Fine-tuning (``training.init``): the source network's family, size and inputs
-        replace the config's (the run's config.yaml records what was used)."""
+        replace the config's (the run's config.yaml records what was used); a symmetry the
+        source's inputs cannot follow (coordinate phases, legacy style) is turned off, with
+        a note."""
         if not config["training"]["init"]:
             return
         init = load_init(config["training"]["init"])
@@ -278,6 +375,13 @@ class BuildingPartsTask(Task):
         else:
             config["dataset"]["inputs"] = "style" if info.with_style else "massing"
         config["dataset"]["use_style"] = bool(info.with_style)
+        fixed = ([n for n in info.input_names if n not in ORIENTATION_FREE_INPUTS]
+                 if info.input_kind == "grid" else ["per-cell features"])
+        if config["dataset"].get("symmetry", "none") != "none" and fixed:
+            print(f"note: dataset.symmetry '{config['dataset']['symmetry']}' set to none: the "
+                  f"source model reads {', '.join(fixed[:3])}{', ...' if len(fixed) > 3 else ''}, "
+                  f"tied to the grid's axes", flush=True)
+            config["dataset"]["symmetry"] = "none"
 
     # -- networks -------------------------------------------------------------------
     def model_kwargs(self) -> dict:
@@ -362,7 +466,9 @@ class BuildingPartsTask(Task):
         train = split == self.config["dataset"]["train_split"]
         if train:
             self._set_class_weights(records)
-        return _Buildings(records, self.encode, augment=train and self.street_dropout > 0)
+        return _Buildings(records, self.encode, augment=train and self.street_dropout > 0,
+                          symmetry=self.symmetry if train else "none",
+                          seed=int(self.config["training"]["seed"]))
 
     def _set_class_weights(self, records) -> None:
         """Loss weights from the training split's part counts (training.class_weighting)."""
@@ -374,10 +480,12 @@ class BuildingPartsTask(Task):
             counts += np.bincount(faces.astype(np.int64), minlength=self.n_parts)
         self.class_weights = torch.from_numpy(inverse_sqrt_weights(counts))
 
-    def encode(self, record, augment: bool = False):
+    def encode(self, record, rng: np.random.Generator | None = None):
+        """One building's model inputs and targets (and face weights); ``rng``: a training
+        item's draws (street dropout)."""
         if self.input_kind == "grid":
             street = None
-            if augment and self.with_street and self._rng.random() < self.street_dropout:
+            if rng is not None and self.with_street and rng.random() < self.street_dropout:
                 street = ()             # the artist did not say: no side marked
             x, t = encode_grid_example(record, self.input_names, self.stride, street)
             w = face_weights(record, self.stride, self.config["training"]["fix_weight"],

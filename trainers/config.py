@@ -35,6 +35,9 @@ BASE_DEFAULTS = {
         "inputs": None,            # building parts, grid nets: style | massing | street |
                                    # street_neighbours (encoding.GRID_INPUT_SETS); None: by use_style
         "street_dropout": 0.0,     # street inputs: share of training buildings shown no street side
+        "symmetry": "none",        # building parts, training split: none | rotate (quarter turns
+                                   # about z) | dihedral (turns and mirror images), one drawn per
+                                   # building and epoch; for orientation-free inputs and rules
         "train_split": "train",
         "val_split": "val",
         "max_buildings": 0,        # > 0: use only the first N buildings of each split

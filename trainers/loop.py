@@ -39,6 +39,10 @@ from .runs import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE
 from .task import Task, parameters_of
 
 
+#: Seconds between two drawings of a run's plots (and at the end of the run).
+PLOT_INTERVAL_S = 30.0
+
+
 class Callback:
     """Hooks into a running fit (progress reporting, benchmarks, tests).
 
@@ -165,6 +169,7 @@ class Trainer:
         self.best: dict | None = None
         self.tensorboard = None
         self.should_stop = False
+        self._plotted = (-1, -math.inf)      # (epoch, monotonic time) the plots were drawn
         if resume:
             self._restore(last)
 
@@ -253,6 +258,8 @@ class Trainer:
         try:
             while self.epoch < self.training["epochs"] and not self.should_stop:
                 self._run_epoch()
+            if self.ctx.is_main and self.history:
+                self._plot(force=True)          # the run's last epoch, however fast it came
         finally:
             if self.tensorboard is not None:
                 self.tensorboard.close()
@@ -377,6 +384,21 @@ class Trainer:
         self.best = {"metric": name, "value": value, "epoch": self.epoch, "metrics": val}
         return True
 
+    def _plot(self, force: bool = False) -> None:
+        """``plots/curves.png`` and ``plots/confusion.png``: after an epoch when
+        ``PLOT_INTERVAL_S`` have passed since they were last drawn, and at the end of the run
+        (drawing takes about 0.5 s: every epoch, it was most of a few-shot run's time)."""
+        now = time.monotonic()
+        if self._plotted[0] == self.epoch or (not force and now - self._plotted[1] < PLOT_INTERVAL_S):
+            return
+        plots.plot_curves(self.history, self.out / "plots" / "curves.png", self.task.metric_names)
+        best = self.best["metrics"]
+        if "confusion" in best:
+            plots.plot_confusion(best["confusion"], self.task.label_names(),
+                                 self.out / "plots" / "confusion.png",
+                                 f"validation, epoch {self.best['epoch']}")
+        self._plotted = (self.epoch, time.monotonic())
+
     def _write_outputs(self, record: dict, improved: bool) -> None:
         payload = self._payload()
         ckpt_dir = self.out / CHECKPOINT_DIR
@@ -385,12 +407,7 @@ class Trainer:
             checkpoint.save(ckpt_dir / "best.pt", payload)
         write_text(self.out / METRICS_FILE, "".join(
             json.dumps(json_safe(h), allow_nan=False) + "\n" for h in self.history))
-        plots.plot_curves(self.history, self.out / "plots" / "curves.png", self.task.metric_names)
-        best = self.best["metrics"]
-        if "confusion" in best:
-            plots.plot_confusion(best["confusion"], self.task.label_names(),
-                                 self.out / "plots" / "confusion.png",
-                                 f"validation, epoch {self.best['epoch']}")
+        self._plot()
         self.task.on_epoch_end(self.models, self.out, self.epoch)
         if self.tensorboard is not None:
             for key, value in record.items():
