@@ -591,6 +591,8 @@ class BuildingPartsTask(Task):
         info = run.info
         records = _sample_records(info, data_dir, n)
         samples = [(name, _encode(info, occ, style)) for name, occ, style in records]
+        if info.input_kind == "grid":
+            samples.insert(0, _trace_sample(samples[0], info.stride or 1))
         name, occ, style = _generated(_unseen_size(info), 1, seed=2)[0]
         samples.append((f"unseen size {list(occ.shape)}", _encode(info, occ, style)))
         if info.input_kind == "grid":   # a batch of 2 at that size exercises the batch axis
@@ -641,6 +643,20 @@ def _sample_records(info: PartsInfo, data_dir, n: int):
         return [(f"dataset building {i}", r.occupancy, r.style)
                 for i, r in ((i, data.building(i)) for i in ids)]
     return _generated(list(info.grid_size or [16, 16, 16]), n, seed=1)
+
+
+def _trace_sample(sample: tuple[str, np.ndarray], stride: int) -> tuple[str, np.ndarray]:
+    """``sample`` padded with empty cells to at least two strides along x, y and z: the
+    input export traces. A grid of one stride along an axis (a real building 4 cells long)
+    leaves a size-1 axis at the bottleneck, which torch.export specialises, and the traced
+    graph would refuse every other size; padding never changes the cells inside."""
+    name, x = sample
+    want = [max(n, 2 * stride) for n in x.shape[2:]]
+    if want == list(x.shape[2:]):
+        return sample
+    padded = np.zeros(x.shape[:2] + tuple(want), dtype=x.dtype)
+    padded[:, :, :x.shape[2], :x.shape[3], :x.shape[4]] = x
+    return f"{name} padded to {want} (traced)", padded
 
 
 def _unseen_size(info: PartsInfo) -> list[int]:
