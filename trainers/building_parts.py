@@ -592,7 +592,9 @@ class BuildingPartsTask(Task):
         records = _sample_records(info, data_dir, n)
         samples = [(name, _encode(info, occ, style)) for name, occ, style in records]
         if info.input_kind == "grid":
-            samples.insert(0, _trace_sample(samples[0], info.stride or 1))
+            traced = _trace_sample(samples[0], info.stride or 1)
+            if traced is not samples[0]:
+                samples.insert(0, traced)
         name, occ, style = _generated(_unseen_size(info), 1, seed=2)[0]
         samples.append((f"unseen size {list(occ.shape)}", _encode(info, occ, style)))
         if info.input_kind == "grid":   # a batch of 2 at that size exercises the batch axis
