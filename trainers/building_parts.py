@@ -87,6 +87,14 @@ def face_weights(record, stride: int, fix_weight: float,
 
 
 # -- symmetry augmentation (dataset.symmetry) ----------------------------------------------
+def axis_bound_inputs(input_kind: str, names) -> list[str]:
+    """The inputs of a model that are tied to the grid's axes (coordinate phases, the legacy
+    style, per-cell features): a building turned by ``dataset.symmetry`` would not turn them."""
+    if input_kind != "grid":
+        return ["per-cell features"]
+    return [n for n in names if n not in ORIENTATION_FREE_INPUTS]
+
+
 def _turn(array: np.ndarray, quarter_turns: int, mirror: bool) -> np.ndarray:
     """``array`` (axes x, y, ...) mirrored in x when ``mirror``, then turned ``quarter_turns``
     times about z (``np.rot90`` over the x, y axes)."""
@@ -350,12 +358,11 @@ class BuildingPartsTask(Task):
         else:
             raise DatasetError(f"model family '{self.family}' does not train building parts")
         self.symmetry = config["dataset"].get("symmetry", "none")
-        fixed = [n for n in self.input_names if n not in ORIENTATION_FREE_INPUTS]
-        if self.symmetry != "none" and (self.input_kind != "grid" or fixed):
+        fixed = axis_bound_inputs(self.input_kind, self.input_names)
+        if self.symmetry != "none" and fixed:
             raise ConfigError(
                 f"dataset.symmetry '{self.symmetry}' turns the training buildings, but "
-                f"{self.family} with inputs '{self.inputs}' reads "
-                f"{'per-cell features' if self.input_kind != 'grid' else ', '.join(fixed)}, "
+                f"{self.family} with inputs '{self.inputs}' reads {', '.join(fixed)}, "
                 f"tied to the grid's axes; use a grid family with street inputs "
                 f"(dataset.inputs: street, street_runs, ...) or dataset.symmetry: none")
 
@@ -375,8 +382,7 @@ class BuildingPartsTask(Task):
         else:
             config["dataset"]["inputs"] = "style" if info.with_style else "massing"
         config["dataset"]["use_style"] = bool(info.with_style)
-        fixed = ([n for n in info.input_names if n not in ORIENTATION_FREE_INPUTS]
-                 if info.input_kind == "grid" else ["per-cell features"])
+        fixed = axis_bound_inputs(info.input_kind, info.input_names)
         if config["dataset"].get("symmetry", "none") != "none" and fixed:
             print(f"note: dataset.symmetry '{config['dataset']['symmetry']}' set to none: the "
                   f"source model reads {', '.join(fixed[:3])}{', ...' if len(fixed) > 3 else ''}, "
