@@ -37,6 +37,20 @@ def tiny_config(family="parts-unet3d", *overrides):
     return load_train_config("building-parts", trainers.resolve_config_path(name), overrides)
 
 
+@pytest.mark.parametrize("interval, drawn", [(3600.0, [1, 4]), (0.0, [1, 2, 3, 4])])
+def test_plots_are_drawn_after_the_first_epoch_then_by_interval_and_at_the_end(
+        tiny_data, tmp_path, monkeypatch, interval, drawn):
+    """Drawing the curves takes about 0.5 s: a run of fast epochs draws them after its first
+    epoch, then at most every PLOT_INTERVAL_S, and always for its last epoch."""
+    from proc_ml.trainers import loop, plots
+
+    epochs = []
+    monkeypatch.setattr(loop, "PLOT_INTERVAL_S", interval)
+    monkeypatch.setattr(plots, "plot_curves", lambda history, path, names: epochs.append(history[-1]["epoch"]))
+    fit(tiny_config("parts-unet3d", "training.epochs=4"), tiny_data, tmp_path / "run")
+    assert epochs == drawn
+
+
 def test_tiny_unet_run_writes_the_run_folder_contract(tiny_data, tmp_path):
     run = tmp_path / "run"
     summary = fit(tiny_config(), tiny_data, run)
