@@ -130,13 +130,13 @@ def main(argv=None) -> int:
         for building_id in held_out:
             b = real.buildings[ids.index(building_id)]
             labels, _ = real_buildings.predict_model(model, b, with_street=True)
-            predicted[building_id] = real_buildings._to_truth_vocabulary(labels, model.parts, real.parts)
+            predicted[building_id] = real_buildings.to_truth_vocabulary(labels, model.parts, real.parts)
         print(f"fold {name}: fine-tuned on {len(ids) - len(held_out)} buildings in {seconds:.0f} s, "
               f"predicted {len(held_out)}", flush=True)
     systems = {name: [fn(b.occupancy, real.parts) for b in real.buildings]
                for name, fn in real_buildings.BASELINE_FUNCTIONS.items()}
     systems["installed (with street)"] = [
-        real_buildings._to_truth_vocabulary(real_buildings.predict_model(installed, b, True)[0],
+        real_buildings.to_truth_vocabulary(real_buildings.predict_model(installed, b, True)[0],
                                             installed.parts, real.parts) for b in real.buildings]
     systems["fine-tuned, leave-one-file-out (with street)"] = [predicted[i] for i in ids]
     result = {"dataset": str(real_dir), "buildings": [b.name for b in real.buildings],

@@ -154,7 +154,7 @@ def calibration(real: RealSet, probs: list[np.ndarray], source_parts, scope: str
 
 
 # -- scoring ---------------------------------------------------------------------------------------
-def _to_truth_vocabulary(labels: np.ndarray, source_parts, truth_parts) -> np.ndarray:
+def to_truth_vocabulary(labels: np.ndarray, source_parts, truth_parts) -> np.ndarray:
     """Labels over ``source_parts`` as indices of ``truth_parts`` (a part it lacks: -2)."""
     lookup = np.array([list(truth_parts).index(p) if p in truth_parts else -2 for p in source_parts])
     return np.where(labels >= 0, lookup[np.maximum(labels, 0)], NO_PART)
@@ -194,7 +194,7 @@ def evaluate(real: RealSet, models: dict | None = None, pictures=None) -> dict:
                 notes[key] = ("needs the street sides (style-aware)" if predictor.with_style
                               else "takes no street sides")
                 continue
-            systems[key] = [_to_truth_vocabulary(x, predictor.parts, real.parts) for x, _ in outputs]
+            systems[key] = [to_truth_vocabulary(x, predictor.parts, real.parts) for x, _ in outputs]
             ece[key] = {scope: calibration(real, [p for _, p in outputs], predictor.parts, scope)
                         for scope in SCOPES}
     result = {"dataset": str(real.root), "buildings": [b.name for b in real.buildings],
