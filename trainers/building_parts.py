@@ -501,7 +501,9 @@ class BuildingPartsTask(Task):
 
     def collate(self, examples):
         if self.input_kind == "grid":
-            return _collate_grids(examples)
+            # two strides at least: a batch of one small building (a real one 4 cells long)
+            # would leave one value per channel at the bottleneck, where BatchNorm cannot train
+            return _collate_grids(examples, 2 * self.stride)
         feats = torch.from_numpy(np.concatenate([f for f, _ in examples]))
         targets = torch.from_numpy(np.concatenate([t for _, t in examples]))
         building = torch.cat([torch.full((len(f),), i, dtype=torch.int64)
@@ -749,10 +751,11 @@ def fit_decision_weights(probs: np.ndarray, truth: np.ndarray, n_parts: int, rou
     return weights, before, best
 
 
-def _collate_grids(examples):
-    """Examples ``(inputs, targets[, face weights])`` padded to one shape; ``weights`` is
-    in the batch when any example has face weights (1 for the others)."""
-    shape = tuple(max(e[0].shape[axis] for e in examples) for axis in (1, 2, 3))
+def _collate_grids(examples, min_size: int = 1):
+    """Examples ``(inputs, targets[, face weights])`` padded with empty cells to one shape,
+    at least ``min_size`` along each axis; ``weights`` is in the batch when any example has
+    face weights (1 for the others)."""
+    shape = tuple(max([min_size] + [e[0].shape[axis] for e in examples]) for axis in (1, 2, 3))
     inputs = torch.zeros((len(examples), examples[0][0].shape[0]) + shape)
     targets = torch.full((len(examples), 6) + shape, NO_PART, dtype=torch.int64)
     weighted = any(len(e) > 2 for e in examples)
