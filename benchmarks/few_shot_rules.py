@@ -72,7 +72,7 @@ from typing import Callable
 import numpy as np
 
 from proc_ml.datasets.writer import BuildingArrays, DatasetIndex, index_rows
-from proc_ml.encoding import SIDES, parse_street
+from proc_ml.encoding import SIDES, parse_street, run_lengths
 from proc_ml.errors import ConfigError, DatasetError
 from proc_ml.formats import grid_npz, grid_path, manifest as manifest_file
 from proc_ml.grid import DOWN, NO_PART, SIDE_DIRECTIONS, UP, along_axis, check_occupancy, exterior_faces
@@ -138,16 +138,10 @@ def run_positions(ext: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     length = np.zeros_like(position)
     for d in SIDE_DIRECTIONS:
         axis = along_axis(d)
-        mask = np.moveaxis(ext[..., d], axis, -1)
-        n = mask.shape[-1]
-        before = np.zeros(mask.shape, dtype=np.int32)
-        after = np.zeros(mask.shape, dtype=np.int32)
-        for k in range(1, n):
-            before[..., k] = np.where(mask[..., k] & mask[..., k - 1], before[..., k - 1] + 1, 0)
-        for k in range(n - 2, -1, -1):
-            after[..., k] = np.where(mask[..., k] & mask[..., k + 1], after[..., k + 1] + 1, 0)
-        position[..., d] = np.moveaxis(np.where(mask, before, 0), -1, axis)
-        length[..., d] = np.moveaxis(np.where(mask, before + after + 1, 0), -1, axis)
+        mask = ext[..., d]
+        before, after = run_lengths(mask, axis)
+        position[..., d] = before
+        length[..., d] = np.where(mask, before + after + 1, 0)
     return position, length
 
 

@@ -71,7 +71,7 @@ GRID_INPUT_SETS = {
 }
 
 
-def _runs(occ: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+def run_lengths(occ: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """``(before, after)``: filled cells before / after each filled cell in its contiguous
     run along ``axis`` (0 outside the building)."""
     occ = np.moveaxis(occ, axis, -1)
@@ -92,11 +92,11 @@ def run_features(occupancy: np.ndarray) -> np.ndarray:
     occ = np.asarray(occupancy, dtype=bool)
     out = np.zeros((len(RUN_FEATURES),) + occ.shape, dtype=np.float32)
     for i, axis in enumerate((0, 1)):
-        before, after = _runs(occ, axis)
+        before, after = run_lengths(occ, axis)
         length = before + after + 1
         out[2 * i] = np.where(occ, before / np.maximum(length - 1, 1), 0.0)
         out[2 * i + 1] = np.where(occ, length / RUN_SCALE, 0.0)
-    below, above = _runs(occ, 2)
+    below, above = run_lengths(occ, 2)
     out[4] = below / RUN_SCALE
     out[5] = above / RUN_SCALE
     return out
