@@ -238,7 +238,8 @@ def export_run(run_dir, out, *, opset: int | None = None, checkpoint: str = "bes
                verbose: bool = False, log: Callable[[str], None] = print,
                target_ort: str | None = None, ir_version: int | None = None,
                progress: Callable[..., None] | None = None,
-               fit_decision: bool | None = None, inference_mode: str = "eval") -> dict:
+               fit_decision: bool | None = None, inference_mode: str = "eval",
+               symmetry: str | None = None) -> dict:
     """Export a run to ``out``; raise ``ModelError`` (and write nothing) if parity fails.
 
     ``opset`` defaults to ``DEFAULT_OPSET`` (capped at what ``target_ort`` runs);
@@ -249,7 +250,9 @@ def export_run(run_dir, out, *, opset: int | None = None, checkpoint: str = "bes
     (None: as the run's ``training.fit_decision`` says). ``inference_mode`` ``train`` (image
     models): the graph computes as the pix2pix reference's default test (BatchNorm on batch
     statistics, dropout on), recorded as ``proc_ml.inference_mode``; parity is checked with
-    the dropout draws fixed."""
+    the dropout draws fixed. ``symmetry`` (building parts; None: the run's
+    ``dataset.symmetry``): the turns of a building its rules do not change, recorded as
+    ``proc_ml.symmetry``; prediction averages over them (docs/onnx.md)."""
     import torch
 
     from proc_ml.trainers import load_run
@@ -267,6 +270,8 @@ def export_run(run_dir, out, *, opset: int | None = None, checkpoint: str = "bes
 
         model = train_mode_generator(model)
         run.info.inference_mode = "train"
+    if symmetry is not None:
+        run.info.symmetry = check_symmetry(run.info, symmetry, run_dir)
     data_dir = data_dir if data_dir is not None else _run_data_dir(run)
     run.info = run.task.export_info(model, run, data_dir, log=log, fit=fit_decision)
     samples = run.task.parity_inputs(run, data_dir)
@@ -300,6 +305,24 @@ def export_run(run_dir, out, *, opset: int | None = None, checkpoint: str = "bes
             "input_shape": meta.input_shape, "max_abs_diff": worst[1],
             "parity": dict(diffs), "bytes": os.path.getsize(out),
             "data": str(data_dir) if data_dir else "generated buildings"}
+
+
+def check_symmetry(info, symmetry: str, source) -> str:
+    """``symmetry`` when a model with ``info`` can be averaged over it; ``ModelError`` (one
+    line) otherwise."""
+    from proc_ml.symmetry import SYMMETRIES, axis_bound_inputs
+
+    if info.kind != "parts":
+        raise ModelError(f"{source}: --symmetry is for building-parts models; this run is a "
+                         f"{info.kind} model")
+    if symmetry not in SYMMETRIES:
+        raise ModelError(f"{source}: --symmetry must be one of {', '.join(SYMMETRIES)}, "
+                         f"got {symmetry!r}")
+    bound = axis_bound_inputs(info.input_kind, info.input_names)
+    if symmetry != "none" and bound:
+        raise ModelError(f"{source}: --symmetry {symmetry}: the model's inputs "
+                         f"{', '.join(bound)} are tied to the grid's axes; only none fits it")
+    return symmetry
 
 
 def _run_data_dir(run):

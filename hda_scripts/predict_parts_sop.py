@@ -26,7 +26,9 @@ Parameters: ``model`` (file), ``device`` (auto/cpu/cuda/tensorrt/directml/coreml
 intra-op threads, 0 = its default), ``cellsize`` (float, 0 = the
 model's training cell size), ``inputtype`` (auto/points/polygons), ``upaxis`` (y/z),
 ``street`` (the sides facing the street, e.g. "+x -y" in proc-ml's z-up frame: street-aware
-models use them, a massing-only model cannot and the node warns), and, used only by
+models use them, a massing-only model cannot and the node warns), ``symmetry``
+(model/none/rotate/dihedral: average the probabilities over the building's turns;
+``PartsPredictor``), and, used only by
 style-aware models, ``streetside`` (+x/-x/+y/-y in proc-ml's z-up
 frame), ``windowperiod`` (1-3), ``shopfront`` and ``balconies`` (toggles).
 
@@ -39,7 +41,8 @@ import hou
 
 from proc_ml.dcc import houdini as hgeo
 from proc_ml.dcc.fixes import FixedFaces, apply_part_fix
-from proc_ml.dcc.predict import open_session, predict_cell_points, predict_polygons, style_vector
+from proc_ml.dcc.predict import (open_session, predict_cell_points, predict_polygons, style_vector,
+                                symmetry_choice)
 from proc_ml.encoding import parse_street
 from proc_ml.errors import ProcMLError
 
@@ -88,7 +91,8 @@ def cook(node):
         session = _session(node)
         kind = _input_type(node, geo)
         street = parse_street(hgeo.parm_string(node, "street", ""), "street sides")
-        frame = {"up": hgeo.parm_string(node, "upaxis", "y"), "clockwise": True, "street": street}
+        frame = {"up": hgeo.parm_string(node, "upaxis", "y"), "clockwise": True, "street": street,
+                 "symmetry": symmetry_choice(hgeo.parm_string(node, "symmetry", "model"))}
         cell_size = hgeo.parm_value(node, "cellsize", 0.0)
         if kind == "points":
             prims = predict_cell_points(session, hgeo.point_positions(geo), cell_size,

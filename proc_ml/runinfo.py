@@ -29,6 +29,7 @@ from pydantic import Field
 
 from .errors import ModelError
 from .grid import DIRECTIONS
+from .symmetry import SYMMETRIES
 from .validation import Count, Finite, Name, PositiveFinite, PositiveInt, check_dataclass
 
 #: Most part / class names a model may have (the logits per cell grow with them).
@@ -199,6 +200,10 @@ class PartsInfo(RunInfo):
         field(default=None, metadata={"optional": True})
     cell_size: PositiveFinite | None = None  # metres per cell of the training data
     grid_size: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)] | None = None  # training grid size
+    #: the turns of a building its rules do not change (``proc_ml.symmetry``): the training
+    #: config's ``dataset.symmetry``, or what ``proc-ml export onnx --symmetry`` declares;
+    #: prediction averages the probabilities over them (``PartsPredictor``)
+    symmetry: str = field(default="none", metadata={"optional": True})
     logit_layout: str = "channel = direction * n_parts + part; directions in the order of 'directions'"
 
     @property
@@ -243,6 +248,9 @@ class PartsInfo(RunInfo):
             raise ModelError(f"{source}: stride must be >= 1, got {self.stride}")
         _unique(self.parts, "parts", source)
         _check_cell_size(self.cell_size, source)
+        if self.symmetry not in SYMMETRIES:
+            raise ModelError(f"{source}: symmetry must be one of {', '.join(SYMMETRIES)}, "
+                             f"got {self.symmetry!r}")
 
 
 @dataclass

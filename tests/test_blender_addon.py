@@ -351,3 +351,33 @@ def test_part_fix_on_the_massing_itself(scene, tiny_massing_unet_onnx):
     assert (dirs == 3).sum() == 12
     assert (part[dirs == 3] == parts.index("shopfront")).all() and (fix[dirs == 3] >= 0).all()
     assert (fix[dirs != 3] == -1).all() and result["proc_ml_part_fix_count"] == 12
+
+
+def test_symmetry_averaging_property(scene):
+    """The operator's Symmetry averaging: the model's own (the installed model: dihedral) by
+    default, None for one network run; the scene setting reaches the operator."""
+    from proc_ml.runtime import PartsPredictor, default_model
+
+    b = generate_building(default_config(), 1, 3)
+    quads = quad_mesh(b.occupancy, None, CELL)
+    source = mesh_object("sym", quads.vertices, np.arange(len(quads.vertices)).reshape(-1, 4))
+    nz = np.nonzero(b.occupancy)
+    crop = b.occupancy[nz[0].min():nz[0].max() + 1, nz[1].min():nz[1].max() + 1, :nz[2].max() + 1]
+    predictor = PartsPredictor(default_model(), "cpu")
+
+    def labelled(**props):
+        select_only(source)
+        assert bpy.ops.object.proc_ml_predict_parts(device="cpu", cell_size=CELL, street_sides={"+x"},
+                                                    **props) == {"FINISHED"}
+        part = face_values(bpy.data.objects["sym_parts"].data, "part", np.int32)
+        assert len(part) == int(exterior_faces(crop).sum())
+        return part
+
+    for props, symmetry in (({}, "dihedral"), ({"symmetry": "none"}, "none"),
+                            ({"symmetry": "rotate"}, "rotate")):
+        labels, _ = predictor.predict(crop, street=("+x",), symmetry=symmetry)
+        assert sorted(labelled(**props).tolist()) == sorted(labels[labels >= 0].tolist())
+    assert scene.proc_ml_parts.symmetry == "MODEL"
+    assert {item.identifier for item in
+            type(scene.proc_ml_parts).bl_rna.properties["symmetry"].enum_items} == \
+        {"MODEL", "none", "rotate", "dihedral"}

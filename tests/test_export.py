@@ -74,7 +74,7 @@ def test_metadata_carries_everything_needed_to_run(tiny_unet_onnx, tiny_unet_run
     assert all(json.loads(v) is not None for k, v in props.items()
                if k not in ("proc_ml.family", "proc_ml.task", "proc_ml.kind", "proc_ml.input_kind",
                             "proc_ml.input_name", "proc_ml.input_dtype", "proc_ml.output_name",
-                            "proc_ml.proc_ml_version", "proc_ml.logit_layout"))
+                            "proc_ml.proc_ml_version", "proc_ml.logit_layout", "proc_ml.symmetry"))
     meta = ModelMetadata.from_props(props)
     assert (meta.family, meta.task, meta.info.parts) == ("parts-unet3d", "building-parts", info.parts)
     assert meta.input_names == info.input_names and meta.info.with_style is True

@@ -10,7 +10,8 @@ from proc_ml.cli import main
 from proc_ml.encoding import face_mask
 from proc_ml.formats.grid_npz import BuildingRecord
 from proc_ml.grid import DIRECTIONS
-from proc_ml.trainers.building_parts import direction_permutation, transform_record
+from proc_ml.symmetry import direction_permutation
+from proc_ml.trainers.building_parts import transform_record
 
 TRANSFORMS = [(turns, mirror) for turns in range(4) for mirror in (False, True)]
 

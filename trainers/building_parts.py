@@ -14,15 +14,15 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from proc_ml.datasets import open_dataset
-from proc_ml.encoding import (GRID_INPUT_SETS, NEIGHBOUR_CHANNEL, RUN_FEATURES, SIDES,
-                              STREET_FEATURES, adjacency_feature_names, adjacency_features,
-                              face_mask, grid_inputs, pad_to_stride)
+from proc_ml.encoding import (GRID_INPUT_SETS, SIDES, adjacency_feature_names,
+                              adjacency_features, face_mask, grid_inputs, pad_to_stride)
 from proc_ml.errors import ConfigError, DatasetError
 from proc_ml.formats.grid_npz import BuildingRecord
-from proc_ml.grid import DIRECTIONS, NO_PART
+from proc_ml.grid import NO_PART
 from proc_ml.metrics import (ECE_BINS, classification_metrics, expected_calibration_error,
                              per_class_table)
 from proc_ml.runinfo import PartsInfo
+from proc_ml.symmetry import SYMMETRIES, axis_bound_inputs, turn, turn_faces, turn_side_vector
 
 from .finetune import (freeze_norm, input_set_of, load_init, load_into, mapping_lines,
                        parent_counts, vocabulary_mapping, write_record)
@@ -31,14 +31,6 @@ from .task import Task, evaluate_split
 
 GRID_FAMILIES = ("parts-unet3d",)
 CELL_FAMILIES = ("parts-mlp",)
-#: ``dataset.symmetry``: the transforms a training building may be shown in (one drawn per
-#: building and epoch): none; ``rotate``, quarter turns about z; ``dihedral``, quarter turns
-#: and their mirror images.
-SYMMETRIES = ("none", "rotate", "dihedral")
-#: Grid inputs that are the same in a turned or mirrored building (functions of its massing,
-#: street sides and neighbours): ``dataset.symmetry`` needs inputs among these.
-ORIENTATION_FREE_INPUTS = ("occupancy", "ground_floor") + RUN_FEATURES + STREET_FEATURES + (
-    NEIGHBOUR_CHANNEL,)
 
 
 # -- encoding one building (shared by training, evaluation and example_inputs) ----------
@@ -86,41 +78,7 @@ def face_weights(record, stride: int, fix_weight: float,
     return pad_to_stride(weights, stride)
 
 
-# -- symmetry augmentation (dataset.symmetry) ----------------------------------------------
-def axis_bound_inputs(input_kind: str, names) -> list[str]:
-    """The inputs of a model that are tied to the grid's axes (coordinate phases, the legacy
-    style, per-cell features): a building turned by ``dataset.symmetry`` would not turn them."""
-    if input_kind != "grid":
-        return ["per-cell features"]
-    return [n for n in names if n not in ORIENTATION_FREE_INPUTS]
-
-
-def _turn(array: np.ndarray, quarter_turns: int, mirror: bool) -> np.ndarray:
-    """``array`` (axes x, y, ...) mirrored in x when ``mirror``, then turned ``quarter_turns``
-    times about z (``np.rot90`` over the x, y axes)."""
-    if mirror:
-        array = array[::-1]
-    return np.ascontiguousarray(np.rot90(array, quarter_turns, axes=(0, 1)))
-
-
-def direction_permutation(quarter_turns: int, mirror: bool) -> np.ndarray:
-    """``int[6]``: the direction (``grid.DIRECTIONS`` order) each face direction points to
-    after :func:`_turn`, found by turning a cell's neighbours the same way."""
-    out = np.zeros(len(DIRECTIONS), dtype=np.int64)
-    for d, name in enumerate(DIRECTIONS):
-        axis, sign = "xyz".index(name[1]), 1 if name[0] == "+" else -1
-        if axis == 2:
-            out[d] = d
-            continue
-        grid = np.zeros((3, 3), dtype=np.int8)
-        grid[(1 + sign, 1) if axis == 0 else (1, 1 + sign)] = 1
-        (x,), (y,) = np.nonzero(_turn(grid, quarter_turns, mirror))
-        offset = (x - 1, y - 1)
-        new_axis = 0 if offset[0] else 1
-        out[d] = DIRECTIONS.index(("+" if offset[new_axis] > 0 else "-") + "xy"[new_axis])
-    return out
-
-
+# -- symmetry augmentation (dataset.symmetry: the transforms of proc_ml.symmetry) ----------
 def transform_record(record: BuildingRecord, quarter_turns: int, mirror: bool = False) -> BuildingRecord:
     """The same building turned ``quarter_turns`` times about z (after mirroring in x when
     ``mirror``): occupancy, face labels and every per-cell or per-face extra move with it, the
@@ -128,29 +86,20 @@ def transform_record(record: BuildingRecord, quarter_turns: int, mirror: bool = 
     quarter_turns %= 4
     if not quarter_turns and not mirror:
         return record
-    perm = direction_permutation(quarter_turns, mirror)
-
-    def faces(array):
-        turned = _turn(array, quarter_turns, mirror)
-        out = np.empty_like(turned)
-        out[..., perm] = turned
-        return out
-
     extras = dict(record.extras)
     for key in ("label_known", "label_fixed"):
         if key in extras:
-            extras[key] = faces(extras[key])
+            extras[key] = turn_faces(extras[key], quarter_turns, mirror)
     if "neighbours" in extras:
-        extras["neighbours"] = _turn(extras["neighbours"], quarter_turns, mirror)
+        extras["neighbours"] = turn(extras["neighbours"], quarter_turns, mirror)
     if "street" in extras:
-        street = np.zeros_like(extras["street"])
-        street[perm[:4]] = extras["street"]
-        extras["street"] = street
-    style = record.style.copy()
-    style[perm[:4]] = record.style[:4]          # the style's street sides (STYLE_FEATURES[:4])
+        extras["street"] = turn_side_vector(extras["street"], quarter_turns, mirror)
+    style = record.style.copy()               # the style's street sides (STYLE_FEATURES[:4])
+    style[:4] = turn_side_vector(record.style[:4], quarter_turns, mirror)
     return BuildingRecord(record.building_id, record.archetype,
-                          _turn(record.occupancy, quarter_turns, mirror),
-                          None if record.labels is None else faces(record.labels), style, extras)
+                          turn(record.occupancy, quarter_turns, mirror),
+                          None if record.labels is None else turn_faces(record.labels, quarter_turns, mirror),
+                          style, extras)
 
 
 def encode_cell_example(record, with_style: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -526,7 +475,7 @@ class BuildingPartsTask(Task):
         return PartsInfo(task=self.name, family=self.family, input_kind=self.input_kind,
                          input_names=list(self.input_names), parts=list(self.parts),
                          with_style=self.with_style, with_street=self.with_street,
-                         stride=self.stride or 1,
+                         stride=self.stride or 1, symmetry=self.symmetry,
                          cell_size=self.data.cell_size,
                          grid_size=[int(n) for n in manifest["grid_size"]],
                          dataset_count=int(manifest["count"]), dataset_seed=int(manifest.get("seed", 0)),

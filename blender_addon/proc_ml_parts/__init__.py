@@ -37,6 +37,12 @@ DEVICE_ITEMS = [("auto", "Auto", "The best provider onnxruntime can use here, el
                 ("directml", "DirectML", "Windows GPU through DirectML"),
                 ("coreml", "CoreML", "Apple GPU / Neural Engine through CoreML")]
 STREET_ITEMS = [(side, side, f"The street is on the {side} side") for side in ("+x", "-x", "+y", "-y")]
+SYMMETRY_ITEMS = [
+    ("MODEL", "Model's own", "What the model file declares (the installed model: dihedral)"),
+    ("none", "None", "One model run per building (fastest)"),
+    ("rotate", "Rotate", "Average the model over the building's four quarter turns"),
+    ("dihedral", "Dihedral", "Average over the quarter turns and their mirror images (8 runs)"),
+]
 
 
 def _package() -> str:
@@ -103,6 +109,9 @@ class ProcMLPartsSettings(bpy.types.PropertyGroup):
                                description="Sides facing the street (Blender's z-up frame): "
                                            "street-aware models use them, a style-aware model "
                                            "the first; a massing-only model cannot")
+    symmetry: EnumProperty(name="Symmetry averaging", items=SYMMETRY_ITEMS, default="MODEL",
+                           description="Average the part probabilities over the building's "
+                                       "turns (docs/onnx.md)")
     street_side: EnumProperty(name="Street side", items=STREET_ITEMS, default="+x",
                               description="Style-aware models only")
     window_period: IntProperty(name="Window period", default=1, min=1, max=3,
@@ -126,6 +135,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                              description="Voxel size; 0 uses the model's training cell size")
     street_sides: EnumProperty(name="Street sides", items=STREET_ITEMS, options={"ENUM_FLAG"},
                                default=set(), description="Sides facing the street")
+    symmetry: EnumProperty(name="Symmetry averaging", items=SYMMETRY_ITEMS, default="MODEL")
     street_side: EnumProperty(name="Street side", items=STREET_ITEMS, default="+x")
     window_period: IntProperty(name="Window period", default=1, min=1, max=3)
     shopfront: BoolProperty(name="Shopfront", default=False)
@@ -164,6 +174,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
             style = (style_vector(self.street_side, self.window_period, self.shopfront,
                                   self.balconies) if session.with_style else None)
             street = tuple(side for side, _, _ in STREET_ITEMS if side in self.street_sides)
+            symmetry = None if self.symmetry == "MODEL" else self.symmetry
             note = session.predictor.street_note(street)
             if note:
                 self.report({"WARNING"}, note)
@@ -173,9 +184,10 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                     self.report({"WARNING"}, f"{source.name}: empty mesh, nothing to label")
                     continue
                 prims = (predict_polygons(session, points, counts, indices, self.cell_size, style,
-                                          street=street)
+                                          street=street, symmetry=symmetry)
                          if len(counts) else
-                         predict_cell_points(session, points, self.cell_size, style, street=street))
+                         predict_cell_points(session, points, self.cell_size, style, street=street,
+                                             symmetry=symmetry))
                 if len(prims) == 0:
                     self.report({"WARNING"}, f"{source.name}: fills no cells at this cell size")
                     continue
@@ -412,6 +424,7 @@ class VIEW3D_PT_proc_ml_parts(bpy.types.Panel):
         layout.prop(settings, "device")
         layout.prop(settings, "cell_size")
         layout.prop(settings, "street_sides")
+        layout.prop(settings, "symmetry")
         style = layout.box()
         style.label(text="Style (style-aware models)")
         for name in ("street_side", "window_period", "shopfront", "balconies"):
@@ -421,6 +434,7 @@ class VIEW3D_PT_proc_ml_parts(bpy.types.Panel):
         op.device = settings.device
         op.cell_size = settings.cell_size
         op.street_sides = settings.street_sides
+        op.symmetry = settings.symmetry
         op.street_side = settings.street_side
         op.window_period = settings.window_period
         op.shopfront = settings.shopfront

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from proc_ml.encoding import parse_street
+from proc_ml.symmetry import SYMMETRIES
 from proc_ml.errors import ProcMLError
 from proc_ml.runtime.providers import DEVICES
 from proc_ml.units import check_cell_size
@@ -60,6 +61,10 @@ def register(sub) -> None:
     p.add_argument("--street", default=None, metavar="SIDES",
                    help="parts task: the sides facing the street for every asset, e.g. +x,-y "
                         "(default: what each asset records)")
+    p.add_argument("--symmetry", choices=SYMMETRIES, default=None,
+                   help="parts task: average the model over each asset's quarter turns (rotate) "
+                        "and mirror images (dihedral), or not (none); default: the model's own "
+                        "(docs/onnx.md)")
     p.add_argument("--extensions", nargs="+", metavar="EXT",
                    help="asset types to process, e.g. --extensions obj ply (default: all the task reads)")
     p.add_argument("--timeout", type=float, default=None,
@@ -108,6 +113,10 @@ def run(args) -> int:
         if task.name != "parts":
             raise ProcMLError("--street is for --task parts")
         options["street"] = list(parse_street(args.street))
+    if args.symmetry is not None:
+        if task.name != "parts":
+            raise ProcMLError("--symmetry is for --task parts")
+        options["symmetry"] = args.symmetry
     if task.name == "texture":
         options.update(_texture_options(args))
     elif args.parts_model:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from ..symmetry import SYMMETRIES
 from .reporting import Reporter, add_json_flag
 
 EXPORTERS = ("dynamo", "legacy")
@@ -45,6 +46,11 @@ def register(sub) -> None:
                    help="pix2pix (image) models: eval (default: dropout off, BatchNorm running "
                         "statistics; deterministic) or train (as the reference's default test: "
                         "BatchNorm on the batch's own statistics, dropout on; see docs/pix2pix.md)")
+    p.add_argument("--symmetry", choices=SYMMETRIES,
+                   help="building parts: the turns of a building (quarter turns about z, and "
+                        "mirror images with dihedral) that its rules do not change; prediction "
+                        "averages the model's probabilities over them (default: the run's "
+                        "dataset.symmetry; docs/onnx.md)")
     p.add_argument("--verbose", action="store_true", help="show the exporter's own output")
     p.add_argument("--fit-decision", action="store_true",
                    help="building parts: fit the per-part decision weights on the validation "
@@ -89,7 +95,7 @@ def run(args) -> int:
                             verbose=args.verbose, log=report.say, target_ort=target,
                             ir_version=args.ir_version, progress=report.progress,
                             fit_decision=True if args.fit_decision else None,
-                            inference_mode=args.inference_mode)
+                            inference_mode=args.inference_mode, symmetry=args.symmetry)
         seconds = time.perf_counter() - start
         report.say(f"wrote {result['out']} ({result['family']}, input {result['input_shape']}, "
                    f"opset {result['opset']}, IR {result['ir_version']}, "

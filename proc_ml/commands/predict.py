@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from proc_ml.symmetry import SYMMETRIES
 from proc_ml.textures.palette import MATERIALS
 
 DEVICE_HELP = ("where the model runs: auto (the best usable provider; default), cpu, cuda, "
@@ -51,6 +52,10 @@ def register(sub) -> None:
     p.add_argument("--street", default=None, metavar="SIDES",
                    help="the sides facing the street, e.g. +x,-y, in the input's z-up frame "
                         "(default: what the input records; a model that cannot use it says so)")
+    p.add_argument("--symmetry", choices=SYMMETRIES, default=None,
+                   help="average the model's probabilities over the building's quarter turns "
+                        "(rotate) and their mirror images (dihedral), or not (none); default: "
+                        "the model's own (the installed model: dihedral; docs/onnx.md)")
     _common(p)
     p.set_defaults(func=run_parts)
 
@@ -150,7 +155,8 @@ def run_parts(args) -> int:
     predictor = PartsPredictor.open(model, device=args.device, intra_op_threads=args.threads)
     street = parse_street(args.street) if args.street is not None else None
     summary = label_building(predictor, args.input, args.out, cell_size=cell_size,
-                             building_id=args.building_id, up=args.up, style=style, street=street)
+                             building_id=args.building_id, up=args.up, style=style, street=street,
+                             symmetry=args.symmetry)
     acc = "" if summary["accuracy"] is None else f", face accuracy {summary['accuracy']:.4f}"
     print(f"labelled {summary['faces']} faces of {summary['cells']} cells "
           f"(grid {summary['grid_shape']}, {summary['provider']}){acc}; wrote {args.out}")

@@ -15,12 +15,22 @@ from ..colours import part_colours, unit_rgb
 from ..runtime import PartsPredictor
 from ..runtime.models import default_model
 from ..runtime.session import cached
+from ..symmetry import SYMMETRIES
 from ..units import resolve_cell_size
 from .geometry import (GeometryError, VoxelGrid, grid_from_cell_points, grid_from_polygons,
                        to_z_up)
 from .prims import LabelledPrims, labelled_prims
 
 STREET_SIDES = ("+x", "-x", "+y", "-y")
+#: A node's symmetry-averaging choices: the model's own, or one of ``proc_ml.symmetry``'s.
+SYMMETRY_CHOICES = ("model",) + SYMMETRIES
+
+
+def symmetry_choice(value: str) -> str | None:
+    """A node's symmetry setting as ``PartsPredictor`` takes it (None: the model's own)."""
+    if value not in SYMMETRY_CHOICES:
+        raise GeometryError(f"symmetry must be one of {', '.join(SYMMETRY_CHOICES)}, got '{value}'")
+    return None if value == "model" else value
 
 
 @dataclass
@@ -73,12 +83,14 @@ def style_vector(street_side: str = "+x", window_period: int = 1, shopfront: boo
 
 
 def predict_prims(session: PartsSession, grid: VoxelGrid, style=None, up: str = "z",
-                  clockwise: bool = False, street=None) -> LabelledPrims:
+                  clockwise: bool = False, street=None, symmetry: str | None = None) -> LabelledPrims:
     """Labelled exterior quads of ``grid`` (empty when the grid is empty). ``street``: the
-    sides facing the street (``PartsPredictor.street_note`` says when the model cannot use them)."""
+    sides facing the street (``PartsPredictor.street_note`` says when the model cannot use
+    them); ``symmetry``: the turns the probabilities are averaged over (None: the model's)."""
+    symmetry = session.predictor.check_symmetry(symmetry)
     if grid.occupancy.size == 0 or not grid.occupancy.any():
         return empty_prims(session)
-    labels, probs = session.predictor.predict(grid.occupancy, style, street)
+    labels, probs = session.predictor.predict(grid.occupancy, style, street, symmetry=symmetry)
     return labelled_prims(grid, labels, probs, session.parts, session.colours, up, clockwise)
 
 
@@ -90,15 +102,17 @@ def empty_prims(session: PartsSession) -> LabelledPrims:
 
 
 def predict_cell_points(session: PartsSession, points, cell_size, style=None, up: str = "z",
-                        clockwise: bool = False, street=None) -> LabelledPrims:
+                        clockwise: bool = False, street=None,
+                        symmetry: str | None = None) -> LabelledPrims:
     """Voxel points at cell centres (DCC frame) -> labelled quads (DCC frame)."""
     grid = grid_from_cell_points(to_z_up(points, up), resolve_cell_size(cell_size, model=session.cell_size))
-    return predict_prims(session, grid, style, up, clockwise, street)
+    return predict_prims(session, grid, style, up, clockwise, street, symmetry)
 
 
 def predict_polygons(session: PartsSession, points, counts, indices, cell_size, style=None,
-                     up: str = "z", clockwise: bool = False, street=None) -> LabelledPrims:
+                     up: str = "z", clockwise: bool = False, street=None,
+                     symmetry: str | None = None) -> LabelledPrims:
     """Polygon massing (DCC frame, vertex counts + point indices) -> labelled quads."""
     grid = grid_from_polygons(to_z_up(points, up), counts, indices,
                               resolve_cell_size(cell_size, model=session.cell_size), clockwise)
-    return predict_prims(session, grid, style, up, clockwise, street)
+    return predict_prims(session, grid, style, up, clockwise, street, symmetry)

@@ -16,11 +16,12 @@ import numpy as np
 
 from .. import budget
 from ..encoding import (NEIGHBOUR_CHANNEL, STYLE_FEATURES, adjacency_feature_names,
-                        adjacency_features, decode_cell_logits, decode_grid_logits, grid_inputs,
-                        pad_to_stride, parse_street, street_vector, style_vector,
+                        adjacency_features, decode_cell_logits, decode_grid_logits, face_mask,
+                        grid_inputs, pad_to_stride, parse_street, street_vector, style_vector,
                         unknown_grid_inputs)
 from ..errors import DatasetError, ModelError
 from ..grid import NO_PART, check_occupancy
+from ..symmetry import SYMMETRIES, axis_bound_inputs, transforms, turn, turn_sides, unturn_faces
 from .batching import DEFAULT_GRID_BATCH, run_cell_sets, run_grids
 from .session import Loaded, ModelSession, load_model
 
@@ -35,6 +36,14 @@ class PartsPredictor(Loaded):
     takes them (``with_street``); a style-aware model takes one street side inside its style
     (``street`` then replaces the style's street, its first side if several); a massing-only
     model cannot use them (``street_note`` says so in one line).
+
+    ``symmetry`` of ``predict``/``predict_many`` (``none``, ``rotate``, ``dihedral``; None:
+    the model's own, ``PartsInfo.symmetry``): predict the building in each of that
+    symmetry's turns (and mirror images), turn the probabilities back and average them; the
+    labels are the argmax of the average (with the decision weights). For rules that are
+    the same on a turned building (what training with ``dataset.symmetry`` assumes) this
+    averages out the network's own orientation noise; it costs one network run per turn
+    (4 or 8).
     """
 
     def __init__(self, model_path: str | os.PathLike, device: str = "auto",
@@ -69,6 +78,25 @@ class PartsPredictor(Loaded):
     @property
     def with_street(self) -> bool:
         return self.info.with_street
+
+    @property
+    def symmetry(self) -> str:
+        """The model's own symmetry: what ``predict`` averages over by default."""
+        return self.info.symmetry
+
+    def check_symmetry(self, symmetry: str | None) -> str:
+        """``symmetry`` (None: the model's) when this model can be averaged over it;
+        ``ModelError`` (one line) otherwise."""
+        if symmetry is None:
+            return self.info.symmetry
+        if symmetry not in SYMMETRIES:
+            raise ModelError(f"symmetry must be one of {', '.join(SYMMETRIES)}, got {symmetry!r}")
+        bound = axis_bound_inputs(self.metadata.input_kind, self.metadata.input_names)
+        if symmetry != "none" and bound:
+            raise ModelError(f"{self.model.path}: cannot average over symmetry '{symmetry}': the "
+                             f"model's inputs {', '.join(bound)} are tied to the grid's axes "
+                             f"(only none fits it)")
+        return symmetry
 
     @property
     def with_neighbours(self) -> bool:
@@ -121,15 +149,18 @@ class PartsPredictor(Loaded):
         return vec, None
 
     def predict(self, occupancy: np.ndarray, style=None, street=None,
-                neighbours=None) -> tuple[np.ndarray, np.ndarray]:
+                neighbours=None, symmetry: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``neighbours``: bool[X, Y, Z] cells of neighbouring buildings, for a model that
-        reads them (``with_neighbours``; ignored otherwise)."""
-        return self.predict_many([occupancy], [style], [street], neighbours=[neighbours])[0]
+        reads them (``with_neighbours``; ignored otherwise). ``symmetry``: see the class."""
+        return self.predict_many([occupancy], [style], [street], neighbours=[neighbours],
+                                 symmetry=symmetry)[0]
 
     def predict_many(self, occupancies: Sequence[np.ndarray], styles: Sequence | None = None,
                      streets: Sequence | None = None, batch_size: int = DEFAULT_GRID_BATCH,
-                     neighbours: Sequence | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                     neighbours: Sequence | None = None,
+                     symmetry: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Predict many buildings; same-size grids share a batch, cells share chunks."""
+        symmetry = self.check_symmetry(symmetry)
         n = len(occupancies)
         styles = list(styles) if styles is not None else [None] * n
         streets = list(streets) if streets is not None else [None] * n
@@ -141,11 +172,39 @@ class PartsPredictor(Loaded):
         for occ in occs:
             self.check_memory(occ.shape)
         inputs = [self._inputs(style, street) for style, street in zip(styles, streets)]
-        if self.metadata.input_kind == "grid":
-            return self._predict_grids(occs, inputs, batch_size, neighbours)
-        return self._predict_cells(occs, inputs)
+        if symmetry == "none":
+            return self._predict(occs, inputs, batch_size, neighbours, self.info.decision_weights)
+        return self._predict_averaged(occs, inputs, batch_size, neighbours, transforms(symmetry))
 
-    def _predict_grids(self, occs, inputs, batch_size, neighbours):
+    def _predict(self, occs, inputs, batch_size, neighbours, weights):
+        if self.metadata.input_kind == "grid":
+            return self._predict_grids(occs, inputs, batch_size, neighbours, weights)
+        return self._predict_cells(occs, inputs, weights)
+
+    def _predict_averaged(self, occs, inputs, batch_size, neighbours, views):
+        """Mean probabilities over ``views`` (``(quarter_turns, mirror)``; orientation-free
+        inputs only: no style, the street sides and neighbours turn with the building)."""
+        sums = None
+        for k, mirror in views:
+            turned_inputs = [(None, None if street is None else turn_sides(street, k, mirror))
+                             for _, street in inputs]
+            turned_nb = [None if nb is None else turn(np.asarray(nb, dtype=bool), k, mirror)
+                         for nb in neighbours]
+            out = self._predict([turn(o, k, mirror) for o in occs], turned_inputs, batch_size,
+                                turned_nb, None)
+            probs = [unturn_faces(p, k, mirror) for _, p in out]
+            sums = probs if sums is None else [s.__iadd__(p) for s, p in zip(sums, probs)]
+        weights = self.info.decision_weights
+        results = []
+        for occ, probs in zip(occs, sums):
+            probs /= np.float32(len(views))
+            scored = probs if weights is None else probs * np.asarray(weights, dtype=np.float32)
+            labels = scored.argmax(axis=-1).astype(np.int8)
+            labels[~face_mask(occ)] = NO_PART
+            results.append((labels, probs))
+        return results
+
+    def _predict_grids(self, occs, inputs, batch_size, neighbours, weights):
         stride = self.info.stride
         names = self.metadata.input_names
         try:
@@ -154,13 +213,12 @@ class PartsPredictor(Loaded):
         except DatasetError as exc:
             raise ModelError(f"{self.model.path}: {exc}") from None
         logits = run_grids(self.model, grids, batch_size)
-        weights = self.info.decision_weights
         return [decode_grid_logits(lg, o, self.info.n_parts, weights) for lg, o in zip(logits, occs)]
 
-    def _predict_cells(self, occs, inputs):
+    def _predict_cells(self, occs, inputs, weights):
         encoded = [adjacency_features(o, style, street=street) for o, (style, street) in zip(occs, inputs)]
         logits = run_cell_sets(self.model, [feats for _, feats in encoded])
-        return [decode_cell_logits(lg, coords, o, self.info.n_parts, self.info.decision_weights)
+        return [decode_cell_logits(lg, coords, o, self.info.n_parts, weights)
                 for lg, (coords, _), o in zip(logits, encoded, occs)]
 
 
