@@ -132,12 +132,14 @@ def model_inputs(predictor, building: RealBuilding, with_street: bool):
     return None, street
 
 
-def predict_model(predictor, building: RealBuilding, with_street: bool):
-    """``(labels, probs)`` of ``predictor`` on ``building``, or None when it cannot run so."""
+def predict_model(predictor, building: RealBuilding, with_street: bool,
+                  symmetry: str | None = None):
+    """``(labels, probs)`` of ``predictor`` on ``building``, or None when it cannot run so.
+    ``symmetry``: what the prediction averages over (None: the model's own)."""
     inputs = model_inputs(predictor, building, with_street)
     if inputs is None:
         return None
-    return predictor.predict(building.occupancy, *inputs)
+    return predictor.predict(building.occupancy, *inputs, symmetry=symmetry)
 
 
 def calibration(real: RealSet, probs: list[np.ndarray], source_parts, scope: str) -> float:
@@ -179,16 +181,19 @@ def score(real: RealSet, predictions: list[np.ndarray], scope: str) -> dict:
             "per_class": scores["per_class"], "confusion": confusion[:, :k].tolist()}
 
 
-def evaluate(real: RealSet, models: dict | None = None, pictures=None) -> dict:
+def evaluate(real: RealSet, models: dict | None = None, pictures=None,
+             symmetries: dict | None = None) -> dict:
     """Every baseline and every model (``{name: PartsPredictor}``) with and without street
     sides, scored on all faces and on the street facades. ``pictures``: a folder for one
-    PNG per building (the real labels beside each system's)."""
+    PNG per building (the real labels beside each system's). ``symmetries``: ``{name:
+    symmetry}`` a model predicts with (missing or None: its own)."""
     systems: dict[str, list] = {name: [BASELINE_FUNCTIONS[name](b.occupancy, real.parts)
                                        for b in real.buildings] for name in BASELINES}
     notes, ece = {}, {}
     for name, predictor in (models or {}).items():
         for with_street in (True, False):
-            outputs = [predict_model(predictor, b, with_street) for b in real.buildings]
+            symmetry = (symmetries or {}).get(name)
+            outputs = [predict_model(predictor, b, with_street, symmetry) for b in real.buildings]
             key = f"{name} ({'with' if with_street else 'without'} street)"
             if any(x is None for x in outputs):
                 notes[key] = ("needs the street sides (style-aware)" if predictor.with_style
