@@ -401,16 +401,18 @@ def score_names(predicted, truth, parts) -> dict:
             "per_class": scores["per_class"], "faces": int(faces.sum())}
 
 
-def score_predictor(predictor, data_dir, split: str = "test") -> dict:
-    """A predictor (``.parts``, ``.predict(occupancy, street=...)``) on a split of a dataset,
-    scored by part name against the dataset's labels (so its vocabulary may differ)."""
+def score_predictor(predictor, data_dir, split: str = "test", symmetry: str | None = None) -> dict:
+    """A predictor (``.parts``, ``.predict(occupancy, street=..., symmetry=...)``) on a split
+    of a dataset, scored by part name against the dataset's labels (so its vocabulary may
+    differ). ``symmetry``: what the prediction averages over (None: the model's own)."""
     from proc_ml.datasets import open_dataset
 
     data = open_dataset(data_dir)
+    options = {} if symmetry is None else {"symmetry": symmetry}
     predicted, truth = [], []
     for building_id in data.ids(split):
         rec = data.building(building_id)
-        labels = predictor.predict(rec.occupancy, street=rec.street_sides or ())[0]
+        labels = predictor.predict(rec.occupancy, street=rec.street_sides or (), **options)[0]
         predicted.append(names_of(labels, predictor.parts).reshape(-1))
         truth.append(names_of(rec.labels, data.parts).reshape(-1))
     if not truth:
