@@ -193,7 +193,11 @@ class PartsPredictor(Loaded):
             out = self._predict([turn(o, k, mirror) for o in occs], turned_inputs, batch_size,
                                 turned_nb, None)
             probs = [unturn_faces(p, k, mirror) for _, p in out]
-            sums = probs if sums is None else [s.__iadd__(p) for s, p in zip(sums, probs)]
+            if sums is None:
+                sums = probs
+                continue
+            for total, view in zip(sums, probs):
+                total += view
         weights = self.info.decision_weights
         results = []
         for occ, probs in zip(occs, sums):
