@@ -98,7 +98,8 @@ def houdini_inputs(occupancy):
     return {"voxel points": points, "polygons": polygons}
 
 
-def bench_houdini(model: Path, occupancy, repeats: int) -> list[tuple[str, float, float]]:
+def bench_houdini(model: Path, occupancy, repeats: int,
+                  symmetry: str = "model") -> list[tuple[str, float, float]]:
     import hou
 
     code = compile((REPO / "hda_scripts" / "predict_parts_sop.py").read_text(),
@@ -108,40 +109,48 @@ def bench_houdini(model: Path, occupancy, repeats: int) -> list[tuple[str, float
     runs = [(kind, geo, 0) for kind, geo in inputs.items()] + [("voxel points", inputs["voxel points"], 1)]
     for kind, geo, threads in runs:
         node = hou.make_sop_node({"model": str(model), "device": "cpu", "cellsize": CELL,
-                                  "inputtype": "auto", "upaxis": "y", "threads": threads}, geo)
+                                  "inputtype": "auto", "upaxis": "y", "threads": threads,
+                                  "symmetry": symmetry}, geo)
         label = f"houdini cook, {kind}" + (f", threads={threads}" if threads else "")
         rows.append((label, *timed(lambda: hou.cook(node, code), repeats)))
-    rows += houdini_stages(model, houdini_inputs(occupancy)["voxel points"], repeats)
+    rows += houdini_stages(model, houdini_inputs(occupancy)["voxel points"], repeats, symmetry)
     return rows
 
 
-def houdini_stages(model: Path, geo, repeats: int) -> list[tuple[str, float, float]]:
+def houdini_stages(model: Path, geo, repeats: int,
+                   symmetry: str = "model") -> list[tuple[str, float, float]]:
     """The voxel-points cook split into the calls the script makes."""
     import hou
     from proc_ml.dcc import houdini as hgeo
     from proc_ml.dcc.geometry import grid_from_cell_points, to_z_up
-    from proc_ml.dcc.predict import open_session
+    from proc_ml.dcc.predict import open_session, symmetry_choice
     from proc_ml.dcc.prims import labelled_prims
 
     session = open_session(model, "cpu")
     points = hgeo.point_positions(geo)
     grid = grid_from_cell_points(to_z_up(points, "y"), CELL)
-    labels, probs = session.predictor.predict(grid.occupancy)
+    chosen = session.predictor.check_symmetry(symmetry_choice(symmetry))
+    labels, probs = session.predictor.predict(grid.occupancy, symmetry=chosen)
     prims = labelled_prims(grid, labels, probs, session.parts, session.colours, "y", True)
     out = hou.Geometry()
     stages = {
         "  read P (adapter)": lambda: hgeo.point_positions(geo),
         "  voxel grid from points": lambda: grid_from_cell_points(to_z_up(points, "y"), CELL),
-        "  features + inference (runtime)": lambda: session.predictor.predict(grid.occupancy),
+        f"  features + inference (runtime, symmetry {chosen})":
+            lambda: session.predictor.predict(grid.occupancy, symmetry=chosen),
         "  per-prim arrays (quads, probs, Cd)": lambda: labelled_prims(
             grid, labels, probs, session.parts, session.colours, "y", True),
         "  attribute write (adapter + fake hou)": lambda: hgeo.write_labelled_prims(out, prims),
     }
+    if chosen != "none":            # side by side: what averaging over the turns costs
+        stages["  features + inference (runtime, one network run)"] = \
+            lambda: session.predictor.predict(grid.occupancy, symmetry="none")
     return [(name, *timed(fn, repeats)) for name, fn in stages.items()]
 
 
 # -- Blender (real bpy) -------------------------------------------------------------------
-def bench_blender(model: Path, blds: dict, repeats: int) -> list[tuple[str, float, float]]:
+def bench_blender(model: Path, blds: dict, repeats: int,
+                  symmetry: str = "model") -> list[tuple[str, float, float]]:
     try:
         import bpy
     except ImportError:
@@ -164,8 +173,9 @@ def bench_blender(model: Path, blds: dict, repeats: int) -> list[tuple[str, floa
             bpy.context.view_layer.objects.active = obj
 
             def run():
-                result = bpy.ops.object.proc_ml_predict_parts(model_path=str(model), device="cpu",
-                                                              cell_size=CELL)
+                result = bpy.ops.object.proc_ml_predict_parts(
+                    model_path=str(model), device="cpu", cell_size=CELL,
+                    symmetry="MODEL" if symmetry == "model" else symmetry)
                 assert result == {"FINISHED"}, result
 
             rows.append((f"blender operator {side}^3, polygons", *timed(run, repeats)))
@@ -181,6 +191,8 @@ def main(argv=None) -> int:
                         help="training config for the built model (default parts_unet3d_massing)")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--no-blender", action="store_true")
+    parser.add_argument("--symmetry", default="model", choices=("model", "none", "rotate", "dihedral"),
+                        help="the SOP's / operator's symmetry averaging (default: the model's own)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench_dcc_") as tmp:
@@ -190,18 +202,19 @@ def main(argv=None) -> int:
         blds = buildings()
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
               f"Python {platform.python_version()}; model {meta.family} "
-              f"(inputs {len(meta.input_names)}, parts {len(meta.parts)}), CPU provider")
+              f"(inputs {len(meta.input_names)}, parts {len(meta.info.parts)}, symmetry "
+              f"{meta.info.symmetry}; cooked with {args.symmetry}), CPU provider")
         print(f"{'path':48s} {'cells':>6s} {'faces':>6s} {'p50 ms':>8s} {'p95 ms':>8s}")
         rows16 = None
         for side, b in blds.items():
             from proc_ml.grid import exterior_faces
             cells, faces = int(b.occupancy.sum()), int(exterior_faces(b.occupancy).sum())
-            rows = bench_houdini(model, b.occupancy, args.repeats)
+            rows = bench_houdini(model, b.occupancy, args.repeats, args.symmetry)
             rows16 = rows if side == 16 else rows16
             for name, p50, p95 in rows:
                 print(f"{name + f' [{side}^3]':48s} {cells:6d} {faces:6d} {p50:8.2f} {p95:8.2f}")
         if not args.no_blender:
-            for name, p50, p95 in bench_blender(model, blds, max(10, args.repeats // 5)):
+            for name, p50, p95 in bench_blender(model, blds, max(10, args.repeats // 5), args.symmetry):
                 print(f"{name:48s} {'':6s} {'':6s} {p50:8.2f} {p95:8.2f}")
         cook = dict((n, p50) for n, p50, _ in rows16)["houdini cook, voxel points"]
         print(f"goal: warm 16^3 Houdini cook <= {GOAL_MS:g} ms on CPU: p50 {cook:.2f} ms "
