@@ -357,6 +357,7 @@ def test_symmetry_averaging_property(scene):
     """The operator's Symmetry averaging: the model's own (the installed model: dihedral) by
     default, None for one network run; the scene setting reaches the operator."""
     from proc_ml.runtime import PartsPredictor, default_model
+    from proc_ml.symmetry import SYMMETRIES
 
     b = generate_building(default_config(), 1, 3)
     quads = quad_mesh(b.occupancy, None, CELL)
@@ -380,4 +381,4 @@ def test_symmetry_averaging_property(scene):
     assert scene.proc_ml_parts.symmetry == "MODEL"
     assert {item.identifier for item in
             type(scene.proc_ml_parts).bl_rna.properties["symmetry"].enum_items} == \
-        {"MODEL", "none", "rotate", "dihedral"}
+        {"MODEL", *SYMMETRIES}            # the add-on lists what proc_ml.symmetry knows
