@@ -310,19 +310,15 @@ def export_run(run_dir, out, *, opset: int | None = None, checkpoint: str = "bes
 def check_symmetry(info, symmetry: str, source) -> str:
     """``symmetry`` when a model with ``info`` can be averaged over it; ``ModelError`` (one
     line) otherwise."""
-    from proc_ml.symmetry import SYMMETRIES, axis_bound_inputs
+    from proc_ml import symmetry as symmetries
 
     if info.kind != "parts":
         raise ModelError(f"{source}: --symmetry is for building-parts models; this run is a "
                          f"{info.kind} model")
-    if symmetry not in SYMMETRIES:
-        raise ModelError(f"{source}: --symmetry must be one of {', '.join(SYMMETRIES)}, "
-                         f"got {symmetry!r}")
-    bound = axis_bound_inputs(info.input_kind, info.input_names)
-    if symmetry != "none" and bound:
-        raise ModelError(f"{source}: --symmetry {symmetry}: the model's inputs "
-                         f"{', '.join(bound)} are tied to the grid's axes; only none fits it")
-    return symmetry
+    try:
+        return symmetries.check_symmetry(symmetry, info.input_kind, info.input_names)
+    except ValueError as exc:
+        raise ModelError(f"{source}: --symmetry {symmetry}: {exc}") from None
 
 
 def _run_data_dir(run):

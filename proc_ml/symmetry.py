@@ -47,6 +47,18 @@ def axis_bound_inputs(input_kind: str, names) -> list[str]:
     return [n for n in names if n not in ORIENTATION_FREE_INPUTS]
 
 
+def check_symmetry(symmetry: str, input_kind: str, input_names) -> str:
+    """``symmetry`` when a parts model with these inputs can be averaged over it;
+    ``ValueError`` (one line, without the model's name) otherwise."""
+    if symmetry not in SYMMETRIES:
+        raise ValueError(f"symmetry must be one of {', '.join(SYMMETRIES)}, got {symmetry!r}")
+    bound = axis_bound_inputs(input_kind, input_names)
+    if symmetry != "none" and bound:
+        raise ValueError(f"cannot average over symmetry '{symmetry}': the model's inputs "
+                         f"{', '.join(bound)} are tied to the grid's axes (only none fits it)")
+    return symmetry
+
+
 def turn(array: np.ndarray, quarter_turns: int, mirror: bool = False) -> np.ndarray:
     """``array`` (axes x, y, ...) mirrored in x when ``mirror``, then turned ``quarter_turns``
     times about z (``np.rot90`` over the x, y axes); a contiguous copy."""

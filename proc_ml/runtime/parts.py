@@ -21,7 +21,7 @@ from ..encoding import (NEIGHBOUR_CHANNEL, STYLE_FEATURES, adjacency_feature_nam
                         unknown_grid_inputs)
 from ..errors import DatasetError, ModelError
 from ..grid import NO_PART, check_occupancy
-from ..symmetry import SYMMETRIES, axis_bound_inputs, transforms, turn, turn_sides, unturn_faces
+from ..symmetry import check_symmetry, transforms, turn, turn_sides, unturn_faces
 from .batching import DEFAULT_GRID_BATCH, run_cell_sets, run_grids
 from .session import Loaded, ModelSession, load_model
 
@@ -89,14 +89,10 @@ class PartsPredictor(Loaded):
         ``ModelError`` (one line) otherwise."""
         if symmetry is None:
             return self.info.symmetry
-        if symmetry not in SYMMETRIES:
-            raise ModelError(f"symmetry must be one of {', '.join(SYMMETRIES)}, got {symmetry!r}")
-        bound = axis_bound_inputs(self.metadata.input_kind, self.metadata.input_names)
-        if symmetry != "none" and bound:
-            raise ModelError(f"{self.model.path}: cannot average over symmetry '{symmetry}': the "
-                             f"model's inputs {', '.join(bound)} are tied to the grid's axes "
-                             f"(only none fits it)")
-        return symmetry
+        try:
+            return check_symmetry(symmetry, self.metadata.input_kind, self.metadata.input_names)
+        except ValueError as exc:
+            raise ModelError(f"{self.model.path}: {exc}") from None
 
     @property
     def with_neighbours(self) -> bool:
