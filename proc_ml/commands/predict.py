@@ -44,7 +44,8 @@ def register(sub) -> None:
     p.add_argument("--building-id", type=int, default=None,
                    help="which building's rows to use when adjacency.csv holds several")
     p.add_argument("--up", choices=("y", "z"), default=None,
-                   help="up axis of a mesh input (default: y for GLB/GLTF, z otherwise)")
+                   help="up axis of a mesh input (default: y for GLB/GLTF, else detected from the "
+                        "geometry)")
     p.add_argument("--style", default=None,
                    help="9 comma-separated style values for style-aware models on inputs "
                         "without style (meshes): street:+x,street:-x,street:+y,street:-y,"
