@@ -10,6 +10,8 @@
   elsewhere.
 * ``check_output_folder``: an output folder that is a file, cannot be created or is not
   writable is one line before any work starts.
+* ``check_replaceable`` / ``check_not_input``: an output that would replace an input, or a
+  file an earlier run of the same command did not write, is one line before any work starts.
 * ``die_with_parent``: worker processes end when the process that started them is killed.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
 import re
 import secrets
@@ -32,6 +35,7 @@ from .errors import OutputError, ProcMLError
 
 #: Temp files of ``atomic_path``: ".<name>.<token_hex(6)>.tmp".
 TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+_TEMP_OF = re.compile(r"^\.(.+)\.[0-9a-f]{12}\.tmp$")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -123,6 +127,9 @@ def os_error_text(exc: OSError) -> str:
     if isinstance(name, bytes):
         name = os.fsdecode(name)
     if name is not None:
+        temp = _TEMP_OF.match(Path(name).name)
+        if temp:                          # an atomic write's temp file: name what it was for
+            name = str(Path(name).with_name(temp.group(1)))
         name = display_name(str(name))
         return f"cannot use '{name}': {reason}"
     return reason
@@ -143,9 +150,11 @@ def _has_surrogates(text: str) -> bool:
 
 
 # -- output folders -------------------------------------------------------------------------
-def check_output_folder(path: str | os.PathLike, what: str = "--out") -> Path:
+def check_output_folder(path: str | os.PathLike, what: str = "--out", create: bool = True) -> Path:
     """Create ``path`` (and parents) if needed and prove it is a writable folder; one
-    ``OutputError`` line when it is a file, read-only, or cannot be created."""
+    ``OutputError`` line when it is a file, read-only, or cannot be created. ``create=False``
+    creates nothing (for a command that may end without output): a folder that does not
+    exist yet is checked through its nearest existing parent's permissions."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {display_name(str(path))}: exists and is not a folder")
@@ -155,6 +164,12 @@ def check_output_folder(path: str | os.PathLike, what: str = "--out") -> Path:
                 raise OutputError(f"{what} {display_name(str(path))}: "
                                   f"{display_name(str(parent))} is a file, not a folder")
             break
+    if not create:
+        existing = next((p for p in (path, *path.parents) if p.is_dir()), Path("."))
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputError(f"{what} {display_name(str(path))}: cannot write there "
+                              f"(Permission denied)")
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = _new_temp_file(path / ".write-probe")
@@ -172,6 +187,52 @@ def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
         raise OutputError(f"{what} {display_name(str(path))}: is a folder, expected a file name")
     check_output_folder(path.parent, f"{what} {display_name(str(path))}: folder")
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_not_input(outputs, inputs, what: str = "--out") -> None:
+    """One ``OutputError`` line when an output path is one of the inputs (the same file,
+    through any path or link): writing it would replace the input."""
+    for out in outputs:
+        for given in inputs:
+            if given is not None and _same_file(Path(out), Path(given)):
+                raise OutputError(f"{what} {display_name(str(out))}: is the input "
+                                  f"{display_name(str(given))}; writing it would replace the "
+                                  f"input: choose another {what}")
+
+
+def check_replaceable(folder: str | os.PathLike, names, inputs=(), what: str = "--out",
+                      record: str = "summary.json") -> None:
+    """Before a command writes the fixed file ``names`` into ``folder``: refuse (one
+    ``OutputError`` line) when one would replace an input, or an existing file that no earlier
+    run of the command wrote there. An earlier run is recognised by its ``record`` (a JSON
+    summary whose ``files`` lists what it wrote), so re-running into the same folder replaces
+    its own outputs and nothing else (a dataset's ``faces.csv``, a user's ``parts.ply``)."""
+    folder = Path(folder)
+    check_not_input([folder / n for n in names], inputs, what)
+    present = [n for n in names if (folder / n).exists() or (folder / n).is_symlink()]
+    if not present:
+        return
+    ours: set[str] = set()
+    try:
+        earlier = json.loads((folder / record).read_text(encoding="utf-8"))
+        if isinstance(earlier, dict) and isinstance(earlier.get("files"), list):
+            ours = {str(f) for f in earlier["files"]}
+    except (OSError, ValueError):
+        pass
+    foreign = [n for n in present if n not in ours]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise OutputError(f"{what} {display_name(str(folder))}: already holds {shown}, not written "
+                          f"by an earlier run of this command (no {record} lists "
+                          f"{'it' if len(foreign) == 1 else 'them'}); choose another {what} or "
+                          f"remove {'it' if len(foreign) == 1 else 'them'}")
 
 
 def remove_stale_temps(folder: str | os.PathLike, recursive: bool = True) -> int:

@@ -102,7 +102,7 @@ def test_same_seed_same_bytes_through_the_cli(capsys, tmp_path):
                                     "adjacency, grids, meshes, points or all)"),
     (["--set", "grid.sise=[8,8,8]"], "--set grid.sise=[8,8,8]: unknown config key 'grid.sise' "
                                      "(did you mean 'grid.size'?)"),
-    (["--set", "noise=2"], "config: config key 'noise' must be in [0, 1], got 2.0"),
+    (["--set", "noise=2"], "--set noise=2: config key 'noise' must be in [0, 1], got 2.0"),
     (["--count", "0"], "--count must be >= 1, got 0"),
     (["--seed", "-2"], "--seed must be >= 0, got -2"),
 ])

@@ -655,10 +655,15 @@ def test_predict_texture_folder_loads_the_model_once(tiny_onnx, tmp_path, monkey
     bad = read_rgb(folder / "f003.png").copy()
     bad[2, 3] = (1, 2, 3)
     write_png(folder / "f003.png", bad)
+    # one bad label map: its one line on stderr, every other map textured, exit status 2
     assert main(["predict", "texture", "--model", str(path), "--input", str(folder),
-                 "--out", str(tmp_path / "t2")]) == 1
-    err = capsys.readouterr().err.strip()
+                 "--out", str(tmp_path / "t2")]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
     assert "f003.png: label colour (1, 2, 3) at pixel (x=3, y=2)" in err and len(err.splitlines()) == 1
+    assert "wrote 99 textures" in captured.out and "1 label maps failed" in captured.out
+    assert sorted(p.name for p in (tmp_path / "t2").iterdir()) == [
+        f"f{i:03d}.png" for i in range(100) if i != 3]
     assert main(["predict", "texture", "--model", str(path), "--input", str(folder), "--out", str(folder)]) == 1
     assert "would replace the label maps" in capsys.readouterr().err
 

@@ -172,9 +172,20 @@ class TrainingSection(BaseModel):
     @field_validator("device")
     @classmethod
     def _device(cls, value):
-        if value in DEVICES or (value.startswith("cuda:") and value[5:].isdigit()):
+        if is_device(value):
             return value
         raise ValueError("must be auto, cpu, cuda or cuda:N")
+
+
+def is_device(value: str) -> bool:
+    """``training.device``: auto, cpu, cuda or cuda:N."""
+    return value in DEVICES or (value.startswith("cuda:") and value[5:].isdigit())
+
+
+def check_device_option(value: str | None, what: str = "--device") -> None:
+    """A command's ``--device`` (None: not given), checked under its own name."""
+    if value is not None and not is_device(value):
+        raise ConfigError(f"{what} must be auto, cpu, cuda or cuda:N, got '{value}'")
 
 
 class DatasetSection(BaseModel):

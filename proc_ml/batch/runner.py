@@ -124,7 +124,9 @@ def make_executor(settings: BatchSettings, spec: WorkerSpec):
 def _check_folders(asset_dir, out_dir) -> tuple[Path, Path]:
     assets, out = Path(asset_dir).resolve(), Path(out_dir).resolve()
     if not assets.is_dir():
-        raise ProcMLError(f"{asset_dir}: asset folder not found")
+        raise ProcMLError(f"{asset_dir}: " + ("a file, not a folder (proc-ml batch takes a folder "
+                                             "of assets; proc-ml predict takes one file)"
+                                             if assets.exists() else "asset folder not found"))
     if out == assets or out in assets.parents:
         raise ProcMLError(f"--out {out_dir} must not be the asset folder or contain it "
                           f"(outputs would be read back as assets)")

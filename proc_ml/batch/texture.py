@@ -56,7 +56,7 @@ class _TextureProcessor:
         self.material, self.limits, self.up = material, limits, up
 
     def __call__(self, asset_path: Path, out_dir: Path) -> TaskOutput:
-        from ..predict.texture import texture_building_file
+        from ..predict.texture import building_outputs, texture_building_file
 
         if Path(asset_path).suffix.lower().lstrip(".") in LABEL_EXTENSIONS:
             return self._label_image(Path(asset_path), out_dir)
@@ -76,7 +76,7 @@ class _TextureProcessor:
                                             up=self.up)
         except ProcMLError as exc:
             raise asset_error(exc, asset_path) from None
-        files = [OUTPUT_NAME, f"{out.stem}_atlas.png", f"{out.stem}_labels.png"]
+        files = [p.name for p in building_outputs(out)]
         keys = ("faces", "facades", "atlas", "module_px", "material", "parts_from", "grid_shape")
         return TaskOutput(files, {k: summary[k] for k in keys})
 

@@ -61,7 +61,9 @@ def read_cityjson(path: str | Path, crs: str | None = None) -> CityFile:
                            f"{', '.join(SUPPORTED_VERSIONS)})")
     objects = doc.get("CityObjects")
     if not isinstance(objects, dict):
-        raise DatasetError(f"{path}: field 'CityObjects' (an object) is missing")
+        raise DatasetError(f"{path}: field 'CityObjects' " + (
+            "is missing" if objects is None else f"must be an object (id -> city object), got "
+                                                 f"{type(objects).__name__}"))
     try:
         vertices = _vertices(doc)
     except (TypeError, ValueError) as exc:
@@ -194,7 +196,9 @@ def _geometry_surfaces(cid, base, geom, vertices, lod, offset) -> tuple[list[Sur
     depth = _DEPTH[geom["type"]]
     boundaries = geom.get("boundaries")
     if not isinstance(boundaries, list):
-        raise DatasetError(f"{geom['type']} without 'boundaries'")
+        raise DatasetError(f"{geom['type']} " + ("without 'boundaries'" if boundaries is None else
+                                                f"'boundaries' must be an array, got "
+                                                f"{type(boundaries).__name__}"))
     polys = _flatten(boundaries, depth)                      # list of [ring, ring...]
     semantics = geom.get("semantics") if isinstance(geom.get("semantics"), dict) else None
     values = [None] * len(polys)

@@ -60,12 +60,14 @@ def parse_epsg(name: str | None) -> int | None:
 def crs_problem(name: str | None, epsg: int | None) -> str | None:
     """Why a CRS cannot be used (one phrase), or None when it is a projected CRS."""
     if not name:
-        return "no CRS (no srsName / referenceSystem); pass crs='EPSG:...' if you know it"
+        return ("no CRS (no srsName / referenceSystem); pass --crs EPSG:... (crs= in Python) if "
+                "you know it")
     if _GEOGRAPHIC_NAMES.search(name) or (epsg is not None and epsg in GEOGRAPHIC_EPSG):
         return (f"geographic or geocentric CRS '{name}' (degrees); reproject to a projected "
                 f"CRS in metres first")
     if epsg is None:
-        return f"unknown CRS '{name}' (no EPSG code); pass crs='EPSG:...' if you know it"
+        return (f"unknown CRS '{name}' (no EPSG code); pass --crs EPSG:... (crs= in Python) if "
+                f"you know it")
     return None
 
 

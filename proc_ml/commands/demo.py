@@ -11,6 +11,7 @@ and a short report.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,10 @@ DEMO_OUT = "proc_ml_demo"
 REAL_EXAMPLE = Path(__file__).resolve().parents[2] / "tests" / "data" / "citygml" / "4018265.xml"
 #: Demo training: the shipped street-aware config, smaller and shorter.
 DEMO_OVERRIDES = ("model.width=8", "training.epochs=6")
+#: Everything the demo writes in its output folder: a re-run replaces these, and only into a
+#: folder that holds nothing else (a user's folder is never cleared).
+OWNED = ("data", "unseen", "run", "model.onnx", "demo.png", "real", "real_pictures",
+         "report.json", "report.md")
 
 
 def register(sub) -> None:
@@ -60,7 +65,11 @@ def run(args) -> int:
 
     out = Path(args.out)
     progress = not args.quiet
+    _check_args(args)
     gen_cfg = load_generator_config(overrides=[f"grid.size=[{args.grid},{args.grid},{args.grid}]"])
+    replaced = _prepare_output(out)
+    if replaced:
+        print(f"replacing the earlier demo in {out} ({', '.join(replaced)})")
     timings: dict[str, float] = {}
 
     with _stage("generate", timings):
@@ -87,7 +96,54 @@ def run(args) -> int:
     write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     write_text(out / "report.md", _report_markdown(report))
     print(_report_markdown(report))
+    if real and "error" in real:
+        print(f"error: real building {real['source']}: not labelled ({real['error']})",
+              file=sys.stderr)
+        return 2
     return 0
+
+
+def _check_args(args) -> None:
+    """The demo's numbers and --real, before anything is written."""
+    from proc_ml.errors import ConfigError
+
+    if not 4 <= args.grid <= 256:
+        raise ConfigError(f"--grid must be between 4 and 256, got {args.grid}")
+    for name in ("count", "unseen", "epochs"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {value}")
+    if args.real and not Path(args.real).exists():
+        raise ConfigError(f"--real {args.real}: file not found")
+
+
+def _prepare_output(out: Path) -> list[str]:
+    """Make ``out`` ready: a new or empty folder, or an earlier demo's (only ``OWNED`` names
+    and temp files in it), whose files are removed. Anything else there: one line, nothing
+    touched. Returns the names removed."""
+    import shutil
+
+    from proc_ml.errors import ConfigError
+    from proc_ml.fileio import TEMP_FILE, check_output_folder
+
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir()
+                         if p.name not in OWNED and not TEMP_FILE.match(p.name))
+        if foreign:
+            shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+            raise ConfigError(f"--out {out}: holds files the demo did not write ({shown}); "
+                              f"choose another --out (a demo re-run replaces only its own "
+                              f"{', '.join(OWNED)})")
+    check_output_folder(out)
+    removed = []
+    for entry in sorted(out.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        if entry.name in OWNED:
+            removed.append(entry.name)
+    return removed
 
 
 def _real_building(source: Path, trained: Path, out: Path) -> dict:

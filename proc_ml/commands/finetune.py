@@ -46,6 +46,7 @@ def run(args) -> int:
     from proc_ml.exporters.onnx_export import PORTABLE_ORT, export_run
     from proc_ml.fileio import check_output_file, check_output_folder
     from proc_ml.trainers import Callback, fit, load_train_config, resolve_config_path
+    from proc_ml.trainers.config import check_device_option
     from proc_ml.trainers.finetune import INIT_FILE
     from proc_ml.trainers.runs import CHECKPOINT_DIR
 
@@ -53,8 +54,9 @@ def run(args) -> int:
         raise ModelError(f"{args.export}: --export must name a .onnx file")
     if not str(args.init).strip():
         raise ConfigError("--init: empty; pass a run folder, a .pt, an .onnx or 'default'")
+    check_device_option(args.device)
     check_output_folder(args.out)
-    check_output_file(args.export)
+    check_output_file(args.export, "--export")
     if (Path(args.out) / CHECKPOINT_DIR / "last.pt").exists():
         raise ConfigError(f"{args.out}: already holds a training run; choose another --out")
     overrides = list(args.set) + [f"training.init={json.dumps(str(args.init))}"]

@@ -76,9 +76,10 @@ def owned_names(kind: str) -> tuple[str, ...]:
             formats.MESHES_DIR, formats.POINTS_DIR)
 
 
-def prepare_output(out, kind: str, overwrite: bool) -> list[str]:
-    """Refuse a non-empty ``out`` unless ``overwrite``; then remove what generate owns there
-    (and temp files of its atomic writes), never following symlinks. Returns what it removed."""
+def prepare_output(out, kind: str, overwrite: bool, owned=None) -> list[str]:
+    """Refuse a non-empty ``out`` unless ``overwrite``; then remove what the command owns
+    there (``owned``, default ``owned_names(kind)``) and temp files of its atomic writes,
+    never following symlinks. Returns what it removed."""
     from proc_ml.errors import ConfigError
 
     out = Path(out)
@@ -86,7 +87,7 @@ def prepare_output(out, kind: str, overwrite: bool) -> list[str]:
         raise ConfigError(f"--out {out}: exists and is not a folder")
     if not out.is_dir() or not any(out.iterdir()):
         return []
-    owned = owned_names(kind)
+    owned = tuple(owned or owned_names(kind))
     temp = re.compile(r"^\.(" + "|".join(re.escape(n) for n in owned) + r")\.[0-9a-f]+\.tmp$")
     if not overwrite and kind == "buildings" and _interrupted(out, owned, temp):
         overwrite = True     # a killed generate's own unfinished output: replace it

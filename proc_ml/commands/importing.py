@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -32,18 +33,45 @@ def register(sub) -> None:
     p.add_argument("--attribution", default=None,
                    help="attribution the licence requires, recorded in dataset.yaml")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the dataset in a non-empty --out (removes only what import "
+                        "writes there, once the import has succeeded)")
     p.set_defaults(func=run)
+
+
+def owned_names() -> tuple[str, ...]:
+    """What ``import citygml`` writes at the top of its output folder."""
+    from proc_ml.citygml.dataset import MASSING_DIR
+
+    from .generate import owned_names as generated
+
+    return generated("buildings") + (MASSING_DIR,)
 
 
 def run(args) -> int:
     from proc_ml.citygml import import_city_files
     from proc_ml.citygml.dataset import write_city_datasets
+    from proc_ml.citygml.importer import GML_SUFFIXES, JSON_SUFFIXES, expand_paths
+    from proc_ml.errors import DatasetError
+    from proc_ml.fileio import check_output_folder
     from proc_ml.units import resolve_cell_size
 
+    from .generate import prepare_output
+
     cell_size = resolve_cell_size(args.cell_size, what="--cell-size")
+    if not args.overwrite:
+        prepare_output(args.out, "import", False, owned_names())   # a non-empty --out: refused now
+    check_output_folder(args.out, create=False)
+    suffixes = ", ".join(GML_SUFFIXES + JSON_SUFFIXES)
+    empty = [p for p in args.paths if Path(p).is_dir() and not expand_paths([p])]
+    if not expand_paths(args.paths):
+        raise DatasetError(f"{', '.join(args.paths)}: no CityGML / CityJSON files ({suffixes})")
     start = time.perf_counter()
     buildings, errors = import_city_files(args.paths, cell_size=cell_size, method=args.method,
                                           crs=args.crs)
+    errors = [f"{p}: no CityGML / CityJSON files ({suffixes})" for p in empty] + errors
+    if buildings and args.overwrite:
+        prepare_output(args.out, "import", True, owned_names())
     written = write_city_datasets(buildings, args.out, cell_size, licence=args.licence,
                                   attribution=args.attribution, seed=args.seed) if buildings else {}
     labelled = sum(b.labels is not None for b in buildings)

@@ -4,6 +4,7 @@ done by ``proc_ml.predict``."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from proc_ml.symmetry import SYMMETRIES
@@ -146,10 +147,12 @@ def _check_common(args, out_folder: bool = True) -> None:
 
 def run_parts(args) -> int:
     from proc_ml.encoding import parse_street
-    from proc_ml.predict.parts import label_building
+    from proc_ml.fileio import check_replaceable
+    from proc_ml.predict.parts import OUTPUT_FILES, label_building
     from proc_ml.runtime import PartsPredictor, default_model
 
     _check_common(args)
+    check_replaceable(args.out, OUTPUT_FILES, [args.input])
     cell_size = _cell_size(args)
     style = parse_style(args.style)
     model = args.model or default_model("building-parts")
@@ -170,12 +173,15 @@ def run_parts(args) -> int:
 
 def run_classify(args) -> int:
     from proc_ml.errors import ConfigError
-    from proc_ml.predict.shapes import classify_shape
+    from proc_ml.fileio import check_replaceable
+    from proc_ml.predict.shapes import CLASSIFY_FILES, classify_shape
     from proc_ml.runtime.shapes import ShapePredictor
 
     if not 1 <= args.top_k <= 10_000:
         raise ConfigError(f"--top-k must be between 1 and 10000, got {args.top_k}")
     _check_common(args)
+    if args.out:
+        check_replaceable(args.out, CLASSIFY_FILES, [args.input], record="classes.json")
     predictor = ShapePredictor.open(args.model, device=args.device, intra_op_threads=args.threads)
     result = classify_shape(predictor, args.input, args.out, args.top_k, args.seed)
     for entry in result["top_k"]:
@@ -187,12 +193,14 @@ def run_classify(args) -> int:
 
 def run_segment(args) -> int:
     from proc_ml.errors import ConfigError
-    from proc_ml.predict.shapes import segment_shape
+    from proc_ml.fileio import check_replaceable
+    from proc_ml.predict.shapes import SEGMENT_FILES, segment_shape
     from proc_ml.runtime.shapes import ShapePredictor
 
     if args.points is not None and args.points < 1:
         raise ConfigError(f"--points must be >= 1, got {args.points}")
     _check_common(args)
+    check_replaceable(args.out, SEGMENT_FILES, [args.input])
     style = parse_style(args.style)
     predictor = ShapePredictor.open(args.model, device=args.device, intra_op_threads=args.threads)
     summary = segment_shape(predictor, args.input, args.out, style, args.points, args.seed)
@@ -203,7 +211,8 @@ def run_segment(args) -> int:
 
 def run_texture(args) -> int:
     from proc_ml.errors import ConfigError
-    from proc_ml.predict.texture import texture_building_file, texture_image_file
+    from proc_ml.fileio import check_not_input
+    from proc_ml.predict.texture import building_outputs, texture_building_file, texture_image_file
     from proc_ml.runtime import PartsPredictor
     from proc_ml.runtime.textures import TextureGenerator
 
@@ -222,15 +231,24 @@ def run_texture(args) -> int:
             raise ConfigError(f"{args.out}: with a folder --input, --out names a folder (got a .png)")
         generator = TextureGenerator.open(args.model, args.device, args.threads)
         result = texture_image_folder(generator, args.input, args.out)
-        print(f"wrote {result['count']} textures to {args.out} ({result['provider']})")
-        return 0
+        failed = result["failed"]
+        print(f"wrote {result['count']} textures to {args.out} ({result['provider']})"
+              + (f"; {len(failed)} label maps failed (below)" if failed else ""))
+        for failure in failed:
+            print(f"failed: {failure['error']}", file=sys.stderr)
+        return 2 if failed else 0
     if args.input:
+        if Path(args.out).suffix.lower() != ".png":
+            raise ConfigError(f"--out {args.out}: with a label map --input, --out names the texture "
+                              f"PNG to write (a .png file)")
+        check_not_input([args.out], [args.input])
         generator = TextureGenerator.open(args.model, args.device, args.threads)
         result = texture_image_file(generator, args.input, args.out)
         print(f"wrote {args.out} ({result['size'][0]}x{result['size'][1]}, {result['provider']})")
         return 0
     if not str(args.out).lower().endswith(".glb"):
         raise ConfigError(f"{args.out}: --out must name a .glb file with --building")
+    check_not_input(building_outputs(args.out), [args.building])
     generator = None if args.procedural else TextureGenerator.open(args.model, args.device, args.threads)
     parts = (PartsPredictor.open(args.parts_model, args.device, args.threads)
              if args.parts_model else None)

@@ -45,9 +45,10 @@ def register(sub) -> None:
 def run(args) -> int:
     from proc_ml.errors import ConfigError
     from proc_ml.trainers import Callback, fit, load_train_config, resolve_config_path, resume_config
-    from proc_ml.trainers.config import default_config_path
+    from proc_ml.trainers.config import check_device_option, default_config_path
     from proc_ml.trainers.runs import trained_epochs
 
+    check_device_option(args.device)
     overrides = list(args.set) + ([f"training.device={args.device}"] if args.device else [])
     if args.init is not None:
         if args.resume:

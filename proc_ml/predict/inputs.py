@@ -53,6 +53,9 @@ def read_input(path: str | os.PathLike, *, building_id: int | None = None,
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: file not found")
+    if path.is_dir():
+        raise DatasetError(f"{path}: a folder, not a building file (proc-ml batch labels every "
+                           f"asset of a folder)")
     suffix = path.suffix.lower()
     parts, data_cell = _dataset_info(path) if suffix in (".npz", ".csv") else (None, None)
     size = resolve_cell_size(cell_size, model=model_cell_size, manifest=data_cell,

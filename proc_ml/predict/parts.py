@@ -18,7 +18,7 @@ from ..fileio import safe_join, write_bytes, write_text
 from ..formats import faces_csv, labelled_mesh
 from ..formats.tables import header_line
 from ..meshing import QuadMesh, quad_mesh
-from ..errors import DatasetError
+from ..errors import DatasetError, ModelError
 from ..grid import NO_PART
 from ..runtime import PartsPredictor, face_accuracy
 from ..voxelize import transfer_labels
@@ -83,6 +83,12 @@ def output_quads(item: PartsInput, labels: np.ndarray) -> QuadMesh:
     if item.voxels is not None:
         return item.voxels.quads(labels)
     return quad_mesh(item.occupancy, labels, item.cell_size)
+
+
+#: Every file ``write_outputs`` may write into an output folder (``summary.json`` last, listing
+#: those it wrote: what ``fileio.check_replaceable`` lets a re-run replace).
+OUTPUT_FILES = ("parts.ply", "parts.glb", "faces.csv", "input_parts.ply", "accuracy.json",
+                "parts.png", "summary.json")
 
 
 def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: dict,
@@ -164,7 +170,12 @@ def label_building(predictor: PartsPredictor, input_path, out_dir, *,
     if note:
         item.notes.append(note)
     symmetry = predictor.check_symmetry(symmetry)
-    labels, probs = predictor.predict(item.occupancy, item.style, street, symmetry=symmetry)
+    try:
+        labels, probs = predictor.predict(item.occupancy, item.style, street, symmetry=symmetry)
+    except ModelError as exc:
+        if str(exc).startswith(str(predictor.model.path)):
+            raise                       # about the model: it names the model file
+        raise ModelError(f"{input_path}: {exc}") from None
     confidence = probs.max(axis=-1)[labels >= 0]
     extra = {"model": str(predictor.model.path), "family": predictor.metadata.family,
              "street": list(street or ()), "symmetry": symmetry,

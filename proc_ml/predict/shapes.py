@@ -25,6 +25,12 @@ def _name(shape) -> str:
     return str(getattr(shape, "path", shape))
 
 
+#: The files ``classify_shape`` / ``segment_shape`` write into an output folder (the last
+#: one lists those written: what ``fileio.check_replaceable`` lets a re-run replace).
+CLASSIFY_FILES = ("classes.json",)
+SEGMENT_FILES = ("segments.ply", "segments.png", "summary.json")
+
+
 def classify_shape(predictor, input_path, out_dir=None, k: int = 5, seed: int = 0) -> dict:
     """Top-k classes of one shape (a path or a loaded ``Shape``); ``classes.json`` in
     ``out_dir`` when given."""
@@ -32,9 +38,9 @@ def classify_shape(predictor, input_path, out_dir=None, k: int = 5, seed: int = 
     result = {"input": _name(input_path), "model": str(predictor.model.path), "task": predictor.task,
               "top_k": [{"class": n, "probability": p} for n, p in ranked], "files": []}
     if out_dir is not None:
+        result["files"] = list(CLASSIFY_FILES)
         write_text(safe_join(Path(out_dir), "classes.json"),
                    json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
-        result["files"] = ["classes.json"]
     return result
 
 

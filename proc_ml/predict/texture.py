@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import ModelError, ProcMLError
 from ..procedural.parts import DEFAULT_PARTS
 from ..runtime import PartsPredictor
 from ..runtime.textures import TextureGenerator
@@ -45,9 +45,9 @@ def label_maps_in(folder) -> list[Path]:
 
 def texture_image_folder(generator: TextureGenerator, input_dir, out_dir, progress=None) -> dict:
     """Texture every label map directly inside ``input_dir`` into ``out_dir/STEM.png``
-    (atomic writes) with the one ``generator``. Stops at the first bad label map with its
-    one-line error (the textures written before it stay). ``progress(done, total, path)``
-    is called after each file."""
+    (atomic writes) with the one ``generator``. A bad label map does not stop the others:
+    its one-line error is returned in ``failed`` (``[{"input", "error"}]``) and the rest are
+    textured. ``progress(done, total, path)`` is called after each file."""
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if not input_dir.is_dir():
         raise ModelError(f"{input_dir}: input folder not found")
@@ -65,14 +65,27 @@ def texture_image_folder(generator: TextureGenerator, input_dir, out_dir, progre
             raise ModelError(f"{path}: same name as {stems[path.stem].name}; both would be written "
                              f"to {out_dir / (path.stem + '.png')}")
         stems[path.stem] = path
-    written = []
+    written, failed = [], []
     for i, path in enumerate(files):
         out = out_dir / f"{path.stem}.png"
-        texture_image_file(generator, path, out)
-        written.append(str(out))
+        try:
+            texture_image_file(generator, path, out)
+        except ProcMLError as exc:
+            failed.append({"input": str(path), "error": str(exc)})
+        else:
+            written.append(str(out))
         if progress is not None:
             progress(i + 1, len(files), path)
-    return {"out": str(out_dir), "files": written, "count": len(written), "provider": generator.provider}
+    return {"out": str(out_dir), "files": written, "count": len(written), "failed": failed,
+            "provider": generator.provider}
+
+
+def building_outputs(out_path) -> tuple[Path, Path, Path]:
+    """The files ``texture_building_file`` writes for ``out_path``: the GLB, its atlas and
+    its label atlas (``NAME.glb``, ``NAME_atlas.png``, ``NAME_labels.png``)."""
+    out_path = Path(out_path)
+    return (out_path, out_path.with_name(f"{out_path.stem}_atlas.png"),
+            out_path.with_name(f"{out_path.stem}_labels.png"))
 
 
 def texture_building_file(generator: TextureGenerator | None, building_path, out_path, *,
@@ -97,11 +110,11 @@ def texture_building_file(generator: TextureGenerator | None, building_path, out
     built = texture_building(item.occupancy, labels, parts, generator, module_px=px, material=material,
                              cell_size=item.cell_size, seed=seed,
                              palette=generator.palette if generator else None)
-    out_path = Path(out_path)
+    out_path, atlas_path, labels_path = building_outputs(out_path)
     write_textured_glb(out_path, built.vertices, built.triangles, built.uv, built.atlas.image,
                        name=out_path.stem)
-    write_png(out_path.with_name(f"{out_path.stem}_atlas.png"), built.atlas.image)
-    write_png(out_path.with_name(f"{out_path.stem}_labels.png"), built.label_atlas.image)
+    write_png(atlas_path, built.atlas.image)
+    write_png(labels_path, built.label_atlas.image)
     return {"out": str(out_path), "faces": int(len(built.parts)), "facades": len(built.sheets),
             "atlas": list(built.atlas.size), "module_px": px, "material": material,
             "grid_shape": list(item.occupancy.shape), "cells": int(item.occupancy.sum()),

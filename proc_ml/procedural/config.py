@@ -175,8 +175,8 @@ def _validate_facade(fc: dict, source: str) -> None:
 def load_generator_config(path: str | os.PathLike | None = None, overrides=()) -> dict:
     """Defaults <- YAML <- ``--set`` overrides, validated. Unknown archetypes are refused."""
     cfg, sources = load_config_sources(DEFAULTS, path, overrides)
-    # without a file every non-default value came from --set: errors say "config"
-    return validate(cfg, sources if path else "config")
+    # errors name the --set or the file that gave the bad value ("config" for a default)
+    return validate(cfg, sources)
 
 
 def default_config() -> dict:

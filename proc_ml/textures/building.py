@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import budget
 from ..errors import ModelError
 from ..grid import DOWN, UP
 from ..meshing import QUAD_CORNERS, quad_mesh
@@ -21,6 +22,10 @@ from .atlas import Atlas, pack
 from .layout import RIGHT_VECTORS, Facade, sheets_from_faces
 from .palette import Palette, facade_palette
 from .render import render_facade, smooth_noise
+
+#: Peak working memory per facade-sheet pixel of ``texture_faces`` (the rendered float
+#: layers, label maps, textures and both atlases), for the budget check before rendering.
+BYTES_PER_ATLAS_PIXEL = 64
 
 #: Turns label maps (``uint8[H, W, 3]``) into textures of the same sizes.
 Texturer = Callable[[Sequence[np.ndarray]], list]
@@ -92,6 +97,9 @@ def texture_faces(cells, directions, parts, part_names: Sequence[str], texturer:
     sheets = sheets_from_faces(cells, directions, np.asarray(parts))
     if not sheets:
         raise ModelError("the building has no side faces to texture")
+    pixels = sum(s.shape[0] * s.shape[1] for s in sheets) * module_px ** 2
+    budget.check(pixels * BYTES_PER_ATLAS_PIXEL, f"texturing {len(sheets)} facade sheets at "
+                 f"{module_px} px per module", "a smaller --module-px")
     label_maps, textures = [], []
     for k, sheet in enumerate(sheets):
         rng = np.random.default_rng([int(seed), k]) if texturer is None else None
