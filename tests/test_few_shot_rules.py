@@ -420,3 +420,25 @@ def test_bench_quick_presets():
     assert full.sizes == [1, 3, 10, 30] and full.test_count == 200 and full.epochs is None
     assert full.corrections == [5, 20] and full.rules == list(fs.RULES)
     assert bench.parse_args(["--quick", "--sizes", "2"]).sizes == [2]
+
+
+def test_fine_tuning_restarts_a_part_the_installed_model_never_learnt(tmp_path, capsys):
+    """The installed model was trained on a grammar without balconies: on corner_balconies
+    (balcony faces in every building) its balcony channel is silent, so fine-tuning starts
+    it from the part it predicts there instead (trainers/finetune.py, "silent" parts)."""
+    import json
+
+    from proc_ml.cli import main
+    from proc_ml.runtime import PartsPredictor, default_model
+
+    data = tmp_path / "cb"
+    fs.build_rule_dataset("corner_balconies", 2, 1000, data)
+    out = tmp_path / "ft"
+    assert main(["train", "building-parts", "--data", str(data), "--out", str(out), "--quiet",
+                 "--init", "default", "--config", "parts_finetune", "--set", "training.epochs=1",
+                 "--set", "training.threads=1"]) == 0
+    printed = capsys.readouterr().out
+    mapping = json.loads((out / "init.json").read_text())["mapping"]
+    source = PartsPredictor(default_model("building-parts")).parts
+    assert list(mapping["restarted"]) == ["balcony"] and mapping["restarted"]["balcony"] in source
+    assert "balcony" not in mapping["kept"] and "restarted: balcony (from " in printed

@@ -45,6 +45,34 @@ def test_vocabulary_mapping_keeps_adds_and_drops_by_name():
     assert vocabulary_mapping(["a", "b"], ["c"])["added"] == {"c": "a"}   # no wall: the first
 
 
+def test_silent_parts_are_restarted_from_their_parent():
+    """A part both vocabularies have that the source never gives more than
+    SILENT_PROBABILITY on the training faces (while the data labels some) starts from its
+    parent like a new part; a part the data never labels, or one the source does predict,
+    keeps its channels."""
+    from proc_ml.trainers.finetune import SILENT_PROBABILITY, survey, vocabulary_mapping
+
+    source = ["wall", "window", "door", "balcony"]
+    target = ["wall", "window", "door", "balcony", "cornice"]
+    counts = np.array([[50, 2, 0, 0],          # wall faces: predicted wall mostly
+                       [5, 30, 0, 0],          # window
+                       [3, 1, 2, 0],           # door: predicted on 2 of its faces
+                       [4, 9, 0, 0],           # balcony: never predicted, mostly window
+                       [6, 0, 0, 0]])          # cornice (new): wall
+    top = np.array([0.99, 0.97, 0.41, SILENT_PROBABILITY / 10])
+    parents, silent = survey(counts, top, source, target)
+    assert silent == {"balcony"} and parents["balcony"] == "window" and parents["cornice"] == "wall"
+    mapping = vocabulary_mapping(source, target, parents, silent)
+    assert mapping["kept"] == ["wall", "window", "door"]
+    assert mapping["restarted"] == {"balcony": "window"} and mapping["added"] == {"cornice": "wall"}
+    # a door the source rarely predicts but gives real probability to is not silent
+    assert "door" not in survey(counts, np.array([0.99, 0.97, SILENT_PROBABILITY * 2, 0.0]),
+                                source, target)[1]
+    # the data labels no balcony: nothing to restart it for
+    counts[3] = 0
+    assert survey(counts, top, source, target)[1] == set()
+
+
 def test_output_channels_follow_the_names(tiny_unet_run, tmp_path):
     """Kept parts keep their channels in every direction (whatever their new index); a new
     part copies its parent's channels with NEW_PART_BIAS on the bias; dropped ones go."""
@@ -55,8 +83,9 @@ def test_output_channels_follow_the_names(tiny_unet_run, tmp_path):
     source_model, run = load_run(tiny_unet_run)
     init = load_init(str(tiny_unet_run))
     assert init.kind == "run" and init.parts == list(run.info.parts)
-    target = ["ground", "wall", "cornice", "window", "roof"]
-    mapping = vocabulary_mapping(init.parts, target, {"cornice": "roof"})
+    target = ["ground", "wall", "cornice", "window", "roof", "door"]
+    mapping = vocabulary_mapping(init.parts, target, {"cornice": "roof", "door": "wall"}, {"door"})
+    assert mapping["restarted"] == {"door": "wall"}
     model = build_model("parts-unet3d", in_channels=len(run.info.input_names),
                         n_parts=len(target), **init.hyper)
     load_into(model, init, target, mapping)
@@ -65,10 +94,11 @@ def test_output_channels_follow_the_names(tiny_unet_run, tmp_path):
     b_src = source_model.head.bias.detach().reshape(6, k_src)
     w_new = model.head.weight.detach().reshape(6, k_new, -1)
     b_new = model.head.bias.detach().reshape(6, k_new)
+    parent = {"cornice": "roof", "door": "wall"}
     for j, part in enumerate(target):
-        i = init.parts.index("roof" if part == "cornice" else part)
+        i = init.parts.index(parent.get(part, part))
         torch.testing.assert_close(w_new[:, j], w_src[:, i])
-        offset = NEW_PART_BIAS if part == "cornice" else 0.0
+        offset = NEW_PART_BIAS if part in parent else 0.0
         torch.testing.assert_close(b_new[:, j], b_src[:, i] + offset)
     # everything below the head is the source's
     for key, value in source_model.state_dict().items():

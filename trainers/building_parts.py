@@ -24,8 +24,8 @@ from proc_ml.metrics import (ECE_BINS, classification_metrics, expected_calibrat
 from proc_ml.runinfo import PartsInfo
 from proc_ml.symmetry import SYMMETRIES, axis_bound_inputs, turn, turn_faces, turn_side_vector
 
-from .finetune import (freeze_norm, input_set_of, load_init, load_into, mapping_lines,
-                       parent_counts, vocabulary_mapping, write_record)
+from .finetune import (SURVEY_BUILDINGS, freeze_norm, input_set_of, load_init, load_into,
+                       mapping_lines, parent_counts, survey, vocabulary_mapping, write_record)
 from .models import build_model
 from .task import Task, evaluate_split
 
@@ -349,40 +349,47 @@ class BuildingPartsTask(Task):
 
     def init_weights(self, models) -> None:
         """Fine-tuning: the source's weights, its output channels mapped to this dataset's
-        parts; a new part's parent is the source part the source network predicts most on
-        its faces."""
+        parts; a new (or silent) part's parent is the source part the source network
+        predicts most on its faces (``trainers.finetune``)."""
         if not self.config["training"]["init"]:
             return
         self.init = load_init(self.config["training"]["init"])
         model = models[self.primary_model]
         source = self.init.parts
-        parents = {}
-        if any(p not in source for p in self.parts):
-            parents = self._parents()
-        self.init_mapping = vocabulary_mapping(source, self.parts, parents)
+        parents, silent = survey(*self._survey(), source, self.parts)
+        self.init_mapping = vocabulary_mapping(source, self.parts, parents, silent)
         load_into(model, self.init, self.parts, self.init_mapping)
         for line in mapping_lines(self.init, self.init_mapping):
             print(line, flush=True)
         write_record(self.run_dir, self.init, self.init_mapping, self.config)
 
-    def _parents(self) -> dict:
+    def _survey(self) -> tuple[np.ndarray, np.ndarray]:
+        """The source network on (up to ``SURVEY_BUILDINGS`` of) the training split:
+        ``counts[target part, predicted source part]`` over the labelled faces, and the
+        highest probability it gave each source part on any of them."""
         source = self.init.parts
         network = build_model(self.family, **{**self.model_kwargs(), "n_parts": len(source)})
         load_into(network, self.init, source, vocabulary_mapping(source, source))
         network.eval()
         counts = np.zeros((self.n_parts, len(source)), dtype=np.int64)
+        top = np.zeros(len(source))
+        ids = self.split_ids(self.config["dataset"]["train_split"],
+                             self.config["dataset"]["max_buildings"])[:SURVEY_BUILDINGS]
         with torch.no_grad():
-            for i in self.split_ids(self.config["dataset"]["train_split"]):
+            for i in ids:
                 x, t = self.encode(self.data.building(i))[:2]
                 logits = network(torch.from_numpy(x)[None] if self.input_kind == "grid"
                                  else torch.from_numpy(x))
-                predicted = predict_parts(logits, len(source))
+                probs = torch.softmax(_split_directions(logits, len(source)), dim=1)
                 targets = torch.from_numpy(t)[None] if self.input_kind == "grid" else torch.from_numpy(t)
                 valid = targets >= 0
-                counts += parent_counts(predicted[valid].numpy(), targets[valid].numpy(),
+                if not valid.any():
+                    continue
+                face_probs = probs.movedim(1, -1)[valid]                    # [faces, source parts]
+                top = np.maximum(top, face_probs.max(dim=0).values.numpy())
+                counts += parent_counts(face_probs.argmax(dim=1).numpy(), targets[valid].numpy(),
                                         len(source), self.n_parts)
-        return {part: source[int(np.argmax(counts[j]))] for j, part in enumerate(self.parts)
-                if part not in source and counts[j].sum() > 0}
+        return counts, top
 
     def training_step(self, models, batch):
         model = models[self.primary_model]

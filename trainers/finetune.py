@@ -18,7 +18,12 @@
   channels; a part only the dataset has gets new channels copied from the source part the
   pretrained network predicts most often on its faces in the training split (its *parent*;
   ``wall`` when it labels none), with ``NEW_PART_BIAS`` added to their bias so the parent
-  keeps winning until training says otherwise; a part only the source has is dropped.
+  keeps winning until training says otherwise; a part only the source has is dropped. A
+  part both have but that the source never learnt (its training data had none: the installed
+  model's ``balcony`` and ``shopfront``) is *silent*: the source gives it at most
+  ``SILENT_PROBABILITY`` on every face of the training split although the dataset labels
+  some. Its channels were trained only to say "never", so they are *restarted* like a new
+  part's, from its parent.
 
 The mapping is printed and written to ``RUN/init.json``.
 """
@@ -43,6 +48,11 @@ from .checkpoint import CHECKPOINT_DIR
 NEW_PART_BIAS = -1.4
 #: Parent of a new part no training face tells anything about.
 FALLBACK_PARENT = "wall"
+#: A part the source gives at most this probability on every face of the training split
+#: (while the dataset labels some faces with it) is silent: restarted from its parent.
+SILENT_PROBABILITY = 0.05
+#: The training buildings the source network is run on to find parents and silent parts.
+SURVEY_BUILDINGS = 256
 #: The record of a fine-tuned run's start, in its run folder.
 INIT_FILE = "init.json"
 #: Names ``training.init`` accepts for the installed model.
@@ -133,10 +143,12 @@ def _from_onnx(given: str, path: Path) -> InitSource:
 
 
 # -- vocabulary -------------------------------------------------------------------------
-def vocabulary_mapping(source: list[str], target: list[str], parents: dict | None = None) -> dict:
-    """``{"kept": [...], "added": {new: parent}, "dropped": [...]}``: target parts found in
-    ``source`` keep their channels; the others copy their ``parents`` entry (else
-    ``FALLBACK_PARENT``, else the source's first part)."""
+def vocabulary_mapping(source: list[str], target: list[str], parents: dict | None = None,
+                       silent=()) -> dict:
+    """``{"kept": [...], "added": {new: parent}, "restarted": {silent: parent}, "dropped":
+    [...]}``: target parts found in ``source`` keep their channels; the others copy their
+    ``parents`` entry (else ``FALLBACK_PARENT``, else the source's first part); a ``silent``
+    part with a parent other than itself copies that parent's channels instead of its own."""
     parents = parents or {}
     fallback = FALLBACK_PARENT if FALLBACK_PARENT in source else source[0]
     added = {}
@@ -144,8 +156,24 @@ def vocabulary_mapping(source: list[str], target: list[str], parents: dict | Non
         if part not in source:
             parent = parents.get(part)
             added[part] = parent if parent in source else fallback
-    return {"kept": [p for p in target if p in source], "added": added,
-            "dropped": [p for p in source if p not in target]}
+    restarted = {p: parents[p] for p in target
+                 if p in source and p in silent and parents.get(p) in source and parents[p] != p}
+    return {"kept": [p for p in target if p in source and p not in restarted], "added": added,
+            "restarted": restarted, "dropped": [p for p in source if p not in target]}
+
+
+def survey(counts: np.ndarray, top: np.ndarray, source: list[str], target: list[str]):
+    """``(parents, silent)`` from a run of the source network over the training split:
+    ``counts[target, source]`` (``parent_counts``) and ``top[source]``, the highest
+    probability it gave each source part on any face. A target part's parent is the source
+    part predicted most on its faces; a part of both vocabularies is silent when the dataset
+    labels faces with it and the source never gives it more than ``SILENT_PROBABILITY``."""
+    parents = {part: source[int(np.argmax(counts[j]))] for j, part in enumerate(target)
+               if counts[j].sum() > 0}
+    silent = {part for j, part in enumerate(target)
+              if part in source and counts[j].sum() > 0
+              and top[source.index(part)] <= SILENT_PROBABILITY}
+    return parents, silent
 
 
 def mapping_lines(init: InitSource, mapping: dict) -> list[str]:
@@ -157,6 +185,10 @@ def mapping_lines(init: InitSource, mapping: dict) -> list[str]:
     if mapping["added"]:
         lines.append("init: parts added: " + ", ".join(f"{p} (from {parent})"
                                                        for p, parent in mapping["added"].items()))
+    if mapping.get("restarted"):
+        lines.append(f"init: parts the source never predicts (at most {SILENT_PROBABILITY:g} on "
+                     f"every training face), restarted: "
+                     + ", ".join(f"{p} (from {parent})" for p, parent in mapping["restarted"].items()))
     if mapping["dropped"]:
         lines.append(f"init: parts dropped: {', '.join(mapping['dropped'])}")
     return lines
@@ -227,7 +259,8 @@ def load_into(model: nn.Module, init: InitSource, target: list[str], mapping: di
     state = source_state(model, init)
     own = model.state_dict()
     head = output_keys(model, len(target))
-    index = [source.index(p if p in source else mapping["added"][p]) for p in target]
+    copied = {**mapping["added"], **mapping.get("restarted", {})}     # part -> parent
+    index = [source.index(copied.get(p, p)) for p in target]
     for key in head:
         weights = state.get(key)
         if weights is None or weights.shape[0] != 6 * len(source):
@@ -237,7 +270,7 @@ def load_into(model: nn.Module, init: InitSource, target: list[str], mapping: di
         mapped = per_direction[:, index].clone()
         if key.endswith("bias"):
             for j, part in enumerate(target):
-                if part not in source:
+                if part in copied:
                     mapped[:, j] += NEW_PART_BIAS
         state[key] = mapped.reshape(6 * len(target), *weights.shape[1:])
     missing = [k for k in own if k not in state]
