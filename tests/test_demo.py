@@ -45,3 +45,24 @@ def test_demo_writes_model_picture_and_a_consistent_report(tmp_path, capsys):
     train, unseen = open_dataset(out / "data"), open_dataset(out / "unseen")
     seen = {train.building(i).occupancy.tobytes() for i in train.ids()}
     assert sum(unseen.building(i).occupancy.tobytes() in seen for i in unseen.ids()) < 6
+
+
+def test_a_demo_rerun_replaces_the_earlier_one_and_a_bad_real_file_is_reported(tmp_path, capsys):
+    """``make demo`` twice works: the second run replaces the first one's files; a --real file
+    that cannot be labelled is one line on stderr and exit status 2 (the rest is written)."""
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--count", "12", "--unseen", "2", "--grid", "8",
+            "--epochs", "1", "--quiet"]
+    assert main(args) == 0
+    first = json.loads((out / "report.json").read_text())
+    bad = tmp_path / "cut.xml"
+    bad.write_text("<?xml version='1.0'?><core:CityModel xmlns:core='http://www.opengis.net/citygml/2.0'>")
+    capsys.readouterr()
+    assert main([*args, "--count", "16", "--real", str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith("replacing the earlier demo in ")
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: real building {bad}: not labelled")
+    report = json.loads((out / "report.json").read_text())
+    assert first["training_buildings"] == 12 and report["training_buildings"] == 16
+    assert "error" in report["real_building"] and not (out / "real").exists()
