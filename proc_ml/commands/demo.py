@@ -119,12 +119,12 @@ def _check_args(args) -> None:
 
 def _prepare_output(out: Path) -> list[str]:
     """Make ``out`` ready: a new or empty folder, or an earlier demo's (only ``OWNED`` names
-    and temp files in it), whose files are removed. Anything else there: one line, nothing
-    touched. Returns the names removed."""
-    import shutil
-
+    and temp files in it), whose files are removed (``generate``'s ``prepare_output``).
+    Anything else there: one line, nothing touched. Returns the names removed."""
     from proc_ml.errors import ConfigError
     from proc_ml.fileio import TEMP_FILE, check_output_folder
+
+    from .generate import prepare_output
 
     if out.is_dir():
         foreign = sorted(p.name for p in out.iterdir()
@@ -135,15 +135,7 @@ def _prepare_output(out: Path) -> list[str]:
                               f"choose another --out (a demo re-run replaces only its own "
                               f"{', '.join(OWNED)})")
     check_output_folder(out)
-    removed = []
-    for entry in sorted(out.iterdir()):
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-        if entry.name in OWNED:
-            removed.append(entry.name)
-    return removed
+    return prepare_output(out, "demo", True, OWNED)
 
 
 def _real_building(source: Path, trained: Path, out: Path) -> dict:
