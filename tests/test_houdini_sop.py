@@ -220,6 +220,16 @@ def test_empty_model_cooks_with_the_installed_model():
     assert {"roof", "ground"} <= set(out["name"])
 
 
+def test_the_installed_model_without_street_sides_warns_and_still_labels():
+    """An empty Street parameter on a street-aware model: the node labels the building (every
+    side a back facade) and its warning asks for the street sides."""
+    geo = voxel_points_geometry(building().occupancy)
+    node = predict_node(geo, "", street="")
+    with pytest.raises(hou.NodeWarning, match="no street sides given"):
+        hou.cook(node, PREDICT)
+    assert len(output_arrays(node.geometry())["part"]) > 0
+
+
 def test_unreadable_model_is_a_node_error(tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"this is not an onnx file")

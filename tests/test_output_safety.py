@@ -260,3 +260,17 @@ def test_importing_proc_ml_keeps_onnxruntime_from_writing_into_home(tmp_path):
                           "print(os.environ['ORT_DISABLE_TELEMETRY'])"], env=env,
                          capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.strip() == "0"
+
+
+def test_the_installed_model_without_street_sides_says_so(tiny_dataset, tmp_path, capsys):
+    """A street-aware model given no street side labels every side a back facade (below the
+    geometry rule on real buildings): predict notes it, and the summary keeps the note."""
+    mesh = tiny_dataset / "meshes" / "b000001.obj"
+    code, out, _ = run_cli(["predict", "building-parts", "--input", mesh, "--out", tmp_path / "a"],
+                           capsys)
+    assert code == 0 and "note: no street sides given" in out
+    notes = json.loads((tmp_path / "a" / "summary.json").read_text())["notes"]
+    assert any(n.startswith("no street sides given") for n in notes)
+    code, out, _ = run_cli(["predict", "building-parts", "--input", mesh, "--street", "-y",
+                            "--out", tmp_path / "b"], capsys)
+    assert code == 0 and "no street sides given" not in out

@@ -119,3 +119,5 @@ def test_street_model_on_grammar_data_end_to_end(tmp_path, capsys):
     assert with_street.shape == occ.shape + (6,) and (with_street >= 0).sum() == (without >= 0).sum()
     np.testing.assert_allclose(probs.sum(axis=-1)[with_street >= 0], 1.0, atol=1e-5)
     assert predictor.street_note(("-y",)) is None and predictor.with_street
+    for nothing in (None, (), ""):          # a street model given no street side says so
+        assert predictor.street_note(nothing).startswith("no street sides given")

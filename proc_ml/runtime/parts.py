@@ -116,8 +116,14 @@ class PartsPredictor(Loaded):
                      "a larger cell size (--cell-size) makes fewer cells")
 
     def street_note(self, street) -> str | None:
-        """One line when ``street`` sides are given but cannot be used as given."""
+        """One line when ``street`` sides are given but cannot be used as given, or when a
+        street-aware model is given none (it then labels every side as a back or side
+        facade: on the real development buildings that scores below the geometry rule)."""
         sides = parse_street(street)
+        if not sides and self.with_street:
+            return ("no street sides given: this model then treats every side as a back or side "
+                    "facade (sparse or no openings, no entrance); give the sides facing the "
+                    "street, e.g. -y")
         if not sides or self.with_street:
             return None
         if self.with_style:
