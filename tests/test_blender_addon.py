@@ -382,3 +382,17 @@ def test_symmetry_averaging_property(scene):
     assert {item.identifier for item in
             type(scene.proc_ml_parts).bl_rna.properties["symmetry"].enum_items} == \
         {"MODEL", *SYMMETRIES}            # the add-on lists what proc_ml.symmetry knows
+
+
+def test_no_street_side_on_a_street_model_is_noted(scene):
+    """The installed (street-aware) model with no Street Sides ticked: the result records the
+    note the operator reports, and with a street side there is none."""
+    b = generate_building(default_config(), 1, 3)
+    quads = quad_mesh(b.occupancy, None, CELL)
+    source = mesh_object("nostreet", quads.vertices, np.arange(len(quads.vertices)).reshape(-1, 4))
+    for sides, noted in ((set(), True), ({"-y"}, False)):
+        select_only(source)
+        assert bpy.ops.object.proc_ml_predict_parts(device="cpu", cell_size=CELL,
+                                                    street_sides=sides) == {"FINISHED"}
+        notes = bpy.data.objects["nostreet_parts"]["proc_ml_notes"]
+        assert notes.startswith("no street sides given") == noted, notes
