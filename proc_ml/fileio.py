@@ -33,9 +33,8 @@ import numpy as np
 
 from .errors import OutputError, ProcMLError
 
-#: Temp files of ``atomic_path``: ".<name>.<token_hex(6)>.tmp".
-TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
-_TEMP_OF = re.compile(r"^\.(.+)\.[0-9a-f]{12}\.tmp$")
+#: Temp files of ``atomic_path``: ".<name>.<token_hex(6)>.tmp" (group 1: the target's name).
+TEMP_FILE = re.compile(r"^\.(.+)\.[0-9a-f]{12}\.tmp$")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -127,7 +126,7 @@ def os_error_text(exc: OSError) -> str:
     if isinstance(name, bytes):
         name = os.fsdecode(name)
     if name is not None:
-        temp = _TEMP_OF.match(Path(name).name)
+        temp = TEMP_FILE.match(Path(name).name)
         if temp:                          # an atomic write's temp file: name what it was for
             name = str(Path(name).with_name(temp.group(1)))
         name = display_name(str(name))

@@ -118,7 +118,7 @@ def check(schema: type[BaseModel], data: Any, *, source, what: str = "key",
         return schema.model_validate(data)
     except ValidationError as exc:
         key, phrase, value = first_error(exc, prefix)
-        if not exc.errors(include_url=False)[0]["loc"]:
+        if key == prefix.rstrip("."):
             # a check of the whole mapping (a model validator) says what is wrong itself
             where = prefix.rstrip(".")
             raise error(f"{name(where)}: {f'{what} {where!r}: ' if where else ''}{phrase}") from None
