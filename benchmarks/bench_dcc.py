@@ -31,6 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "fake_hou"))
 GOAL_MS = 10.0
 CELL = 3.0
+#: The street side the artist gives a street-aware model (as the SOP's Street Sides / the
+#: operator's Street sides); a model without a street input gets none.
+STREET = "-y"
 
 
 def build_model(work: Path, config: str) -> Path:
@@ -57,6 +60,13 @@ def buildings() -> dict:
         candidates = [generate_building(cfg, 7, i) for i in range(6)]
         out[side] = max(candidates, key=lambda b: int(b.occupancy.sum()))
     return out
+
+
+def street_of(model: Path) -> tuple[str, ...]:
+    """``(STREET,)`` for a street-aware model, else no street side (the cook's settings)."""
+    from proc_ml.runtime import PartsPredictor
+
+    return (STREET,) if PartsPredictor.open(model, "cpu").with_street else ()
 
 
 def percentiles(times) -> tuple[float, float]:
@@ -110,7 +120,7 @@ def bench_houdini(model: Path, occupancy, repeats: int,
     for kind, geo, threads in runs:
         node = hou.make_sop_node({"model": str(model), "device": "cpu", "cellsize": CELL,
                                   "inputtype": "auto", "upaxis": "y", "threads": threads,
-                                  "symmetry": symmetry}, geo)
+                                  "symmetry": symmetry, "street": " ".join(street_of(model))}, geo)
         label = f"houdini cook, {kind}" + (f", threads={threads}" if threads else "")
         rows.append((label, *timed(lambda: hou.cook(node, code), repeats)))
     rows += houdini_stages(model, houdini_inputs(occupancy)["voxel points"], repeats, symmetry)
@@ -130,21 +140,22 @@ def houdini_stages(model: Path, geo, repeats: int,
     points = hgeo.point_positions(geo)
     grid = grid_from_cell_points(to_z_up(points, "y"), CELL)
     chosen = session.predictor.check_symmetry(symmetry_choice(symmetry))
-    labels, probs = session.predictor.predict(grid.occupancy, symmetry=chosen)
+    street = street_of(model) or None
+    labels, probs = session.predictor.predict(grid.occupancy, street=street, symmetry=chosen)
     prims = labelled_prims(grid, labels, probs, session.parts, session.colours, "y", True)
     out = hou.Geometry()
     stages = {
         "  read P (adapter)": lambda: hgeo.point_positions(geo),
         "  voxel grid from points": lambda: grid_from_cell_points(to_z_up(points, "y"), CELL),
         f"  features + inference (runtime, symmetry {chosen})":
-            lambda: session.predictor.predict(grid.occupancy, symmetry=chosen),
+            lambda: session.predictor.predict(grid.occupancy, street=street, symmetry=chosen),
         "  per-prim arrays (quads, probs, Cd)": lambda: labelled_prims(
             grid, labels, probs, session.parts, session.colours, "y", True),
         "  attribute write (adapter + fake hou)": lambda: hgeo.write_labelled_prims(out, prims),
     }
     if chosen != "none":            # side by side: what averaging over the turns costs
         stages["  features + inference (runtime, one network run)"] = \
-            lambda: session.predictor.predict(grid.occupancy, symmetry="none")
+            lambda: session.predictor.predict(grid.occupancy, street=street, symmetry="none")
     return [(name, *timed(fn, repeats)) for name, fn in stages.items()]
 
 
@@ -175,6 +186,7 @@ def bench_blender(model: Path, blds: dict, repeats: int,
             def run():
                 result = bpy.ops.object.proc_ml_predict_parts(
                     model_path=str(model), device="cpu", cell_size=CELL,
+                    street_sides=set(street_of(model)),
                     symmetry="MODEL" if symmetry == "model" else symmetry)
                 assert result == {"FINISHED"}, result
 
