@@ -274,3 +274,19 @@ def test_the_installed_model_without_street_sides_says_so(tiny_dataset, tmp_path
     code, out, _ = run_cli(["predict", "building-parts", "--input", mesh, "--street", "-y",
                             "--out", tmp_path / "b"], capsys)
     assert code == 0 and "no street sides given" not in out
+
+
+def test_a_fifo_in_a_batch_folder_is_one_failed_asset_not_a_hang(tiny_dataset, tmp_path, capsys):
+    from proc_ml.batch import read_records
+    from proc_ml.batch.walker import NOT_A_FILE, walk_assets
+
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    shutil.copy(tiny_dataset / "meshes" / "b000001.obj", assets / "house.obj")
+    os.mkfifo(assets / "pipe.obj")
+    found = {a.rel: a.problem for a in walk_assets(assets)}
+    assert found == {"house.obj": None, "pipe.obj": NOT_A_FILE}
+    code, _, _ = run_cli(["batch", assets, "--out", tmp_path / "out", "--street", "-y"], capsys)
+    records, _ = read_records(tmp_path / "out" / "manifest.jsonl")
+    assert code == 2 and records["house.obj"]["status"] == "ok"
+    assert records["pipe.obj"]["status"] == "failed" and NOT_A_FILE in records["pipe.obj"]["error"]

@@ -42,6 +42,11 @@ def parse_extensions(values) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: Why an asset name that is a FIFO, socket, device or folder is not read (reading a FIFO
+#: would wait forever for a writer).
+NOT_A_FILE = "not a regular file (a FIFO, socket, device or folder)"
+
+
 def walk_assets(root, extensions=ASSET_EXTENSIONS, exclude=(), follow_symlinks=False) -> list[FoundAsset]:
     """Every asset under ``root`` with one of ``extensions``, sorted by relative path."""
     root = Path(root).resolve()
@@ -80,11 +85,13 @@ def _enter(path: Path, excluded: set, visited: set, follow_symlinks: bool) -> bo
 def _found(root: Path, path: Path, follow_symlinks: bool) -> FoundAsset:
     rel = display_name(path.relative_to(root).as_posix())
     if not path.is_symlink():
-        return FoundAsset(rel, path)
+        return FoundAsset(rel, path, None if path.is_file() else NOT_A_FILE)
     target = path.resolve()
-    if not target.is_file():
+    if not target.exists():
         return FoundAsset(rel, path, f"broken symlink (points to "
                                      f"{display_name(os.readlink(path))})")
+    if not target.is_file():
+        return FoundAsset(rel, path, f"symlink to {display_name(str(target))}: {NOT_A_FILE}")
     if not follow_symlinks and root not in target.parents:
         return FoundAsset(rel, path, f"symlink points outside the asset folder "
                                      f"({display_name(str(target))}); use --follow-symlinks "
