@@ -106,9 +106,11 @@ def run(args) -> int:
 def _check_args(args) -> None:
     """The demo's numbers and --real, before anything is written."""
     from proc_ml.errors import ConfigError
+    from proc_ml.procedural.config import GRID_SIZE_RANGE
 
-    if not 4 <= args.grid <= 256:
-        raise ConfigError(f"--grid must be between 4 and 256, got {args.grid}")
+    low, high = GRID_SIZE_RANGE
+    if not low <= args.grid <= high:
+        raise ConfigError(f"--grid must be between {low} and {high}, got {args.grid}")
     for name in ("count", "unseen", "epochs"):
         value = getattr(args, name)
         if value is not None and value < 1:

@@ -63,11 +63,12 @@ def run(args) -> int:
         prepare_output(args.out, "import", False, owned_names())   # a non-empty --out: refused now
     check_output_folder(args.out, create=False)
     suffixes = ", ".join(GML_SUFFIXES + JSON_SUFFIXES)
-    empty = [p for p in args.paths if Path(p).is_dir() and not expand_paths([p])]
-    if not expand_paths(args.paths):
+    files = expand_paths(args.paths)          # listed once: the import reads these
+    if not files:
         raise DatasetError(f"{', '.join(args.paths)}: no CityGML / CityJSON files ({suffixes})")
+    empty = [p for p in args.paths if Path(p).is_dir() and not any(f.parent == Path(p) for f in files)]
     start = time.perf_counter()
-    buildings, errors = import_city_files(args.paths, cell_size=cell_size, method=args.method,
+    buildings, errors = import_city_files(files, cell_size=cell_size, method=args.method,
                                           crs=args.crs)
     errors = [f"{p}: no CityGML / CityJSON files ({suffixes})" for p in empty] + errors
     if buildings and args.overwrite:

@@ -83,6 +83,8 @@ DEFAULTS = {
 
 
 _PART_NAME = re.compile(r"[A-Za-z0-9_-]+")
+#: Cells per grid axis a generated building may have.
+GRID_SIZE_RANGE = (4, 256)
 
 
 def _fail(key: str, why: str, source: str) -> ConfigError:
@@ -93,8 +95,9 @@ def validate(cfg: dict, source: str = "config") -> dict:
     """Check values beyond their types; return the config unchanged."""
     size = cfg["grid"]["size"]
     if (len(size) != 3 or not all(isinstance(n, int) and not isinstance(n, bool) for n in size)
-            or min(size) < 4 or max(size) > 256):
-        raise _fail("grid.size", f"must be 3 integers between 4 and 256, got {size}", source)
+            or min(size) < GRID_SIZE_RANGE[0] or max(size) > GRID_SIZE_RANGE[1]):
+        low, high = GRID_SIZE_RANGE
+        raise _fail("grid.size", f"must be 3 integers between {low} and {high}, got {size}", source)
     if cfg["grid"]["cell_size"] <= 0:
         raise _fail("grid.cell_size", f"must be > 0, got {cfg['grid']['cell_size']}", source)
     if not all(isinstance(p, str) and _PART_NAME.fullmatch(p) for p in cfg["parts"]):
