@@ -21,6 +21,7 @@ facade grammar. ``--models default`` scores the model installed with proc-ml.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -64,13 +65,18 @@ def import_real(paths, work: Path, cell_size: float) -> Path:
     from proc_ml.citygml import import_city_files
     from proc_ml.citygml.dataset import write_city_datasets
 
-    folder = work / f"imported_{cell_size:g}m"
+    dev = [Path(p).resolve() for p in paths] == [DEV_SET.resolve()]
+    key = "" if dev else "_" + hashlib.sha256("\n".join(
+        sorted(str(Path(p).resolve()) for p in paths)).encode()).hexdigest()[:8]
+    folder = work / f"imported_{cell_size:g}m{key}"        # other files: their own cache
     if not (folder / "dataset.yaml").is_file():
         start = time.perf_counter()
-        buildings, errors = import_city_files(paths, cell_size=cell_size)
-        for line in errors:
+        result = import_city_files(paths, cell_size=cell_size)
+        buildings = result.buildings
+        for line in result.errors + result.skipped:
             print(f"import: {line}", file=sys.stderr)
-        write_city_datasets(buildings, folder, cell_size, licence="CC BY-SA 4.0 (see the source's LICENSE)")
+        write_city_datasets(buildings, folder, cell_size,
+                            licence="CC BY-SA 4.0 (see the source's LICENSE)" if dev else None)
         print(f"imported {len(buildings)} buildings into {folder} in {time.perf_counter() - start:.1f}s")
     return folder
 

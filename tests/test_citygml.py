@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from proc_ml.citygml import (ImportedBuilding, import_city_files, read_city_file,
+from proc_ml.citygml import (ImportedBuilding, TooSmall, import_city_files, read_city_file,
                              voxelize_building)
 from proc_ml.citygml.crs import crs_problem, parse_epsg
 from proc_ml.citygml.geometry import newell
@@ -506,8 +506,8 @@ def test_broken_building_is_one_line_and_the_others_import(tmp_path):
                               ("not numbers", "does not split into 3-D", "#nowhere",
                                "no surfaces or solids")):
         _one_line(err, str(path), f"building {bid}", what)
-    imported, errors = import_city_files([path])
-    assert [i.building_id for i in imported] == ["GOOD"] and errors == city.errors
+    result = import_city_files([path])
+    assert [i.building_id for i in result.buildings] == ["GOOD"] and result.errors == city.errors
 
 
 def test_broken_cityjson_building_and_bad_files(tmp_path):
@@ -538,8 +538,8 @@ def test_broken_cityjson_building_and_bad_files(tmp_path):
         with pytest.raises(DatasetError) as info:
             read_city_file(path)
         _one_line(str(info.value), str(path), what)
-    imported, errors = import_city_files([not_city, cj, garbage, image])
-    assert [i.building_id for i in imported] == ["B1"] and len(errors) == 5
+    result = import_city_files([not_city, cj, garbage, image])
+    assert [i.building_id for i in result.buildings] == ["B1"] and len(result.errors) == 5
 
 
 def test_geographic_and_unknown_crs_are_refused_with_one_line(tmp_path):
@@ -561,15 +561,15 @@ def test_geographic_and_unknown_crs_are_refused_with_one_line(tmp_path):
     _one_line(str(info.value), "building B1", "look like degrees")
 
     unknown = write_gml2(tmp_path / "nocrs.gml", [gml2_building("U", box_surfaces())], srs=None)
-    imported, errors = import_city_files([unknown, geo])
-    assert imported == [] and len(errors) == 2
-    _one_line(errors[0], str(unknown), "building U", "no CRS")
-    _one_line(errors[1], "building G", "geographic")
+    result = import_city_files([unknown, geo])
+    assert result.buildings == [] and len(result.errors) == 2
+    _one_line(result.errors[0], str(unknown), "building U", "no CRS")
+    _one_line(result.errors[1], "building G", "geographic")
     # a caller who knows the CRS can say so
-    imported, errors = import_city_files([unknown], crs="EPSG:25832")
-    assert errors == [] and imported[0].crs == "EPSG:25832"
+    result = import_city_files([unknown], crs="EPSG:25832")
+    assert result.errors == [] and result.buildings[0].crs == "EPSG:25832"
     local = write_gml2(tmp_path / "local.gml", [gml2_building("L", box_surfaces())], srs="Local")
-    _one_line(import_city_files([local])[1][0], "unknown CRS 'Local'")
+    _one_line(import_city_files([local]).errors[0], "unknown CRS 'Local'")
 
 
 def test_grid_size_limit_and_empty_grid(tmp_path):
@@ -577,9 +577,17 @@ def test_grid_size_limit_and_empty_grid(tmp_path):
     with pytest.raises(DatasetError) as info:
         voxelize_building(b, cell_size=0.02)
     _one_line(str(info.value), "building B1", "at most 256 per axis")
+    with pytest.raises(TooSmall) as info:        # 9 x 6 x 6 m fills at most 13 % of a 20 m cell
+        voxelize_building(b, cell_size=20.0)
+    _one_line(str(info.value), "building B1", "smaller than half a 20 m cell", "9.0 x 6.0 x 6.0 m")
+    # big enough, but the shell is inside out: nothing is inside it
+    inverted = [(k, e[::-1].copy(), [h[::-1].copy() for h in hs], p)
+                for k, e, hs, p in box_surfaces(openings=False)]
+    (b,) = read_city_file(write_cityjson(tmp_path / "inv.json", inverted)).buildings
     with pytest.raises(DatasetError) as info:
-        voxelize_building(b, cell_size=40.0)
-    _one_line(str(info.value), "empty building")
+        voxelize_building(b)
+    assert not isinstance(info.value, TooSmall)
+    _one_line(str(info.value), "empty building", "inside-out shell")
 
 
 def test_crs_names():
@@ -607,3 +615,132 @@ def test_licence_metadata_and_determinism(tmp_path):
     a, b = (voxelize_building(city.buildings[0]) for _ in range(2))
     assert np.array_equal(a.labels, b.labels) and np.array_equal(a.occupancy, b.occupancy)
     assert a.rotation_deg == b.rotation_deg
+
+
+# -- what other cities' files do (3D BAG / PLATEAU / extracts / sequences) ----------------------
+def _cityjson_doc(tmp_path, surfaces=None, **kw) -> dict:
+    path = write_cityjson(tmp_path / "src.city.json", box_surfaces() if surfaces is None else surfaces,
+                          **kw)
+    return json.loads(path.read_text())
+
+
+def test_one_semantic_object_for_many_windows_is_one_opening_per_piece(tmp_path):
+    """3D BAG-style CityJSON: every window polygon of the building points at one ``Window``
+    semantic object (and every door at one ``Door``); each pane is still its own opening, on
+    its own side, and the labels are the hand-worked ones."""
+    doc = _cityjson_doc(tmp_path)
+    geom = doc["CityObjects"]["B1"]["geometry"][0]
+    sem = geom["semantics"]
+    shared = {}
+    for i, entry in enumerate(sem["surfaces"]):
+        if entry["type"] in ("Window", "Door"):
+            shared.setdefault(entry["type"], i)
+    sem["values"] = [shared.get(sem["surfaces"][v]["type"], v) for v in sem["values"]]
+    for entry in sem["surfaces"]:
+        entry.pop("parent", None)
+    path = tmp_path / "shared.city.json"
+    path.write_text(json.dumps(doc))
+    (b,) = read_city_file(path).buildings
+    assert b.count("Window") == 1 and b.count("Door") == 1     # one object each in the file
+    imp = voxelize_building(b)
+    np.testing.assert_array_equal(imp.labels, _expected_box_labels())
+    assert imp.street_sides == ("+x", "+y", "-y")
+    assert imp.stats["openings"] == {"Window": 3, "Door": 2, "not_facing_a_side": 1,
+                                     "turned_round": 0}
+
+
+def test_opening_pieces_join_a_pane_to_its_frame_but_not_to_the_next_window():
+    from proc_ml.citygml.voxelize import opening_pieces
+
+    def rect(x0, x1, y=0.0, z0=1.0, z1=2.0):
+        return np.array(_rect_y(y, x0, x1, z0, z1), float)
+
+    frame, pane = rect(0.0, 1.2), rect(0.1, 1.1, y=0.1)      # pane set 10 cm in, no reveal
+    reveal = np.array(_rect_x(0.1, 0.0, 0.1, 1.0, 2.0), float)
+    other = rect(2.0, 3.2)                                      # the next window, 0.8 m away
+    assert opening_pieces([frame, other, pane]) == [[0, 2], [1]]
+    assert opening_pieces([frame, other, reveal, pane]) == [[0, 2, 3], [1]]
+    assert opening_pieces([frame, rect(1.5, 2.0)]) == [[0], [1]]   # 30 cm apart: two windows
+    assert opening_pieces([frame]) == [[0]]
+
+
+def test_extract_of_a_building_part_and_openings_below_lod3(tmp_path):
+    """A file that holds a BuildingPart without its Building (a 3D BAG extract), with windows
+    in LoD 2.2 geometry: imported as a building, labelled, and both said in its notes."""
+    doc = _cityjson_doc(tmp_path)
+    part = doc["CityObjects"].pop("B1")
+    part.update(type="BuildingPart", parents=["NL.PAND.1"])
+    part["geometry"][0]["lod"] = "2.2"
+    doc["CityObjects"]["NL.PAND.1-0"] = part
+    path = tmp_path / "extract.city.json"
+    path.write_text(json.dumps(doc))
+    city = read_city_file(path)
+    assert city.errors == []
+    (b,) = city.buildings
+    assert b.building_id == "NL.PAND.1" and b.part_ids == ("NL.PAND.1-0",) and b.lod == 2
+    imp = voxelize_building(b)
+    np.testing.assert_array_equal(imp.labels, _expected_box_labels())
+    assert any("BuildingPart whose Building is not in the file" in n for n in imp.notes)
+    assert any("windows / doors in LoD2 geometry" in n for n in imp.notes)
+
+
+def test_cityjson_text_sequence_reads_each_feature_with_the_header_transform(tmp_path):
+    doc = _cityjson_doc(tmp_path)
+    header = {k: v for k, v in doc.items() if k not in ("CityObjects", "vertices")}
+    header.update(CityObjects={}, vertices=[])
+    feature = {"type": "CityJSONFeature", "id": "B1", "CityObjects": doc["CityObjects"],
+               "vertices": doc["vertices"]}
+    second = dict(feature, id="B2", CityObjects={"B2": doc["CityObjects"]["B1"]})
+    lines = [header, feature, "{broken", {"type": "Feature"}, second]
+    path = tmp_path / "tile.city.jsonl"
+    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
+    city = read_city_file(path)
+    assert city.format == "CityJSONSeq 2.0" and city.crs == "EPSG:25832"
+    assert [b.building_id for b in city.buildings] == ["B1", "B2"]
+    assert len(city.errors) == 2
+    _one_line(city.errors[0], str(path), "line 3", "invalid JSON")
+    _one_line(city.errors[1], "line 4", "not a CityJSONFeature")
+    np.testing.assert_array_equal(voxelize_building(city.buildings[1]).labels,
+                                  _expected_box_labels())
+    lone = tmp_path / "feature.city.json"
+    lone.write_text(json.dumps(feature))
+    with pytest.raises(DatasetError) as info:
+        read_city_file(lone)
+    _one_line(str(info.value), "a single CityJSONFeature", ".city.jsonl")
+
+
+def test_archives_latitude_first_degrees_and_pre_standard_citygml_are_named(tmp_path):
+    import zipfile
+
+    from proc_ml.citygml.crs import looks_geographic
+
+    archive = tmp_path / "tile.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a.gml", "<x/>")
+    disguised = tmp_path / "tile.gml"
+    disguised.write_bytes(archive.read_bytes())
+    for path in (archive, disguised):
+        with pytest.raises(DatasetError) as info:
+            read_city_file(path)
+        _one_line(str(info.value), str(path), "an archive", "unpack it")
+    # PLATEAU writes JGD2011 latitude first: (35.6, 139.7), a 20 m tall building
+    lat_first = np.array([[35.6001, 139.7001, 10.0], [35.6002, 139.7002, 30.0]])
+    assert looks_geographic(lat_first) and looks_geographic(lat_first[:, [1, 0, 2]])
+    assert not looks_geographic(np.array([[35.0, 139.0, 10.0], [65.0, 169.0, 30.0]]))
+    old = tmp_path / "v04.xml"
+    old.write_text('<CityModel xmlns="http://www.citygml.org/citygml/1/0/0"/>')
+    with pytest.raises(DatasetError) as info:
+        read_city_file(old)
+    _one_line(str(info.value), "pre-standard CityGML", "convert it")
+
+
+def test_buildings_smaller_than_half_a_cell_are_skipped_not_failed(tmp_path):
+    shed = [(k, e * [0.2, 0.3, 0.3], [h * [0.2, 0.3, 0.3] for h in hs], p)
+            for k, e, hs, p in box_surfaces(openings=False)]                # 1.8 x 1.8 x 1.8 m
+    doc = _cityjson_doc(tmp_path)
+    small = json.loads(write_cityjson(tmp_path / "shed.json", shed).read_text())
+    result = import_city_files([tmp_path / "src.city.json", tmp_path / "shed.json"])
+    assert [b.building_id for b in result.buildings] == ["B1"] and result.errors == []
+    (line,) = result.skipped
+    _one_line(line, "shed.json", "building B1", "smaller than half a 3 m cell", "1.8 x 1.8 x 1.8 m")
+    assert doc and small

@@ -93,6 +93,53 @@ def test_lod2_file_becomes_massing_to_label(tmp_path, capsys):
     assert yaml.safe_load((tmp_path / "out" / "massing" / "dataset.yaml").read_text())["labelled"] is False
 
 
+def test_import_report_lists_every_building_with_its_notes_and_skips_garden_sheds(tmp_path, capsys):
+    """A city tile with a shed under half a cell and a building that is a BuildingPart
+    extract: rc 0, the shed counted as skipped (not failed), the notes printed and in
+    import.json beside each building's grid file."""
+    write_cityjson(tmp_path / "box.city.json", box_surfaces())
+    shed = [(k, e * [0.2, 0.3, 0.3], [h * [0.2, 0.3, 0.3] for h in hs], p)
+            for k, e, hs, p in box_surfaces(openings=False)]
+    doc = json.loads(write_cityjson(tmp_path / "shed.city.json", shed).read_text())
+    doc["CityObjects"]["B1"].update(type="BuildingPart", parents=["SHED"])
+    (tmp_path / "shed.city.json").write_text(json.dumps(doc))
+    write_cityjson(tmp_path / "lod2.city.json", box_surfaces(openings=False))
+    out = tmp_path / "out"
+    code, printed, err = run_cli(["import", "citygml", tmp_path / "box.city.json",
+                                  tmp_path / "shed.city.json", tmp_path / "lod2.city.json",
+                                  "--out", out], capsys)
+    assert code == 0 and err == ""
+    assert "imported 2 buildings" in printed and "1 skipped (smaller than half a cell), 0 failed" in printed
+    assert re.search(r"skipped: .*shed\.city\.json: building SHED: smaller than half a 3 m cell", printed)
+    report = json.loads((out / "import.json").read_text())
+    assert [(b["grid"], b["source_file"], b["labelled"]) for b in report["buildings"]] == [
+        ("grids/b000000.npz", "box.city.json", True),
+        ("massing/grids/b000000.npz", "lod2.city.json", False)]
+    assert report["buildings"][0]["street_sides"] == ["+x", "+y", "-y"]
+    assert report["buildings"][0]["stats"]["openings"]["Window"] == 3
+    assert len(report["skipped"]) == 1 and report["failed"] == []
+    assert (out / report["buildings"][1]["grid"]).is_file()
+    # a re-run with --overwrite replaces the report with the rest of the import
+    code, _, _ = run_cli(["import", "citygml", tmp_path / "box.city.json", "--out", out,
+                          "--overwrite"], capsys)
+    assert code == 0 and len(json.loads((out / "import.json").read_text())["buildings"]) == 1
+    assert not (out / "massing").exists()
+
+
+def test_import_prints_what_each_building_needed(tmp_path, capsys):
+    doc = json.loads(write_cityjson(tmp_path / "src.json", box_surfaces()).read_text())
+    part = doc["CityObjects"].pop("B1")
+    part.update(type="BuildingPart", parents=["PAND"])
+    part["geometry"][0]["lod"] = "2.2"
+    doc["CityObjects"]["PAND-0"] = part
+    (tmp_path / "extract.city.json").write_text(json.dumps(doc))
+    code, printed, _ = run_cli(["import", "citygml", tmp_path / "extract.city.json", "--out",
+                                tmp_path / "out"], capsys)
+    assert code == 0 and "1 labelled" in printed
+    assert "note: " in printed and "building PAND: a BuildingPart whose Building is not in" in printed
+    assert "windows / doors in LoD2 geometry: labelled like LoD3" in printed
+
+
 def test_a_broken_file_is_one_line(tmp_path, capsys):
     (tmp_path / "junk.json").write_text("{not json")
     code, out, err = run_cli(["import", "citygml", tmp_path / "junk.json", "--out", tmp_path / "o"], capsys)
@@ -337,7 +384,7 @@ def test_real_finetune_bench_holds_each_file_out_of_its_own_fold(tmp_path, capsy
     assert code in (0, 1)                       # 1: the real-building targets are not met
     result = json.loads((tmp_path / "out" / "real_finetune.json").read_text())
     assert sorted(result["folds"]) == ["4018265", "box.city"]
-    real_dir = tmp_path / "work" / "imported_3m"
+    (real_dir,) = (tmp_path / "work").glob("imported_3m_*")     # these files' own import cache
     for name, held_out in result["folds"].items():
         split = yaml.safe_load((tmp_path / "work" / "finetune_folds" / name / "data" / "dataset.yaml")
                                .read_text())["split"]

@@ -1,4 +1,5 @@
-"""CityJSON 1.0 / 1.1 / 2.0 buildings with the standard library's ``json``.
+"""CityJSON 1.0 / 1.1 / 2.0 buildings (and CityJSON text sequences, ``.city.jsonl``) with the
+standard library's ``json``.
 
 Why not cjio or cityjson-lib: CityJSON is plain JSON with a small, fully specified
 structure (an object of CityObjects, a shared vertex list, ``transform``, ``semantics``);
@@ -6,7 +7,8 @@ decoding it takes ~150 lines here, works the same for every version from 1.0 to 
 adds no dependency (cjio would bring click and its own object model, and reads 2.0 only,
 older files need ``cjio upgrade`` first).
 
-Per top-level ``Building`` (its ``BuildingPart`` children merged in, ``BuildingInstallation``
+Per top-level ``Building`` (or a ``BuildingPart`` whose Building is not in the file, as in
+an extract of one part; its ``BuildingPart`` children merged in, ``BuildingInstallation``
 children kept apart; rooms, storeys, units and furniture skipped): ``MultiSurface`` /
 ``CompositeSurface`` / ``Solid`` / ``MultiSolid`` / ``CompositeSolid`` geometries of the
 highest LoD, with their ``semantics`` (``WallSurface``, ``RoofSurface``, ``GroundSurface``,
@@ -53,23 +55,80 @@ def read_cityjson(path: str | Path, crs: str | None = None) -> CityFile:
         raise DatasetError(f"{path}: not a CityJSON file (not UTF-8 text)") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read ({exc})") from None
+    if isinstance(doc, dict) and doc.get("type") == "CityJSONFeature":
+        raise DatasetError(f"{path}: a single CityJSONFeature, without the CityJSON header that "
+                           f"gives its transform and CRS; import the whole CityJSONL sequence "
+                           f"(.city.jsonl)")
+    version = _check_header(doc, path)
+    city = _read_document(doc, path, crs, version)
+    if not city.buildings and not city.errors:
+        city.errors.append(f"{path}: no Building in the file")
+    return city
+
+
+def read_cityjson_seq(path: str | Path, crs: str | None = None) -> CityFile:
+    """Read every building of a CityJSON Text Sequence (``.city.jsonl``, CityJSON 1.1 / 2.0:
+    a ``CityJSON`` header line with the ``transform``, CRS and metadata, then one
+    ``CityJSONFeature`` per line with its own ``vertices``; 3D BAG's downloads and API
+    give this). A bad line fails alone, like a bad building."""
+    path = Path(path)
+    buildings, errors, header, version, city = [], [], None, "", None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    if header is None:
+                        raise DatasetError(f"{path}: not a CityJSON text sequence (line "
+                                           f"{lineno}: {exc.msg}; one JSON object per line)") from None
+                    errors.append(f"{path}: line {lineno}: invalid JSON ({exc.msg})")
+                    continue
+                if header is None:
+                    version = _check_header(item, path, sequence=True)
+                    header = item
+                    continue
+                if not isinstance(item, dict) or item.get("type") != "CityJSONFeature":
+                    errors.append(f"{path}: line {lineno}: not a CityJSONFeature")
+                    continue
+                doc = dict(header, CityObjects=item.get("CityObjects"),
+                           vertices=item.get("vertices", []))
+                try:
+                    city = _read_document(doc, path, crs, version)
+                except DatasetError as exc:
+                    errors.append(f"{path}: line {lineno}: {str(exc).removeprefix(f'{path}: ')}")
+                    continue
+                buildings += city.buildings
+                errors += city.errors
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not a CityJSON text sequence (not UTF-8 text)") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc})") from None
+    if header is None:
+        raise DatasetError(f"{path}: empty file")
+    if not buildings and not errors:
+        errors.append(f"{path}: no Building in the file")
+    file_crs = crs or _reference_system(header.get("metadata") or {})
+    metadata = city.metadata if city else _metadata(header, version)
+    return CityFile(str(path), f"CityJSONSeq {version}", buildings, errors, file_crs, metadata)
+
+
+def _check_header(doc, path: Path, sequence: bool = False) -> str:
+    """The version of a CityJSON object (a file, or a sequence's first line); else one line."""
+    what = "the first line of a CityJSON text sequence" if sequence else "a CityJSON file"
     if not isinstance(doc, dict) or doc.get("type") != "CityJSON":
-        raise DatasetError(f"{path}: not a CityJSON file (no \"type\": \"CityJSON\" at top level)")
+        raise DatasetError(f"{path}: not {what} (no \"type\": \"CityJSON\" at top level)")
     version = str(doc.get("version", ""))
     if not any(version == v or version.startswith(v + ".") for v in SUPPORTED_VERSIONS):
         raise DatasetError(f"{path}: CityJSON version '{version}' is not supported (expected "
                            f"{', '.join(SUPPORTED_VERSIONS)})")
-    objects = doc.get("CityObjects")
-    if not isinstance(objects, dict):
-        raise DatasetError(f"{path}: field 'CityObjects' " + (
-            "is missing" if objects is None else f"must be an object (id -> city object), got "
-                                                 f"{type(objects).__name__}"))
-    try:
-        vertices = _vertices(doc)
-    except (TypeError, ValueError) as exc:
-        raise DatasetError(f"{path}: malformed 'vertices' or 'transform' ({exc})") from None
+    return version
+
+
+def _metadata(doc: dict, version: str) -> dict:
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-    file_crs = crs or _reference_system(meta)
     metadata = {"cityjson_version": version}
     if meta:
         metadata["cityjson_metadata"] = meta
@@ -77,21 +136,44 @@ def read_cityjson(path: str | Path, crs: str | None = None) -> CityFile:
     _find_licence(doc, licence, depth=0)
     if licence:
         metadata["licence"] = licence
+    return metadata
+
+
+def _read_document(doc: dict, path: Path, crs: str | None, version: str) -> CityFile:
+    """The buildings of one CityJSON object (a file, or one feature of a sequence)."""
+    objects = doc.get("CityObjects")
+    if not isinstance(objects, dict):
+        raise DatasetError(f"{path}: field 'CityObjects' " + (
+            "is missing" if objects is None else f"must be an object (id -> city object), got "
+                                                 f"{type(objects).__name__}"))
+    try:
+        vertices = _vertices(doc)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise DatasetError(f"{path}: malformed 'vertices' or 'transform' ({exc})") from None
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    file_crs = crs or _reference_system(meta)
 
     buildings, errors = [], []
     tops = [(oid, obj) for oid, obj in objects.items() if isinstance(obj, dict)
             and obj.get("type") == "Building" and not _has_building_parent(obj, objects)]
+    orphans = _orphan_parts(objects)
+    for parent, children in orphans.items():
+        tops.append((parent, {"type": "Building", "children": children}))
     for oid, obj in tops:
         try:
-            buildings.append(_read_building(oid, obj, objects, vertices, path, file_crs))
+            building = _read_building(oid, obj, objects, vertices, path, file_crs)
+            if oid in orphans:
+                n = len(orphans[oid])
+                building.notes.append(("a BuildingPart" if n == 1 else f"{n} BuildingParts") +
+                                      " whose Building is not in the file: imported as a building")
+            buildings.append(building)
         except DatasetError as exc:
             errors.append(f"{path}: building {oid}: {exc}")
         except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
             errors.append(f"{path}: building {oid}: malformed geometry "
                           f"({type(exc).__name__}: {exc})")
-    if not tops:
-        errors.append(f"{path}: no Building in the file")
-    return CityFile(str(path), f"CityJSON {version}", buildings, errors, file_crs, metadata)
+    return CityFile(str(path), f"CityJSON {version}", buildings, errors, file_crs,
+                    _metadata(doc, version))
 
 
 def _vertices(doc: dict) -> np.ndarray:
@@ -133,6 +215,19 @@ def _has_building_parent(obj: dict, objects: dict) -> bool:
     parents = obj.get("parents") or []
     return any(isinstance(objects.get(p), dict) and objects[p].get("type") in
                ("Building", "BuildingPart") for p in parents)
+
+
+def _orphan_parts(objects: dict) -> dict[str, list[str]]:
+    """BuildingParts whose parent Building is not in the file (an extract of one part),
+    grouped by the missing parent's id (their own id when they name no parent)."""
+    groups: dict[str, list[str]] = {}
+    for oid, obj in objects.items():
+        if (isinstance(obj, dict) and obj.get("type") == "BuildingPart"
+                and not _has_building_parent(obj, objects)):
+            parents = [p for p in obj.get("parents") or [] if isinstance(p, str)]
+            key = parents[0] if parents and parents[0] not in objects else oid
+            groups.setdefault(key, []).append(oid)
+    return groups
 
 
 def _lod_value(geom: dict) -> float:
@@ -185,7 +280,7 @@ def _read_building(oid, obj, objects, vertices, path, crs) -> CityBuilding:
         surfaces += made
         dropped += n_dropped
     if dropped:
-        notes.append(f"{dropped} degenerate polygons dropped")
+        notes.append(f"{dropped} degenerate polygon{'s' if dropped > 1 else ''} dropped")
     attrs = obj.get("attributes") if isinstance(obj.get("attributes"), dict) else {}
     return CityBuilding(oid, str(path), int(best), surfaces, crs, parse_epsg(crs),
                         tuple(part_ids), dict(attrs), notes)

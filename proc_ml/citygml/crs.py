@@ -12,8 +12,9 @@ yes/no question) the rule is:
    CRS passes ``crs=`` to the reader);
 2. a code from the list of geographic / geocentric CRSs used for city models (WGS 84,
    ETRS89, NAD83, GDA, JGD2011 -- Japan's PLATEAU CityGML --, CGCS2000, ...) is refused;
-3. whatever the name says, a building whose x/y look like degrees (|x| <= 180, |y| <= 90
-   and a horizontal extent under 0.01 units while it is more than 1 unit tall) is refused.
+3. whatever the name says, a building whose x/y look like degrees (longitude and latitude
+   in either order: |x| <= 180 and |y| <= 90, or |x| <= 90 and |y| <= 180, and a horizontal
+   extent under 0.01 units while it is more than 1 unit tall) is refused.
 """
 
 from __future__ import annotations
@@ -72,9 +73,13 @@ def crs_problem(name: str | None, epsg: int | None) -> str | None:
 
 
 def looks_geographic(points: np.ndarray) -> bool:
-    """x/y that look like degrees: within +-180 / +-90, a tiny horizontal extent, tall."""
+    """x/y that look like degrees (either axis order): within +-180 / +-90, a tiny horizontal
+    extent, tall."""
     if len(points) == 0:
         return False
     lo, hi = points.min(axis=0), points.max(axis=0)
-    in_range = np.all(np.abs(points[:, 0]) <= 180) and np.all(np.abs(points[:, 1]) <= 90)
+    x, y = np.abs(points[:, 0]), np.abs(points[:, 1])
+    # longitude first (GeoJSON, most GIS exports) or latitude first (EPSG axis order: JGD2011
+    # in Japan's PLATEAU CityGML, ETRS89 / WGS 84 in GML 3.2)
+    in_range = bool((np.all(x <= 180) and np.all(y <= 90)) or (np.all(x <= 90) and np.all(y <= 180)))
     return bool(in_range and max(hi[0] - lo[0], hi[1] - lo[1]) < 0.01 and hi[2] - lo[2] > 1.0)

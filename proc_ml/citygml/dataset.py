@@ -8,10 +8,13 @@ ones without a single opening) become a **massing-to-label** dataset in ``OUT/ma
 also records what a real building adds: the source id and file, the rotation and world
 origin of the grid, the street sides and ``label_known`` (the faces the street scan saw).
 Real buildings have no generator style: ``style_present: false`` (zeros).
+``OUT/import.json`` (:func:`write_import_report`) says what happened to every building:
+its grid file, notes and statistics, and the buildings skipped or failed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -19,12 +22,16 @@ import numpy as np
 
 from ..datasets.writer import BuildingArrays, DatasetIndex, index_rows, write_building_files
 from ..encoding import STYLE_FEATURES
+from ..fileio import write_text
+from ..formats import grid_path
 from ..grid import DIRECTIONS
 from ..procedural.parts import DEFAULT_PARTS
 from .model import ImportedBuilding
 
 #: Folder of the massing-to-label dataset inside the output folder.
 MASSING_DIR = "massing"
+#: The import's report in the output folder (every building's notes and statistics).
+IMPORT_REPORT = "import.json"
 SOURCE = "citygml"
 LABELLED_FORMATS = ("faces", "adjacency", "grids", "meshes")
 MASSING_FORMATS = ("grids", "meshes")
@@ -80,3 +87,36 @@ def _extra(group, is_labelled: bool, licence, attribution) -> dict:
     if attribution:
         extra["attribution"] = attribution
     return extra
+
+
+def write_import_report(out: str | os.PathLike, result, cell_size: float, method: str) -> Path:
+    """``OUT/import.json``: per imported building its grid file (in the order
+    :func:`write_city_datasets` writes them), source id and file, LoD, whether labelled, street
+    sides, rotation, origin, ``notes`` and ``stats``; then the ``skipped`` and ``failed``
+    lines (``result`` is a :class:`~proc_ml.citygml.importer.CityImport`)."""
+    out = Path(out)
+    rows = []
+    for folder, group in ((out, [b for b in result.buildings if b.labels is not None]),
+                          (out / MASSING_DIR, [b for b in result.buildings if b.labels is None])):
+        for i, b in enumerate(group):
+            rows.append({
+                "grid": grid_path(folder, i).relative_to(out).as_posix(),
+                "source_id": b.building_id, "source_file": Path(b.source).name, "lod": b.lod,
+                "labelled": b.labels is not None, "street_sides": list(b.street_sides),
+                "rotation_deg": round(b.rotation_deg, 3),
+                "origin": [round(float(v), 3) for v in b.origin],
+                "notes": list(b.notes), "stats": b.stats})
+    report = {"cell_size": cell_size, "occupancy_method": method, "buildings": rows,
+              "skipped": list(result.skipped), "failed": list(result.errors)}
+    path = out / IMPORT_REPORT
+    write_text(path, json.dumps(report, indent=1, default=_plain) + "\n")
+    return path
+
+
+def _plain(value):
+    """numpy scalars and arrays in the statistics, as JSON numbers and lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -41,6 +41,8 @@ from .model import SHELL_KINDS, CityBuilding, CityFile, Polygon, Surface
 
 GML_NAMESPACES = ("http://www.opengis.net/gml", "http://www.opengis.net/gml/3.2")
 CITYGML_PREFIX = "http://www.opengis.net/citygml/"
+#: Namespaces of the drafts before CityGML 1.0 (e.g. 0.4: http://www.citygml.org/citygml/1/0/0).
+PRESTANDARD_PREFIX = "http://www.citygml.org/citygml/"
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 _GML_IDS = tuple(f"{{{ns}}}id" for ns in GML_NAMESPACES)
 
@@ -108,6 +110,10 @@ def read_citygml(path: str | Path, crs: str | None = None) -> CityFile:
         raise DatasetError(f"{path}: cannot read ({exc})") from None
     root = tree.getroot()
     version = citygml_version(root)
+    if version is None and _local(root.tag) == "CityModel" and \
+            _namespace(root.tag).startswith(PRESTANDARD_PREFIX):
+        raise DatasetError(f"{path}: pre-standard CityGML ('{_namespace(root.tag)}') is not "
+                           f"supported; convert it to CityGML 1.0, 2.0 or 3.0 first")
     if version is None:
         raise DatasetError(f"{path}: not a CityGML file (root element <{_local(root.tag)}> in "
                            f"namespace '{_namespace(root.tag) or 'none'}', expected a CityGML "
@@ -431,7 +437,8 @@ def _read_building(elem, bid, path, index, crs_override, file_crs) -> CityBuildi
                         position.get(s["parent_key"]) if s["parent_key"] is not None else None)
                 for s in chosen]
     if collector.dropped:
-        notes.append(f"{collector.dropped} degenerate polygons dropped")
+        notes.append(f"{collector.dropped} degenerate polygon"
+                     f"{'s' if collector.dropped > 1 else ''} dropped")
     if collector.skipped:
         notes.append("skipped: " + ", ".join(sorted(collector.skipped)))
     other = sorted({s["lod"] for s in found} - {lod})

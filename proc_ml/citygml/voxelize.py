@@ -12,7 +12,8 @@ constant here):
    vertex; x and y start at the rotated shell's low corner.
 3. **Occupancy.** ``method="flux"`` by default (:mod:`proc_ml.citygml.occupancy`); a cell is
    occupied when more than ``FILL_THRESHOLD`` of it is inside.
-4. **Labels** (LoD3+ with at least one opening; otherwise ``labels`` is None, "massing to
+4. **Labels** (a building with at least one Window / Door, whatever its LoD: CityGML 3.0
+   and CityJSON allow openings below LoD3; otherwise ``labels`` is None, "massing to
    label"): top faces ``roof``; bottom faces ``ground`` on layer 0 and ``wall`` above (the
    generator's rule); side faces by **opening coverage**: the polygons of every Window /
    Door that face its side direction (:func:`find_openings`) are rasterised on that
@@ -62,10 +63,21 @@ FLIP_PROBES = (0.5, 1.0)
 FLIP_MARGIN = 0.25
 #: Two vertices closer than this are one when checking whether the shell is watertight.
 WATERTIGHT_TOLERANCE = 0.01
+#: Polygons of one Window / Door object whose bounding boxes (grid frame) come closer than
+#: this (m) are one opening; farther apart, separate openings (a CityJSON semantic object or
+#: a CityGML opening may hold the panes of many windows on several sides).
+OPENING_PIECE_GAP = 0.15
+#: Bounding-box pairs compared per block when splitting an opening object into its pieces.
+_PIECE_BLOCK = 512
 
 _SIDE_VECTORS = np.array([(1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0)])
 _OPPOSITE = (1, 0, 3, 2)
 _SHELL = SHELL_KINDS + OPENING_KINDS + ("Unclassified",)
+
+
+class TooSmall(DatasetError):
+    """A building smaller than half a cell: no cell can hold it at this cell size. Callers
+    importing many buildings count it as skipped, not failed (a garden shed in a city tile)."""
 
 
 def voxelize_building(building: CityBuilding, cell_size: float = DEFAULT_CELL_SIZE,
@@ -74,7 +86,8 @@ def voxelize_building(building: CityBuilding, cell_size: float = DEFAULT_CELL_SI
     """Put one building on the grid (see the module docstring).
 
     Raises ``DatasetError`` (one line naming the file and the building) for a building that
-    cannot be imported: geographic / unknown CRS, no shell, empty grid, too large a grid.
+    cannot be imported: geographic / unknown CRS, no shell, empty grid, too large a grid;
+    :class:`TooSmall` (a ``DatasetError``) when it is smaller than half a cell.
     ``check_watertight=False`` skips the (slowest) statistic, the open-edge check.
     """
     start = time.perf_counter()
@@ -116,14 +129,21 @@ def voxelize_building(building: CityBuilding, cell_size: float = DEFAULT_CELL_SI
     occ = fraction > FILL_THRESHOLD
     if not occ.any():
         size = " x ".join(f"{e:.1f}" for e in frame.extent)
+        # the most of one cell a box of this extent can fill, whatever its shell
+        if np.prod(np.minimum(frame.extent, cell_size)) <= FILL_THRESHOLD * cell_size ** 3:
+            raise TooSmall(f"{where}: smaller than half a {cell_size:g} m cell ({size} m); a "
+                           f"smaller cell size keeps it")
         raise DatasetError(f"{where}: empty building: no {cell_size:g} m cell is more than half "
-                           f"inside ({size} m; a smaller cell size may help)")
+                           f"inside ({size} m; an open or inside-out shell? another occupancy "
+                           f"method, or a smaller cell size, may fill it)")
 
     notes = list(building.notes)
     openings = find_openings(building, frame)
-    labelled = building.lod >= 3 and bool(openings["objects"])
+    labelled = bool(openings["objects"])
     if building.lod >= 3 and not labelled:
         notes.append("LoD3 without any opening: occupancy only (its sides are unknown, not blank)")
+    elif labelled and building.lod < 3:
+        notes.append(f"windows / doors in LoD{building.lod} geometry: labelled like LoD3")
     labels, coverage = (None, None)
     if labelled:
         labels, coverage = label_faces(occ, openings, cell_size, parts)
@@ -207,7 +227,9 @@ class GridFrame:
 def find_openings(building: CityBuilding, frame: GridFrame) -> dict:
     """Opening objects (``objects``) and their facing polygons (``polygons``), grid frame.
 
-    An opening faces the side direction that holds the largest area of its polygons whose
+    A Window / Door object whose polygons lie apart (one CityJSON semantic object for the
+    panes of a whole building, a CityGML opening bundling several windows) is one opening
+    per piece (:func:`opening_pieces`). An opening faces the side direction that holds the largest area of its polygons whose
     normal is within ``OPENING_ANGLE_DEG`` of it (None when none is, e.g. a roof window);
     only those polygons are kept, not its reveals, frame sides or back faces. Openings
     modelled inside out (normals into the building: several dev files have some) are
@@ -220,34 +242,79 @@ def find_openings(building: CityBuilding, frame: GridFrame) -> dict:
     for s in building.surfaces:
         if s.kind not in OPENING_KINDS:
             continue
-        facing, candidates, zs = np.zeros(4), [], []
+        polys = []
         for p in s.polygons:
             rings = [frame.to_grid(r) for r in p.rings]
             n, area = normal_area(Polygon(rings[0], tuple(rings[1:])))
-            if area <= 0:
-                continue
-            zs.append(rings[0][:, 2])
-            score = _SIDE_VECTORS @ n[:2]
-            d = int(np.argmax(score))
-            if score[d] >= cos_limit:
-                facing[d] += area
-                candidates.append({"kind": s.kind, "rings": rings, "normal": n, "direction": d,
-                                   "area": area, "centre": rings[0].mean(axis=0)})
-        if not zs:
+            if area > 0:
+                polys.append((rings, n, area))
+        if not polys:
             continue
-        z = np.concatenate(zs)
-        direction = int(np.argmax(facing)) if facing.max() > 0 else None
-        mine = [c for c in candidates if c["direction"] == direction]
-        obj = {"kind": s.kind, "id": s.surface_id, "direction": direction,
-               "area_m2": round(float(facing.max()), 3), "flipped": False,
-               "layer": int(np.clip(np.floor((z.min() + z.max()) / 2 / frame.cell), 0,
-                                    frame.shape[2] - 1))}
-        for c in mine:
-            c["object"] = len(found)
-        found.append((obj, mine))
+        pieces = opening_pieces([rings[0] for rings, _, _ in polys])
+        for k, members in enumerate(pieces):
+            surface_id = s.surface_id if len(pieces) == 1 else f"{s.surface_id}#{k + 1}"
+            found.append(_opening_object(s.kind, surface_id, [polys[i] for i in members],
+                                         cos_limit, frame, len(found)))
     _turn_inside_out_openings(building, frame, found)
     return {"polygons": [c for _, mine in found for c in mine],
             "objects": [o for o, _ in found]}
+
+
+def opening_pieces(rings: list[np.ndarray], gap: float = OPENING_PIECE_GAP) -> list[list[int]]:
+    """Indices of the polygons (exterior rings, grid frame) of one opening object, grouped
+    into pieces: polygons whose bounding boxes come within ``gap`` of each other, directly
+    or through others, are one piece (a pane, its frame and reveals); pieces are ordered by
+    their first polygon."""
+    n = len(rings)
+    if n <= 1:
+        return [list(range(n))]
+    lo = np.stack([r.min(axis=0) for r in rings]) - gap / 2
+    hi = np.stack([r.max(axis=0) for r in rings]) + gap / 2
+    pairs = []
+    for start in range(0, n, _PIECE_BLOCK):
+        a = slice(start, min(n, start + _PIECE_BLOCK))
+        touch = np.all((lo[a, None, :] <= hi[None, :, :]) & (lo[None, :, :] <= hi[a, None, :]),
+                       axis=2)
+        i, j = np.nonzero(touch)
+        pairs.append((i + start, j))
+    i = np.concatenate([p[0] for p in pairs])
+    j = np.concatenate([p[1] for p in pairs])
+    component = np.arange(n)                   # each polygon takes the lowest index it reaches
+    while True:
+        low = component.copy()
+        np.minimum.at(low, i, component[j])
+        low = low[low]
+        if np.array_equal(low, component):
+            break
+        component = low
+    order: dict[int, list[int]] = {}
+    for k, c in enumerate(component):
+        order.setdefault(int(c), []).append(k)
+    return list(order.values())
+
+
+def _opening_object(kind, surface_id, polys, cos_limit, frame, index) -> tuple[dict, list]:
+    """One opening (a piece of an opening object): its side direction, the polygons facing
+    it and its layer (``find_openings``)."""
+    facing, candidates, zs = np.zeros(4), [], []
+    for rings, n, area in polys:
+        zs.append(rings[0][:, 2])
+        score = _SIDE_VECTORS @ n[:2]
+        d = int(np.argmax(score))
+        if score[d] >= cos_limit:
+            facing[d] += area
+            candidates.append({"kind": kind, "rings": rings, "normal": n, "direction": d,
+                               "area": area, "centre": rings[0].mean(axis=0)})
+    z = np.concatenate(zs)
+    direction = int(np.argmax(facing)) if facing.max() > 0 else None
+    mine = [c for c in candidates if c["direction"] == direction]
+    obj = {"kind": kind, "id": surface_id, "direction": direction,
+           "area_m2": round(float(facing.max()), 3), "flipped": False,
+           "layer": int(np.clip(np.floor((z.min() + z.max()) / 2 / frame.cell), 0,
+                                frame.shape[2] - 1))}
+    for c in mine:
+        c["object"] = index
+    return obj, mine
 
 
 def _turn_inside_out_openings(building: CityBuilding, frame: GridFrame, found: list) -> None:

@@ -149,10 +149,11 @@ def _real_building(source: Path, trained: Path, out: Path) -> dict:
     from proc_ml.errors import ProcMLError
     from proc_ml.runtime import PartsPredictor, default_model
 
-    buildings, errors = import_city_files([source])
-    labelled = [b for b in buildings if b.labels is not None]
+    result = import_city_files([source])
+    labelled = [b for b in result.buildings if b.labels is not None]
     if not labelled:
-        return {"source": str(source), "error": "; ".join(errors) or "no labelled LoD3 building"}
+        return {"source": str(source),
+                "error": "; ".join(result.errors + result.skipped) or "no labelled LoD3 building"}
     write_city_datasets(labelled, out / "real", labelled[0].cell_size,
                         licence="CC BY-SA 4.0 (see the source's LICENSE)")
     models = {"demo model": PartsPredictor(trained, device="cpu")}

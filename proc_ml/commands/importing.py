@@ -7,19 +7,25 @@ import sys
 import time
 from pathlib import Path
 
+#: Notes and skipped buildings printed before "... N more in import.json".
+SHOWN = 10
+
 
 def register(sub) -> None:
     parser = sub.add_parser("import", help="real buildings in: CityGML / CityJSON to datasets",
                             description="Import data from other tools as proc-ml datasets.")
     kinds = parser.add_subparsers(dest="kind", metavar="FORMAT", required=True)
     p = kinds.add_parser(
-        "citygml", help="CityGML 1.0-3.0 (.gml/.xml) and CityJSON (.json/.city.json) buildings",
-        description="Voxelise real buildings into proc-ml datasets. LoD3 buildings with windows "
-                    "and doors become a labelled dataset in OUT (a part on every exterior face, by "
-                    "the opening-coverage rule of docs/citygml.md); LoD1/LoD2 buildings become a "
+        "citygml", help="CityGML 1.0-3.0 (.gml/.xml) and CityJSON (.json/.city.json/.city.jsonl) "
+                        "buildings",
+        description="Voxelise real buildings into proc-ml datasets. Buildings with windows and "
+                    "doors (LoD3) become a labelled dataset in OUT (a part on every exterior face, "
+                    "by the opening-coverage rule of docs/citygml.md); LoD1/LoD2 buildings become a "
                     "massing-to-label dataset in OUT/massing. Each building is turned about z so "
-                    "its walls run along the grid axes (recorded in its grid file). A building that "
-                    "cannot be imported is one line on stderr and the import goes on.")
+                    "its walls run along the grid axes (recorded in its grid file). OUT/import.json "
+                    "lists every building's notes and statistics. A building that cannot be "
+                    "imported is one line on stderr and the import goes on; one smaller than half "
+                    "a cell is skipped.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="city files or folders of them")
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--cell-size", type=float, default=None,
@@ -41,16 +47,16 @@ def register(sub) -> None:
 
 def owned_names() -> tuple[str, ...]:
     """What ``import citygml`` writes at the top of its output folder."""
-    from proc_ml.citygml.dataset import MASSING_DIR
+    from proc_ml.citygml.dataset import IMPORT_REPORT, MASSING_DIR
 
     from .generate import owned_names as generated
 
-    return generated("buildings") + (MASSING_DIR,)
+    return generated("buildings") + (MASSING_DIR, IMPORT_REPORT)
 
 
 def run(args) -> int:
     from proc_ml.citygml import import_city_files
-    from proc_ml.citygml.dataset import write_city_datasets
+    from proc_ml.citygml.dataset import write_city_datasets, write_import_report
     from proc_ml.citygml.importer import GML_SUFFIXES, JSON_SUFFIXES, expand_paths
     from proc_ml.errors import DatasetError
     from proc_ml.fileio import check_output_folder
@@ -65,25 +71,51 @@ def run(args) -> int:
     suffixes = ", ".join(GML_SUFFIXES + JSON_SUFFIXES)
     files = expand_paths(args.paths)          # listed once: the import reads these
     if not files:
-        raise DatasetError(f"{', '.join(args.paths)}: no CityGML / CityJSON files ({suffixes})")
+        raise DatasetError("; ".join(_no_city_files(p, suffixes) for p in args.paths))
     empty = [p for p in args.paths if Path(p).is_dir() and not any(f.parent == Path(p) for f in files)]
     start = time.perf_counter()
-    buildings, errors = import_city_files(files, cell_size=cell_size, method=args.method,
-                                          crs=args.crs)
-    errors = [f"{p}: no CityGML / CityJSON files ({suffixes})" for p in empty] + errors
+    result = import_city_files(files, cell_size=cell_size, method=args.method, crs=args.crs)
+    buildings = result.buildings
+    errors = [_no_city_files(p, suffixes) for p in empty] + result.errors
+    result.errors = errors
     if buildings and args.overwrite:
         prepare_output(args.out, "import", True, owned_names())
     written = write_city_datasets(buildings, args.out, cell_size, licence=args.licence,
                                   attribution=args.attribution, seed=args.seed) if buildings else {}
+    report = write_import_report(args.out, result, cell_size, args.method) if buildings else None
     labelled = sum(b.labels is not None for b in buildings)
     rotated = sum(abs(b.rotation_deg) > 0.5 for b in buildings)
+    skipped = f"{len(result.skipped)} skipped (smaller than half a cell), " if result.skipped else ""
     print(f"imported {len(buildings)} buildings ({labelled} labelled, {len(buildings) - labelled} "
           f"massing to label, {rotated} turned to align their walls) at {cell_size:g} m cells "
-          f"in {time.perf_counter() - start:.1f}s; {len(errors)} failed")
+          f"in {time.perf_counter() - start:.1f}s; {skipped}{len(errors)} failed")
     for folder, manifest in written.items():
         faces = manifest["stats"]["faces_per_part"]
         counts = ", ".join(f"{n} {c}" for n, c in faces.items() if c) or "no labels"
         print(f"  {folder}: {manifest['count']} buildings ({counts})")
+    notes = [f"{b.source}: building {b.building_id}: {note}" for b in buildings for note in b.notes]
+    _listed("note", notes, report)
+    _listed("skipped", result.skipped, report)
     for line in errors:
         print(line, file=sys.stderr)
     return 2 if errors else 0
+
+
+def _no_city_files(folder, suffixes: str) -> str:
+    """The line for a folder without city files, naming any archives it holds."""
+    from proc_ml.citygml.importer import ARCHIVES
+
+    folder = Path(folder)
+    archives = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in ARCHIVES) \
+        if folder.is_dir() else []
+    hint = f"; unpack {', '.join(archives[:3])}{', ...' if len(archives) > 3 else ''} first" \
+        if archives else ""
+    return f"{folder}: no CityGML / CityJSON files ({suffixes}){hint}"
+
+
+def _listed(what: str, lines: list[str], report, most: int = SHOWN) -> None:
+    """The first ``most`` lines, then how many more the report holds."""
+    for line in lines[:most]:
+        print(f"  {what}: {line}")
+    if len(lines) > most:
+        print(f"  ... {len(lines) - most} more {what} lines in {report}")
