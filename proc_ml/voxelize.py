@@ -90,10 +90,12 @@ class VoxelGrid:
             return points
         return (points - self.pivot) @ rotation_z(self.rotation_deg).T + self.pivot
 
-    def quads(self, labels: np.ndarray | None = None) -> QuadMesh:
-        """The labelled quad mesh of the grid, in the source mesh's frame and units."""
+    def quads(self, labels: np.ndarray | None = None, up: str | None = None) -> QuadMesh:
+        """The labelled quad mesh of the grid, where the source mesh is and in its units: in
+        the source's own frame (``up=None``), or in that frame turned to have ``up`` as its
+        up axis (``"z"``: proc-ml's z-up frame, what GLB writers and pictures expect)."""
         mesh = quad_mesh(self.occupancy, labels, self.cell_size, self.origin)
-        mesh.vertices = from_z_up(self.from_aligned(mesh.vertices), self.up)
+        mesh.vertices = from_z_up(self.from_aligned(mesh.vertices), up or self.up)
         return mesh
 
 

@@ -281,6 +281,29 @@ def test_y_up_files_are_detected_when_the_geometry_tells(tiny_massing_unet_onnx,
     assert json.loads((tmp_path / "q" / "summary.json").read_text())["up"] == "z"
 
 
+def test_outputs_of_a_y_up_input_overlay_it_upright(tiny_massing_unet_onnx, tmp_path):
+    """A glTF building (y-up, as glTF requires): parts.glb shows where the input is in a glTF
+    viewer (not turned onto its side by a second y-up rotation), parts.ply and input_parts.ply
+    lie on the input in its own frame, and the picture is drawn z-up."""
+    from proc_ml.voxelize import from_z_up
+
+    b = _building()
+    quads = quad_mesh(b.occupancy, None, 3.0)
+    source = trimesh.Trimesh(from_z_up(quads.vertices + [30.0, -12.0, 0.0], "y"), quads.triangles,
+                             process=False)
+    source.export(tmp_path / "house.glb")
+    glb_in = trimesh.load(tmp_path / "house.glb", force="scene").bounds
+    assert glb_in[1, 1] - glb_in[0, 1] == pytest.approx(np.ptp(quads.vertices[:, 2]))   # y is up
+    assert main(["predict", "building-parts", "--model", str(tiny_massing_unet_onnx), "--input",
+                 str(tmp_path / "house.glb"), "--out", str(tmp_path / "p")]) == 0
+    assert json.loads((tmp_path / "p" / "summary.json").read_text())["up"] == "y"
+    np.testing.assert_allclose(trimesh.load(tmp_path / "p" / "parts.glb", force="scene").bounds,
+                               glb_in, atol=1e-6)
+    for name in ("parts.ply", "input_parts.ply"):
+        np.testing.assert_allclose(trimesh.load(tmp_path / "p" / name, process=False).bounds,
+                                   source.bounds, atol=1e-6)
+
+
 # -- street sides everywhere ----------------------------------------------------------------------
 def test_street_sides_through_predict(tiny_massing_unet_onnx, tiny_unet_onnx, tiny_dataset, tmp_path, capsys):
     grid = tiny_dataset / "grids" / "b000001.npz"

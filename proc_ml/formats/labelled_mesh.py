@@ -3,7 +3,8 @@
 * PLY: one mesh; per-face ``part`` property (int) and per-face colour.
 * GLB and OBJ: one object per part, named after the part and coloured with it
   (formats without per-face attributes carry the part in the object name). GLB is y-up
-  as glTF requires (a node rotation over z-up geometry); OBJ and PLY are z-up.
+  as glTF requires (a node rotation over the z-up geometry it is given); OBJ and PLY keep
+  the vertices as given (z-up in datasets; ``predict`` writes its PLY in the input's frame).
 
 Writers take plain arrays (vertices, triangles, a part per triangle, -1 = unlabelled);
 ``read`` returns vertices in proc-ml's z-up frame for every format.

@@ -79,9 +79,11 @@ def truth_in_model_vocabulary(item: PartsInput, parts) -> np.ndarray | None:
     return np.where(item.truth >= 0, to_model[item.truth], NO_PART).astype(np.int8)
 
 
-def output_quads(item: PartsInput, labels: np.ndarray) -> QuadMesh:
+def output_quads(item: PartsInput, labels: np.ndarray, up: str | None = "z") -> QuadMesh:
+    """The labelled quads where the input is: in proc-ml's z-up frame (``up="z"``: GLB,
+    pictures), or in the input mesh's own frame (``up=None``: PLY, beside the input)."""
     if item.voxels is not None:
-        return item.voxels.quads(labels)
+        return item.voxels.quads(labels, up)
     return quad_mesh(item.occupancy, labels, item.cell_size)
 
 
@@ -108,9 +110,13 @@ def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: d
         write_bytes(safe_join(out, name), data)
         files.append(name)
 
-    for fmt in ("ply", "glb"):
-        put(f"parts.{fmt}", labelled_mesh.mesh_bytes(quads.vertices, quads.triangles,
-                                                     quads.triangle_parts, fmt, parts, colours))
+    # parts.ply in the input's own frame (y-up for a y-up OBJ, like input_parts.ply), so it
+    # overlays the input; parts.glb z-up under glTF's y-up node, so any glTF viewer shows it
+    # upright and, for a glTF input, where the input is
+    for fmt, frame in (("ply", None), ("glb", quads)):
+        mesh = frame or output_quads(item, labels, up=None)
+        put(f"parts.{fmt}", labelled_mesh.mesh_bytes(mesh.vertices, mesh.triangles,
+                                                     mesh.triangle_parts, fmt, parts, colours))
     coords = np.stack(np.nonzero(item.occupancy), axis=1)
     put("faces.csv", header_line(faces_csv.header(parts))
         + faces_csv.rows(item.building_id, labels, coords, len(parts)))
