@@ -36,6 +36,7 @@ import gzip
 import io
 import logging
 import os
+import re
 import stat
 import tarfile
 import zipfile
@@ -185,13 +186,45 @@ def _check_type(path, ext: str) -> None:
     if ext in missing:
         raise MeshError(f"{path}: reading .{ext} files needs {missing[ext]} "
                         f"(pip install it into proc-ml's environment)")
-    if ext not in available_mesh_extensions():
+    if ext not in available_mesh_extensions() and ext not in POINT_EXTENSIONS:
         raise MeshError(f"{path}: unsupported file type '.{ext}' (supported: "
                         f"{', '.join(known_extensions())})")
 
 
+#: The first bytes of a Git LFS pointer file (a clone without ``git lfs pull``).
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+#: glTF extensions whose geometry trimesh cannot read here: name -> what to do.
+_GLTF_COMPRESSION = {
+    "KHR_draco_mesh_compression": "Draco-compressed geometry: pip install DracoPy into "
+                                  "proc-ml's environment, or export without Draco compression",
+    "EXT_meshopt_compression": "meshopt-compressed geometry, which proc-ml cannot read: export "
+                               "without meshopt compression",
+    "KHR_meshopt_compression": "meshopt-compressed geometry, which proc-ml cannot read: export "
+                               "without meshopt compression",
+}
+#: Content that names its own type, for files whose extension says something else.
+_MAGIC = ((b"glTF", "glb", "a binary glTF (.glb)"), (b"\x89PNG", "png", "a PNG image"),
+          (b"\xff\xd8\xff", "jpg", "a JPEG image"), (b"ply\n", "ply", "a PLY mesh"),
+          (b"ply\r\n", "ply", "a PLY mesh"))
+_OBJ_FIRST_WORDS = {b"v", b"vn", b"vt", b"f", b"o", b"g", b"mtllib", b"usemtl", b"s"}
+
+
 def _precheck(data: bytes, ext: str, source: str) -> None:
-    """Problems trimesh reports badly (or not at all): truncated binary STL, non-JSON glTF."""
+    """Problems trimesh reports badly (or not at all): a Git LFS pointer, content of another
+    type than the extension says, truncated binary STL, non-JSON glTF, compressed glTF
+    geometry, PLY triangle strips."""
+    if data.startswith(LFS_POINTER):
+        raise MeshError(f"{source}: a Git LFS pointer ({len(data)} bytes), not the .{ext} file "
+                        f"itself; fetch it with `git lfs pull`")
+    _check_content_type(data, ext, source)
+    if ext in ("gltf", "glb"):
+        _check_gltf_extensions(data, ext, source)
+    if ext == "ply":
+        header = data[:data.find(b"end_header")] if b"end_header" in data[:65536] else b""
+        if re.search(rb"^element\s+tristrips\b", header, re.M) and \
+                not re.search(rb"^element\s+face\s+[1-9]", header, re.M):
+            raise MeshError(f"{source}: a PLY of triangle strips (element tristrips), which the "
+                            f"reader does not take; save it with faces (e.g. MeshLab: export PLY)")
     if ext == "stl":
         head, size = data[:84], len(data)
         if head[:5].lower() != b"solid" and len(head) == 84:
@@ -212,6 +245,49 @@ def _precheck(data: bytes, ext: str, source: str) -> None:
         except ValueError as exc:
             raise MeshError(f"{source}: not a valid GLTF file (not JSON: "
                             f"{library_message(exc, 120)})") from None
+
+
+def _check_content_type(data: bytes, ext: str, source: str) -> None:
+    """A file whose first bytes say it is another type than its extension (a GLB saved as
+    .obj, an image renamed, an OBJ named .stl): one line naming what it is."""
+    for magic, kind, what in _MAGIC:
+        if data.startswith(magic) and kind != ext:
+            raise MeshError(f"{source}: the content is {what}, not .{ext}; give the file its "
+                            f"own extension")
+    if ext in ("stl", "glb", "ply", "off"):
+        first = next((line.split()[0] for line in data[:4096].splitlines()
+                      if line.strip() and not line.lstrip().startswith(b"#")), b"")
+        v_lines = sum(line.startswith(b"v ") for line in data[:4096].splitlines())
+        if first in _OBJ_FIRST_WORDS and v_lines >= 3 and not data.lstrip().lower().startswith(b"solid"):
+            raise MeshError(f"{source}: the content is an OBJ mesh (text of 'v' / 'f' lines), "
+                            f"not .{ext}; give the file its own extension")
+
+
+def _check_gltf_extensions(data: bytes, ext: str, source: str) -> None:
+    """Refuse glTF geometry compressed in a way this environment cannot decode (trimesh
+    would read placeholder zeros and the mesh would look empty)."""
+    import importlib.util
+    import json
+
+    raw = data
+    if ext == "glb":
+        if len(data) < 20 or data[:4] != b"glTF" or data[16:20] != b"JSON":
+            return
+        raw = data[20:20 + int.from_bytes(data[12:16], "little")]
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return                                   # trimesh / the JSON check says what is wrong
+    if not isinstance(doc, dict):
+        return
+    used = {str(e) for key in ("extensionsRequired", "extensionsUsed")
+            for e in (doc.get(key) or []) if isinstance(doc.get(key), list)}
+    for name, advice in _GLTF_COMPRESSION.items():
+        if name not in used:
+            continue
+        if name == "KHR_draco_mesh_compression" and importlib.util.find_spec("DracoPy"):
+            continue
+        raise MeshError(f"{source}: {name}: {advice}")
 
 
 def _load(path, file_obj, ext: str, resolver, max_faces: int, allow_points: bool,

@@ -218,8 +218,33 @@ def voxelize_file(path: str | os.PathLike, cell_size: float, up: str | None = No
     if grid.rotation_deg:
         notes.append(f"walls turned by {-grid.rotation_deg:.1f} degrees about z to run along "
                      f"the grid; outputs are turned back onto the input")
+    note = scale_note(np.ptp(to_z_up(mesh.vertices, up), axis=0), cell_size)
+    if note:
+        notes.append(note)
     grid.notes = notes
     return grid, mesh
+
+
+#: A mesh taller than this (in its units read as metres) gets a note about its units.
+TALL_M = 150.0
+#: A mesh whose every extent is under this many cells gets a note about its units.
+SMALL_CELLS = 2.0
+
+
+def scale_note(extent, cell_size: float) -> str | None:
+    """A note when a mesh's size, read in metres, looks like other units: a building of one
+    or two cells (a game-kit tile, a model in decimetres) or a very tall one (centimetres,
+    millimetres); None when it looks like a building in metres."""
+    x, y, z = (float(v) for v in extent)
+    size = f"{x:.3g} x {y:.3g} x {z:.3g}"
+    if max(x, y, z) < SMALL_CELLS * cell_size:
+        return (f"the mesh is {size} units: at {cell_size:g} per cell the building is one or two "
+                f"cells; if the file is not in metres, pass --cell-size in its units (a 3 m "
+                f"storey)")
+    if z > TALL_M:
+        return (f"the mesh is {size} units: {z:.0f} m tall if they are metres; if the file is "
+                f"in centimetres pass --cell-size 300 (millimetres: 3000)")
+    return None
 
 
 # -- closed meshes: one vertical ray per column ------------------------------------------

@@ -214,3 +214,56 @@ def test_label_transfer_fits_the_budget(tmp_path, tiny_massing_unet_onnx):
     result = _batch(box, tiny_massing_unet_onnx)
     records = manifest_records(box.out)
     assert result.returncode == 0, records["block_20x20.ply"]["error"]
+
+
+# -- what real asset folders hold (helper survey of public corpora, session 7) ---------------------
+def _glb_bytes() -> bytes:
+    import trimesh
+
+    return trimesh.creation.box().export(file_type="glb")
+
+
+GLTF_DRACO = (b'{"asset": {"version": "2.0"}, "extensionsUsed": ["KHR_draco_mesh_compression"], '
+              b'"extensionsRequired": ["KHR_draco_mesh_compression"], "meshes": []}')
+PLY_STRIPS = (b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
+              b"property float z\nelement tristrips 1\nproperty list int int vertex_indices\n"
+              b"end_header\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")
+REAL_FOLDER_FILES = [
+    ("lfs.glb", lambda: b"version https://git-lfs.github.com/spec/v1\noid sha256:ab12\nsize 9\n",
+     ["Git LFS pointer", "git lfs pull"]),
+    ("scene.obj", _glb_bytes, ["binary glTF", "not .obj"]),
+    ("part.stl", lambda: b"# exported\nv 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 3\n",
+     ["OBJ mesh", "not .stl"]),
+    ("texture.obj", lambda: b"\x89PNG\r\n\x1a\n" + bytes(32), ["PNG image"]),
+    ("draco.gltf", lambda: GLTF_DRACO, ["KHR_draco_mesh_compression", "DracoPy"]),
+    ("scan.ply", lambda: PLY_STRIPS, ["triangle strips"]),
+]
+
+
+@pytest.mark.parametrize("name,make,words", REAL_FOLDER_FILES, ids=[c[0] for c in REAL_FOLDER_FILES])
+def test_real_folder_files_are_named_for_what_they_are(tmp_path, name, make, words):
+    import importlib.util
+
+    from proc_ml.meshio import MeshError, read_geometry
+
+    if name == "draco.gltf" and importlib.util.find_spec("DracoPy"):
+        pytest.skip("DracoPy installed: trimesh decodes Draco")
+    path = tmp_path / name
+    path.write_bytes(make())
+    with pytest.raises(MeshError) as info:
+        read_geometry(path, allow_points=False)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    for word in words:
+        assert word in message, (word, message)
+
+
+def test_xyz_point_clouds_are_read_not_refused(tmp_path):
+    from proc_ml.meshio import MeshError, read_geometry
+
+    path = tmp_path / "scan.xyz"
+    path.write_text("0 0 0\n1 0 0\n0 1 0\n0 0 1\n")
+    cloud = read_geometry(path)
+    assert cloud.faces is None and cloud.vertices.shape == (4, 3)
+    with pytest.raises(MeshError, match="no faces"):
+        read_geometry(path, allow_points=False)

@@ -108,3 +108,19 @@ def test_intersecting_closed_parts_fill_their_union_not_their_parity():
     flipped[0] = flipped[0, ::-1]
     parity = voxelize(vertices, flipped, 1.0, align=False).occupancy.astype(bool)
     assert not parity[:3, :3].any() and parity[4:, :3].all()
+
+
+def test_a_mesh_whose_size_looks_like_other_units_gets_a_note(tmp_path):
+    from proc_ml.voxelize import scale_note
+
+    assert scale_note((12.0, 9.0, 15.0), 3.0) is None                     # a house in metres
+    assert scale_note((30.0, 30.0, 140.0), 3.0) is None                   # a tower
+    kit = scale_note((1.0, 1.0, 1.2), 3.0)                                # a game-kit tile
+    assert "one or two cells" in kit and "--cell-size" in kit and "1 x 1 x 1.2" in kit
+    cm = scale_note((1200.0, 900.0, 600.0), 3.0)                          # a house in cm
+    assert "600 m tall" in cm and "--cell-size 300" in cm
+    trimesh.creation.box(extents=(1.0, 1.0, 1.0)).export(tmp_path / "tile.obj")
+    grid, _ = voxelize_file(tmp_path / "tile.obj", 3.0, up="z")
+    assert any("one or two cells" in n for n in grid.notes)
+    grid, _ = voxelize_file(tmp_path / "tile.obj", 0.25, up="z")
+    assert not any("units" in n for n in grid.notes)

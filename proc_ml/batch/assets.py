@@ -60,7 +60,8 @@ class Limits:
         dims = "x".join(str(int(n)) for n in shape)
         if cells > self.max_cells:
             raise AssetError(f"voxel grid {dims} = {cells} cells, over the limit of "
-                             f"{self.max_cells} (--max-cells; or use a larger --cell-size)")
+                             f"{self.max_cells} (a mesh in centimetres or millimetres? use "
+                             f"--cell-size in its units; or raise --max-cells)")
         try:
             budget.check(budget.grid_bytes(shape), f"a {dims} voxel grid",
                          "use a larger --cell-size")
