@@ -704,3 +704,64 @@ def test_a_bad_image_stops_with_one_line_even_from_a_worker(tmp_path, capsys):
                      "--set", "dataset.max_pairs=0", "--quiet"]) == 1
         err = capsys.readouterr().err.strip()
         assert f"{bad}: not a readable image" in err and len(err.splitlines()) == 1, err
+
+
+# -- what real photo sets hold (a survey of public facade sets, session 7) ----------------------
+def test_cmp_layout_photo_and_label_map_in_one_folder_pair_the_right_way(tmp_path):
+    """The CMP facade database unpacks x.jpg (photo), x.png (label map) and x.xml into one
+    folder: with labels/ and images/ both that folder, the PNG is the label map, the JPEG the
+    photo (the label map used to win both roles); two images of one name elsewhere are one
+    line, never one of them taken in silence."""
+    import os
+    import shutil
+
+    from proc_ml.datasets.pix2pix import open_pairs
+    from proc_ml.errors import DatasetError
+
+    src = _photo_labels(tmp_path / "src", 4)
+    base = tmp_path / "cmp" / "base"
+    base.mkdir(parents=True)
+    for p in list((src / "labels").iterdir()) + list((src / "images").iterdir()):
+        shutil.copy(p, base / p.name)
+    (base / "p000000.xml").write_text("<annotation/>")
+    shutil.copy(src / "palette.txt", tmp_path / "cmp" / "palette.txt")
+    os.symlink("base", tmp_path / "cmp" / "labels")
+    os.symlink("base", tmp_path / "cmp" / "images")
+    data = open_pairs(tmp_path / "cmp")
+    label, photo = data.files("p000001")
+    assert (label.suffix, photo.suffix) == (".png", ".jpg")
+    a, b = data.pair("p000001")
+    np.testing.assert_array_equal(a, np.asarray(__import__("PIL.Image").Image.open(src / "labels" / "p000001.png").convert("RGB")))
+    assert not np.array_equal(a, b)
+    shutil.copy(src / "labels" / "p000002.png", src / "images" / "p000002.png")
+    with pytest.raises(DatasetError, match=r"p000002.jpg and p000002.png share the name 'p000002'"):
+        open_pairs(src)
+
+
+def test_photos_are_read_upright_and_16_bit_photos_scaled(tmp_path):
+    from PIL import Image
+
+    from proc_ml.datasets.pix2pix import open_rgb
+    from proc_ml.errors import DatasetError
+    from proc_ml.textures.images import read_rgb
+
+    ramp = (np.arange(64 * 32, dtype=np.uint32).reshape(32, 64) * 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")                     # 16-bit grey, 0..65504
+    photo = np.asarray(open_rgb(tmp_path / "deep.png"))
+    assert photo.dtype == np.uint8 and photo.shape == (32, 64, 3)
+    assert photo.min() == 0 and (photo == 255).mean() < 0.01               # not clipped white
+    np.testing.assert_allclose(photo[..., 0], ramp / 257.0, atol=0.5)     # scaled to 8 bits
+    with pytest.raises(DatasetError, match="label maps hold colours or class indices 0..255"):
+        open_rgb(tmp_path / "deep.png", "labels")
+    Image.fromarray((ramp // 4096).astype(np.uint16)).save(tmp_path / "classes16.png")   # 0..15
+    labels = read_rgb(tmp_path / "classes16.png")
+    assert labels.max() == 15 and labels[0, 0, 0] == 0                    # values kept, not scaled
+    # a camera JPEG: pixels stored landscape, EXIF orientation 6 (turn 90 degrees clockwise)
+    stored = np.zeros((40, 60, 3), np.uint8)
+    stored[:, :10] = 255                                                   # left edge white
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = np.asarray(open_rgb(tmp_path / "phone.jpg"))
+    assert upright.shape == (60, 40, 3)                                    # as viewers show it
+    assert upright[:10].mean() > 200 and upright[-10:].mean() < 50         # left edge is now the top

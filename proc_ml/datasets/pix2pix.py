@@ -54,9 +54,49 @@ CHANNELS = 7
 PREPARE_VERSION = 1
 
 
+def _image_files(folder: Path) -> dict[str, list[Path]]:
+    """Every image of ``folder`` by name (stem): a name may have several files."""
+    out: dict[str, list[Path]] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
+            out.setdefault(p.stem, []).append(p)
+    return out
+
+
+def _one_per_name(files: dict[str, list[Path]]) -> dict[str, Path]:
+    """One image per name; two files of one name (``x.jpg`` and ``x.png``) are one line,
+    never one of them picked in silence."""
+    for paths in files.values():
+        if len(paths) > 1:
+            raise DatasetError(f"{paths[0]} and {paths[1].name} share the name '{paths[0].stem}': "
+                               f"keep one image per name in {paths[0].parent}")
+    return {stem: paths[0] for stem, paths in files.items()}
+
+
 def _images_in(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir())
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")}
+    return _one_per_name(_image_files(folder))
+
+
+def _label_and_image_files(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The label and the photo of every name. With ``labels/`` and ``images/`` the same
+    folder (the CMP facade database unpacks photo ``x.jpg``, label map ``x.png`` and
+    ``x.xml`` into one folder), the PNG of a name is its label map and the other file its
+    photo; otherwise each folder holds one image per name."""
+    label_dir, image_dir = root / LABELS_DIR, root / IMAGES_DIR
+    if not (label_dir.is_dir() and image_dir.is_dir() and label_dir.resolve() == image_dir.resolve()):
+        return _images_in(label_dir), _images_in(image_dir)
+    labels, images = {}, {}
+    for stem, paths in _image_files(label_dir).items():
+        pngs = [p for p in paths if p.suffix.lower() == ".png"]
+        others = [p for p in paths if p.suffix.lower() != ".png"]
+        if len(pngs) != 1 or len(others) > 1:
+            raise DatasetError(f"{label_dir}: '{stem}' has {', '.join(p.name for p in paths)}; "
+                               f"with labels/ and images/ one folder, a name needs its label "
+                               f"map as .png and its photo in another format")
+        labels[stem] = pngs[0]
+        if others:
+            images[stem] = others[0]
+    return labels, images
 
 
 def _hash_unit(name: str) -> float:
@@ -157,7 +197,7 @@ class PairedImages:
         """The (input, target) PIL images of a pair, full resolution, label colours checked."""
         if self.layout == "labels":
             label_path, image_path = self.items[name]
-            labels, image = open_rgb(label_path), open_rgb(image_path)
+            labels, image = open_rgb(label_path, "labels"), open_rgb(image_path)
             if labels.size != image.size:
                 raise DatasetError(f"{label_path}: size {labels.size[0]}x{labels.size[1]} differs "
                                    f"from its image {image_path} ({image.size[0]}x{image.size[1]})")
@@ -254,16 +294,17 @@ def fit_square(image, size: int, aspect: str, resample: str, fill=(0, 0, 0)):
     return canvas, (left, top, left + nw, top + nh)
 
 
-def open_rgb(path):
-    """A Pillow RGB image of ``path`` (RGBA and palette images lose their alpha), decoded
-    now; errors name the file."""
+def open_rgb(path, kind: str = "photo"):
+    """A Pillow RGB image of ``path``, decoded now, upright and 8-bit
+    (``textures.images.rgb_image``: EXIF orientation applied, 16-bit photos scaled, palette
+    and alpha dropped); errors name the file."""
     from PIL import Image, UnidentifiedImageError
+
+    from ..textures.images import rgb_image
 
     try:
         with Image.open(path) as im:
-            if im.mode == "P":
-                im = im.convert("RGBA")
-            return im.convert("RGB")
+            return rgb_image(im, path, kind)
     except FileNotFoundError:
         raise DatasetError(f"{path}: image not found") from None
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
@@ -315,7 +356,7 @@ def _open_label_folders(root: Path, direction: str, given_palette, fractions,
                         val_fraction: float) -> PairedImages:
     manifest = read_manifest(root)
     palette = _find_palette(root, given_palette, manifest)
-    labels, images = _images_in(root / LABELS_DIR), _images_in(root / IMAGES_DIR)
+    labels, images = _label_and_image_files(root)
     if not labels:
         raise DatasetError(f"{root / LABELS_DIR}: no label images")
     missing = [n for n in labels if n not in images]
