@@ -218,6 +218,25 @@ def test_batch_inference_path_never_imports_torch():
 
 # -- the parts task on a real folder ---------------------------------------------------------
 
+def test_files_of_types_a_task_does_not_read_are_said_not_passed_over(tiny_massing_unet_onnx,
+                                                                      tmp_path, capsys):
+    """A studio folder of FBX and .blend files: the batch does not "succeed" on nothing; in a
+    mixed folder the summary counts what it did not read (materials and textures aside)."""
+    assets = tmp_path / "dcc"
+    assets.mkdir()
+    for name in ("a.fbx", "b.fbx", "c.blend", "house.mtl", "wall.jpg", "notes.txt"):
+        (assets / name).write_bytes(b"x")
+    others: dict = {}
+    assert walk_assets(assets, ("obj",), others=others) == []
+    assert others == {".fbx": 2, ".blend": 1}
+    assert batch_cli(assets, tmp_path / "o1", tiny_massing_unet_onnx) == 1
+    err = capsys.readouterr().err
+    assert "no asset of a type the parts task reads (3 other files: 2 .fbx, 1 .blend)" in err
+    (assets / "house.obj").write_text(_box_obj(9.0))
+    assert batch_cli(assets, tmp_path / "o2", tiny_massing_unet_onnx) == 0
+    assert "not read: 3 other files: 2 .fbx, 1 .blend" in capsys.readouterr().out
+
+
 def test_batch_processes_good_assets_records_broken_ones_and_resumes(
         asset_folder, tiny_massing_unet_onnx, tmp_path, capsys):
     assets, good, broken = asset_folder

@@ -60,6 +60,7 @@ class BatchReport:
     seconds: float
     executor: str
     records: list                           # manifest records written by this run
+    others: dict = field(default_factory=dict)   # files passed over by type: {".fbx": 3}
 
     @property
     def exit_code(self) -> int:
@@ -84,8 +85,13 @@ def run_batch(settings: BatchSettings, task: BatchTask | None = None, executor=N
     check_output_folder(out_dir)
     with FolderLock(out_dir, LOCK_NAME, "batch"):
         remove_stale_temps(out_dir)
+        others: dict = {}
         found = walk_assets(asset_dir, settings.extensions or task.extensions, exclude=[out_dir],
-                            follow_symlinks=settings.follow_symlinks)
+                            follow_symlinks=settings.follow_symlinks, others=others)
+        if not found and others:
+            raise ProcMLError(f"{asset_dir}: no asset of a type the {task.name} task reads "
+                              f"({describe_others(others)}); export them as a type it reads "
+                              f"(docs/batch.md) or choose --extensions")
         with Manifest(out_dir) as manifest:
             run = _Run(settings, out_dir, manifest, hashes, len(found))
             try:
@@ -107,7 +113,15 @@ def run_batch(settings: BatchSettings, task: BatchTask | None = None, executor=N
                 raise OutputError(f"cannot write {CSV}: {os_error_text(exc)} (manifest.jsonl "
                                   f"is complete)") from None
     return BatchReport(run.counts, run.failures, time.perf_counter() - start,
-                       executor.describe(), run.records)
+                       executor.describe(), run.records, others)
+
+
+def describe_others(others: dict, most: int = 6) -> str:
+    """``{".fbx": 3, ".blend": 1}`` -> ``"4 other files: 3 .fbx, 1 .blend"``."""
+    ranked = sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = ", ".join(f"{n} {kind}" for kind, n in ranked[:most])
+    more = f", {len(ranked) - most} more types" if len(ranked) > most else ""
+    return f"{sum(others.values())} other files: {shown}{more}"
 
 
 def make_executor(settings: BatchSettings, spec: WorkerSpec):

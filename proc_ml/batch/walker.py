@@ -42,13 +42,23 @@ def parse_extensions(values) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: Files that travel with assets (materials, buffers, textures, notes): never counted as
+#: "not read" when a task passes them over.
+COMPANION_SUFFIXES = frozenset({
+    ".mtl", ".bin", ".png", ".jpg", ".jpeg", ".tga", ".bmp", ".tif", ".tiff", ".webp", ".exr",
+    ".hdr", ".ktx2", ".dds", ".txt", ".md", ".json", ".xml", ".csv", ".yaml", ".yml", ".log",
+    ".lock", ".pdf", ".html"})
+
 #: Why an asset name that is a FIFO, socket, device or folder is not read (reading a FIFO
 #: would wait forever for a writer).
 NOT_A_FILE = "not a regular file (a FIFO, socket, device or folder)"
 
 
-def walk_assets(root, extensions=ASSET_EXTENSIONS, exclude=(), follow_symlinks=False) -> list[FoundAsset]:
-    """Every asset under ``root`` with one of ``extensions``, sorted by relative path."""
+def walk_assets(root, extensions=ASSET_EXTENSIONS, exclude=(), follow_symlinks=False,
+                others: dict | None = None) -> list[FoundAsset]:
+    """Every asset under ``root`` with one of ``extensions``, sorted by relative path.
+    ``others``, when given, counts the files passed over by type (``{".fbx": 3}``; hidden
+    files and ``COMPANION_SUFFIXES`` are not counted)."""
     root = Path(root).resolve()
     wanted = {e.lower().lstrip(".") for e in extensions}
     excluded = {Path(p).resolve() for p in exclude}
@@ -59,7 +69,12 @@ def walk_assets(root, extensions=ASSET_EXTENSIONS, exclude=(), follow_symlinks=F
         dirnames[:] = sorted(d for d in dirnames
                              if _enter(here / d, excluded, visited, follow_symlinks))
         for name in sorted(filenames):
-            if name.startswith(".") or not _wanted(name, wanted):
+            if name.startswith("."):
+                continue
+            if not _wanted(name, wanted):
+                kind = Path(name).suffix.lower() or "(no extension)"
+                if others is not None and kind not in COMPANION_SUFFIXES:
+                    others[kind] = others.get(kind, 0) + 1
                 continue
             found.append(_found(root, here / name, follow_symlinks))
     found.sort(key=lambda a: a.rel)

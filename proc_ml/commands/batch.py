@@ -151,7 +151,7 @@ def run(args) -> int:
             reporter.done(outputs, counts=report.counts, seconds=round(report.seconds, 2),
                           executor=report.executor,
                           failed=[{"asset": a, "error": e} for a, e in sorted(report.failures)],
-                          exit_code=report.exit_code)
+                          not_read=report.others, exit_code=report.exit_code)
         else:
             print_report(report, out_dir)
     return report.exit_code
@@ -212,6 +212,11 @@ def print_report(report, out_dir, stream=None) -> None:
         print(f"  {status:<8} {report.counts[status]:>7}", file=stream)
     for line in _totals(report.records):
         print(f"  {line}", file=stream)
+    if report.others:
+        from proc_ml.batch.runner import describe_others
+
+        print(f"  not read: {describe_others(report.others)} (types this task does not read)",
+              file=stream)
     print(f"manifest: {Path(out_dir) / 'manifest.jsonl'} (and manifest.csv)", file=stream)
     print_failures(report)
 
