@@ -208,10 +208,27 @@ def test_batch_openers_process_assets_and_report_bad_ones(exported, point_datase
     with pytest.raises(AssetError) as caught:
         classify(broken, tmp_path / "bad")
     assert str(broken) not in str(caught.value)          # the manifest names the asset already
-    # the segmenter needs the building style, which bare assets do not carry: one clear error
-    segment = open_segment(str(out / "seg.onnx"), {"device": "cpu"})
-    with pytest.raises(AssetError, match="style"):
-        segment(cloud, tmp_path / "seg")
+    # the segmenter needs the building style, which bare assets do not carry: refused once
+    # when the worker opens it (the batch stops with that line), not on every asset
+    from proc_ml.errors import ModelError
+
+    with pytest.raises(ModelError, match="reads the building style features, which assets do not carry"):
+        open_segment(str(out / "seg.onnx"), {"device": "cpu"})
+
+
+def test_batch_with_a_model_no_asset_can_feed_stops_with_one_line(exported, point_dataset,
+                                                                  tmp_path, capsys):
+    import shutil
+
+    out, _ = exported
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for name in ("b000001.ply", "b000002.ply"):
+        shutil.copy(point_dataset / "points" / name, assets / name)
+    code = main(["batch", str(assets), "--task", "segment", "--model", str(out / "seg.onnx"),
+                 "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "building style features" in err and "b000001.ply" not in err
 
 
 def test_batch_classify_cli_over_a_folder(exported, point_dataset, tmp_path):

@@ -28,8 +28,17 @@ def _with_notes(summary: dict, shape) -> dict:
 def _predictor(model_path: str, options: dict):
     from ..runtime.shapes import ShapePredictor
 
-    return ShapePredictor.open(model_path, device=options.get("device", "auto"),
-                               intra_op_threads=WORKER_THREADS)
+    predictor = ShapePredictor.open(model_path, device=options.get("device", "auto"),
+                                    intra_op_threads=WORKER_THREADS)
+    if predictor.info.with_style:
+        # no asset carries the building style: refused once (the batch stops with this line),
+        # not as the same failure on every asset
+        from ..errors import ModelError
+
+        raise ModelError(f"{model_path}: this model reads the building style features, which "
+                         f"assets do not carry; batch needs a shape model trained without them "
+                         f"(predict classify / segment --style runs it on one file)")
+    return predictor
 
 
 def open_classify(model_path: str, options: dict, limits: Limits | None = None):
