@@ -335,6 +335,9 @@ class ImageInfo(RunInfo):
     value_range: Annotated[list[Finite], Field(min_length=2, max_length=2)] = field(
         default_factory=lambda: [-1.0, 1.0])
     inference_mode: Literal["eval", "train"] = field(default="eval", metadata={"optional": True})
+    #: label colours within this RGB distance of a palette colour are read as it (JPEG labels)
+    palette_tolerance: Annotated[Finite, Field(ge=0, le=442)] = field(
+        default=0.0, metadata={"optional": True})
 
     @property
     def parts(self) -> list[str]:

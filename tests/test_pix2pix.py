@@ -765,3 +765,43 @@ def test_photos_are_read_upright_and_16_bit_photos_scaled(tmp_path):
     upright = np.asarray(open_rgb(tmp_path / "phone.jpg"))
     assert upright.shape == (60, 40, 3)                                    # as viewers show it
     assert upright[:10].mean() > 200 and upright[-10:].mean() < 50         # left edge is now the top
+
+
+def test_jpeg_label_maps_train_with_a_palette_tolerance_and_predict_the_same_way(tmp_path, capsys):
+    """The pix2pix facades set stores its label maps as JPEG (hundreds of thousands of
+    colours near its 12): exact palette matching refuses every pair; with
+    dataset.palette_tolerance they snap to the nearest class, and the exported model snaps
+    the label maps it paints the same way."""
+    from PIL import Image
+
+    from proc_ml.cli import main
+    from proc_ml.datasets.pix2pix import open_pairs
+    from proc_ml.errors import DatasetError
+    from proc_ml.formats.facades import read_palette
+
+    root = _photo_labels(tmp_path / "d", 6, size=(64, 64))
+    palette = read_palette(root / "palette.txt")
+    clean = {}
+    for path in sorted((root / "labels").glob("*.png")):
+        clean[path.stem] = np.asarray(Image.open(path).convert("RGB"))
+        Image.open(path).convert("RGB").save(path.with_suffix(".jpg"), quality=90, subsampling=0)
+        path.unlink()
+    with pytest.raises(DatasetError, match="is not in the palette"):
+        open_pairs(root).pair(next(iter(clean)))
+    data = open_pairs(root, palette_tolerance=60)
+    name = next(iter(clean))
+    labels, _ = data.pair(name)
+    assert {tuple(c) for c in labels.reshape(-1, 3)} <= set(palette.colours)
+    assert (labels == clean[name]).all(axis=2).mean() > 0.9       # the JPEG noise snapped back
+    with pytest.raises(DatasetError, match=r"from the nearest palette colour .* more than the palette tolerance 1"):
+        open_pairs(root, palette_tolerance=1).pair(name)
+    code = main(["train", "pix2pix", "--data", str(root), "--out", str(tmp_path / "run"),
+                 "--config", "tiny_pix2pix", "--quiet", "--set", "dataset.palette_tolerance=60",
+                 "--set", "dataset.size=64", "--set", "dataset.load_size=64",
+                 "--set", "dataset.split=[0.5,0.25,0.25]", "--set", "training.epochs=1"])
+    assert code == 0
+    assert main(["export", "onnx", str(tmp_path / "run"), "--out", str(tmp_path / "m.onnx")]) == 0
+    jpeg = next((root / "labels").glob("*.jpg"))
+    assert main(["predict", "texture", "--model", str(tmp_path / "m.onnx"), "--input", str(jpeg),
+                 "--out", str(tmp_path / "t.png")]) == 0
+    assert np.asarray(Image.open(tmp_path / "t.png")).shape[:2] == (64, 64)

@@ -269,6 +269,8 @@ class Pix2PixTask(Task):
                 "photo_filter": "bicubic",  # photos: bicubic (the reference) | area | bilinear |
                                            # lanczos | nearest; label maps are always nearest
                 "palette": None,           # label folders: a palette file (.json or text) to use
+                "palette_tolerance": 0,    # > 0: label colours within this RGB distance of a
+                                           # palette colour are read as it (JPEG label maps)
                 "split": None,             # label folders: [train, val, test] fractions (exact counts)
                 "val_fraction": 0.1,       # no validation split in the data: hold out this share of train
                 "cache": "auto",           # decoded pairs at the working size: auto (disk in a run,
@@ -306,6 +308,9 @@ class Pix2PixTask(Task):
                 raise fail(f"dataset.{key}", f"must be one of {', '.join(choices)}, got {data[key]!r}")
         if data["workers"] < 0:
             raise fail("dataset.workers", f"must be >= 0, got {data['workers']}")
+        if not 0 <= data["palette_tolerance"] <= 442:
+            raise fail("dataset.palette_tolerance", f"must be between 0 and 442 (an RGB distance), "
+                                                    f"got {data['palette_tolerance']!r}")
         if training["linear_decay"] not in LINEAR_DECAYS:
             raise fail("training.linear_decay",
                        f"must be one of {', '.join(LINEAR_DECAYS)}, got {training['linear_decay']!r}")
@@ -341,7 +346,8 @@ class Pix2PixTask(Task):
         self.seed = int(config["training"].get("seed", 0))
         self._check_config()
         self.data = open_pairs(data_dir, self.data_cfg["direction"], palette=self.data_cfg["palette"],
-                               split=self.data_cfg["split"], val_fraction=self.data_cfg["val_fraction"])
+                               split=self.data_cfg["split"], val_fraction=self.data_cfg["val_fraction"],
+                               palette_tolerance=float(self.data_cfg["palette_tolerance"]))
         self.palette = self.data.palette
         self._preview = None
         self._prepared: dict[tuple[str, int], PreparedPairs] = {}
@@ -526,7 +532,8 @@ class Pix2PixTask(Task):
                          stride=self.stride, direction=self.data_cfg["direction"],
                          layout=self.data.layout, dataset_count=len(self.data.names()),
                          dataset_seed=int(manifest.get("seed", 0)),
-                         dataset_format_version=int(manifest.get("format_version", 1)))
+                         dataset_format_version=int(manifest.get("format_version", 1)),
+                         palette_tolerance=float(self.data_cfg["palette_tolerance"]))
 
     def check_compatible(self, info: ImageInfo, what: str) -> None:
         mine = self.palette.to_json() if self.palette is not None else None

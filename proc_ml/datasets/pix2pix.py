@@ -169,6 +169,7 @@ class PairedImages:
         self.items, self.split_of = items, splits
         self.palette, self.manifest, self.direction = palette, manifest, direction
         self.split_source = split_source
+        self.palette_tolerance = 0.0          # > 0: label colours snapped (Palette.snap)
 
     @property
     def module_px(self) -> int | None:
@@ -201,7 +202,13 @@ class PairedImages:
             if labels.size != image.size:
                 raise DatasetError(f"{label_path}: size {labels.size[0]}x{labels.size[1]} differs "
                                    f"from its image {image_path} ({image.size[0]}x{image.size[1]})")
-            self.palette.classes(np.asarray(labels), str(label_path))
+            if self.palette_tolerance > 0:
+                from PIL import Image
+
+                labels = Image.fromarray(self.palette.snap(np.asarray(labels), self.palette_tolerance,
+                                                           str(label_path)))
+            else:
+                self.palette.classes(np.asarray(labels), str(label_path))
             return labels, image
         (path,) = self.items[name]
         both = open_rgb(path)
@@ -243,6 +250,8 @@ class PairedImages:
                 "direction": self.direction, "size": int(size), "aspect": aspect,
                 "photo_filter": photo_filter,
                 "palette": self.palette.to_json() if self.palette is not None else None}
+        if self.palette_tolerance:
+            head["palette_tolerance"] = self.palette_tolerance
         digest.update(json.dumps(head, sort_keys=True).encode())
         for name in names:
             for path in self.items[name]:
@@ -312,9 +321,11 @@ def open_rgb(path, kind: str = "photo"):
 
 
 def open_pairs(root, direction: str = "AtoB", *, palette=None, split=None,
-               val_fraction: float = 0.1) -> PairedImages:
+               val_fraction: float = 0.1, palette_tolerance: float = 0.0) -> PairedImages:
     """Open a paired dataset folder in either layout (see the module docstring).
     ``palette``: a palette file (JSON or text) to use instead of the folder's;
+    ``palette_tolerance``: label colours within this RGB distance of a palette colour are
+    read as it (``Palette.snap``; 0: exact colours only);
     ``split``: ``(train, val, test)`` fractions for label folders (exact counts);
     ``val_fraction``: share of train held out when the data has no validation split."""
     root = Path(root)
@@ -323,8 +334,13 @@ def open_pairs(root, direction: str = "AtoB", *, palette=None, split=None,
     fractions = check_fractions(split, val_fraction)
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
+    if not 0 <= float(palette_tolerance) <= 442:
+        raise DatasetError(f"palette tolerance must be between 0 and 442 (an RGB distance), got "
+                           f"{palette_tolerance}")
     if (root / LABELS_DIR).is_dir() and (root / IMAGES_DIR).is_dir():
-        return _open_label_folders(root, direction, palette, fractions, float(val_fraction))
+        data = _open_label_folders(root, direction, palette, fractions, float(val_fraction))
+        data.palette_tolerance = float(palette_tolerance)
+        return data
     if any((root / s).is_dir() for s in SPLITS):
         if palette is not None or fractions is not None:
             raise DatasetError(f"{root}: side-by-side datasets take their splits from the train/ "

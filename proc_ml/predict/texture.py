@@ -28,7 +28,7 @@ from .inputs import read_input
 def texture_image_file(generator: TextureGenerator, input_path, out_path) -> dict:
     """Texture one label map PNG into ``out_path`` (PNG)."""
     labels = read_rgb(input_path)
-    generator.check_labels(labels, str(input_path))
+    labels = generator.check_labels(labels, str(input_path))
     texture = generator.predict(labels)
     write_png(out_path, texture)
     return {"out": str(out_path), "size": [int(texture.shape[1]), int(texture.shape[0])],

@@ -45,10 +45,17 @@ class TextureGenerator(Loaded):
             return np.array(self.palette.colours[self.palette.index(BACKGROUND)], dtype=np.uint8)
         return np.zeros(3, dtype=np.uint8)
 
-    def check_labels(self, labels: np.ndarray, source: str = "label map") -> None:
-        """Refuse a label map drawn in colours the model's palette does not have."""
-        if self.palette is not None:
-            self.palette.classes(labels, source)
+    def check_labels(self, labels: np.ndarray, source: str = "label map") -> np.ndarray:
+        """The label map to paint: refused when drawn in colours the model's palette does
+        not have; with the model's palette tolerance (trained on JPEG label maps), colours
+        near a palette colour become it."""
+        if self.palette is None:
+            return labels
+        tolerance = float(getattr(self.info, "palette_tolerance", 0.0) or 0.0)
+        if tolerance > 0:
+            return self.palette.snap(labels, tolerance, source)
+        self.palette.classes(labels, source)
+        return labels
 
     def predict(self, labels: np.ndarray) -> np.ndarray:
         """``uint8[H, W, 3]`` label map -> ``uint8[H, W, 3]`` texture (any H, W)."""

@@ -80,6 +80,32 @@ class Palette:
                                f"in the palette ({', '.join(f'{n} {c}' for n, c in zip(self.names, self.colours))})")
         return order[pos].astype(np.int64)
 
+    def snap(self, rgb: np.ndarray, tolerance: float, source: str = "label map") -> np.ndarray:
+        """``uint8[H, W, 3]``: every colour within ``tolerance`` (RGB distance) of a palette
+        colour replaced by the nearest one -- label maps saved as JPEG, or resampled, carry
+        thousands of colours near the palette's. A colour farther than that from every class
+        raises ``DatasetError`` naming ``source``, the colour, a pixel and the nearest class."""
+        rgb = np.asarray(rgb)[..., :3]
+        if rgb.ndim != 3:
+            raise DatasetError(f"{source}: label map must be an RGB image, got shape {list(rgb.shape)}")
+        codes = _codes(rgb)
+        unique, inverse = np.unique(codes.ravel(), return_inverse=True)
+        colours = np.stack([unique >> 16, (unique >> 8) & 255, unique & 255], axis=1).astype(np.float64)
+        table = np.asarray(self.colours, dtype=np.float64)
+        dist = np.sqrt(((colours[:, None, :] - table[None]) ** 2).sum(axis=2))
+        nearest = dist.argmin(axis=1)
+        far = dist[np.arange(len(unique)), nearest] > tolerance
+        if far.any():
+            bad = int(np.nonzero(far)[0][0])
+            where = np.unravel_index(int(np.nonzero(inverse == bad)[0][0]), codes.shape)
+            colour = tuple(int(c) for c in colours[bad])
+            cls = int(nearest[bad])
+            raise DatasetError(f"{source}: label colour {colour} at pixel (x={where[1]}, y={where[0]}) "
+                               f"is {dist[bad, cls]:.1f} from the nearest palette colour "
+                               f"({self.names[cls]} {self.colours[cls]}), more than the palette "
+                               f"tolerance {tolerance:g}")
+        return np.asarray(self.colours, dtype=np.uint8)[nearest[inverse]].reshape(rgb.shape)
+
     def to_json(self) -> list[dict]:
         return [{"name": n, "colour": list(c)} for n, c in zip(self.names, self.colours)]
 
