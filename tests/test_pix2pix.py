@@ -805,3 +805,9 @@ def test_jpeg_label_maps_train_with_a_palette_tolerance_and_predict_the_same_way
     assert main(["predict", "texture", "--model", str(tmp_path / "m.onnx"), "--input", str(jpeg),
                  "--out", str(tmp_path / "t.png")]) == 0
     assert np.asarray(Image.open(tmp_path / "t.png")).shape[:2] == (64, 64)
+    assert "note:" not in capsys.readouterr().out               # the training size: no note
+    Image.open(jpeg).resize((256, 256), Image.NEAREST).save(tmp_path / "big.png")
+    assert main(["predict", "texture", "--model", str(tmp_path / "m.onnx"), "--input",
+                 str(tmp_path / "big.png"), "--out", str(tmp_path / "t2.png")]) == 0
+    assert ("note: the model learnt from pairs resized to 64 px; this 256x256 map is painted at "
+            "4.0x that scale") in capsys.readouterr().out

@@ -88,4 +88,7 @@ class _TextureProcessor:
             summary = texture_image_file(self.generator, asset_path, out_dir / IMAGE_OUTPUT_NAME)
         except ProcMLError as exc:
             raise asset_error(exc, asset_path) from None
-        return TaskOutput([IMAGE_OUTPUT_NAME], {"size": summary["size"], "source": "label image"})
+        record = {"size": summary["size"], "source": "label image"}
+        if "note" in summary:
+            record["notes"] = [summary["note"]]
+        return TaskOutput([IMAGE_OUTPUT_NAME], record)

@@ -234,6 +234,8 @@ def run_texture(args) -> int:
         failed = result["failed"]
         print(f"wrote {result['count']} textures to {args.out} ({result['provider']})"
               + (f"; {len(failed)} label maps failed (below)" if failed else ""))
+        for line in result["notes"][:3]:
+            print(f"note: {line}")
         for failure in failed:
             print(f"failed: {failure['error']}", file=sys.stderr)
         return 2 if failed else 0
@@ -245,6 +247,8 @@ def run_texture(args) -> int:
         generator = TextureGenerator.open(args.model, args.device, args.threads)
         result = texture_image_file(generator, args.input, args.out)
         print(f"wrote {args.out} ({result['size'][0]}x{result['size'][1]}, {result['provider']})")
+        if "note" in result:
+            print(f"note: {result['note']}")
         return 0
     if not str(args.out).lower().endswith(".glb"):
         raise ConfigError(f"{args.out}: --out must name a .glb file with --building")

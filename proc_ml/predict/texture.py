@@ -31,8 +31,12 @@ def texture_image_file(generator: TextureGenerator, input_path, out_path) -> dic
     labels = generator.check_labels(labels, str(input_path))
     texture = generator.predict(labels)
     write_png(out_path, texture)
-    return {"out": str(out_path), "size": [int(texture.shape[1]), int(texture.shape[0])],
-            "provider": generator.provider}
+    result = {"out": str(out_path), "size": [int(texture.shape[1]), int(texture.shape[0])],
+              "provider": generator.provider}
+    note = generator.scale_note(*texture.shape[:2])
+    if note:
+        result["note"] = note
+    return result
 
 
 def label_maps_in(folder) -> list[Path]:
@@ -65,19 +69,22 @@ def texture_image_folder(generator: TextureGenerator, input_dir, out_dir, progre
             raise ModelError(f"{path}: same name as {stems[path.stem].name}; both would be written "
                              f"to {out_dir / (path.stem + '.png')}")
         stems[path.stem] = path
-    written, failed = [], []
+    written, failed, notes = [], [], {}
     for i, path in enumerate(files):
         out = out_dir / f"{path.stem}.png"
         try:
-            texture_image_file(generator, path, out)
+            result = texture_image_file(generator, path, out)
         except ProcMLError as exc:
             failed.append({"input": str(path), "error": str(exc)})
         else:
             written.append(str(out))
+            if "note" in result:
+                notes.setdefault(result["note"], str(path))
         if progress is not None:
             progress(i + 1, len(files), path)
     return {"out": str(out_dir), "files": written, "count": len(written), "failed": failed,
-            "provider": generator.provider}
+            "provider": generator.provider,
+            "notes": [f"{path}: {note}" for note, path in notes.items()]}
 
 
 def building_outputs(out_path) -> tuple[Path, Path, Path]:

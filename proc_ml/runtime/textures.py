@@ -22,6 +22,10 @@ from .session import Loaded, load_model
 KIND = "image"
 
 
+#: Label maps within this factor of a photo model's training size get no scale note.
+SCALE_SLACK = 1.5
+
+
 class TextureGenerator(Loaded):
     def __init__(self, model_path: str | os.PathLike, device: str = "auto", intra_op_threads: int = 0,
                  inter_op_threads: int = 0):
@@ -56,6 +60,21 @@ class TextureGenerator(Loaded):
             return self.palette.snap(labels, tolerance, source)
         self.palette.classes(labels, source)
         return labels
+
+    def scale_note(self, height: int, width: int) -> str | None:
+        """A note when a label map is much larger or smaller than the pairs a photo-trained
+        model learnt from (resized to ``info.size`` px per image): it paints at the scale it
+        learnt per pixel, so the texture's detail and ``proc-ml evaluate``'s figures (measured
+        at that size) no longer match. None for procedural models (their scale is
+        ``module_px``) and for maps near the training size."""
+        if self.module_px or not self.info.size:
+            return None
+        ratio = max(height, width) / float(self.info.size)
+        if 1 / SCALE_SLACK <= ratio <= SCALE_SLACK:
+            return None
+        return (f"the model learnt from pairs resized to {self.info.size} px; this {width}x{height} "
+                f"map is painted at {ratio:.1f}x that scale (resize label maps to about "
+                f"{self.info.size} px to match its training and proc-ml evaluate)")
 
     def predict(self, labels: np.ndarray) -> np.ndarray:
         """``uint8[H, W, 3]`` label map -> ``uint8[H, W, 3]`` texture (any H, W)."""
