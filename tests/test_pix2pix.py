@@ -496,6 +496,13 @@ def test_side_by_side_without_val_trains_and_evaluates_with_the_palette_free_bas
     result = json.loads((run / "eval.json").read_text())
     assert result["layout"] == "side-by-side" and result["pairs"] >= 1
     assert 0 < result["baseline"]["l1"] < 1 and np.isfinite(result["model"]["psnr"])
+    # the same data without its test/ folder: evaluate says how to score it instead
+    import shutil
+
+    shutil.move(data / "test", tmp_path / "held_test")
+    assert main(["evaluate", str(run), "--data", str(data)]) == 1
+    assert "no test pairs: score another split (proc-ml evaluate --split val)" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--data", str(data), "--split", "val"]) == 0
 
 
 def test_label_folders_with_a_text_palette_train(tmp_path):

@@ -397,9 +397,11 @@ class Pix2PixTask(Task):
     def _names_of(self, split: str) -> list[str]:
         names = self.split_names(split)
         if not names:
+            hint = ("; the data has no test pairs: score another split (proc-ml evaluate --split "
+                    "val) or give it a test/ folder" if split == "test" else "")
             raise DatasetError(f"{self.data.root}: split '{split}' holds no pairs "
                                f"(splits from {self.data.split_source}: "
-                               f"{', '.join(f'{k} {v}' for k, v in self.data.counts().items())})")
+                               f"{', '.join(f'{k} {v}' for k, v in self.data.counts().items())}){hint}")
         return names
 
     def prepared(self, split: str, size: int) -> PreparedPairs:
