@@ -440,7 +440,8 @@ def _read_building(elem, bid, path, index, crs_override, file_crs) -> CityBuildi
         notes.append(f"{collector.dropped} degenerate polygon"
                      f"{'s' if collector.dropped > 1 else ''} dropped")
     if collector.skipped:
-        notes.append("skipped: " + ", ".join(sorted(collector.skipped)))
+        notes.append("geometry without surfaces skipped (curves, implicit or LoD0 geometry): "
+                     + ", ".join(sorted(collector.skipped)))
     other = sorted({s["lod"] for s in found} - {lod})
     if other:
         notes.append(f"LoD{lod} used; also has LoD {', '.join(map(str, other))}")
