@@ -229,8 +229,9 @@ def find_openings(building: CityBuilding, frame: GridFrame) -> dict:
 
     A Window / Door object whose polygons lie apart (one CityJSON semantic object for the
     panes of a whole building, a CityGML opening bundling several windows) is one opening
-    per piece (:func:`opening_pieces`). An opening faces the side direction that holds the largest area of its polygons whose
-    normal is within ``OPENING_ANGLE_DEG`` of it (None when none is, e.g. a roof window);
+    per piece (:func:`opening_pieces`). An opening faces the side direction that holds the
+    largest area of its polygons whose normal is within ``OPENING_ANGLE_DEG`` of it (None
+    when none is, e.g. a roof window);
     only those polygons are kept, not its reveals, frame sides or back faces. Openings
     modelled inside out (normals into the building: several dev files have some) are
     turned round: the generalised winding number of the shell without its openings,
