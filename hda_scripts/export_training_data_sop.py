@@ -12,6 +12,9 @@ qualifies. Corrections: where the string prim attribute ``part_fix`` holds a par
 (empty = not corrected), that part is written instead of ``partattrib``'s, and the grid
 gets ``label_fixed`` (True on the cell faces of corrected prims; docs/formats.md). An
 unknown name in ``part_fix`` is an error naming the building, the prim and the name.
+The detail string ``street_sides`` (written by Predict Parts) becomes the grid's ``street``,
+so fine-tuning a street-aware model sees the street sides the prediction used; a massing
+whose walls were turned (a prediction on a turned mesh) is turned back onto the grid first.
 
 Parameters: ``output`` (folder), ``buildingid`` (int; buildings of a dataset are
 numbered 0..N-1, one per cook, e.g. ``@wedgeindex`` in PDG), ``cellsize`` (float),
@@ -68,7 +71,7 @@ def export(node, geo):
         archetype=hgeo.parm_string(node, "archetype", "custom"),
         split=(float(hgeo.parm_value(node, "valfraction", 0.1)), float(hgeo.parm_value(node, "testfraction", 0.1))),
         seed=int(hgeo.parm_value(node, "seed", 0)), update_index=bool(hgeo.parm_value(node, "updateindex", 1)),
-        part_fix=part_fix)
+        part_fix=part_fix, street=hgeo.detail_string(geo, hgeo.STREET_DETAIL))
 
 
 def cook(node):

@@ -113,9 +113,11 @@ def cook(node):
         geo.clear()
         raise hou.NodeWarning("input has no geometry: nothing to label")
     hgeo.write_labelled_prims(geo, prims)
+    hgeo.set_detail_string(geo, hgeo.STREET_DETAIL, " ".join(street))
     if len(prims) == 0:
         raise hou.NodeWarning("the input fills no cells at this cell size: nothing to label")
-    notes = [session.predictor.street_note(street), fix_report and fix_report.warning()]
+    notes = [session.predictor.street_note(street), fix_report and fix_report.warning(),
+             *(prims.grid.notes if prims.grid is not None else ())]
     if any(notes):
         raise hou.NodeWarning("; ".join(n for n in notes if n))
 

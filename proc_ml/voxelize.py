@@ -231,19 +231,19 @@ TALL_M = 150.0
 SMALL_CELLS = 2.0
 
 
-def scale_note(extent, cell_size: float) -> str | None:
+def scale_note(extent, cell_size: float, setting: str = "pass --cell-size") -> str | None:
     """A note when a mesh's size, read in metres, looks like other units: a building of one
     or two cells (a game-kit tile, a model in decimetres) or a very tall one (centimetres,
-    millimetres); None when it looks like a building in metres."""
+    millimetres); None when it looks like a building in metres. ``setting`` says how the
+    cell size is changed where the note is shown (a DCC: "set Cell Size to")."""
     x, y, z = (float(v) for v in extent)
     size = f"{x:.3g} x {y:.3g} x {z:.3g}"
     if max(x, y, z) < SMALL_CELLS * cell_size:
         return (f"the mesh is {size} units: at {cell_size:g} per cell the building is one or two "
-                f"cells; if the file is not in metres, pass --cell-size in its units (a 3 m "
-                f"storey)")
+                f"cells; if it is not in metres, {setting} a 3 m storey in its units")
     if z > TALL_M:
-        return (f"the mesh is {size} units: {z:.0f} m tall if they are metres; if the file is "
-                f"in centimetres pass --cell-size 300 (millimetres: 3000)")
+        return (f"the mesh is {size} units: {z:.0f} m tall if they are metres; if it is in "
+                f"centimetres {setting} 300 (millimetres: 3000)")
     return None
 
 

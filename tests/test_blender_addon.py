@@ -396,3 +396,65 @@ def test_no_street_side_on_a_street_model_is_noted(scene):
                                                     street_sides=sides) == {"FINISHED"}
         notes = bpy.data.objects["nostreet_parts"]["proc_ml_notes"]
         assert notes.startswith("no street sides given") == noted, notes
+
+
+def test_turned_building_exports_with_its_street_sides(scene, tiny_massing_unet_onnx, tmp_path):
+    """A building whose walls run at 30 degrees (as real ones do): the prediction comes back
+    turned onto it, and Export Training Data turns it back onto the grid (it used to refuse
+    the add-on's own result: "not on the cell grid"), recording the angle and the street
+    sides the prediction used."""
+    from proc_ml.alignment import rotation_z
+    from proc_ml.formats import grid_npz, grid_path
+
+    b = generate_building(default_config(), 1, 3)
+    quads = quad_mesh(b.occupancy, None, CELL)
+    turned = (quads.vertices - 20.0) @ rotation_z(30.0).T + [512.3, -77.1, 4.0]
+    source = mesh_object("turned", turned, np.arange(len(turned)).reshape(-1, 4))
+    select_only(source)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL, street_sides={"-y", "+x"}) == {"FINISHED"}
+    result = bpy.data.objects["turned_parts"]
+    assert result["proc_ml_street"] == "+x -y"
+    names = result["proc_ml_parts"].split()
+    select_only(result)
+    assert bpy.ops.object.proc_ml_export_training_data(directory=str(tmp_path / "ds")) == {"FINISHED"}
+    rec = grid_npz.read(grid_path(tmp_path / "ds", 0), n_parts=len(names))
+    assert rec.street_sides == ("+x", "-y")
+    assert abs(abs(float(rec.extras["rotation_deg"])) - 30.0) < 1e-3
+    def crop(occ):
+        idx = np.argwhere(occ)
+        lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
+        return occ[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(bool)
+
+    got, built = crop(rec.occupancy), crop(b.occupancy)       # the same massing, a quarter turn apart at most
+    assert any(np.rot90(built, k, axes=(0, 1)).shape == got.shape
+               and (np.rot90(built, k, axes=(0, 1)) == got).all() for k in range(4))
+
+
+def test_one_bad_object_does_not_stop_the_others_and_results_alone_are_refused(
+        scene, tiny_massing_unet_onnx):
+    """A building selected with an edge-only outline: the building is labelled, the outline
+    is named in a warning (it used to cancel the whole run after writing the building's
+    result); a game-kit-sized massing gets the units note; a selection of results only says
+    what to select instead of doing nothing in silence."""
+    b = generate_building(default_config(), 1, 3)
+    quads = quad_mesh(b.occupancy, None, CELL)
+    good = mesh_object("good", quads.vertices, np.arange(len(quads.vertices)).reshape(-1, 4))
+    outline = bpy.data.meshes.new("outline")
+    outline.from_pydata([(0.3, 0.1, 0.0), (5.2, 0.4, 0.0), (5.0, 7.7, 0.0)], [(0, 1), (1, 2)], [])
+    line = bpy.data.objects.new("outline", outline)
+    bpy.context.scene.collection.objects.link(line)
+    bpy.ops.object.select_all(action="DESELECT")
+    good.select_set(True)
+    line.select_set(True)
+    bpy.context.view_layer.objects.active = good
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    assert "good_parts" in bpy.data.objects and "outline_parts" not in bpy.data.objects
+    cube = quad_mesh(np.ones((1, 1, 1), np.uint8), None, 4.0)          # a 4-unit kit tile
+    tile = mesh_object("tile", cube.vertices, np.arange(len(cube.vertices)).reshape(-1, 4))
+    select_only(tile)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    assert "one or two cells" in bpy.data.objects["tile_parts"]["proc_ml_notes"]
+    assert "set Cell Size to a 3 m storey" in bpy.data.objects["tile_parts"]["proc_ml_notes"]
+    select_only(bpy.data.objects["good_parts"])
+    with pytest.raises(RuntimeError, match="only proc-ml results are selected"):
+        run_operator(tiny_massing_unet_onnx, cell_size=CELL)

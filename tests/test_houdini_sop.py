@@ -52,8 +52,9 @@ def voxel_points_geometry(occupancy) -> hou.Geometry:
     return geo
 
 
-def box_polygons(boxes, cell=CELL):
-    """Closed box polygons (z-up corners in cells) wound clockwise, as Houdini models them."""
+def box_polygons(boxes, cell=CELL, place=None):
+    """Closed box polygons (z-up corners in cells) wound clockwise, as Houdini models them;
+    ``place`` (optional) moves the z-up points (metres) before they go y-up."""
     points, polys = [], []
     for (x0, y0, z0), (x1, y1, z1) in boxes:
         corners = np.array([[x, y, z] for z in (z0, z1) for y in (y0, y1) for x in (x0, x1)],
@@ -64,7 +65,8 @@ def box_polygons(boxes, cell=CELL):
         polys += [[base + i for i in reversed(f)] for f in faces]
         points.append(corners)
     geo = hou.Geometry()
-    geo.createPoints(from_z_up(np.concatenate(points), "y").tolist())
+    zup = np.concatenate(points)
+    geo.createPoints(from_z_up(place(zup) if place else zup, "y").tolist())
     geo.createPolygons(polys)
     return geo
 
@@ -301,6 +303,27 @@ def test_predicted_buildings_export_to_a_dataset(parts_model, tmp_path):
     for name in ("adjacency.csv", "buildings.csv", "labels.json", "meshes/b000001.ply",
                  "points/b000000.npz"):
         assert (out / name).is_file(), name
+
+
+def test_turned_massing_exports_with_the_street_sides_of_its_prediction(tmp_path):
+    """A massing whose walls run at 25 degrees: Predict Parts labels it turned back onto it
+    and writes the street sides it used as the detail ``street_sides``; Export Training Data
+    turns the faces back onto the grid (it refused them: "not on the cell grid") and writes
+    the street sides and the angle into the grid."""
+    from proc_ml.alignment import rotation_z
+
+    geo = box_polygons([((0, 0, 0), (4, 3, 2)), ((4, 0, 0), (6, 2, 1))],
+                       place=lambda p: (p - 9.0) @ rotation_z(25.0).T + [300.0, 41.5, 0.0])
+    predicted = predict_node(geo, "", street="-y +x")        # the installed, street-aware model
+    hou.cook(predicted, PREDICT)
+    labelled = predicted.geometry().freeze(read_only=True)
+    assert labelled.attribValue("street_sides") == "+x -y"
+    node = export_node(labelled, tmp_path / "ds")
+    hou.cook(node, EXPORT)
+    rec = open_dataset(tmp_path / "ds").building(0)
+    assert rec.street_sides == ("+x", "-y")
+    assert abs(abs(float(rec.extras["rotation_deg"])) - 25.0) < 1e-3
+    assert int(rec.occupancy.sum()) == 4 * 3 * 2 + 2 * 2 * 1
 
 
 def test_export_reads_int_parts_on_large_rectangles(tmp_path):

@@ -116,9 +116,9 @@ def test_a_mesh_whose_size_looks_like_other_units_gets_a_note(tmp_path):
     assert scale_note((12.0, 9.0, 15.0), 3.0) is None                     # a house in metres
     assert scale_note((30.0, 30.0, 140.0), 3.0) is None                   # a tower
     kit = scale_note((1.0, 1.0, 1.2), 3.0)                                # a game-kit tile
-    assert "one or two cells" in kit and "--cell-size" in kit and "1 x 1 x 1.2" in kit
+    assert "one or two cells" in kit and "pass --cell-size a 3 m storey" in kit and "1 x 1 x 1.2" in kit
     cm = scale_note((1200.0, 900.0, 600.0), 3.0)                          # a house in cm
-    assert "600 m tall" in cm and "--cell-size 300" in cm
+    assert "600 m tall" in cm and "pass --cell-size 300" in cm
     trimesh.creation.box(extents=(1.0, 1.0, 1.0)).export(tmp_path / "tile.obj")
     grid, _ = voxelize_file(tmp_path / "tile.obj", 3.0, up="z")
     assert any("one or two cells" in n for n in grid.notes)

@@ -167,8 +167,12 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
         model, device = self._model_and_device(context)
         sources = [obj for obj in context.selected_objects
                    if obj.type == "MESH" and "proc_ml_source" not in obj]
+        if not sources:
+            self.report({"ERROR"}, "only proc-ml results are selected: select the source meshes "
+                                   "(a result's source is in its proc_ml_source property)")
+            return {"CANCELLED"}
         depsgraph = context.evaluated_depsgraph_get()
-        labelled, fixed = [], 0
+        labelled, fixed, failed = [], 0, 0
         try:
             session = open_session(model, device)     # proc-ml's one model cache
             style = (style_vector(self.street_side, self.window_period, self.shopfront,
@@ -183,11 +187,19 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                 if len(points) == 0:
                     self.report({"WARNING"}, f"{source.name}: empty mesh, nothing to label")
                     continue
-                prims = (predict_polygons(session, points, counts, indices, self.cell_size, style,
-                                          street=street, symmetry=symmetry)
-                         if len(counts) else
-                         predict_cell_points(session, points, self.cell_size, style, street=street,
-                                             symmetry=symmetry))
+                try:     # one object that cannot be labelled does not stop the others
+                    prims = (predict_polygons(session, points, counts, indices, self.cell_size,
+                                              style, street=street, symmetry=symmetry)
+                             if len(counts) else
+                             predict_cell_points(session, points, self.cell_size, style,
+                                                 street=street, symmetry=symmetry))
+                except ProcMLError as exc:
+                    self.report({"WARNING"}, f"{source.name}: not labelled: {exc}")
+                    failed += 1
+                    continue
+                grid_notes = list(prims.grid.notes) if prims.grid is not None else []
+                for grid_note in grid_notes:
+                    self.report({"WARNING"}, f"{source.name}: {grid_note}")
                 if len(prims) == 0:
                     self.report({"WARNING"}, f"{source.name}: fills no cells at this cell size")
                     continue
@@ -206,16 +218,20 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                 result["proc_ml_cell_size"] = float(prims.grid.cell_size)
                 result["proc_ml_part_fix_count"] = int((prims.fix >= 0).sum()) if prims.fix is not None else 0
                 result["proc_ml_street"] = " ".join(street)
-                result["proc_ml_notes"] = note or ""
+                result["proc_ml_notes"] = "; ".join(n for n in [note] + grid_notes if n)
                 labelled.append((result, len(prims)))
         except ProcMLError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         if not labelled:
+            if failed:
+                self.report({"ERROR"}, f"no object could be labelled ({failed} failed, above)")
             return {"CANCELLED"}
         faces = sum(n for _, n in labelled)
         kept = f"; {fixed} kept their part_fix" if fixed else ""
-        self.report({"INFO"}, f"labelled {faces} faces on {len(labelled)} object(s){kept}")
+        not_done = f"; {failed} object(s) could not be labelled (above)" if failed else ""
+        self.report({"WARNING"} if failed else {"INFO"},
+                    f"labelled {faces} faces on {len(labelled)} object(s){kept}{not_done}")
         return {"FINISHED"}
 
 
@@ -343,7 +359,7 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
                     formats=parse_formats(self.formats), source="blender", archetype=self.archetype,
                     split=(self.val_fraction, self.test_fraction), seed=self.seed,
                     update_index=self.update_index and i == len(objects) - 1,
-                    part_fix=part_fix, element="face")
+                    part_fix=part_fix, element="face", street=obj.get("proc_ml_street"))
             except ProcMLError as exc:
                 self.report({"ERROR"}, f"{obj.name}: {exc}")
                 return {"CANCELLED"}

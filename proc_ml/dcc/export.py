@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets.writer import BuildingArrays, DatasetIndex, index_rows, write_building_files
-from ..encoding import STYLE_FEATURES
+from ..encoding import STYLE_FEATURES, parse_street, street_vector
 from ..errors import DatasetError
 from ..formats import FORMATS, GRIDS_DIR, grid_npz, grid_path
 from ..grid import NO_PART, exterior_faces
@@ -45,6 +45,9 @@ class LabelledBuilding:
     #: bool[X, Y, Z, 6], True on the faces whose label came from ``part_fix`` (the grid
     #: extra ``label_fixed``); None when the faces carried no ``part_fix``
     fixed: np.ndarray | None = None
+    #: degrees the massing's walls were turned from x / y in the DCC (a prediction on a
+    #: turned mesh comes back turned): the grid is built in the frame turned back by it
+    rotation_deg: float = 0.0
 
 
 # -- faces -> grid ------------------------------------------------------------------------
@@ -102,6 +105,7 @@ def building_from_faces(points, counts, indices, part, cell_size, grid_size=None
         raise GeometryError(f"prim {int(bad[0])} has {int(counts[bad[0]])} vertices; export "
                             f"expects axis-aligned quads on the cell grid")
     corners = pts[np.asarray(indices, dtype=np.int64)].reshape(-1, 4, 3)
+    corners, rotation = _walls_along_axes(corners)
     origin = corners.reshape(-1, 3).min(axis=0)
     lattice, off = lattice_corners(corners, origin, size)
     if (off > LATTICE_TOLERANCE).any():
@@ -123,7 +127,22 @@ def building_from_faces(points, counts, indices, part, cell_size, grid_size=None
                             f"massing must be closed")
     marked = (None if fixed is None else
               scatter_faces(occ.shape, key, np.asarray(fixed, dtype=bool).reshape(-1)[rect], False, bool))
-    return LabelledBuilding(occ, labels, origin, marked)
+    return LabelledBuilding(occ, labels, origin, marked, rotation)
+
+
+def _walls_along_axes(corners: np.ndarray) -> tuple[np.ndarray, float]:
+    """Quads whose walls face a common angle other than x / y (the parts prediction of a
+    turned mesh is turned back onto it) turned about z so the walls run along the axes, and
+    that angle (``proc_ml.alignment.dominant_wall_angle``, as ``texture_quads`` does)."""
+    from ..alignment import dominant_wall_angle, rotation_z
+    from ..voxelize import ALIGN_TOLERANCE_DEG
+
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 3] - corners[:, 0])
+    rotation, _ = dominant_wall_angle(normals, np.linalg.norm(normals, axis=1))
+    if abs(rotation) < ALIGN_TOLERANCE_DEG:
+        return corners, 0.0
+    pivot = corners.reshape(-1, 3).mean(axis=0)
+    return (corners - pivot) @ rotation_z(rotation) + pivot, float(rotation)
 
 
 def _grid_shape(high: np.ndarray, grid_size, cell_size: float) -> tuple[int, int, int]:
@@ -147,11 +166,15 @@ def _grid_shape(high: np.ndarray, grid_size, cell_size: float) -> tuple[int, int
 # -- writing ------------------------------------------------------------------------------
 def export_building(out, building_id: int, building: LabelledBuilding, parts, cell_size: float,
                     formats=None, source: str = "dcc", archetype: str = DEFAULT_ARCHETYPE,
-                    split=(0.1, 0.1), seed: int = 0, update_index: bool = True) -> dict | None:
+                    split=(0.1, 0.1), seed: int = 0, update_index: bool = True,
+                    street=None) -> dict | None:
     """Write one building (grids, meshes, points) and, by default, refresh the dataset.
 
-    Returns the refreshed manifest, or ``None`` when ``update_index`` is off (call
-    :func:`rebuild_index` once after parallel exports, e.g. from PDG).
+    ``street``: the sides facing the street (``"+x -y"`` or a sequence, proc-ml's z-up grid
+    frame, as the prediction took them), written as the grid's ``street`` so a street-aware
+    model fine-tunes on them; None writes none. Returns the refreshed manifest, or ``None``
+    when ``update_index`` is off (call :func:`rebuild_index` once after parallel exports,
+    e.g. from PDG).
     """
     formats = tuple(formats or FORMATS)
     if int(building_id) < 0:
@@ -160,6 +183,10 @@ def export_building(out, building_id: int, building: LabelledBuilding, parts, ce
         raise DatasetError(f"archetype '{archetype}' must be a word (letters, digits, _ . -)")
     Vocabulary(tuple(parts))
     extras = {} if building.fixed is None else {"label_fixed": building.fixed.astype(bool)}
+    if street is not None:
+        extras["street"] = street_vector(parse_street(street, "street sides")) > 0
+    if building.rotation_deg:
+        extras["rotation_deg"] = building.rotation_deg
     arrays = BuildingArrays(int(building_id), archetype, building.occupancy.astype(np.uint8),
                             building.labels.astype(np.int8), np.zeros(len(STYLE_FEATURES), np.float32),
                             extras)
@@ -222,7 +249,7 @@ def export_labelled_faces(out, building_id: int, points, counts, indices, part_v
                           cell_size, grid_size=None, up: str = "z", formats=None,
                           source: str = "dcc", archetype: str = DEFAULT_ARCHETYPE,
                           split=(0.1, 0.1), seed: int = 0, update_index: bool = True,
-                          part_fix=None, element: str = "prim"
+                          part_fix=None, element: str = "prim", street=None
                           ) -> tuple[LabelledBuilding, dict | None]:
     """DCC faces (DCC frame) with a part per polygon -> one building of a dataset folder.
 
@@ -231,6 +258,8 @@ def export_labelled_faces(out, building_id: int, points, counts, indices, part_v
     ``part_fix`` (optional, one value per polygon, as the DCC stores it: a part name, ``""``
     = not corrected, or an index into ``parts``, -1 = not corrected) overrides the part on
     the corrected polygons, and the grid gets ``label_fixed`` marking their cell faces.
+    Walls turned from x / y (a prediction on a turned mesh) are turned back first; the grid
+    records the angle (``rotation_deg``). ``street``: see :func:`export_building`.
     """
     from .geometry import to_z_up
 
@@ -243,5 +272,5 @@ def export_labelled_faces(out, building_id: int, points, counts, indices, part_v
     building = building_from_faces(to_z_up(points, up), counts, indices,
                                    part_indices(part_values, parts), cell_size, grid, fixed)
     manifest = export_building(out, building_id, building, parts, check_cell_size(cell_size),
-                               formats, source, archetype, split, seed, update_index)
+                               formats, source, archetype, split, seed, update_index, street)
     return building, manifest

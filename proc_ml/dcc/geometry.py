@@ -12,7 +12,8 @@ import numpy as np
 
 from ..errors import ProcMLError
 from ..units import check_cell_size
-from ..voxelize import MAX_CELLS_PER_AXIS, UP_AXES, VoxelGrid, from_z_up, to_z_up, voxelize
+from ..voxelize import (MAX_CELLS_PER_AXIS, UP_AXES, VoxelGrid, from_z_up, scale_note, to_z_up,
+                        voxelize)
 
 __all__ = ["CELL_CENTRE_TOLERANCE", "GeometryError", "MAX_CELLS_PER_AXIS", "UP_AXES",
            "VoxelGrid", "cell_centres", "from_z_up", "grid_from_cell_points",
@@ -61,7 +62,9 @@ def grid_from_cell_points(points, cell_size) -> VoxelGrid:
 def grid_from_polygons(points, counts, indices, cell_size, clockwise: bool = False) -> VoxelGrid:
     """Polygon massing (z-up points, vertex counts + point indices) -> occupancy.
 
-    Voxelised by ``proc_ml.voxelize`` exactly as ``proc-ml predict`` does for mesh files.
+    Voxelised by ``proc_ml.voxelize`` exactly as ``proc-ml predict`` does for mesh files;
+    ``VoxelGrid.notes`` holds ``proc_ml.voxelize.scale_note`` when the massing's size looks
+    like other units than metres (the adapters show it to the artist).
     """
     size = check_cell_size(cell_size)
     triangles = triangulate(counts, indices)
@@ -71,9 +74,13 @@ def grid_from_polygons(points, counts, indices, cell_size, clockwise: bool = Fal
         return VoxelGrid(np.zeros((0, 0, 0), np.uint8), np.zeros(3), size)
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     try:
-        return voxelize(points, triangles, size, closed=closed_by_topology(triangles, len(points)))
+        grid = voxelize(points, triangles, size, closed=closed_by_topology(triangles, len(points)))
     except ValueError as exc:
         raise GeometryError(str(exc)) from None
+    used = points[np.unique(triangles)]
+    note = scale_note(np.ptp(used, axis=0), size, "set Cell Size to")
+    grid.notes = [note] if note else []
+    return grid
 
 
 def closed_by_topology(triangles: np.ndarray, n_points: int) -> bool | None:

@@ -24,6 +24,9 @@ PART_NAME_ATTRIB = "part_name"
 PART_PROB_ATTRIB = "part_prob"
 COLOUR_ATTRIB = "Cd"
 PART_NAMES_DETAIL = "part_names"
+#: The street sides a prediction used ("+x -y", proc-ml's z-up frame): the export SOP
+#: writes them into the building's grid, so a street-aware model fine-tunes on them.
+STREET_DETAIL = "street_sides"
 #: The artist's correction: a string prim attribute, a part name ("" = not corrected), and
 #: the detail int the prediction SOP writes with the number of faces it kept corrected.
 PART_FIX_DETAIL = FIX_COUNT_ATTRIB
@@ -86,6 +89,12 @@ def detail_string(geo, name: str) -> str | None:
     if attrib is None or attrib.dataType() != hou.attribData.String:
         return None
     return geo.attribValue(name)
+
+
+def set_detail_string(geo, name: str, value: str) -> None:
+    """Write the string detail attribute ``name`` (added, or replaced if of another type)."""
+    _fresh_attrib(geo, hou.attribType.Global, name, "")
+    geo.setGlobalAttribValue(name, value)
 
 
 def _fresh_attrib(geo, attrib_type, name: str, default) -> None:
