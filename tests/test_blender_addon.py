@@ -431,7 +431,7 @@ def test_turned_building_exports_with_its_street_sides(scene, tiny_massing_unet_
 
 
 def test_one_bad_object_does_not_stop_the_others_and_results_alone_are_refused(
-        scene, tiny_massing_unet_onnx):
+        scene, tiny_massing_unet_onnx, capfd):
     """A building selected with an edge-only outline: the building is labelled, the outline
     is named in a warning (it used to cancel the whole run after writing the building's
     result); a game-kit-sized massing gets the units note; a selection of results only says
@@ -449,6 +449,18 @@ def test_one_bad_object_does_not_stop_the_others_and_results_alone_are_refused(
     bpy.context.view_layer.objects.active = good
     assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
     assert "good_parts" in bpy.data.objects and "outline_parts" not in bpy.data.objects
+    # two floors of one building as two objects: labelled, and told they touch
+    floor = quad_mesh(np.ones((3, 2, 1), np.uint8), None, CELL)
+    low = mesh_object("floor_0", floor.vertices, np.arange(len(floor.vertices)).reshape(-1, 4))
+    high = mesh_object("floor_1", floor.vertices + [0, 0, CELL], np.arange(len(floor.vertices)).reshape(-1, 4))
+    bpy.ops.object.select_all(action="DESELECT")
+    low.select_set(True)
+    high.select_set(True)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    assert {"floor_0_parts", "floor_1_parts"} <= set(bpy.data.objects.keys())
+    printed = capfd.readouterr().out                     # headless Blender prints its reports
+    assert "outline: not labelled: voxel points are not at the cell centres" in printed
+    assert "floor_0 and floor_1 touch" in printed and "Ctrl+J" in printed
     cube = quad_mesh(np.ones((1, 1, 1), np.uint8), None, 4.0)          # a 4-unit kit tile
     tile = mesh_object("tile", cube.vertices, np.arange(len(cube.vertices)).reshape(-1, 4))
     select_only(tile)

@@ -172,7 +172,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                                    "(a result's source is in its proc_ml_source property)")
             return {"CANCELLED"}
         depsgraph = context.evaluated_depsgraph_get()
-        labelled, fixed, failed = [], 0, 0
+        labelled, fixed, failed, boxes = [], 0, 0, []
         try:
             session = open_session(model, device)     # proc-ml's one model cache
             style = (style_vector(self.street_side, self.window_period, self.shopfront,
@@ -187,6 +187,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                 if len(points) == 0:
                     self.report({"WARNING"}, f"{source.name}: empty mesh, nothing to label")
                     continue
+                boxes.append((source.name, points.min(axis=0), points.max(axis=0)))
                 try:     # one object that cannot be labelled does not stop the others
                     prims = (predict_polygons(session, points, counts, indices, self.cell_size,
                                               style, street=street, symmetry=symmetry)
@@ -227,12 +228,27 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
             if failed:
                 self.report({"ERROR"}, f"no object could be labelled ({failed} failed, above)")
             return {"CANCELLED"}
+        touching = _touching(boxes)
+        if touching:
+            self.report({"WARNING"}, f"{touching[0]} and {touching[1]} touch: each selected object "
+                                     f"is labelled as a building of its own; join the pieces of "
+                                     f"one building (Ctrl+J) to label it whole")
         faces = sum(n for _, n in labelled)
         kept = f"; {fixed} kept their part_fix" if fixed else ""
         not_done = f"; {failed} object(s) could not be labelled (above)" if failed else ""
         self.report({"WARNING"} if failed else {"INFO"},
                     f"labelled {faces} faces on {len(labelled)} object(s){kept}{not_done}")
         return {"FINISHED"}
+
+
+def _touching(boxes) -> tuple[str, str] | None:
+    """The names of the first two selected objects whose world bounding boxes touch or
+    overlap (the floors or part objects of one building), else None."""
+    for i, (name_a, lo_a, hi_a) in enumerate(boxes):
+        for name_b, lo_b, hi_b in boxes[i + 1:]:
+            if all(lo_a[k] <= hi_b[k] + 1e-6 and lo_b[k] <= hi_a[k] + 1e-6 for k in range(3)):
+                return name_a, name_b
+    return None
 
 
 NO_FIX_ITEM = "NONE"
