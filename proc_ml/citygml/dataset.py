@@ -48,17 +48,21 @@ def building_arrays(index: int, b: ImportedBuilding) -> BuildingArrays:
                           np.zeros(len(STYLE_FEATURES), np.float32), extras)
 
 
+def dataset_groups(buildings, out: Path) -> tuple:
+    """``(folder, buildings, formats, labelled)`` of the labelled dataset (``OUT``) and the
+    massing-to-label one (``OUT/massing``), each building's grid id its place in its group."""
+    return ((out, [b for b in buildings if b.labels is not None], LABELLED_FORMATS, True),
+            (out / MASSING_DIR, [b for b in buildings if b.labels is None], MASSING_FORMATS, False))
+
+
 def write_city_datasets(buildings: list[ImportedBuilding], out: str | os.PathLike,
                         cell_size: float, *, licence: str | None = None,
                         attribution: str | None = None, seed: int = 0,
                         split=(0.1, 0.1)) -> dict[str, dict]:
     """Write the labelled and massing datasets; returns ``{folder: manifest}``."""
     out = Path(out)
-    labelled = [b for b in buildings if b.labels is not None]
-    massing = [b for b in buildings if b.labels is None]
     written = {}
-    for folder, group, formats, is_labelled in ((out, labelled, LABELLED_FORMATS, True),
-                                                 (out / MASSING_DIR, massing, MASSING_FORMATS, False)):
+    for folder, group, formats, is_labelled in dataset_groups(buildings, out):
         if not group:
             continue
         parts = list(group[0].parts or DEFAULT_PARTS)
@@ -96,8 +100,7 @@ def write_import_report(out: str | os.PathLike, result, cell_size: float, method
     lines (``result`` is a :class:`~proc_ml.citygml.importer.CityImport`)."""
     out = Path(out)
     rows = []
-    for folder, group in ((out, [b for b in result.buildings if b.labels is not None]),
-                          (out / MASSING_DIR, [b for b in result.buildings if b.labels is None])):
+    for folder, group, _, _ in dataset_groups(result.buildings, out):
         for i, b in enumerate(group):
             rows.append({
                 "grid": grid_path(folder, i).relative_to(out).as_posix(),
