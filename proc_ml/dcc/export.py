@@ -29,7 +29,7 @@ from ..grid import NO_PART, exterior_faces
 from ..procedural.parts import DEFAULT_PARTS, Vocabulary
 from ..units import check_cell_size
 from .faces import (LATTICE_TOLERANCE, face_keys, lattice_corners, rectangles, scatter_faces,
-                    unit_faces)
+                    turn_walls_to_axes, unit_faces)
 from .fixes import fix_indices, fix_names, merge_parts
 from .geometry import MAX_CELLS_PER_AXIS, GeometryError
 
@@ -104,8 +104,9 @@ def building_from_faces(points, counts, indices, part, cell_size, grid_size=None
     if bad.size:
         raise GeometryError(f"prim {int(bad[0])} has {int(counts[bad[0]])} vertices; export "
                             f"expects axis-aligned quads on the cell grid")
-    corners = pts[np.asarray(indices, dtype=np.int64)].reshape(-1, 4, 3)
-    corners, rotation = _walls_along_axes(corners)
+    quads = np.asarray(indices, dtype=np.int64).reshape(-1, 4)
+    pts, rotation = turn_walls_to_axes(pts, quads)
+    corners = pts[quads]
     origin = corners.reshape(-1, 3).min(axis=0)
     lattice, off = lattice_corners(corners, origin, size)
     if (off > LATTICE_TOLERANCE).any():
@@ -128,21 +129,6 @@ def building_from_faces(points, counts, indices, part, cell_size, grid_size=None
     marked = (None if fixed is None else
               scatter_faces(occ.shape, key, np.asarray(fixed, dtype=bool).reshape(-1)[rect], False, bool))
     return LabelledBuilding(occ, labels, origin, marked, rotation)
-
-
-def _walls_along_axes(corners: np.ndarray) -> tuple[np.ndarray, float]:
-    """Quads whose walls face a common angle other than x / y (the parts prediction of a
-    turned mesh is turned back onto it) turned about z so the walls run along the axes, and
-    that angle (``proc_ml.alignment.dominant_wall_angle``, as ``texture_quads`` does)."""
-    from ..alignment import dominant_wall_angle, rotation_z
-    from ..voxelize import ALIGN_TOLERANCE_DEG
-
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 3] - corners[:, 0])
-    rotation, _ = dominant_wall_angle(normals, np.linalg.norm(normals, axis=1))
-    if abs(rotation) < ALIGN_TOLERANCE_DEG:
-        return corners, 0.0
-    pivot = corners.reshape(-1, 3).mean(axis=0)
-    return (corners - pivot) @ rotation_z(rotation) + pivot, float(rotation)
 
 
 def _grid_shape(high: np.ndarray, grid_size, cell_size: float) -> tuple[int, int, int]:

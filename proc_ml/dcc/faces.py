@@ -137,3 +137,21 @@ def faces_on_grid(occupancy, origin, cell_size: float, corners) -> tuple[np.ndar
     key = np.ravel_multi_index((owner[good, 0], owner[good, 1], owner[good, 2], direction[good]),
                                occ.shape + (6,)) if good.any() else np.zeros(0, np.int64)
     return key.astype(np.int64), keep[rect[good]], on_grid
+
+
+def turn_walls_to_axes(points: np.ndarray, quads: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(points, rotation_deg)``: z-up ``points`` of quads (``quads`` int[F, 4] point
+    indices) whose walls all face one angle other than x / y -- the parts prediction of a
+    turned mesh is turned back onto it -- turned about z so the walls run along the axes, and
+    that angle (``proc_ml.alignment.dominant_wall_angle``); unchanged points and 0 when the
+    walls already run along the axes."""
+    from ..alignment import dominant_wall_angle, rotation_z
+    from ..voxelize import ALIGN_TOLERANCE_DEG
+
+    corners = points[quads]
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 3] - corners[:, 0])
+    rotation, _ = dominant_wall_angle(normals, np.linalg.norm(normals, axis=1))
+    if abs(rotation) < ALIGN_TOLERANCE_DEG:
+        return points, 0.0
+    pivot = points.mean(axis=0)
+    return (points - pivot) @ rotation_z(rotation) + pivot, float(rotation)

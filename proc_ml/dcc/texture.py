@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..alignment import dominant_wall_angle, rotation_z
 from ..errors import ModelError
 from ..grid import DIRECTION_VECTORS
 from ..meshing import QUAD_CORNERS, to_z_up
@@ -15,7 +14,7 @@ from ..runtime.textures import TextureGenerator
 from ..textures.building import texture_faces
 from ..textures.images import write_png
 from ..textures.pairs import DEFAULT_MODULE_PX
-from ..voxelize import ALIGN_TOLERANCE_DEG
+from .faces import turn_walls_to_axes
 
 
 class QuadTextures:
@@ -40,16 +39,11 @@ def texture_quads(points, polygons, parts, part_names, generator: TextureGenerat
     polygons = np.asarray(polygons, dtype=np.int64)
     if polygons.ndim != 2 or polygons.shape[1] != 4 or not len(polygons):
         raise ModelError("texturing needs the labelled quads of a parts prediction (4 points each)")
-    pts = to_z_up(np.asarray(points, dtype=np.float64), up)
-    quads = pts[polygons[:, ::-1] if clockwise else polygons]                 # CCW seen from outside
-    normals = np.cross(quads[:, 1] - quads[:, 0], quads[:, 3] - quads[:, 0])
+    ccw = polygons[:, ::-1] if clockwise else polygons                       # CCW seen from outside
     # a prediction on a mesh whose walls were turned to the grid comes back turned: undo it
-    rotation, _ = dominant_wall_angle(normals, np.linalg.norm(normals, axis=1))
-    if abs(rotation) >= ALIGN_TOLERANCE_DEG:
-        pivot = pts.mean(axis=0)
-        pts = (pts - pivot) @ rotation_z(rotation) + pivot
-        quads = pts[polygons[:, ::-1] if clockwise else polygons]
-        normals = np.cross(quads[:, 1] - quads[:, 0], quads[:, 3] - quads[:, 0])
+    pts, _ = turn_walls_to_axes(to_z_up(np.asarray(points, dtype=np.float64), up), ccw)
+    quads = pts[ccw]
+    normals = np.cross(quads[:, 1] - quads[:, 0], quads[:, 3] - quads[:, 0])
     edges = np.linalg.norm(quads[:, 1] - quads[:, 0], axis=1)
     cell = float(np.median(edges))
     directions = np.argmax(normals @ DIRECTION_VECTORS.T.astype(np.float64), axis=1)

@@ -113,8 +113,7 @@ def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: d
     # parts.ply in the input's own frame (y-up for a y-up OBJ, like input_parts.ply), so it
     # overlays the input; parts.glb z-up under glTF's y-up node, so any glTF viewer shows it
     # upright and, for a glTF input, where the input is
-    for fmt, frame in (("ply", None), ("glb", quads)):
-        mesh = frame or output_quads(item, labels, up=None)
+    for fmt, mesh in (("ply", output_quads(item, labels, up=None)), ("glb", quads)):
         put(f"parts.{fmt}", labelled_mesh.mesh_bytes(mesh.vertices, mesh.triangles,
                                                      mesh.triangle_parts, fmt, parts, colours))
     coords = np.stack(np.nonzero(item.occupancy), axis=1)
