@@ -88,7 +88,7 @@ def test_deterministic_per_building_and_independent_of_order():
 def test_every_block_type_and_roof_occurs():
     cfg = config()
     kinds = {generate_building(cfg, 2, i).archetype for i in range(150)}
-    assert {"row", "row_end", "corner", "detached"} <= kinds
+    assert {"row", "row_end", "corner", "detached", "island"} <= kinds
     assert kinds & set(cfg["archetypes"])          # legacy massings with grammar facades
 
 
@@ -105,7 +105,7 @@ def test_street_sides_recorded_and_entrances_on_their_ground_floor(buildings):
 
 
 def test_party_walls_touching_neighbours_are_blank():
-    cfg = config("facade.blocks={row: 1.0, row_end: 0.0, corner: 0.0, detached: 0.0, archetype: 0.0}",
+    cfg = config("facade.blocks={row: 1.0, row_end: 0.0, corner: 0.0, detached: 0.0, island: 0.0, archetype: 0.0}",
                  "facade.rotation_probability=0.0")
     checked = 0
     for i in range(30):
@@ -122,6 +122,28 @@ def test_party_walls_touching_neighbours_are_blank():
             checked += faces.size
             assert (faces == P["wall"]).all()
     assert checked > 100
+
+
+def test_island_lots_face_streets_all_round_with_one_entrance_facade():
+    cfg = config("facade.blocks={row: 0.0, row_end: 0.0, corner: 0.0, detached: 0.0, "
+                 "island: 1.0, archetype: 0.0}", "facade.rotation_probability=0.0",
+                 "facade.opening_noise=0.0", "facade.windowless_bay=0.0", "facade.back_door=0.0",
+                 "facade.rear_wing=0.0", "facade.protrusions=0.0", "facade.floors=[3, 4]",
+                 "grid.size=[12,12,10]")
+    counts = set()
+    for i in range(20):
+        b = generate_building(cfg, 8, i)
+        assert b.archetype == "island"
+        street = b.extras["street"]
+        counts.add(int(street.sum()))
+        assert not b.extras["neighbours"].any()              # free-standing: no party wall
+        for d in np.flatnonzero(street):
+            faces = b.labels[:, :, 1, d]                     # the first upper floor
+            faces = faces[faces >= 0]
+            assert faces.size and (faces == P["window"]).mean() > 0.5, (i, d)
+        door_sides = {int(d) for d in np.argwhere(b.labels == P["door"])[:, 3]}
+        assert len(door_sides) == 1 and street[door_sides.pop()]   # the main street facade
+    assert counts == {3, 4}
 
 
 # ---------------------------------------------------------------- rules, on built lots
@@ -258,7 +280,7 @@ def test_generated_meshes_and_points_come_from_the_sloped_mesh(tmp_path):
 
     cfg = config("grid.size=[12,12,12]", "points.per_building=300",
                  "facade.roof={flat: 0.0, gable: 1.0, hip: 0.0, mansard: 0.0}",
-                 "facade.blocks={row: 1.0, row_end: 0.0, corner: 0.0, detached: 0.0, archetype: 0.0}")
+                 "facade.blocks={row: 1.0, row_end: 0.0, corner: 0.0, detached: 0.0, island: 0.0, archetype: 0.0}")
     generate_dataset(cfg, 2, 4, tmp_path, ("grids", "meshes", "points"), workers=1, progress=False)
     mesh = trimesh.load(tmp_path / "meshes" / "b000000.ply", process=False)
     b = generate_building(cfg, 4, 0, mesh=True)

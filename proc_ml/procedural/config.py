@@ -21,7 +21,8 @@ RULES = ("facade", "legacy")
 #: The facade grammar (``lots.py``, ``facades.py``; docs/generator.md). Lengths in metres;
 #: ``[lo, hi]`` ranges are drawn uniformly; ``{name: weight}`` choices by relative weight.
 FACADE_DEFAULTS = {
-    "blocks": {"row": 0.3, "row_end": 0.15, "corner": 0.15, "detached": 0.2, "archetype": 0.2},
+    "blocks": {"row": 0.3, "row_end": 0.15, "corner": 0.15, "detached": 0.2, "island": 0.1,
+               "archetype": 0.2},
     "frontage": [5.0, 30.0],
     "depth": [7.0, 16.0],
     "floors": [1, 6],

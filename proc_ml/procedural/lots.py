@@ -3,7 +3,8 @@
 A building is a few **wings** (boxes up to their eaves with a roof, ``proc_ml.procedural.
 roofs``) drawn in a local frame whose street runs along the building's ``-y`` side. Houses
 stand in a **row** (neighbours on both sides: party walls), at a **row end** (one
-neighbour), on a **corner** (two street sides, one neighbour) or **detached**; the
+neighbour), on a **corner** (two street sides, one neighbour), **detached**, or free-standing
+on an **island** (streets on three or four sides: facades all round); the
 neighbours are wings too, used for party walls and as context. Other massings come from the
 legacy archetypes (``massing.py``), their rectangles turned into wings.
 
@@ -29,7 +30,7 @@ COLUMN_SAMPLES = 8
 #: Sides of a wing / lot in the local frame; ``-y`` faces the street.
 LOCAL_SIDES = ("+x", "-x", "+y", "-y")
 _NORMALS = {"+x": (1.0, 0.0), "-x": (-1.0, 0.0), "+y": (0.0, 1.0), "-y": (0.0, -1.0)}
-BLOCKS = ("row", "row_end", "corner", "detached", "archetype")
+BLOCKS = ("row", "row_end", "corner", "detached", "island", "archetype")
 #: The blocks that are houses (a lot's ``block``; "archetype" lots carry the archetype's name).
 HOUSE_BLOCKS = BLOCKS[:-1]
 
@@ -242,6 +243,11 @@ def draw_lot(rng: np.random.Generator, cfg: dict, extent: tuple[float, float, fl
     elif block == "corner":
         roles["+x"], roles["-x"] = "street", "party"
         street = ("-y", "+x")
+    elif block == "island":      # streets all round, or on three sides with a back yard
+        roles = {side: "street" for side in LOCAL_SIDES}
+        if rng.random() < 0.5:
+            roles["+y"] = "back"
+        street = tuple(side for side in LOCAL_SIDES if roles[side] == "street")
     main = _house(rng, fc, 0.0, width, 0.0, depth, max_height, shop, roles)
     wings = [main]
     # a rear wing (L plan) behind one end
@@ -252,6 +258,8 @@ def draw_lot(rng: np.random.Generator, cfg: dict, extent: tuple[float, float, fl
         rear_roles = {"-y": "back", "+y": "back", "-x": "back", "+x": "back"}
         if block in ("row", "row_end", "corner"):
             rear_roles["-x" if x0 == 0.0 else "+x"] = roles["-x" if x0 == 0.0 else "+x"]
+        elif block == "island":  # its outer walls face the streets around (or the yard)
+            rear_roles = {"-y": roles["+y"], "+y": roles["+y"], "-x": "street", "+x": "street"}
         rear = _house(rng, fc, x0, w, depth, d, min(max_height, main.eave + 0.1), False, rear_roles)
         rear.ridge_x = False
         wings.append(rear)
