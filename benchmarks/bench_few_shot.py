@@ -20,7 +20,8 @@ the installed model fine-tuned on them, scored on the held-out folder before and
     python benchmarks/bench_few_shot.py --rules cornice odd_floors --sizes 10 --methods finetune scratch
 
 Writes ``few_shot.md``, ``few_shot.json`` and ``few_shot_accuracy.png`` into ``--out``;
-datasets and runs are cached in ``--work`` (a run is reused only when its command matches).
+datasets and runs are cached in ``--work`` (a run is reused only when its command matches and,
+for fine-tuning, the installed model is the one it started from).
 Targets (the issue's acceptance, checked when N = 10 was run): fine-tuning on 10 buildings
 >= 98% held-out face accuracy on every rule set; from scratch on the same 10 clearly below
 (at least 3 points under fine-tuning); fine-tuning 10 buildings in under 2 minutes on 2
@@ -41,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import few_shot_rules as fs  # noqa: E402
+from bench_real_buildings import init_digest  # noqa: E402
 
 FINETUNE_CONFIG = "parts_finetune"
 SCRATCH_CONFIG = "parts_unet3d_street"
@@ -117,13 +119,14 @@ def train_command(method: str, data, run, overrides) -> list[str]:
     return cmd
 
 
-def train(method: str, data, run: Path, overrides) -> float:
-    """Train (or reuse a cached run made by the same command); return its wall seconds."""
+def train(method: str, data, run: Path, overrides, init: str | None = None) -> float:
+    """Train (or reuse a cached run made by the same command from the same pretrained model,
+    ``init``: its digest, for fine-tuning); return its wall seconds."""
     cmd = train_command(method, data, run, overrides)
     stamp = run / "bench_few_shot.json"
     if stamp.is_file():
         cached = json.loads(stamp.read_text())
-        if cached.get("command") == cmd[1:]:
+        if cached.get("command") == cmd[1:] and cached.get("init") == init:
             return float(cached["seconds"])
     if run.exists():
         shutil.rmtree(run)
@@ -133,7 +136,7 @@ def train(method: str, data, run: Path, overrides) -> float:
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
         raise RuntimeError(f"{' '.join(cmd[1:])} failed (exit {done.returncode}):\n{tail}")
-    stamp.write_text(json.dumps({"command": cmd[1:], "seconds": seconds}) + "\n")
+    stamp.write_text(json.dumps({"command": cmd[1:], "init": init, "seconds": seconds}) + "\n")
     return seconds
 
 
@@ -345,6 +348,8 @@ def run(args, argv=None) -> int:
     method_overrides = {"finetune": overrides, "scratch": [*base, *same(0), *args.set]}
     pretrained = PartsPredictor(default_model("building-parts"), device="cpu",
                                 intra_op_threads=args.threads)
+    digest = init_digest("default")      # runs and correction data belong to this model
+    inits = {"finetune": digest, "scratch": None}
     result = {"setup": {"machine": f"{platform.processor() or platform.machine()} "
                                    f"({os.cpu_count()} CPUs seen)",
                         "torch": torch.__version__, "python": sys.version.split()[0],
@@ -373,7 +378,7 @@ def run(args, argv=None) -> int:
                 if method not in args.methods:
                     continue
                 run = work / "runs" / rule_name / f"{method}_n{n}"
-                seconds = train(method, train_dir, run, method_overrides[method])
+                seconds = train(method, train_dir, run, method_overrides[method], inits[method])
                 row[method] = {**score_run(run, train_dir, test_dir, args.threads), "seconds": seconds}
                 print(f"{rule_name} N={n} {method}: {_pct(row[method]['face_accuracy'])} held-out, "
                       f"{seconds:.0f} s", flush=True)
@@ -385,12 +390,13 @@ def run(args, argv=None) -> int:
             before = summary(fs.score_predictor(pretrained, union_test))
             rows["correction"] = {}
             for k in args.corrections:
-                data = dataset(work / f"{rule_name}_correct{args.correction_count}_k{k}_seed{args.correction_seed}",
+                data = dataset(work / f"{rule_name}_correct{args.correction_count}_k{k}_seed{args.correction_seed}"
+                                      f"_model{digest}",
                                lambda p: fs.build_correction_dataset(rule_name, pretrained, args.correction_count,
                                                                      k, args.correction_seed, p))
                 fixed = sum(manifest.read(data)["few_shot"]["fixed"])
                 run = work / "runs" / rule_name / f"correction_k{k}"
-                seconds = train("finetune", data, run, overrides)
+                seconds = train("finetune", data, run, overrides, digest)
                 rows["correction"][str(k)] = {"fixed": fixed, "before": before,
                                               "after": score_run(run, data, union_test, args.threads),
                                               "seconds": seconds}

@@ -91,21 +91,37 @@ def train_current(work: Path) -> list[Path]:
     models = []
     for name, (config, overrides, count, seed) in CURRENT.items():
         rules = "legacy" if "rules=legacy" in overrides else "facade"
-        data = work / f"generated_{rules}_{count}_16_seed{seed}"
+        cfg = load_generator_config(None, ["grid.size=[16,16,16]", *overrides])
+        # cached per generator configuration: a change of the grammar's defaults makes new data
+        key = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        data = work / f"generated_{rules}_{count}_16_seed{seed}_{key}"
         if not (data / "dataset.yaml").is_file():
-            cfg = load_generator_config(None, ["grid.size=[16,16,16]", *overrides])
             generate_dataset(cfg, count, seed, data, formats=("grids",), progress=False)
-        model = work / f"{name}.onnx"
-        if not model.is_file():
+        model, stamp = work / f"{name}.onnx", work / f"{name}.data"
+        if not (model.is_file() and stamp.is_file() and stamp.read_text().strip() == data.name):
             start = time.perf_counter()
-            run = work / f"run_{name}"
+            run = work / f"run_{name}_{key}"
             fit(load_train_config("building-parts", resolve_config_path(config)), data, run,
                 progress=False)
             export_run(run, model, data_dir=data, log=lambda line: None,
                        symmetry=EXPORT_SYMMETRY.get(name))
+            stamp.write_text(data.name + "\n")
             print(f"trained {config} in {time.perf_counter() - start:.0f}s -> {model}")
         models.append(model)
     return models
+
+
+def init_digest(init="default") -> str:
+    """The first 12 hex digits of the SHA-256 of the network ``init`` names (``default``: the
+    installed model; a run folder: its best checkpoint; else the file): a cached fine-tuning
+    run belongs to the model it started from, not to the words of its command."""
+    from proc_ml.trainers.finetune import CHECKPOINT_DIR, DEFAULT_NAMES
+
+    text = str(init).strip()
+    path = default_model_path() if text in DEFAULT_NAMES else Path(text)
+    if path.is_dir():
+        path = path / CHECKPOINT_DIR / "best.pt"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def default_model_path() -> Path:

@@ -15,7 +15,8 @@ on the same faces, and checked against the real-building targets.
     python benchmarks/bench_real_finetune.py --threads 2 --set training.epochs=60
 
 Writes ``real_finetune.md`` and ``real_finetune.json`` into ``--out``; folds, runs and
-models are cached in ``--work`` (a fold is retrained only when its command changes).
+models are cached in ``--work`` (a fold is retrained when its command or the model it starts
+from changes).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_real_buildings import DEV_SET, check_targets, default_model_path, import_real  # noqa: E402
+from bench_real_buildings import (DEV_SET, check_targets, default_model_path, import_real,  # noqa: E402
+                                  init_digest)
 
 
 def parse_args(argv=None):
@@ -91,9 +93,10 @@ def finetune(data: Path, run: Path, model: Path, args) -> float:
     for item in args.set:
         cmd += ["--set", item]
     stamp = run.with_name(run.name + ".json")
+    init = init_digest(args.init)
     if stamp.is_file() and model.is_file():
         cached = json.loads(stamp.read_text())
-        if cached["command"] == cmd[1:]:
+        if cached["command"] == cmd[1:] and cached.get("init") == init:
             return float(cached["seconds"])
     shutil.rmtree(run, ignore_errors=True)
     start = time.perf_counter()
@@ -102,7 +105,7 @@ def finetune(data: Path, run: Path, model: Path, args) -> float:
     if done.returncode:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
         raise SystemExit(f"{' '.join(cmd[1:])} failed (exit {done.returncode}):\n{tail}")
-    stamp.write_text(json.dumps({"command": cmd[1:], "seconds": seconds}) + "\n")
+    stamp.write_text(json.dumps({"command": cmd[1:], "init": init, "seconds": seconds}) + "\n")
     return seconds
 
 

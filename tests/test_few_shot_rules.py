@@ -6,6 +6,8 @@ few-shot splits and, for the correction loop, exactly K corrected faces per buil
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -409,6 +411,47 @@ def test_bench_commands_and_targets(tmp_path):
     assert text.count(": met") == 3
     png = bench.plot(result, tmp_path / "plot.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_cache_is_per_pretrained_model(tmp_path, monkeypatch):
+    """A cached fine-tuning run is reused only while the installed model is the one it
+    started from; a from-scratch run does not depend on it."""
+    import bench_few_shot as bench
+
+    calls = []
+
+    def fake_run(cmd, **kw):                     # what `proc-ml train` leaves: its run folder
+        calls.append(cmd)
+        Path(cmd[cmd.index("--out") + 1]).mkdir(parents=True, exist_ok=True)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    run = tmp_path / "run"
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    a.write_bytes(b"model a")
+    b.write_bytes(b"model b")
+    digest = bench.init_digest
+    assert digest(a) != digest(b) and digest(a) == digest(str(a))
+
+    def train(init):
+        return bench.train("finetune", "D", run, ["training.epochs=3"], init)
+    train(digest(a))
+    train(digest(a))
+    assert len(calls) == 1                       # same command, same model: reused
+    train(digest(b))
+    assert len(calls) == 2                       # the installed model changed: trained again
+    assert json.loads((run / "bench_few_shot.json").read_text())["init"] == digest(b)
+
+
+def test_rule_massing_is_the_lots_the_rule_sets_were_fixed_with(tmp_path):
+    """The rule sets' buildings do not change when the grammar's default lots do."""
+    from proc_ml.procedural import generate_building, load_generator_config
+
+    fs.generate_massing(4, 5, tmp_path / "massing", grid_size=(8, 8, 8))
+    pinned = load_generator_config(None, ["grid.size=[8,8,8]", *fs.MASSING_OVERRIDES])
+    assert pinned["facade"]["blocks"]["island"] == 0.0
+    for i in range(4):
+        src = grid_npz.read(grid_path(tmp_path / "massing", i))
+        assert np.array_equal(src.occupancy, generate_building(pinned, 5, i).occupancy)
 
 
 def test_bench_quick_presets():
