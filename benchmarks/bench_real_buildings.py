@@ -115,13 +115,14 @@ def init_digest(init="default") -> str:
     """The first 12 hex digits of the SHA-256 of the network ``init`` names (``default``: the
     installed model; a run folder: its best checkpoint; else the file): a cached fine-tuning
     run belongs to the model it started from, not to the words of its command."""
+    from proc_ml.fileio import file_sha256
     from proc_ml.trainers.finetune import CHECKPOINT_DIR, DEFAULT_NAMES
 
     text = str(init).strip()
     path = default_model_path() if text in DEFAULT_NAMES else Path(text)
     if path.is_dir():
         path = path / CHECKPOINT_DIR / "best.pt"
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return file_sha256(path)[:12]
 
 
 def default_model_path() -> Path:

@@ -13,12 +13,15 @@
 * ``check_replaceable`` / ``check_not_input``: an output that would replace an input, or a
   file an earlier run of the same command did not write, is one line before any work starts.
 * ``die_with_parent``: worker processes end when the process that started them is killed.
+* ``file_sha256``: a file's content hash (what a batch manifest or a fine-tuned run records
+  of the model it used).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import os
@@ -345,3 +348,12 @@ def die_with_parent(parent_pid: int | None = None) -> None:
             os._exit(1)              # the parent died before prctl took effect
     except (OSError, AttributeError):
         pass
+
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

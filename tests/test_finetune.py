@@ -11,6 +11,8 @@ import torch
 import yaml
 
 from proc_ml.cli import main
+from proc_ml.fileio import file_sha256
+from proc_ml.runtime import default_model
 
 
 def _train(dataset, out, *args):
@@ -144,6 +146,10 @@ def test_train_init_from_each_source(source, tiny_unet_run, tiny_unet_onnx, tiny
     assert "init: parts kept (7)" in printed
     record = json.loads((out / "init.json").read_text())
     assert record["kind"] == {"run": "run", "checkpoint": "checkpoint"}.get(source, "onnx")
+    # which network it started from, by content: the file the weights were read from
+    assert record["sha256"] == file_sha256(record["path"])
+    if source == "default":
+        assert record["sha256"] == file_sha256(default_model("building-parts"))
     config = yaml.safe_load((out / "config.yaml").read_text())
     # the network and inputs are the source's, whatever parts_finetune says
     if source in ("run", "checkpoint", "onnx"):

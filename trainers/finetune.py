@@ -294,9 +294,10 @@ def write_record(run_dir, init: InitSource, mapping: dict, config: dict) -> None
     """``RUN/init.json``: where the run started from and how its vocabulary was mapped."""
     if run_dir is None:
         return
-    from proc_ml.fileio import write_text
+    from proc_ml.fileio import file_sha256, write_text
 
-    record = {"init": init.given, "path": str(init.path), "kind": init.kind,
+    record = {"init": init.given, "path": str(init.path), "sha256": file_sha256(init.path),
+              "kind": init.kind,
               "family": init.info.family, "model": init.hyper,
               "inputs": list(init.info.input_names), "source_parts": init.parts,
               "mapping": mapping, "freeze_norm": bool(config["training"]["freeze_norm"]),

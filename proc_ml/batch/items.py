@@ -38,14 +38,6 @@ class TaskOutput:
     summary: dict                # short, JSON-able prediction summary
 
 
-def file_sha256(path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def settings_sha256(task: str, task_version: int, options: dict) -> str:
     """Hash of everything besides the asset and the model that changes an item's outputs."""
     doc = {"task": task, "task_version": task_version, "batch_format": BATCH_FORMAT_VERSION,

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import OutputError, ProcMLError
-from ..fileio import (FolderLock, check_output_folder, os_error_text,
+from ..fileio import (FolderLock, check_output_folder, file_sha256, os_error_text,
                       remove_stale_temps, safe_join)
 from ..runtime.session import check_model_file
 from .assets import AssetError, Limits, one_line
-from .items import (FAILED, OK, SKIPPED, ItemResult, WorkItem, file_sha256, item_out_dir,
-                    output_rel, settings_sha256)
+from .items import (FAILED, OK, SKIPPED, ItemResult, WorkItem, item_out_dir, output_rel,
+                    settings_sha256)
 from .manifest import CSV, Manifest
 from .tasks import BatchTask, get_task
 from .walker import FoundAsset, walk_assets

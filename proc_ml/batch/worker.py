@@ -16,9 +16,9 @@ from pathlib import Path
 
 from .. import budget
 from ..errors import ProcMLError
-from ..fileio import display_name, safe_join
+from ..fileio import display_name, file_sha256, safe_join
 from .assets import AssetError, Limits, one_line
-from .items import FAILED, OK, ItemResult, TaskOutput, WorkItem, file_sha256
+from .items import FAILED, OK, ItemResult, TaskOutput, WorkItem
 from .tasks import resolve_opener
 
 

@@ -170,7 +170,7 @@ def _texture_options(args) -> dict:
     """The texture task's options; the parts model's content hash is part of the skip hash."""
     from pathlib import Path
 
-    from proc_ml.batch.items import file_sha256
+    from proc_ml.fileio import file_sha256
     from proc_ml.errors import ModelError
 
     options = {"material": args.material}
