@@ -44,6 +44,9 @@ def main(argv=None) -> int:
         street = tuple(s for s, on in zip(("+x", "-x", "+y", "-y"), b.extras["street"]) if on)
         kind = f"island:{len(street)}" if b.archetype == "island" else b.archetype
         first.setdefault(kind, (index, b, street))
+        massings = [k for k in first if k.split(":")[0] not in cfg["facade"]["blocks"]]
+        if all(k in first for k in WANTED) and len(massings) >= PANELS - len(WANTED):
+            break                              # every panel has its building
     chosen = [first[k] for k in WANTED if k in first]
     massings = sorted((v for k, v in first.items() if k.split(":")[0] not in cfg["facade"]["blocks"]),
                       key=lambda v: v[0])
