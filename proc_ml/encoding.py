@@ -311,3 +311,30 @@ def _decode(logits: np.ndarray, mask: np.ndarray, weights=None, owned: bool = Fa
     labels[~mask] = NO_PART
     probs *= mask[..., None]
     return labels, probs
+
+
+def entrance_candidates(face_exists: np.ndarray, street) -> np.ndarray:
+    """``bool[X, Y, Z, 6]``: the ground-floor faces (z = 0) of the sides facing the street
+    (``street``: sides such as ``("+x", "-y")``), where ``face_exists`` (``bool[X, Y, Z, 6]``)."""
+    out = np.zeros(face_exists.shape, dtype=bool)
+    sides = street_vector(street).astype(bool)
+    if face_exists.shape[2]:
+        out[:, :, 0, :4] = face_exists[:, :, 0, :4] & sides[None, None, :]
+    return out
+
+
+def apply_entrance_rule(labels: np.ndarray, probs: np.ndarray, street, door: int) -> bool:
+    """The entrance rule (``PartsInfo.entrance_rule``): a building whose street ground floor
+    has no door face after the decision weights gets one, on the street ground-floor face
+    with the highest door probability. Every generated building has its entrance there, so
+    a model whose door probabilities stay under the other parts' everywhere would otherwise
+    give a building no entrance at all. ``labels`` (``int8[X, Y, Z, 6]``) is changed in
+    place; returns whether a door was placed."""
+    if not street:
+        return False
+    candidates = entrance_candidates(labels >= 0, street)
+    if not candidates.any() or (labels[candidates] == door).any():
+        return False
+    door_prob = np.where(candidates, probs[..., door], -1.0)
+    labels[np.unravel_index(int(door_prob.argmax()), door_prob.shape)] = door
+    return True

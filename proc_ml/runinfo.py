@@ -198,6 +198,10 @@ class PartsInfo(RunInfo):
     #: validation split (mean F1 over parts, accuracy kept); None: plain argmax.
     decision_weights: Annotated[list[PositiveFinite], Field(min_length=1, max_length=127)] | None = \
         field(default=None, metadata={"optional": True})
+    #: the entrance rule (``encoding.apply_entrance_rule``), kept at export when it raises the
+    #: validation split's mean F1 over parts at the decision weights' accuracy allowance: a
+    #: building whose street ground floor got no door gets one on its most door-like face
+    entrance_rule: bool = field(default=False, metadata={"optional": True})
     cell_size: PositiveFinite | None = None  # metres per cell of the training data
     grid_size: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)] | None = None  # training grid size
     #: the turns of a building its rules do not change (``proc_ml.symmetry``): the training

@@ -84,6 +84,97 @@ def test_fit_decision_weights_raises_the_mean_f1_of_a_rare_part():
     assert weights[0] == 1.0 and weights[1] > 1.0 and after > before
 
 
+def _entrance_case():
+    """A 4 x 3 x 3 block: labels and probabilities over wall, window, door (no door yet)."""
+    occ = np.zeros((6, 5, 4), dtype=bool)
+    occ[1:5, 1:4, :3] = True
+    from proc_ml.runtime.parts import face_mask
+    faces = face_mask(occ)
+    labels = np.where(faces, 0, -1).astype(np.int8)
+    probs = np.zeros(occ.shape + (6, 3), dtype=np.float32)
+    probs[..., 0] = 0.8
+    probs[..., 2] = 0.1
+    probs *= faces[..., None]
+    return occ, faces, labels, probs
+
+
+def test_entrance_rule_puts_one_door_on_the_most_door_like_street_ground_face():
+    from proc_ml.encoding import apply_entrance_rule, entrance_candidates
+
+    occ, faces, labels, probs = _entrance_case()
+    candidates = entrance_candidates(faces, ("-y",))
+    # the -y faces (direction 3) of the bottom layer, and nothing else
+    assert candidates.sum() == 4 and candidates[1:5, 1, 0, 3].all()
+    probs[3, 1, 0, 3, 2] = 0.3                  # the street ground floor's most door-like face
+    probs[3, 1, 1, 3, 2] = 0.9                  # upper floor: never a candidate
+    probs[4, 2, 0, 0, 2] = 0.9                  # +x is not a street side here
+    out = labels.copy()
+    assert apply_entrance_rule(out, probs, ("-y",), door=2)
+    assert np.argwhere(out == 2).tolist() == [[3, 1, 0, 3]]
+    assert (out[labels != out] == 2).all() and (labels != out).sum() == 1
+    # a building that already has a street door, or no street sides, is left alone
+    assert not apply_entrance_rule(out, probs, ("-y",), door=2)
+    again = labels.copy()
+    again[2, 1, 0, 3] = 2
+    assert not apply_entrance_rule(again, probs, ("-y",), door=2) and (again == 2).sum() == 1
+    for nothing in ((), None):
+        untouched = labels.copy()
+        assert not apply_entrance_rule(untouched, probs, nothing, door=2)
+        np.testing.assert_array_equal(untouched, labels)
+    # two street sides: the most door-like face of either
+    both = labels.copy()
+    assert apply_entrance_rule(both, probs, ("+x", "-y"), door=2)
+    assert np.argwhere(both == 2).tolist() == [[4, 2, 0, 0]]
+
+
+def test_entrance_rule_over_face_lists_matches_the_grid_rule():
+    """The export's fit (faces flattened over many buildings) places the same doors as the
+    runtime's rule on each building's grid."""
+    from proc_ml.encoding import apply_entrance_rule, entrance_candidates
+    from proc_ml.trainers.building_parts import entrance_rule_labels
+
+    rng = np.random.default_rng(3)
+    occ, faces, labels, _ = _entrance_case()
+    grids, flat = [], {"guess": [], "probs": [], "building": [], "entrance": []}
+    for b in range(6):
+        probs = rng.random(occ.shape + (6, 3)).astype(np.float32) * faces[..., None]
+        probs[..., 2] *= 1.0 if b == 1 else 0.3           # most buildings: no door yet
+        guess = np.where(faces, probs.argmax(-1), -1).astype(np.int8)
+        street = [("-y",), ("+x", "+y"), ()][b % 3]
+        expected = guess.copy()
+        apply_entrance_rule(expected, probs, street, door=2)
+        grids.append(expected[faces])
+        cand = entrance_candidates(faces, street) if street else np.zeros_like(faces)
+        flat["guess"].append(guess[faces])
+        flat["probs"].append(probs[faces])
+        flat["building"].append(np.full(faces.sum(), b))
+        flat["entrance"].append(cand[faces])
+    got = entrance_rule_labels(*(np.concatenate(flat[k]) for k in
+                                 ("guess", "probs", "building", "entrance")), door=2)
+    np.testing.assert_array_equal(got, np.concatenate(grids))
+    assert (np.concatenate(grids) != np.concatenate(flat["guess"])).sum() >= 2
+
+
+def test_fit_entrance_rule_keeps_it_only_when_it_raises_the_mean_f1():
+    from proc_ml.trainers.building_parts import fit_entrance_rule
+
+    rng = np.random.default_rng(1)
+    n_buildings, per = 200, 20
+    building = np.repeat(np.arange(n_buildings), per)
+    entrance = np.tile(np.arange(per) < 5, n_buildings)           # 5 street ground faces each
+    truth = np.zeros(building.size, dtype=np.int64)
+    truth[np.arange(n_buildings) * per + rng.integers(0, 5, n_buildings)] = 1   # one door each
+    p_door = np.where(truth == 1, 0.3, rng.uniform(0.0, 0.2, truth.size))
+    probs = np.stack([1 - p_door, p_door], axis=1)
+    keep, without, with_rule = fit_entrance_rule(probs, truth, [1.0, 1.0], building, entrance, 1)
+    assert keep and with_rule > without
+    # door probabilities that point at the wrong face: the rule only adds false doors
+    p_wrong = np.where(truth == 1, 0.0, rng.uniform(0.0, 0.4, truth.size))
+    probs = np.stack([1 - p_wrong, p_wrong], axis=1)
+    keep, without, with_rule = fit_entrance_rule(probs, truth, [1.0, 1.0], building, entrance, 1)
+    assert not keep and with_rule <= without
+
+
 def test_expected_calibration_error():
     conf = np.array([0.9] * 10 + [0.6] * 10)
     right = np.array([1] * 9 + [0] + [1] * 6 + [0] * 4)
@@ -112,6 +203,8 @@ def test_street_model_on_grammar_data_end_to_end(tmp_path, capsys):
     weights = json.loads(meta["proc_ml.decision_weights"])
     assert len(weights) == 7 and min(weights) >= 1.0
     assert json.loads(meta["proc_ml.input_names"]) == list(GRID_INPUT_SETS["street"])
+    assert "entrance rule: mean F1 over parts" in out
+    assert json.loads(meta["proc_ml.entrance_rule"]) is ("entrance rule" in out and ": kept" in out)
     predictor = PartsPredictor(model, device="cpu")
     occ = _building((8, 8, 8), (1, 1))
     with_street, probs = predictor.predict(occ, street=("-y",))

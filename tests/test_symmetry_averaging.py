@@ -16,6 +16,7 @@ from proc_ml.encoding import face_mask
 from proc_ml.errors import ModelError
 from proc_ml.procedural import generate_building
 from proc_ml.procedural.config import default_config
+from proc_ml.encoding import apply_entrance_rule
 from proc_ml.runtime import PartsPredictor, clear_cache, default_model
 from proc_ml.symmetry import (transforms, turn, turn_faces, turn_side_vector, turn_sides, unturn,
                               unturn_faces)
@@ -88,10 +89,14 @@ def test_averaged_prediction_turns_with_the_building(installed, symmetry):
     _, plain = installed.predict(occ, street=street, symmetry="none")
     _, plain_turned = installed.predict(turn(occ, 1), street=turn_sides(street, 1), symmetry="none")
     assert not np.allclose(unturn_faces(plain_turned, 1), plain, atol=1e-3)
-    # labels: argmax of the mean probabilities times the decision weights
+    # labels: argmax of the mean probabilities times the decision weights, then the
+    # model's entrance rule
     weights = np.asarray(installed.info.decision_weights or [1.0] * len(installed.parts))
     mask = face_mask(occ)
-    assert np.array_equal(labels[mask], (probs * weights).argmax(axis=-1)[mask])
+    expected = np.where(mask, (probs * weights).argmax(axis=-1), -1).astype(np.int8)
+    if installed.entrance_rule:
+        apply_entrance_rule(expected, probs, street, installed.parts.index("door"))
+    assert np.array_equal(labels, expected)
 
 
 def test_the_installed_model_averages_over_its_declared_symmetry(installed):

@@ -15,7 +15,8 @@ from torch.utils.data import Dataset
 
 from proc_ml.datasets import open_dataset
 from proc_ml.encoding import (GRID_INPUT_SETS, SIDES, adjacency_feature_names,
-                              adjacency_features, face_mask, grid_inputs, pad_to_stride)
+                              adjacency_features, entrance_candidates, face_mask, grid_inputs,
+                              pad_to_stride)
 from proc_ml.errors import ConfigError, DatasetError
 from proc_ml.formats.grid_npz import BuildingRecord
 from proc_ml.grid import NO_PART
@@ -542,11 +543,17 @@ class BuildingPartsTask(Task):
         if not task.split_ids(split):
             log(f"  decision rule: no '{split}' split in {data_dir}; plain argmax")
             return run.info
-        probs, truth = _face_probabilities(task, model, split)
+        probs, truth, building, entrance = _face_probabilities(task, model, split)
         weights, before, after = fit_decision_weights(probs, truth, len(task.parts))
         log(f"  decision rule on {len(truth)} {split} faces: mean F1 over parts {before:.4f} -> "
             f"{after:.4f} with weights " + ", ".join(f"{p} {w:g}" for p, w in zip(task.parts, weights)))
-        return replace(run.info, decision_weights=[float(w) for w in weights])
+        rule = False
+        if "door" in task.parts and entrance.any():
+            rule, without, with_rule = fit_entrance_rule(probs, truth, weights, building, entrance,
+                                                         task.parts.index("door"))
+            log(f"  entrance rule: mean F1 over parts {without:.4f} -> {with_rule:.4f}: "
+                + ("kept" if rule else "not kept"))
+        return replace(run.info, decision_weights=[float(w) for w in weights], entrance_rule=rule)
 
     @classmethod
     def parity_inputs(cls, run, data_dir=None, n: int = 3) -> list[tuple[str, np.ndarray]]:
@@ -646,18 +653,53 @@ def _generated(size, n: int, seed: int):
 
 @torch.no_grad()
 def _face_probabilities(task: BuildingPartsTask, model, split: str):
-    """``(float32[F, K] softmax, int64[F] truth)`` over the existing faces of ``split``."""
+    """``(float32[F, K] softmax, int64[F] truth, int64[F] building, bool[F] entrance)`` over
+    the existing faces of ``split``: ``building`` numbers the split's buildings, ``entrance``
+    marks the faces the entrance rule may turn into a door (``entrance_candidates``)."""
     model.eval()
     dataset = task.dataset(split)
-    probs, truth = [], []
+    probs, truth, building, entrance = [], [], [], []
     for start in range(0, len(dataset), 16):
-        batch = task.collate([dataset[i] for i in range(start, min(start + 16, len(dataset)))])
+        stop = min(start + 16, len(dataset))
+        batch = task.collate([dataset[i] for i in range(start, stop)])
         logits = model(batch["inputs"]).float()
         p = torch.softmax(_split_directions(logits, task.n_parts), dim=1)      # [B, K, 6, ...]
-        valid = batch["targets"] >= 0
+        targets = batch["targets"]
+        valid = targets >= 0
         probs.append(p.movedim(1, -1)[valid].numpy())
-        truth.append(batch["targets"][valid].numpy())
-    return np.concatenate(probs), np.concatenate(truth)
+        truth.append(targets[valid].numpy())
+        valid = valid.numpy()
+        if task.input_kind == "grid":                   # targets [B, 6, X, Y, Z]
+            owner = np.broadcast_to(np.arange(start, stop)[:, None, None, None, None], valid.shape)
+            candidates = np.zeros(valid.shape, dtype=bool)
+            for b, i in enumerate(range(start, stop)):
+                mask = _entrance_mask(task, dataset.records[i])
+                X, Y, Z = mask.shape[:3]
+                candidates[b, :, :X, :Y, :Z] = np.moveaxis(mask, -1, 0)
+        else:                                           # targets [N, 6], batch["building"]
+            owner = np.broadcast_to(start + batch["building"].numpy()[:, None], valid.shape)
+            candidates = np.concatenate([
+                _entrance_mask(task, dataset.records[i])[tuple(
+                    encode_cell_example(dataset.records[i], task.with_style)[0].T)]
+                for i in range(start, stop)])
+        building.append(owner[valid])
+        entrance.append(candidates[valid])
+    return (np.concatenate(probs), np.concatenate(truth), np.concatenate(building),
+            np.concatenate(entrance))
+
+
+def _entrance_mask(task: BuildingPartsTask, record: BuildingRecord) -> np.ndarray:
+    """``bool[X, Y, Z, 6]``: ``record``'s faces the entrance rule may use, given the street
+    sides the model gets (street-aware: the record's; style-aware: its style's street side;
+    massing-only: none)."""
+    faces = face_mask(record.occupancy)
+    if task.with_street:
+        sides = record.street_sides or ()
+    elif task.with_style and record.style is not None:
+        sides = tuple(side for side, on in zip(SIDES, np.asarray(record.style)[:4]) if on > 0.5)
+    else:
+        sides = ()
+    return entrance_candidates(faces, sides) if sides else np.zeros(faces.shape, dtype=bool)
 
 
 #: Candidate weights of the decision rule (a part's probability is multiplied by one).
@@ -675,16 +717,10 @@ def fit_decision_weights(probs: np.ndarray, truth: np.ndarray, n_parts: int, rou
     plain argmax, by coordinate ascent over ``DECISION_GRID`` (the most frequent part keeps
     weight 1): rare parts (doors) get found without trading away the common ones.
     Returns ``(weights, mean F1 before, after)``."""
-    present = np.bincount(truth, minlength=n_parts) > 0
-
     def scores(w):
-        guess = (probs * w).argmax(axis=1)
-        cm = np.bincount(truth * n_parts + guess, minlength=n_parts * n_parts).reshape(n_parts, n_parts)
-        tp = np.diag(cm).astype(np.float64)
-        denom = cm.sum(axis=0) + cm.sum(axis=1)
-        f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-        return (float(f1[present].mean()) if present.any() else 0.0), tp.sum() / max(len(truth), 1)
+        return _mean_f1_and_accuracy((probs * w).argmax(axis=1), truth, n_parts)
 
+    present = np.bincount(truth, minlength=n_parts) > 0
     weights = np.ones(n_parts)
     before, base_accuracy = scores(weights)
     best = before
@@ -705,6 +741,51 @@ def fit_decision_weights(probs: np.ndarray, truth: np.ndarray, n_parts: int, rou
                 if score > best + 1e-9:
                     best, weights = score, trial
     return weights, before, best
+
+
+def _mean_f1_and_accuracy(guess: np.ndarray, truth: np.ndarray, n_parts: int) -> tuple[float, float]:
+    """Mean F1 over the parts present in ``truth``, and accuracy, of labels ``guess``."""
+    present = np.bincount(truth, minlength=n_parts) > 0
+    cm = np.bincount(truth * n_parts + guess, minlength=n_parts * n_parts).reshape(n_parts, n_parts)
+    tp = np.diag(cm).astype(np.float64)
+    denom = cm.sum(axis=0) + cm.sum(axis=1)
+    f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+    return (float(f1[present].mean()) if present.any() else 0.0), tp.sum() / max(len(truth), 1)
+
+
+def entrance_rule_labels(guess: np.ndarray, probs: np.ndarray, building: np.ndarray,
+                         entrance: np.ndarray, door: int) -> np.ndarray:
+    """``guess`` (one label per face) after ``encoding.apply_entrance_rule`` on every
+    building (faces numbered by ``building``; ``entrance``: the faces the rule may use)."""
+    out = guess.copy()
+    idx = np.nonzero(entrance)[0]
+    if not len(idx):
+        return out
+    owner = building[idx]
+    has_door = np.zeros(int(building.max()) + 1, dtype=bool)
+    np.logical_or.at(has_door, owner, guess[idx] == door)
+    order = np.lexsort((-probs[idx, door], owner))          # by building, most door-like first
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = owner[order][1:] != owner[order][:-1]
+    best = idx[order][first]
+    out[best[~has_door[building[best]]]] = door
+    return out
+
+
+def fit_entrance_rule(probs: np.ndarray, truth: np.ndarray, weights, building: np.ndarray,
+                      entrance: np.ndarray, door: int,
+                      max_accuracy_drop: float = DECISION_MAX_ACCURACY_DROP):
+    """Whether the entrance rule, after the decision ``weights``, raises the mean F1 over
+    parts while face accuracy stays within ``max_accuracy_drop`` of plain argmax (the
+    decision weights' own allowance). Returns ``(keep, mean F1 without, with)``."""
+    n_parts = probs.shape[1]
+    _, base_accuracy = _mean_f1_and_accuracy(probs.argmax(axis=1), truth, n_parts)
+    guess = (probs * np.asarray(weights)).argmax(axis=1)
+    without, _ = _mean_f1_and_accuracy(guess, truth, n_parts)
+    with_rule, accuracy = _mean_f1_and_accuracy(
+        entrance_rule_labels(guess, probs, building, entrance, door), truth, n_parts)
+    keep = bool(with_rule > without + 1e-9 and accuracy >= base_accuracy - max_accuracy_drop)
+    return keep, without, with_rule
 
 
 def _collate_grids(examples, min_size: int = 1):

@@ -34,14 +34,16 @@ def open_parts(model_path: str, options: dict, limits: Limits):
     cell_size = resolve_cell_size(options.get("cell_size"), model=predictor.cell_size)
     symmetry = predictor.check_symmetry(options.get("symmetry"))
     return _PartsProcessor(predictor, cell_size, limits, bool(options.get("pictures", False)),
-                           options.get("up"), options.get("street"), symmetry)
+                           options.get("up"), options.get("street"), symmetry,
+                           options.get("entrance"))
 
 
 class _PartsProcessor:
     def __init__(self, predictor, cell_size: float, limits: Limits, pictures: bool,
-                 up: str | None, street, symmetry: str):
+                 up: str | None, street, symmetry: str, entrance: bool | None = None):
         self.predictor, self.cell_size, self.limits = predictor, cell_size, limits
         self.pictures, self.up, self.street, self.symmetry = pictures, up, street, symmetry
+        self.entrance = entrance
 
     def __call__(self, asset_path: Path, out_dir: Path) -> TaskOutput:
         from ..predict.parts import label_building
@@ -54,7 +56,7 @@ class _PartsProcessor:
         try:
             summary = label_building(self.predictor, asset_path, out_dir, cell_size=self.cell_size,
                                      up=self.up, street=self.street, picture=self.pictures,
-                                     symmetry=self.symmetry)
+                                     symmetry=self.symmetry, entrance=self.entrance)
         except ProcMLError as exc:
             raise asset_error(exc, asset_path) from None
         return TaskOutput(list(summary["files"]), _short_summary(summary))

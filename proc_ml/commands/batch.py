@@ -65,6 +65,9 @@ def register(sub) -> None:
                    help="parts task: average the model over each asset's quarter turns (rotate) "
                         "and mirror images (dihedral), or not (none); default: the model's own "
                         "(docs/onnx.md)")
+    p.add_argument("--no-entrance-rule", dest="entrance", action="store_false", default=None,
+                   help="parts task: " + "do not apply the model's entrance rule (a building whose street ground floor got "
+                        "no door gets one on its most door-like face; docs/onnx.md)")
     p.add_argument("--extensions", nargs="+", metavar="EXT",
                    help="asset types to process, e.g. --extensions obj ply (default: all the task reads)")
     p.add_argument("--timeout", type=float, default=None,
@@ -117,6 +120,10 @@ def run(args) -> int:
         if task.name != "parts":
             raise ProcMLError("--symmetry is for --task parts")
         options["symmetry"] = args.symmetry
+    if args.entrance is not None:
+        if task.name != "parts":
+            raise ProcMLError("--no-entrance-rule is for --task parts")
+        options["entrance"] = False
     if task.name == "texture":
         options.update(_texture_options(args))
     elif args.parts_model:

@@ -58,6 +58,9 @@ def register(sub) -> None:
                    help="average the model's probabilities over the building's quarter turns "
                         "(rotate) and their mirror images (dihedral), or not (none); default: "
                         "the model's own (the installed model: dihedral; docs/onnx.md)")
+    p.add_argument("--no-entrance-rule", dest="entrance", action="store_false", default=None,
+                   help="do not apply the model's entrance rule (a building whose street ground floor got "
+                        "no door gets one on its most door-like face; docs/onnx.md)")
     _common(p)
     p.set_defaults(func=run_parts)
 
@@ -160,7 +163,7 @@ def run_parts(args) -> int:
     street = parse_street(args.street) if args.street is not None else None
     summary = label_building(predictor, args.input, args.out, cell_size=cell_size,
                              building_id=args.building_id, up=args.up, style=style, street=street,
-                             symmetry=args.symmetry)
+                             symmetry=args.symmetry, entrance=args.entrance)
     acc = "" if summary["accuracy"] is None else f", face accuracy {summary['accuracy']:.4f}"
     print(f"labelled {summary['faces']} faces of {summary['cells']} cells "
           f"(grid {summary['grid_shape']}, {summary['provider']}){acc}; wrote {args.out}")

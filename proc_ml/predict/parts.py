@@ -159,11 +159,12 @@ def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: d
 def label_building(predictor: PartsPredictor, input_path, out_dir, *,
                    cell_size: float | None = None, building_id: int | None = None,
                    up: str | None = None, style=None, street=None, picture: bool = True,
-                   symmetry: str | None = None) -> dict:
+                   symmetry: str | None = None, entrance: bool | None = None) -> dict:
     """Label one building from ``input_path`` with a loaded predictor; write the outputs to
     ``out_dir`` and return the summary. ``street``: the sides facing the street (given, else
     those the input records, e.g. an imported real building). ``symmetry``: the turns the
-    probabilities are averaged over (None: the model's own; ``PartsPredictor``)."""
+    probabilities are averaged over (None: the model's own; ``PartsPredictor``);
+    ``entrance``: the entrance rule on or off (None: the model's own)."""
     item = read_input(input_path, building_id=building_id, cell_size=cell_size,
                       model_cell_size=predictor.cell_size, up=up)
     if style is not None:
@@ -176,7 +177,8 @@ def label_building(predictor: PartsPredictor, input_path, out_dir, *,
         item.notes.append(note)
     symmetry = predictor.check_symmetry(symmetry)
     try:
-        labels, probs = predictor.predict(item.occupancy, item.style, street, symmetry=symmetry)
+        labels, probs = predictor.predict(item.occupancy, item.style, street, symmetry=symmetry,
+                                          entrance=entrance)
     except ModelError as exc:
         if str(exc).startswith(str(predictor.model.path)):
             raise                       # about the model: it names the model file
@@ -184,6 +186,7 @@ def label_building(predictor: PartsPredictor, input_path, out_dir, *,
     confidence = probs.max(axis=-1)[labels >= 0]
     extra = {"model": str(predictor.model.path), "family": predictor.metadata.family,
              "street": list(street or ()), "symmetry": symmetry,
+             "entrance_rule": predictor.entrance_rule if entrance is None else bool(entrance),
              "provider": predictor.model.providers[0],
              "mean_confidence": float(confidence.mean()) if confidence.size else 0.0}
     return write_outputs(out_dir, item, labels, predictor.parts, extra, picture=picture)

@@ -16,11 +16,11 @@ import numpy as np
 
 from .. import budget
 from ..encoding import (NEIGHBOUR_CHANNEL, STYLE_FEATURES, adjacency_feature_names,
-                        adjacency_features, decode_cell_logits, decode_grid_logits, face_mask,
+                        adjacency_features, apply_entrance_rule, decode_cell_logits, decode_grid_logits, face_mask,
                         grid_inputs, pad_to_stride, parse_street, street_vector, style_vector,
                         unknown_grid_inputs)
 from ..errors import DatasetError, ModelError
-from ..grid import NO_PART, check_occupancy
+from ..grid import DIRECTIONS, NO_PART, check_occupancy
 from ..symmetry import check_symmetry, transforms, turn, turn_sides, unturn_faces
 from .batching import DEFAULT_GRID_BATCH, run_cell_sets, run_grids
 from .session import Loaded, ModelSession, load_model
@@ -44,6 +44,11 @@ class PartsPredictor(Loaded):
     the same on a turned building (what training with ``dataset.symmetry`` assumes) this
     averages out the network's own orientation noise; it costs one network run per turn
     (4 or 8).
+
+    ``entrance`` (None: the model's own ``entrance_rule``; True/False: on/off): a building
+    given street sides (or a style with its street side) whose street ground floor got no
+    door face gets one on the face with the highest door probability
+    (``encoding.apply_entrance_rule``; the labels change, the probabilities do not).
     """
 
     def __init__(self, model_path: str | os.PathLike, device: str = "auto",
@@ -78,6 +83,12 @@ class PartsPredictor(Loaded):
     @property
     def with_street(self) -> bool:
         return self.info.with_street
+
+    @property
+    def entrance_rule(self) -> bool:
+        """Whether predictions apply the model's entrance rule by default
+        (``PartsInfo.entrance_rule``, fitted at export; ``entrance=False`` turns it off)."""
+        return bool(self.info.entrance_rule)
 
     @property
     def symmetry(self) -> str:
@@ -151,16 +162,19 @@ class PartsPredictor(Loaded):
         return vec, None
 
     def predict(self, occupancy: np.ndarray, style=None, street=None,
-                neighbours=None, symmetry: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+                neighbours=None, symmetry: str | None = None,
+                entrance: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``neighbours``: bool[X, Y, Z] cells of neighbouring buildings, for a model that
-        reads them (``with_neighbours``; ignored otherwise). ``symmetry``: see the class."""
+        reads them (``with_neighbours``; ignored otherwise). ``symmetry`` and ``entrance``:
+        see the class."""
         return self.predict_many([occupancy], [style], [street], neighbours=[neighbours],
-                                 symmetry=symmetry)[0]
+                                 symmetry=symmetry, entrance=entrance)[0]
 
     def predict_many(self, occupancies: Sequence[np.ndarray], styles: Sequence | None = None,
                      streets: Sequence | None = None, batch_size: int = DEFAULT_GRID_BATCH,
                      neighbours: Sequence | None = None,
-                     symmetry: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                     symmetry: str | None = None,
+                     entrance: bool | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Predict many buildings; same-size grids share a batch, cells share chunks."""
         symmetry = self.check_symmetry(symmetry)
         n = len(occupancies)
@@ -175,8 +189,25 @@ class PartsPredictor(Loaded):
             self.check_memory(occ.shape)
         inputs = [self._inputs(style, street) for style, street in zip(styles, streets)]
         if symmetry == "none":
-            return self._predict(occs, inputs, batch_size, neighbours, self.info.decision_weights)
-        return self._predict_averaged(occs, inputs, batch_size, neighbours, transforms(symmetry))
+            results = self._predict(occs, inputs, batch_size, neighbours,
+                                    self.info.decision_weights)
+        else:
+            results = self._predict_averaged(occs, inputs, batch_size, neighbours,
+                                             transforms(symmetry))
+        if self.entrance_rule if entrance is None else entrance:
+            door = self.parts.index("door") if "door" in self.parts else None
+            for (labels, probs), (style, street) in zip(results, inputs):
+                sides = street if street is not None else self._style_street(style)
+                if door is not None and sides:
+                    apply_entrance_rule(labels, probs, sides, door)
+        return results
+
+    def _style_street(self, style) -> tuple[str, ...]:
+        """The street side inside a style-aware model's style (none for the others)."""
+        if style is None:
+            return ()
+        vec = np.asarray(style)[:4]
+        return tuple(side for side, on in zip(DIRECTIONS[:4], vec) if on > 0.5)
 
     def _predict(self, occs, inputs, batch_size, neighbours, weights):
         if self.metadata.input_kind == "grid":
