@@ -28,7 +28,8 @@ model's training cell size), ``inputtype`` (auto/points/polygons), ``upaxis`` (y
 ``street`` (the sides facing the street, e.g. "+x -y" in proc-ml's z-up frame: street-aware
 models use them, a massing-only model cannot and the node warns), ``symmetry``
 (model/none/rotate/dihedral: average the probabilities over the building's turns;
-``PartsPredictor``), and, used only by
+``PartsPredictor``), ``entrance`` (model/off: the model's entrance rule, a door on the most
+door-like street ground-floor face of a building that got none, or not), and, used only by
 style-aware models, ``streetside`` (+x/-x/+y/-y in proc-ml's z-up
 frame), ``windowperiod`` (1-3), ``shopfront`` and ``balconies`` (toggles).
 
@@ -41,8 +42,8 @@ import hou
 
 from proc_ml.dcc import houdini as hgeo
 from proc_ml.dcc.fixes import FixedFaces, apply_part_fix
-from proc_ml.dcc.predict import (open_session, predict_cell_points, predict_polygons, style_vector,
-                                symmetry_choice)
+from proc_ml.dcc.predict import (entrance_choice, open_session, predict_cell_points,
+                                predict_polygons, style_vector, symmetry_choice)
 from proc_ml.encoding import parse_street
 from proc_ml.errors import ProcMLError
 
@@ -92,7 +93,8 @@ def cook(node):
         kind = _input_type(node, geo)
         street = parse_street(hgeo.parm_string(node, "street", ""), "street sides")
         frame = {"up": hgeo.parm_string(node, "upaxis", "y"), "clockwise": True, "street": street,
-                 "symmetry": symmetry_choice(hgeo.parm_string(node, "symmetry", "model"))}
+                 "symmetry": symmetry_choice(hgeo.parm_string(node, "symmetry", "model")),
+                 "entrance": entrance_choice(hgeo.parm_string(node, "entrance", "model"))}
         cell_size = hgeo.parm_value(node, "cellsize", 0.0)
         if kind == "points":
             prims = predict_cell_points(session, hgeo.point_positions(geo), cell_size,

@@ -384,6 +384,37 @@ def test_symmetry_averaging_property(scene):
         {"MODEL", *SYMMETRIES}            # the add-on lists what proc_ml.symmetry knows
 
 
+def test_entrance_rule_property(scene):
+    """The operator's Entrance rule: the model's own (the installed model: on) by default, Off
+    leaves a building the network gave no door without one; the scene setting reaches the
+    operator."""
+    from proc_ml.runtime import PartsPredictor, default_model
+
+    b = generate_building(default_config(), 1, 0)      # a corner house the network gives no door
+    street = tuple(s for s, on in zip(("+x", "-x", "+y", "-y"), b.extras["street"]) if on)
+    quads = quad_mesh(b.occupancy, None, CELL)
+    source = mesh_object("entrance", quads.vertices, np.arange(len(quads.vertices)).reshape(-1, 4))
+    nz = np.nonzero(b.occupancy)
+    crop = b.occupancy[nz[0].min():nz[0].max() + 1, nz[1].min():nz[1].max() + 1, :nz[2].max() + 1]
+    predictor = PartsPredictor(default_model(), "cpu")
+    door = predictor.parts.index("door")
+
+    def labelled(**props):
+        select_only(source)
+        assert bpy.ops.object.proc_ml_predict_parts(device="cpu", cell_size=CELL,
+                                                    street_sides=set(street), **props) == {"FINISHED"}
+        return face_values(bpy.data.objects["entrance_parts"].data, "part", np.int32)
+
+    doors = {}
+    for props, entrance in (({}, None), ({"entrance": "OFF"}, False)):
+        labels, _ = predictor.predict(crop, street=street, entrance=entrance)
+        part = labelled(**props)
+        assert sorted(part.tolist()) == sorted(labels[labels >= 0].tolist())
+        doors[entrance] = int((part == door).sum())
+    assert doors == {None: 1, False: 0}
+    assert scene.proc_ml_parts.entrance == "MODEL"
+
+
 def test_no_street_side_on_a_street_model_is_noted(scene):
     """The installed (street-aware) model with no Street Sides ticked: the result records the
     note the operator reports, and with a street side there is none."""

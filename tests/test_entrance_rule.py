@@ -86,3 +86,37 @@ def test_batch_entrance_rule_option(tmp_path, capsys):
     assert main(["batch", str(assets), "--task", "classify", "--model", "m.onnx", "--out",
                  str(tmp_path / "o2"), "--no-entrance-rule", "--quiet"]) != 0
     assert "--no-entrance-rule is for --task parts" in capsys.readouterr().err
+
+
+def test_houdini_sop_entrance_parameter(house):
+    """The Predict Parts SOP's Entrance Rule: Model's Own (the installed model: on) puts the
+    one door the network did not find; Off leaves the building without one."""
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo / "tests" / "fake_hou"))
+    import hou  # the fake
+
+    from proc_ml.dcc.geometry import from_z_up
+
+    code = compile((repo / "hda_scripts" / "predict_parts_sop.py").read_text(),
+                   "predict_parts_sop.py", "exec")
+    occ, street = house
+    cells = np.stack(np.nonzero(occ), axis=1)
+
+    def doors(**parms):
+        geo = hou.Geometry()
+        geo.createPoints(from_z_up((cells + 0.5) * 3.0, "y").tolist())
+        values = {"model": "", "device": "cpu", "threads": 0, "cellsize": 3.0, "inputtype": "auto",
+                  "upaxis": "y", "street": " ".join(street), "symmetry": "model", **parms}
+        node = hou.make_sop_node(values, geo)
+        hou.cook(node, code)
+        out = node.geometry()
+        names = out.attribValue("part_names").split()
+        return list(out.primIntAttribValues("part")).count(names.index("door"))
+
+    assert doors() == 1 and doors(entrance="model") == 1
+    assert doors(entrance="off") == 0
+    with pytest.raises(hou.NodeError, match="entrance rule must be one of model, off, got 'on'"):
+        doors(entrance="on")

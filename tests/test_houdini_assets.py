@@ -515,7 +515,7 @@ def test_scripts_and_assets_agree_on_every_parameter(operators):
 
 def _accepted_values() -> dict[str, tuple]:
     """What the code accepts for each string menu (the constants it validates against)."""
-    from proc_ml.dcc.predict import STREET_SIDES, SYMMETRY_CHOICES
+    from proc_ml.dcc.predict import ENTRANCE_CHOICES, STREET_SIDES, SYMMETRY_CHOICES
     from proc_ml.runtime.providers import DEVICES
     from proc_ml.textures.palette import MATERIALS
     from proc_ml.voxelize import UP_AXES
@@ -525,7 +525,7 @@ def _accepted_values() -> dict[str, tuple]:
                        and getattr(n.targets[0], "id", None) == "INPUT_TYPES")
     return {"device": tuple(DEVICES), "inputtype": input_types, "upaxis": tuple(UP_AXES),
             "streetside": tuple(STREET_SIDES), "material": tuple(MATERIALS),
-            "symmetry": tuple(SYMMETRY_CHOICES)}
+            "symmetry": tuple(SYMMETRY_CHOICES), "entrance": tuple(ENTRANCE_CHOICES)}
 
 
 def test_menus_list_the_values_the_code_accepts(operators):
@@ -542,7 +542,7 @@ def test_menus_list_the_values_the_code_accepts(operators):
             assert len(tokens) == len(set(tokens)), (name, parm.name)
             assert set(tokens) == set(accepted[parm.name]), (name, parm.name, tokens)
             assert parm.typed_default() in accepted[parm.name]
-    assert menus == 8
+    assert menus == 9
     window = operators["proc_ml::predict_parts::1.0"].parm("windowperiod")
     assert window.range == ((1.0, True), (3.0, True))       # style_vector takes 1, 2 or 3
 

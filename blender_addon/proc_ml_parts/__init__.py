@@ -43,6 +43,12 @@ SYMMETRY_ITEMS = [
     ("rotate", "Rotate", "Average the model over the building's four quarter turns"),
     ("dihedral", "Dihedral", "Average over the quarter turns and their mirror images (8 runs)"),
 ]
+ENTRANCE_ITEMS = [
+    ("MODEL", "Model's own", "What the model file says (the installed model: on): a building "
+                             "whose street ground floor got no door gets one on its most "
+                             "door-like face"),
+    ("OFF", "Off", "Only the doors the network finds"),
+]
 
 
 def _package() -> str:
@@ -112,6 +118,9 @@ class ProcMLPartsSettings(bpy.types.PropertyGroup):
     symmetry: EnumProperty(name="Symmetry averaging", items=SYMMETRY_ITEMS, default="MODEL",
                            description="Average the part probabilities over the building's "
                                        "turns (docs/onnx.md)")
+    entrance: EnumProperty(name="Entrance rule", items=ENTRANCE_ITEMS, default="MODEL",
+                           description="A door on the most door-like street ground-floor face "
+                                       "of a building that got none (docs/onnx.md)")
     street_side: EnumProperty(name="Street side", items=STREET_ITEMS, default="+x",
                               description="Style-aware models only")
     window_period: IntProperty(name="Window period", default=1, min=1, max=3,
@@ -136,6 +145,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
     street_sides: EnumProperty(name="Street sides", items=STREET_ITEMS, options={"ENUM_FLAG"},
                                default=set(), description="Sides facing the street")
     symmetry: EnumProperty(name="Symmetry averaging", items=SYMMETRY_ITEMS, default="MODEL")
+    entrance: EnumProperty(name="Entrance rule", items=ENTRANCE_ITEMS, default="MODEL")
     street_side: EnumProperty(name="Street side", items=STREET_ITEMS, default="+x")
     window_period: IntProperty(name="Window period", default=1, min=1, max=3)
     shopfront: BoolProperty(name="Shopfront", default=False)
@@ -179,6 +189,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                                   self.balconies) if session.with_style else None)
             street = tuple(side for side, _, _ in STREET_ITEMS if side in self.street_sides)
             symmetry = None if self.symmetry == "MODEL" else self.symmetry
+            entrance = None if self.entrance == "MODEL" else False
             note = session.predictor.street_note(street)
             if note:
                 self.report({"WARNING"}, note)
@@ -190,10 +201,12 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                 boxes.append((source.name, points.min(axis=0), points.max(axis=0)))
                 try:     # one object that cannot be labelled does not stop the others
                     prims = (predict_polygons(session, points, counts, indices, self.cell_size,
-                                              style, street=street, symmetry=symmetry)
+                                              style, street=street, symmetry=symmetry,
+                                              entrance=entrance)
                              if len(counts) else
                              predict_cell_points(session, points, self.cell_size, style,
-                                                 street=street, symmetry=symmetry))
+                                                 street=street, symmetry=symmetry,
+                                                 entrance=entrance))
                 except ProcMLError as exc:
                     self.report({"WARNING"}, f"{source.name}: not labelled: {exc}")
                     failed += 1
@@ -457,6 +470,7 @@ class VIEW3D_PT_proc_ml_parts(bpy.types.Panel):
         layout.prop(settings, "cell_size")
         layout.prop(settings, "street_sides")
         layout.prop(settings, "symmetry")
+        layout.prop(settings, "entrance")
         style = layout.box()
         style.label(text="Style (style-aware models)")
         for name in ("street_side", "window_period", "shopfront", "balconies"):
@@ -467,6 +481,7 @@ class VIEW3D_PT_proc_ml_parts(bpy.types.Panel):
         op.cell_size = settings.cell_size
         op.street_sides = settings.street_sides
         op.symmetry = settings.symmetry
+        op.entrance = settings.entrance
         op.street_side = settings.street_side
         op.window_period = settings.window_period
         op.shopfront = settings.shopfront

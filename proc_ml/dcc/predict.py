@@ -33,6 +33,17 @@ def symmetry_choice(value: str) -> str | None:
     return None if value == "model" else value
 
 
+#: A node's entrance-rule choices: the model's own (``PartsInfo.entrance_rule``), or off.
+ENTRANCE_CHOICES = ("model", "off")
+
+
+def entrance_choice(value: str) -> bool | None:
+    """A node's entrance-rule setting as ``PartsPredictor`` takes it (None: the model's own)."""
+    if value not in ENTRANCE_CHOICES:
+        raise GeometryError(f"entrance rule must be one of {', '.join(ENTRANCE_CHOICES)}, got '{value}'")
+    return None if value == "model" else False
+
+
 @dataclass
 class PartsSession:
     """A loaded parts model plus what a node needs from it on every evaluation."""
@@ -83,14 +94,17 @@ def style_vector(street_side: str = "+x", window_period: int = 1, shopfront: boo
 
 
 def predict_prims(session: PartsSession, grid: VoxelGrid, style=None, up: str = "z",
-                  clockwise: bool = False, street=None, symmetry: str | None = None) -> LabelledPrims:
+                  clockwise: bool = False, street=None, symmetry: str | None = None,
+                  entrance: bool | None = None) -> LabelledPrims:
     """Labelled exterior quads of ``grid`` (empty when the grid is empty). ``street``: the
     sides facing the street (``PartsPredictor.street_note`` says when the model cannot use
-    them); ``symmetry``: the turns the probabilities are averaged over (None: the model's)."""
+    them); ``symmetry``: the turns the probabilities are averaged over (None: the model's);
+    ``entrance``: the entrance rule (None: the model's own, False: off)."""
     symmetry = session.predictor.check_symmetry(symmetry)
     if grid.occupancy.size == 0 or not grid.occupancy.any():
         return empty_prims(session)
-    labels, probs = session.predictor.predict(grid.occupancy, style, street, symmetry=symmetry)
+    labels, probs = session.predictor.predict(grid.occupancy, style, street, symmetry=symmetry,
+                                              entrance=entrance)
     return labelled_prims(grid, labels, probs, session.parts, session.colours, up, clockwise)
 
 
@@ -103,16 +117,16 @@ def empty_prims(session: PartsSession) -> LabelledPrims:
 
 def predict_cell_points(session: PartsSession, points, cell_size, style=None, up: str = "z",
                         clockwise: bool = False, street=None,
-                        symmetry: str | None = None) -> LabelledPrims:
+                        symmetry: str | None = None, entrance: bool | None = None) -> LabelledPrims:
     """Voxel points at cell centres (DCC frame) -> labelled quads (DCC frame)."""
     grid = grid_from_cell_points(to_z_up(points, up), resolve_cell_size(cell_size, model=session.cell_size))
-    return predict_prims(session, grid, style, up, clockwise, street, symmetry)
+    return predict_prims(session, grid, style, up, clockwise, street, symmetry, entrance)
 
 
 def predict_polygons(session: PartsSession, points, counts, indices, cell_size, style=None,
                      up: str = "z", clockwise: bool = False, street=None,
-                     symmetry: str | None = None) -> LabelledPrims:
+                     symmetry: str | None = None, entrance: bool | None = None) -> LabelledPrims:
     """Polygon massing (DCC frame, vertex counts + point indices) -> labelled quads."""
     grid = grid_from_polygons(to_z_up(points, up), counts, indices,
                               resolve_cell_size(cell_size, model=session.cell_size), clockwise)
-    return predict_prims(session, grid, style, up, clockwise, street, symmetry)
+    return predict_prims(session, grid, style, up, clockwise, street, symmetry, entrance)
