@@ -313,6 +313,12 @@ def _decode(logits: np.ndarray, mask: np.ndarray, weights=None, owned: bool = Fa
     return labels, probs
 
 
+def style_street_sides(style) -> tuple[str, ...]:
+    """The street side a style vector marks (its first four features, one-hot), or none."""
+    vec = np.asarray(style)[:4]
+    return (SIDES[int(np.argmax(vec))],) if vec.sum() == 1 else ()
+
+
 def entrance_candidates(face_exists: np.ndarray, street) -> np.ndarray:
     """``bool[X, Y, Z, 6]``: the ground-floor faces (z = 0) of the sides facing the street
     (``street``: sides such as ``("+x", "-y")``), where ``face_exists`` (``bool[X, Y, Z, 6]``)."""

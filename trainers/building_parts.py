@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from proc_ml.datasets import open_dataset
-from proc_ml.encoding import (GRID_INPUT_SETS, SIDES, adjacency_feature_names,
+from proc_ml.encoding import (GRID_INPUT_SETS, adjacency_feature_names,
                               adjacency_features, entrance_candidates, face_mask, grid_inputs,
-                              pad_to_stride)
+                              pad_to_stride, style_street_sides)
 from proc_ml.errors import ConfigError, DatasetError
 from proc_ml.formats.grid_npz import BuildingRecord
 from proc_ml.grid import NO_PART
@@ -46,12 +46,7 @@ def input_set(dataset_cfg: dict) -> str:
 def record_street(record) -> tuple[str, ...]:
     """The sides facing the street: the grid's ``street`` array, else the style's street."""
     sides = record.street_sides
-    if sides is not None:
-        return sides
-    style = np.asarray(record.style)
-    if style[:4].sum() == 1:
-        return (SIDES[int(np.argmax(style[:4]))],)
-    return ()
+    return sides if sides is not None else style_street_sides(record.style)
 
 
 def encode_grid_example(record, names, stride: int, street=None) -> tuple[np.ndarray, np.ndarray]:
@@ -602,8 +597,8 @@ def example_inputs(info: PartsInfo, dataset_dir, n: int = 4, split: str = "test"
 
 def _encode(info: PartsInfo, occupancy, style, street=None, neighbours=None) -> np.ndarray:
     if info.input_kind == "grid":
-        if street is None and style is not None and np.asarray(style)[:4].sum() == 1:
-            street = (SIDES[int(np.argmax(np.asarray(style)[:4]))],)
+        if street is None and style is not None:
+            street = style_street_sides(style) or None
         return pad_to_stride(grid_inputs(info.input_names, occupancy, style, street, neighbours),
                              info.stride)[None]
     return adjacency_features(occupancy, style if info.with_style else None)[1]
@@ -693,12 +688,7 @@ def _entrance_mask(task: BuildingPartsTask, record: BuildingRecord) -> np.ndarra
     sides the model gets (street-aware: the record's; style-aware: its style's street side;
     massing-only: none)."""
     faces = face_mask(record.occupancy)
-    if task.with_street:
-        sides = record.street_sides or ()
-    elif task.with_style and record.style is not None:
-        sides = tuple(side for side, on in zip(SIDES, np.asarray(record.style)[:4]) if on > 0.5)
-    else:
-        sides = ()
+    sides = record_street(record) if task.with_street or task.with_style else ()
     return entrance_candidates(faces, sides) if sides else np.zeros(faces.shape, dtype=bool)
 
 

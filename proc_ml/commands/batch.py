@@ -66,8 +66,9 @@ def register(sub) -> None:
                         "and mirror images (dihedral), or not (none); default: the model's own "
                         "(docs/onnx.md)")
     p.add_argument("--no-entrance-rule", dest="entrance", action="store_false", default=None,
-                   help="parts task: " + "do not apply the model's entrance rule (a building whose street ground floor got "
-                        "no door gets one on its most door-like face; docs/onnx.md)")
+                   help="parts task: do not apply the model's entrance rule (a building whose "
+                        "street ground floor got no door gets one on its most door-like face; "
+                        "docs/onnx.md)")
     p.add_argument("--extensions", nargs="+", metavar="EXT",
                    help="asset types to process, e.g. --extensions obj ply (default: all the task reads)")
     p.add_argument("--timeout", type=float, default=None,

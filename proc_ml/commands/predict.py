@@ -59,8 +59,8 @@ def register(sub) -> None:
                         "(rotate) and their mirror images (dihedral), or not (none); default: "
                         "the model's own (the installed model: dihedral; docs/onnx.md)")
     p.add_argument("--no-entrance-rule", dest="entrance", action="store_false", default=None,
-                   help="do not apply the model's entrance rule (a building whose street ground floor got "
-                        "no door gets one on its most door-like face; docs/onnx.md)")
+                   help="do not apply the model's entrance rule (a building whose street ground "
+                        "floor got no door gets one on its most door-like face; docs/onnx.md)")
     _common(p)
     p.set_defaults(func=run_parts)
 

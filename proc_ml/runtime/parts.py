@@ -16,11 +16,11 @@ import numpy as np
 
 from .. import budget
 from ..encoding import (NEIGHBOUR_CHANNEL, STYLE_FEATURES, adjacency_feature_names,
-                        adjacency_features, apply_entrance_rule, decode_cell_logits, decode_grid_logits, face_mask,
-                        grid_inputs, pad_to_stride, parse_street, street_vector, style_vector,
-                        unknown_grid_inputs)
+                        adjacency_features, apply_entrance_rule, decode_cell_logits,
+                        decode_grid_logits, face_mask, grid_inputs, pad_to_stride, parse_street,
+                        street_vector, style_street_sides, style_vector, unknown_grid_inputs)
 from ..errors import DatasetError, ModelError
-from ..grid import DIRECTIONS, NO_PART, check_occupancy
+from ..grid import NO_PART, check_occupancy
 from ..symmetry import check_symmetry, transforms, turn, turn_sides, unturn_faces
 from .batching import DEFAULT_GRID_BATCH, run_cell_sets, run_grids
 from .session import Loaded, ModelSession, load_model
@@ -197,17 +197,11 @@ class PartsPredictor(Loaded):
         if self.entrance_rule if entrance is None else entrance:
             door = self.parts.index("door") if "door" in self.parts else None
             for (labels, probs), (style, street) in zip(results, inputs):
-                sides = street if street is not None else self._style_street(style)
+                sides = street if street is not None else \
+                    (style_street_sides(style) if style is not None else ())
                 if door is not None and sides:
                     apply_entrance_rule(labels, probs, sides, door)
         return results
-
-    def _style_street(self, style) -> tuple[str, ...]:
-        """The street side inside a style-aware model's style (none for the others)."""
-        if style is None:
-            return ()
-        vec = np.asarray(style)[:4]
-        return tuple(side for side, on in zip(DIRECTIONS[:4], vec) if on > 0.5)
 
     def _predict(self, occs, inputs, batch_size, neighbours, weights):
         if self.metadata.input_kind == "grid":
