@@ -6,12 +6,11 @@ import sys
 from pathlib import Path
 
 from proc_ml.encoding import parse_street
-from proc_ml.symmetry import SYMMETRIES
 from proc_ml.errors import ProcMLError
-from proc_ml.runtime.providers import DEVICES
 from proc_ml.units import check_cell_size
 from proc_ml.textures.palette import MATERIALS
 
+from .options import add_device_option, add_parts_options, add_up_option
 from .reporting import Reporter, add_json_flag
 
 TASK_NAMES = ("parts", "classify", "segment", "texture")
@@ -43,9 +42,7 @@ def register(sub) -> None:
     p.add_argument("--executor", default="local", choices=("local", "ray"),
                    help="local worker processes (default) or Ray actors")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--device", choices=DEVICES, default="auto",
-                   help="where the model runs: auto (the best usable provider; default), cpu, "
-                        "cuda, tensorrt, directml or coreml (see docs/install.md)")
+    add_device_option(p)
     p.add_argument("--gpus-per-worker", type=float, default=None,
                    help="Ray on a GPU device: GPU share each actor requests (default: the "
                         "GPUs shared evenly by --workers)")
@@ -55,20 +52,8 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="redo every asset, even unchanged ones")
     p.add_argument("--pictures", action="store_true",
                    help="also render parts.png per asset (matplotlib; about doubles the time per asset)")
-    p.add_argument("--up", choices=("y", "z"), default=None,
-                   help="up axis of mesh assets (default: y for GLB/GLTF, else detected from the "
-                        "geometry; see docs/onnx.md)")
-    p.add_argument("--street", default=None, metavar="SIDES",
-                   help="parts task: the sides facing the street for every asset, e.g. +x,-y "
-                        "(default: what each asset records)")
-    p.add_argument("--symmetry", choices=SYMMETRIES, default=None,
-                   help="parts task: average the model over each asset's quarter turns (rotate) "
-                        "and mirror images (dihedral), or not (none); default: the model's own "
-                        "(docs/onnx.md)")
-    p.add_argument("--no-entrance-rule", dest="entrance", action="store_false", default=None,
-                   help="parts task: do not apply the model's entrance rule (a building whose "
-                        "street ground floor got no door gets one on its most door-like face; "
-                        "docs/onnx.md)")
+    add_up_option(p)
+    add_parts_options(p, scope="parts task: ", recorded_by="each asset")
     p.add_argument("--extensions", nargs="+", metavar="EXT",
                    help="asset types to process, e.g. --extensions obj ply (default: all the task reads)")
     p.add_argument("--timeout", type=float, default=None,

@@ -7,17 +7,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from proc_ml.symmetry import SYMMETRIES
 from proc_ml.textures.palette import MATERIALS
 
-DEVICE_HELP = ("where the model runs: auto (the best usable provider; default), cpu, cuda, "
-               "tensorrt, directml or coreml (see docs/install.md)")
+from .options import add_device_option, add_parts_options, add_up_option
 
 
 def _common(p, seed_help: str | None = None) -> None:
-    from proc_ml.runtime.providers import DEVICES
-
-    p.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
+    add_device_option(p)
     p.add_argument("--threads", type=int, default=0,
                    help="onnxruntime intra-op threads (default 0 = onnxruntime's choice)")
     if seed_help:
@@ -44,23 +40,12 @@ def register(sub) -> None:
                    help="metres per cell when voxelising a mesh (default: the model's)")
     p.add_argument("--building-id", type=int, default=None,
                    help="which building's rows to use when adjacency.csv holds several")
-    p.add_argument("--up", choices=("y", "z"), default=None,
-                   help="up axis of a mesh input (default: y for GLB/GLTF, else detected from the "
-                        "geometry)")
+    add_up_option(p)
     p.add_argument("--style", default=None,
                    help="9 comma-separated style values for style-aware models on inputs "
                         "without style (meshes): street:+x,street:-x,street:+y,street:-y,"
                         "window_period:1,window_period:2,window_period:3,shopfront,balconies")
-    p.add_argument("--street", default=None, metavar="SIDES",
-                   help="the sides facing the street, e.g. +x,-y, in the input's z-up frame "
-                        "(default: what the input records; a model that cannot use it says so)")
-    p.add_argument("--symmetry", choices=SYMMETRIES, default=None,
-                   help="average the model's probabilities over the building's quarter turns "
-                        "(rotate) and their mirror images (dihedral), or not (none); default: "
-                        "the model's own (the installed model: dihedral; docs/onnx.md)")
-    p.add_argument("--no-entrance-rule", dest="entrance", action="store_false", default=None,
-                   help="do not apply the model's entrance rule (a building whose street ground "
-                        "floor got no door gets one on its most door-like face; docs/onnx.md)")
+    add_parts_options(p)
     _common(p)
     p.set_defaults(func=run_parts)
 

@@ -1,0 +1,43 @@
+"""Command-line options that more than one command defines, written once: where an ONNX
+model runs, and how a building-parts prediction reads a building (up axis, street sides,
+symmetry averaging, the entrance rule). ``proc-ml predict building-parts`` and ``proc-ml
+batch`` both take them; docs/onnx.md describes what each does."""
+
+from __future__ import annotations
+
+from proc_ml.symmetry import SYMMETRIES
+
+DEVICE_HELP = ("where the model runs: auto (the best usable provider; default), cpu, cuda, "
+               "tensorrt, directml or coreml (see docs/install.md)")
+
+
+def add_device_option(p) -> None:
+    """``--device``: the onnxruntime provider (``proc_ml.runtime.providers.DEVICES``)."""
+    from proc_ml.runtime.providers import DEVICES
+
+    p.add_argument("--device", choices=DEVICES, default="auto", help=DEVICE_HELP)
+
+
+def add_up_option(p) -> None:
+    """``--up``: the up axis of mesh inputs (``proc_ml.voxelize.detect_up`` when not given)."""
+    p.add_argument("--up", choices=("y", "z"), default=None,
+                   help="up axis of mesh inputs (default: y for GLB/GLTF, else detected from the "
+                        "geometry; see docs/onnx.md)")
+
+
+def add_parts_options(p, scope: str = "", recorded_by: str = "the input") -> None:
+    """``--street``, ``--symmetry`` and ``--no-entrance-rule`` of a building-parts
+    prediction. ``scope`` starts each help line (``"parts task: "`` where the command has
+    other tasks); ``recorded_by`` names what carries the street sides when none are given."""
+    p.add_argument("--street", default=None, metavar="SIDES",
+                   help=f"{scope}the sides facing the street, e.g. +x,-y, in the input's z-up "
+                        f"frame (default: what {recorded_by} records; a model that cannot use "
+                        f"them says so)")
+    p.add_argument("--symmetry", choices=SYMMETRIES, default=None,
+                   help=f"{scope}average the model's probabilities over the building's quarter "
+                        f"turns (rotate) and their mirror images (dihedral), or not (none); "
+                        f"default: the model's own (the installed model: dihedral; docs/onnx.md)")
+    p.add_argument("--no-entrance-rule", dest="entrance", action="store_false", default=None,
+                   help=f"{scope}do not apply the model's entrance rule (a building whose street "
+                        f"ground floor got no door gets one on its most door-like face; "
+                        f"docs/onnx.md)")
