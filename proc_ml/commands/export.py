@@ -28,7 +28,8 @@ def register(sub) -> None:
     p.add_argument("--target-ort", metavar="X.Y", default=None,
                    help="the oldest onnxruntime that must load the file, e.g. 1.16: caps the "
                         "opset and writes the lowest IR version the graph allows "
-                        "(default: the exporter's, IR 10 = onnxruntime 1.18+)")
+                        "(default: the exporter's own IR version: 10 for dynamo = onnxruntime "
+                        "1.18+, 8 for legacy; docs/onnx.md)")
     p.add_argument("--portable", action="store_true",
                    help="same as --target-ort 1.16 (opset 18, IR 8: loads in onnxruntime "
                         "1.14 and later)")

@@ -23,7 +23,7 @@ def register(sub) -> None:
     parser.add_argument("--out", required=True, help="run folder to write")
     parser.add_argument("--config", help="training YAML, or the name of a shipped config "
                                          "(building-parts: parts_unet3d_street [default], parts_unet3d, "
-                                         "parts_unet3d_massing, parts_mlp)")
+                                         "parts_unet3d_massing, parts_mlp; parts_finetune with --init)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set training.epochs=5 (repeatable)")
     parser.add_argument("--device", default=None,
