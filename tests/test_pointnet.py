@@ -252,3 +252,45 @@ def test_batch_classify_cli_over_a_folder(exported, point_dataset, tmp_path):
         "b000001.ply": OK, "b000002.ply": OK, "broken.off": FAILED}
     classes = json.loads((tmp_path / "out" / "b000001.ply" / "classes.json").read_text())
     assert classes["top_k"]
+
+
+def test_training_adds_the_feature_transform_regulariser(tmp_path):
+    """With a feature T-Net the training loss is the cross-entropy plus 0.001 x the
+    orthogonality regulariser of that batch's transform (Qi et al., 2017); without one it is
+    the cross-entropy alone."""
+    import torch.nn.functional as F
+
+    from trainers.models.pointnet import FEATURE_TRANSFORM_WEIGHT, PointNetClassifier
+
+    torch.manual_seed(0)
+    points = torch.randn(3, 32, 3)
+    targets = torch.tensor([0, 1, 2])
+    for feature_transform in (True, False):
+        model = PointNetClassifier(3, 3, widths=(16, 32), head=(16,), dropout=0.0,
+                                   feature_transform=feature_transform).train()
+        if feature_transform:      # a transform far from identity, so the term is large
+            torch.nn.init.normal_(model.encoder.feature_tnet.head[-1].weight, std=0.5)
+        task = _FakeShapeTask()
+        steps = task.training_step({"net": model}, {"inputs": points, "targets": targets})
+        name, loss = next(steps)
+        with torch.no_grad():      # the same batch in train mode: the same logits and transform
+            plain = float(F.cross_entropy(model(points), targets))
+        matrix = model.encoder.last_feature_matrix
+        if feature_transform:
+            reg = float(feature_transform_loss(matrix))
+            assert FEATURE_TRANSFORM_WEIGHT * reg > 0.01     # far above the tolerance below
+            assert float(loss.detach()) == pytest.approx(plain + FEATURE_TRANSFORM_WEIGHT * reg, abs=1e-4)
+        else:
+            assert matrix is None and model.regularisation_loss() is None
+            assert float(loss.detach()) == pytest.approx(plain, abs=1e-6)
+
+
+class _FakeShapeTask:
+    """Just enough of a shape task for ``ShapeTask.training_step`` (unweighted loss)."""
+
+    primary_model = "net"
+    class_weights = None
+
+    def training_step(self, models, batch):
+        from trainers.shapes import ShapeTask
+        return ShapeTask.training_step(self, models, batch)

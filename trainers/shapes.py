@@ -275,10 +275,17 @@ class ShapeTask(Task):
         return {self.primary_model: build_model(self.family, **self.model_kwargs())}
 
     def training_step(self, models, batch):
-        logits = _class_last(models[self.primary_model](batch["inputs"]), batch["targets"])
+        model = models[self.primary_model]
+        logits = _class_last(model(batch["inputs"]), batch["targets"])
         targets = batch["targets"].reshape(-1)
         weights = None if self.class_weights is None else self.class_weights.to(logits.device)
         loss = F.cross_entropy(logits.float(), targets, weight=weights, ignore_index=IGNORE)
+        # a network's own regulariser (PointNet's feature transform), when it has one;
+        # under DistributedDataParallel the network is the wrapper's .module
+        regularisation = getattr(getattr(model, "module", model), "regularisation_loss", None)
+        extra = regularisation() if regularisation is not None else None
+        if extra is not None:
+            loss = loss + extra.float()
         yield self.primary_model, loss
         with torch.no_grad():
             valid = targets != IGNORE

@@ -14,7 +14,8 @@ dynamic point axis.
 The optional transform nets (T-Net) predict a 3x3 alignment of the coordinates
 (``input_transform``) and a ``k x k`` alignment of the first-layer features
 (``feature_transform``); ``feature_transform_loss`` is the paper's orthogonality
-regulariser for the latter.
+regulariser for the latter, which training adds to the loss with the paper's weight
+(``FEATURE_TRANSFORM_WEIGHT``, through each network's ``regularisation_loss``).
 
 ``fourier_bands`` = B > 0 adds ``sin/cos(2 pi k x / fourier_period)`` of the (aligned)
 coordinates, ``k = 1 .. B``, as extra per-point inputs: the harmonics of one period, which
@@ -65,6 +66,10 @@ class TNet(nn.Module):
         return (self.head(pooled) + self.identity).reshape(-1, self.k, self.k)
 
 
+#: Weight of the feature-transform regulariser in the training loss (Qi et al., 2017, 0.001).
+FEATURE_TRANSFORM_WEIGHT = 0.001
+
+
 def feature_transform_loss(matrix: torch.Tensor) -> torch.Tensor:
     """``|| I - A A^T ||_F^2`` averaged over the batch (keeps the feature transform near-orthogonal)."""
     k = matrix.shape[1]
@@ -98,7 +103,15 @@ class PointNetEncoder(nn.Module):
         self.feature_tnet = TNet(widths[0], min(widths[0], 64)) if feature_transform else None
         self.deep = _shared_mlp(widths)
         self.local_width, self.global_width = widths[0], widths[-1]
+        #: The feature transform of the last forward pass (None without a feature T-Net).
         self.last_feature_matrix: torch.Tensor | None = None
+
+    def regularisation_loss(self) -> torch.Tensor | None:
+        """``FEATURE_TRANSFORM_WEIGHT * feature_transform_loss`` of the last forward pass's
+        feature transform; None without a feature T-Net (nothing to add to the loss)."""
+        if self.last_feature_matrix is None:
+            return None
+        return FEATURE_TRANSFORM_WEIGHT * feature_transform_loss(self.last_feature_matrix)
 
     def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = points.transpose(1, 2)                                   # [B, C, N]
@@ -136,6 +149,10 @@ class PointNetClassifier(nn.Module):
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(points)[1])
 
+    def regularisation_loss(self) -> torch.Tensor | None:
+        """The encoder's feature-transform regulariser for the last forward pass, or None."""
+        return self.encoder.regularisation_loss()
+
 
 class PointNetSegmenter(nn.Module):
     """``[B, N, C] -> [B, N, n_classes]`` per-point logits."""
@@ -161,3 +178,7 @@ class PointNetSegmenter(nn.Module):
         local, pooled = self.encoder(points)
         expanded = pooled.unsqueeze(2).expand(-1, -1, local.shape[2])
         return self.head(torch.cat([local, expanded], dim=1)).transpose(1, 2)
+
+    def regularisation_loss(self) -> torch.Tensor | None:
+        """The encoder's feature-transform regulariser for the last forward pass, or None."""
+        return self.encoder.regularisation_loss()
