@@ -394,7 +394,7 @@ def score_names(predicted, truth, parts) -> dict:
     """Face accuracy, macro F1 and per-part scores of predicted part names against the
     truth's, over the faces the truth labels (a predicted name outside ``parts`` counts as
     wrong, under its own name)."""
-    from proc_ml.metrics import classification_metrics
+    from proc_ml.metrics import classification_metrics, confusion_matrix
 
     predicted = np.asarray(predicted, dtype=object)
     truth = np.asarray(truth, dtype=object)
@@ -403,7 +403,7 @@ def score_names(predicted, truth, parts) -> dict:
     t = indices_of(truth[faces], names).astype(np.int64)
     p = indices_of(predicted[faces], names).astype(np.int64)
     k = len(names)
-    confusion = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+    confusion = confusion_matrix(t, p, k)
     scores = classification_metrics(confusion, names)
     return {"face_accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
             "per_class": scores["per_class"], "faces": int(faces.sum())}

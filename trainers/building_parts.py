@@ -20,8 +20,8 @@ from proc_ml.encoding import (GRID_INPUT_SETS, adjacency_feature_names,
 from proc_ml.errors import ConfigError, DatasetError
 from proc_ml.formats.grid_npz import BuildingRecord
 from proc_ml.grid import NO_PART
-from proc_ml.metrics import (ECE_BINS, classification_metrics, expected_calibration_error,
-                             per_class_table)
+from proc_ml.metrics import (ECE_BINS, classification_metrics, confusion_matrix,
+                             expected_calibration_error, per_class_table)
 from proc_ml.runinfo import PartsInfo
 from proc_ml.symmetry import SYMMETRIES, axis_bound_inputs, turn, turn_faces, turn_side_vector
 
@@ -735,12 +735,8 @@ def fit_decision_weights(probs: np.ndarray, truth: np.ndarray, n_parts: int, rou
 
 def _mean_f1_and_accuracy(guess: np.ndarray, truth: np.ndarray, n_parts: int) -> tuple[float, float]:
     """Mean F1 over the parts present in ``truth``, and accuracy, of labels ``guess``."""
-    present = np.bincount(truth, minlength=n_parts) > 0
-    cm = np.bincount(truth * n_parts + guess, minlength=n_parts * n_parts).reshape(n_parts, n_parts)
-    tp = np.diag(cm).astype(np.float64)
-    denom = cm.sum(axis=0) + cm.sum(axis=1)
-    f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-    return (float(f1[present].mean()) if present.any() else 0.0), tp.sum() / max(len(truth), 1)
+    scores = classification_metrics(confusion_matrix(truth, guess, n_parts), range(n_parts))
+    return scores["macro_f1"], scores["accuracy"]
 
 
 def entrance_rule_labels(guess: np.ndarray, probs: np.ndarray, building: np.ndarray,

@@ -175,6 +175,7 @@ def _predict_unseen(model_path: Path, data_dir: Path) -> dict:
     import numpy as np
 
     from proc_ml.datasets import open_dataset
+    from proc_ml.metrics import confusion_matrix
     from proc_ml.runtime import PartsPredictor
 
     predictor = PartsPredictor(model_path)
@@ -189,7 +190,7 @@ def _predict_unseen(model_path: Path, data_dir: Path) -> dict:
     perfect = 0
     for record, (labels, _) in zip(records, predictions):
         mask = record.labels >= 0
-        np.add.at(confusion, (record.labels[mask], labels[mask]), 1)
+        confusion += confusion_matrix(record.labels[mask], labels[mask], K)
         perfect += bool((labels[mask] == record.labels[mask]).all())
     return {"parts": predictor.parts, "records": records, "predictions": predictions,
             "confusion": confusion, "perfect": perfect, "seconds": seconds,
