@@ -260,7 +260,7 @@ def test_training_adds_the_feature_transform_regulariser(tmp_path):
     the cross-entropy alone."""
     import torch.nn.functional as F
 
-    from trainers.models.pointnet import FEATURE_TRANSFORM_WEIGHT, PointNetClassifier
+    from proc_ml.trainers.models.pointnet import FEATURE_TRANSFORM_WEIGHT, PointNetClassifier
 
     torch.manual_seed(0)
     points = torch.randn(3, 32, 3)
@@ -292,5 +292,5 @@ class _FakeShapeTask:
     class_weights = None
 
     def training_step(self, models, batch):
-        from trainers.shapes import ShapeTask
+        from proc_ml.trainers.shapes import ShapeTask
         return ShapeTask.training_step(self, models, batch)
