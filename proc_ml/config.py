@@ -231,6 +231,11 @@ def source_of(source: str, key: str) -> str:
     return source.of(key) if isinstance(source, Sources) else str(source)
 
 
+def key_error(source, key: str, why: str) -> ConfigError:
+    """The one-line error of a config value: "<where KEY came from>: config key 'KEY' WHY"."""
+    return ConfigError(f"{source_of(source, key)}: config key '{key}' {why}")
+
+
 def _unknown(path: str, key: str, allowed: Iterable[str], source: str) -> ConfigError:
     allowed = sorted(allowed)
     close = difflib.get_close_matches(key, allowed, n=1)

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from proc_ml.config import load_config_sources, load_yaml, merge, parse_override, source_of
+from proc_ml.config import key_error, load_config_sources, load_yaml, merge, parse_override, source_of
 from proc_ml.errors import ConfigError
 from proc_ml.registry import TASKS, task_class
 from proc_ml.validation import MAX_COUNT, check
@@ -200,7 +200,7 @@ def validate(config: dict, source: str = "config") -> dict:
     """Check the values of a merged config (``source``: its label, or ``Sources`` naming
     where each key came from)."""
     def fail(key, why):
-        return ConfigError(f"{source_of(source, key)}: config key '{key}' {why}")
+        return key_error(source, key, why)
 
     for section, schema in (("training", TrainingSection), ("dataset", DatasetSection)):
         check(schema, config[section], source=lambda key: source_of(source, key),

@@ -295,10 +295,10 @@ class Pix2PixTask(Task):
     def validate_config(cls, config: dict, source: str) -> None:
         """Value checks of pix2pix's own keys; each message names the file or ``--set``
         that gave the key (``proc_ml.config.source_of``)."""
-        from proc_ml.config import source_of
+        from proc_ml.config import key_error
 
         def fail(key, why):
-            return ConfigError(f"{source_of(source, key)}: config key '{key}' {why}")
+            return key_error(source, key, why)
 
         data = {**cls.defaults()["dataset"], **config["dataset"]}
         training = {"linear_decay": "step", **config["training"]}
@@ -472,10 +472,6 @@ class Pix2PixTask(Task):
         items = [item_tensors(self.data.prepare(n, size, cfg["aspect"], cfg["photo_filter"]))
                  for n in names]
         return [a for a, _, _ in items], [b for _, b, _ in items], [m for _, _, m in items]
-
-    def _background_colour(self):
-        background = self.data.background()
-        return None if background is None else np.array(background, dtype=np.uint8)
 
     def dataset(self, split: str, limit: int = 0):
         train = split == self.data_cfg["train_split"]

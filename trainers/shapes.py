@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from proc_ml.config import source_of
+from proc_ml.config import key_error
 from proc_ml.datasets import open_dataset
 from proc_ml.datasets.modelnet import ShapeFolder, ShapeSettings, is_shape_folder
 from proc_ml.datasets.pointclouds import (NORMALIZE_FOR, Shape, normalize_for, point_feature_names,
@@ -72,7 +72,7 @@ def validate_shape_config(config: dict, source: str) -> None:
     data, aug = config["dataset"], config["augment"]
 
     def fail(key, why):
-        return ConfigError(f"{source_of(source, key)}: config key '{key}' {why}")
+        return key_error(source, key, why)
 
     if data["source"] not in SOURCES:
         raise fail("dataset.source", f"must be one of {', '.join(SOURCES)}, got {data['source']!r}")

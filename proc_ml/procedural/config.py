@@ -6,9 +6,10 @@ import copy
 import os
 import re
 
-from ..config import load_config_sources, source_of
+from ..config import key_error, load_config_sources
 from ..errors import ConfigError
 from ..units import DEFAULT_CELL_SIZE
+from .facades import DENSITIES, ENTRANCES, GROUND_FLOORS
 from .lots import BLOCKS
 from .parts import DEFAULT_PARTS, Vocabulary
 from .roofs import ROOFS
@@ -58,10 +59,8 @@ FACADE_DEFAULTS = {
     "voxelizer": "height_field",
 }
 _FACADE_CHOICES = {"blocks": BLOCKS, "roof": ROOFS,
-                   "ground_floor": ("shop", "residential", "plinth"),
-                   "entrance": ("centre", "end", "group", "any"),
-                   "back": ("regular", "sparse", "blank"),
-                   "side": ("regular", "sparse", "blank")}
+                   "ground_floor": GROUND_FLOORS, "entrance": ENTRANCES,
+                   "back": DENSITIES, "side": DENSITIES}
 _FACADE_PROBABILITIES = ("ridge_along_street", "rear_wing", "protrusions", "corner_archetypes",
                          "windowless_bay", "attic_windows", "back_door", "opening_noise",
                          "rotation_probability", "half_cell_offsets")
@@ -89,7 +88,7 @@ GRID_SIZE_RANGE = (4, 256)
 
 
 def _fail(key: str, why: str, source: str) -> ConfigError:
-    return ConfigError(f"{source_of(source, key)}: config key '{key}' {why}")
+    return key_error(source, key, why)
 
 
 def validate(cfg: dict, source: str = "config") -> dict:

@@ -46,6 +46,7 @@ NONE, WINDOW, DOOR, SHOP = 0, 1, 2, 3
 ROLES = ("street", "back", "court", "side", "party", "return")
 ENTRANCES = ("centre", "end", "group", "any")
 DENSITIES = ("regular", "sparse", "blank")
+GROUND_FLOORS = ("shop", "residential", "plinth")
 #: Shop glazing: from this height above the floor to this much under the next floor.
 SHOP_SILL, SHOP_HEAD_GAP, SHOP_PIER = 0.3, 0.5, 0.5
 #: An attic storey needs this much height under the ridge (m).
