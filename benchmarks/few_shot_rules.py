@@ -63,7 +63,6 @@ predictions with K wrong faces per building corrected to the rule and marked in
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -426,12 +425,3 @@ def score_predictor(predictor, data_dir, split: str = "test", symmetry: str | No
     if not truth:
         raise DatasetError(f"{data_dir}: split '{split}' holds no buildings")
     return score_names(np.concatenate(predicted), np.concatenate(truth), data.parts)
-
-
-def check_folder(path: str | os.PathLike) -> None:
-    """Raise when ``path`` is not a dataset ``open_dataset`` reads with labels on every grid."""
-    from proc_ml.datasets import open_dataset
-
-    data = open_dataset(path)
-    for building_id in data.ids():
-        data.building(building_id)

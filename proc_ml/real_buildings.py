@@ -37,8 +37,7 @@ from .datasets.buildings import BuildingDataset
 from .encoding import street_vector
 from .errors import DatasetError
 from .grid import DOWN, NO_PART, UP, exterior_faces
-from .metrics import (calibration_bins, classification_metrics, expected_calibration_error,
-                      per_class_table)
+from .metrics import calibration_bins, classification_metrics, expected_calibration_error
 
 SCOPES = ("all", "street")
 BASELINES = ("geometry", "per_floor")
@@ -269,11 +268,3 @@ def markdown(result: dict, parts_shown=("wall", "window", "door", "roof", "groun
     for name, why in result.get("not_run", {}).items():
         lines.append(f"- not run: {name}: {why}")
     return "\n".join(lines).rstrip() + "\n"
-
-
-def text_table(result: dict, system: str, scope: str = "all") -> str:
-    """One system's per-part table (``proc-ml evaluate --real``)."""
-    r = result["systems"][system][scope]
-    lines = [f"{system} on {len(result['buildings'])} real buildings [{scope}]: {r['faces']} faces, "
-             f"face accuracy {r['accuracy']:.4f}, macro F1 {r['macro_f1']:.4f}"]
-    return "\n".join(lines + per_class_table(r["per_class"], "part"))

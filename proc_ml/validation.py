@@ -188,23 +188,6 @@ def json_safe(value):
 
 
 # -- arrays ---------------------------------------------------------------------------------
-def first_bad(mask: np.ndarray) -> int | None:
-    """Index of the first True of a 1-D mask (None when none)."""
-    hits = np.flatnonzero(mask)
-    return int(hits[0]) if hits.size else None
-
-
-def require_finite(values: np.ndarray, message: str, error: type[ProcMLError] = ProcMLError) -> None:
-    """Raise ``error(message + counts)`` when ``values`` holds NaN or infinity."""
-    values = np.asarray(values)
-    if values.dtype.kind not in "fc":
-        return
-    bad = ~np.isfinite(values)
-    if bad.any():
-        rows = bad.reshape(len(values), -1).any(axis=1) if values.ndim > 1 else bad
-        raise error(f"{message}: {int(rows.sum())} of {len(values)} hold NaN or infinite values")
-
-
 # -- library messages -----------------------------------------------------------------------
 _ADVICE = (
     re.compile(r"\s*[—-]+\s*pass\s+`?FilePathResolver\(.*$", re.S),            # trimesh

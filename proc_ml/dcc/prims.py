@@ -73,8 +73,3 @@ def labelled_prims(grid: VoxelGrid, labels: np.ndarray, probs: np.ndarray, parts
         parts=parts,
         grid=grid,
     )
-
-
-def part_material_indices(part: np.ndarray) -> np.ndarray:
-    """Material slot per face when slot ``k`` holds part ``k`` (unlabelled -> slot 0)."""
-    return np.maximum(np.asarray(part, dtype=np.int32), 0)

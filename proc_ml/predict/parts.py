@@ -190,10 +190,3 @@ def label_building(predictor: PartsPredictor, input_path, out_dir, *,
              "provider": predictor.model.providers[0],
              "mean_confidence": float(confidence.mean()) if confidence.size else 0.0}
     return write_outputs(out_dir, item, labels, predictor.parts, extra, picture=picture)
-
-
-def predict_building_parts(model_path, input_path, out_dir, *, device: str = "auto",
-                           threads: int = 0, **options) -> dict:
-    """``label_building`` with the (cached) model at ``model_path``."""
-    predictor = PartsPredictor.open(model_path, device=device, intra_op_threads=threads)
-    return label_building(predictor, input_path, out_dir, **options)

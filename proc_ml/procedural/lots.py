@@ -60,14 +60,6 @@ class Wing:
                          self.pitch, self.max_rise)
         return np.where(inside, self.eave + rise, 0.0)
 
-    def top_rise(self) -> float:
-        """Highest point of the roof above the eaves."""
-        half = min(self.x1 - self.x0, self.y1 - self.y0) / 2
-        if self.roof == "gable":
-            half = (self.y1 - self.y0 if self.ridge_x else self.x1 - self.x0) / 2
-        return float(roof_rise(self.roof, np.array(half), np.array(half), self.ridge_x,
-                               self.pitch, self.max_rise))
-
 
 @dataclass
 class Wall:
