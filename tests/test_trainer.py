@@ -142,6 +142,14 @@ def test_a_fresh_run_refuses_to_overwrite_and_resume_needs_a_checkpoint(tiny_dat
     with pytest.raises(ConfigError, match="training.epochs cannot change"):
         fit(tiny_config("parts-mlp", "training.epochs=2", "training.tensorboard=true",
                         "training.class_weighting=inverse_sqrt"), tiny_data, tmp_path / "run", resume=True)
+    # the optimizer's own settings live in the checkpoint: a new value would be ignored
+    for change, shown in (("training.lr=0.5", "training.lr cannot change on --resume"),
+                          ("training.optimizer=sgd", "training.optimizer cannot change"),
+                          ("training.betas=[0.5, 0.9]", "training.betas cannot change")):
+        with pytest.raises(ConfigError, match=shown):
+            fit(tiny_config("parts-mlp", "training.epochs=1", "training.tensorboard=true",
+                            "training.class_weighting=inverse_sqrt", change), tiny_data,
+                tmp_path / "run", resume=True)
 
 
 class _CriticTask(BuildingPartsTask):

@@ -41,6 +41,9 @@ from .task import Task, parameters_of
 
 #: Seconds between two drawings of a run's plots (and at the end of the run).
 PLOT_INTERVAL_S = 30.0
+#: Training keys a checkpoint's optimizer state holds: ``--resume`` restores that state, so a
+#: changed value would be silently ignored (or, for the optimizer, not load); it is refused.
+RESUME_FIXED = ("optimizer", "lr", "weight_decay", "betas")
 
 
 class Callback:
@@ -232,6 +235,13 @@ class Trainer:
             raise ConfigError(f"{self.out}: training.epochs cannot change on --resume while a "
                               f"learning-rate schedule is used (the run has "
                               f"{stored['training']['epochs']})")
+        for key in RESUME_FIXED:
+            new = json_safe(self.training.get(key))
+            old = json_safe(stored["training"].get(key, new))
+            if old != new:
+                raise ConfigError(f"{self.out}: training.{key} cannot change on --resume (the "
+                                  f"checkpoint's optimizer state holds {old!r}); train a new "
+                                  f"run for {new!r}")
         try:
             for name, model in self.models.items():
                 model.load_state_dict(saved["models"][name])
