@@ -98,6 +98,19 @@ def test_segmentation_examples_carry_parts_style_and_cell_coordinates(point_data
     assert set(parts.tolist()) <= set(all_parts.tolist())
 
 
+def test_classification_with_style_puts_the_style_on_every_point(point_dataset):
+    """dataset.use_style for pointnet-cls: the nine style features follow the coordinates
+    and normals on every point, as for segmentation (it used to fail with a channel
+    mismatch: the style was counted in the inputs but never read)."""
+    from proc_ml.datasets import open_dataset
+
+    task = _task("pointnet-cls", point_dataset, "dataset.use_style=true")
+    first = open_dataset(point_dataset).ids("val")[0]
+    features, _ = task.dataset("val")[0]
+    assert task.model_kwargs()["in_features"] == features.shape[1] == 3 + 3 + 9
+    assert np.allclose(features[:, 6:], open_dataset(point_dataset).building(first).style)
+
+
 def test_augmentation_is_seeded_by_seed_epoch_and_index(point_dataset):
     task = _task("pointnet-cls", point_dataset)
     train = task.dataset("train")

@@ -88,3 +88,13 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_voxnet_refuses_the_style_it_cannot_read(voxel_run, tmp_path, capsys):
+    """VoxNet's input is the occupancy grid alone: dataset.use_style would change nothing but
+    the model's metadata (which then made batch refuse the model), so it is refused."""
+    data, _ = voxel_run
+    assert main(["train", "voxnet", "--data", str(data), "--out", str(tmp_path / "r"),
+                 "--config", "tiny_voxnet", "--set", "dataset.use_style=true", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config key 'dataset.use_style' must be false for voxnet" in err[0]

@@ -239,7 +239,8 @@ class ShapeTask(Task):
         self.hyper = {k: v for k, v in config["model"].items() if k != "family"}
         self.root = Path(data_dir)
         self.source = self._source()
-        self.with_style = bool(self.data_cfg["use_style"]) and self.source == "buildings"
+        self.with_style = (bool(self.data_cfg["use_style"]) and self.source == "buildings"
+                           and self.representation == "points")
         if self.data_cfg["normalize"] == "cells" and self.source != "buildings":
             raise ConfigError(f"config key 'dataset.normalize' is 'cells', which needs a generated "
                               f"buildings dataset; {self.root} is a shape folder (use unit_sphere)")
@@ -452,7 +453,8 @@ class PointNetClassificationTask(_PointTask):
     def building_example(self, building_id: int) -> dict:
         points, normals, _ = self._read_points(building_id)
         record = self.buildings.building(building_id)
-        return {"points": points, "normals": normals, "label": self.parts.index(record.archetype)}
+        return {"points": points, "normals": normals, "label": self.parts.index(record.archetype),
+                "style": record.style}
 
 
 class PointNetSegmentationTask(_PointTask):
@@ -477,6 +479,13 @@ class VoxNetTask(ShapeTask):
     default_config = "voxnet.yaml"
     representation = "voxels"
     metric_names = ("accuracy", "mean_class_accuracy", "macro_f1", "loss")
+
+    @classmethod
+    def validate_config(cls, config: dict, source: str) -> None:
+        super().validate_config(config, source)
+        if config["dataset"]["use_style"]:
+            raise key_error(source, "dataset.use_style",
+                            "must be false for voxnet: its input is the occupancy grid alone")
 
     def input_names(self) -> list[str]:
         return ["occupancy"]
