@@ -221,6 +221,12 @@ def test_predict_texture_cli_image_building_and_bad_colour(tiny_onnx, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert "bad.png: label colour (1, 2, 3) at pixel (x=7, y=5) is not in the palette" in err
     assert len(err.splitlines()) == 1
+    # what builds a building's label maps means nothing for a label map given as it is
+    assert main(["predict", "texture", "--model", str(path), "--input", str(label_png),
+                 "--out", str(tmp_path / "v.png"), "--material", "brick", "--module-px", "8"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--material --module-px: for --building only" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "v.png").exists()
     assert main(["generate", "buildings", "--count", "2", "--seed", "2", "--out", str(tmp_path / "ds"),
                  "--formats", "grids", "--quiet"]) == 0
     glb = tmp_path / "house.glb"

@@ -189,6 +189,14 @@ def test_batch_symmetry_option(tiny_dataset, tmp_path, capsys):
     assert main(["batch", str(assets), "--task", "classify", "--model", "m.onnx", "--out",
                  str(tmp_path / "o2"), "--symmetry", "none", "--quiet"]) != 0
     assert "--symmetry is for --task parts" in capsys.readouterr().err
+    # options a task's outputs do not depend on are refused, not dropped
+    for task, extra, shown in (("classify", ["--cell-size", "0.5"], "--cell-size is not used by --task classify"),
+                               ("segment", ["--up", "y"], "--up is not used by --task segment"),
+                               ("classify", ["--pictures"], "--pictures is not used by --task classify"),
+                               ("parts", ["--material", "brick"], "--material is for --task texture")):
+        assert main(["batch", str(assets), "--task", task, "--model", "m.onnx", "--out",
+                     str(tmp_path / "o3"), *extra, "--quiet"]) != 0
+        assert shown in capsys.readouterr().err
 
 
 def test_houdini_sop_symmetry_parameter(tiny_massing_unet_onnx):

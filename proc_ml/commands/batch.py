@@ -35,7 +35,7 @@ def register(sub) -> None:
                         "model installed with proc-ml (docs/model-card.md)")
     p.add_argument("--parts-model", help="texture task: building-parts ONNX model that labels meshes "
                                          "(grids from proc-ml generate carry their labels)")
-    p.add_argument("--material", choices=MATERIALS, default="plaster",
+    p.add_argument("--material", choices=MATERIALS, default=None,
                    help="texture task: wall material of the label maps (default plaster)")
     p.add_argument("--out", required=True, help="output folder (mirrors ASSET_DIR; holds manifest.jsonl)")
     p.add_argument("--workers", type=int, default=1, help="parallel workers (default 1)")
@@ -110,10 +110,18 @@ def run(args) -> int:
         if task.name != "parts":
             raise ProcMLError("--no-entrance-rule is for --task parts")
         options["entrance"] = False
+    # an option the task's outputs do not depend on would be dropped without a word
+    for name, flag, given in (("cell_size", "--cell-size", args.cell_size is not None),
+                              ("up", "--up", args.up is not None),
+                              ("pictures", "--pictures", args.pictures)):
+        if given and name not in task.option_names:
+            raise ProcMLError(f"{flag} is not used by --task {task.name}")
     if task.name == "texture":
         options.update(_texture_options(args))
     elif args.parts_model:
         raise ProcMLError("--parts-model is for --task texture")
+    elif args.material is not None:
+        raise ProcMLError("--material is for --task texture")
     if args.pictures:
         _require_matplotlib()
     out_dir = Path(args.out)
@@ -166,7 +174,7 @@ def _texture_options(args) -> dict:
     from proc_ml.fileio import file_sha256
     from proc_ml.errors import ModelError
 
-    options = {"material": args.material}
+    options = {"material": args.material or "plaster"}
     if args.parts_model:
         parts = Path(args.parts_model)
         if not parts.is_file():

@@ -36,7 +36,8 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--portable", action="store_true",
                    help="export for onnxruntime 1.14+ (as 'export onnx --portable')")
-    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (and, with --json, no per-epoch events)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -74,7 +75,7 @@ def run(args) -> int:
 
         start = time.perf_counter()
         summary = fit(config, args.data, args.out, callbacks=[] if args.quiet else [Progress()],
-                      progress=False)
+                      progress=False if (args.quiet or args.json) else None)
         trained = time.perf_counter()
         result = export_run(args.out, args.export, data_dir=args.data, log=lambda line: None,
                             target_ort=PORTABLE_ORT if args.portable else None,

@@ -90,13 +90,13 @@ def register(sub) -> None:
     t.add_argument("--parts-model", help="building-parts ONNX model to label the building first")
     t.add_argument("--cell-size", type=float, default=None,
                    help="metres per cell when voxelising a mesh (default: the parts model's)")
-    t.add_argument("--material", choices=MATERIALS, default="plaster",
+    t.add_argument("--material", choices=MATERIALS, default=None,
                    help="wall material the label maps ask for (default plaster)")
     t.add_argument("--module-px", type=int, default=None,
                    help="pixels per facade module (default: the model's training value)")
     t.add_argument("--procedural", action="store_true",
                    help="use the procedural texture instead of a model (no --model needed)")
-    _common(t, "seed of procedural textures and tiles")
+    _common(t, "seed of procedural textures and tiles (--building)")
     t.set_defaults(func=run_texture)
 
 
@@ -208,6 +208,17 @@ def run_texture(args) -> int:
         raise ConfigError("--model is required (or --procedural with --building)")
     if args.module_px is not None and args.module_px < 1:
         raise ConfigError(f"--module-px must be >= 1, got {args.module_px}")
+    if args.input:
+        # a label map is turned into a texture as it is: what builds the label maps of a
+        # building would be dropped without a word
+        given = [flag for flag, value in (("--parts-model", args.parts_model),
+                                          ("--cell-size", args.cell_size),
+                                          ("--material", args.material),
+                                          ("--module-px", args.module_px),
+                                          ("--procedural", args.procedural)) if value]
+        if given:
+            raise ConfigError(f"{' '.join(given)}: for --building only (--input textures the "
+                              f"label maps as they are)")
     folder_input = bool(args.input) and Path(args.input).is_dir()
     if not (folder_input and Path(args.out).resolve() == Path(args.input).resolve()):
         _check_common(args, out_folder=folder_input)   # (the input folder itself: below)
@@ -245,7 +256,7 @@ def run_texture(args) -> int:
     parts = (PartsPredictor.open(args.parts_model, args.device, args.threads)
              if args.parts_model else None)
     summary = texture_building_file(generator, args.building, args.out, parts_model=parts,
-                                    material=args.material, module_px=args.module_px,
+                                    material=args.material or "plaster", module_px=args.module_px,
                                     seed=args.seed, cell_size=cell_size)
     print(f"textured {summary['faces']} faces on {summary['facades']} facade sheets of a grid "
           f"{summary['grid_shape']} at {summary['cell_size']:g} per cell (atlas "
