@@ -235,9 +235,11 @@ def test_masked_cross_entropy_weighs_faces():
                                masked_cross_entropy(logits, targets, k))
 
 
-def test_corrected_faces_reach_the_loss(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("config_name", ["tiny_parts_unet3d", "tiny_parts_mlp"])
+def test_corrected_faces_reach_the_loss(tiny_dataset, tmp_path, config_name):
     """A grid with label_fixed: its marked faces weigh training.fix_weight in the batch the
-    loop trains on, and the step's loss is the weighted mean."""
+    loop trains on, and the step's loss is the weighted mean; for the 3D U-Net (a grid per
+    building) and for the per-cell MLP (a row per occupied cell) alike."""
     import shutil
 
     from proc_ml.formats import grid_npz
@@ -254,13 +256,15 @@ def test_corrected_faces_reach_the_loss(tiny_dataset, tmp_path):
     fixed[tuple(faces.T)] = True
     grid_npz.write(path, record.building_id, record.archetype, record.occupancy, record.labels,
                    record.style, **{**record.extras, "label_fixed": fixed})
-    config = load_train_config("building-parts", resolve_config_path("tiny_parts_unet3d"),
+    config = load_train_config("building-parts", resolve_config_path(config_name),
                                ["training.fix_weight=6.0"])
     task = make_task(config, data)
     example = task.encode(task.data.building(0))
     assert len(example) == 3 and example[2].max() == 6.0 and (example[2] == 6.0).sum() == 5
     batch = task.collate([example, task.encode(task.data.building(1))])
-    assert batch["weights"][1].eq(1.0).all() and batch["weights"][0].eq(6.0).sum() == 5
+    first = batch["building"] == 0 if "building" in batch else 0      # the MLP's rows of building 0
+    assert batch["weights"][~first if "building" in batch else 1].eq(1.0).all()
+    assert batch["weights"][first].eq(6.0).sum() == 5
     model = task.build_models()["model"]
     step = task.training_step({"model": model}, batch)
     _, loss = next(step)
@@ -269,12 +273,15 @@ def test_corrected_faces_reach_the_loss(tiny_dataset, tmp_path):
                                                           face_weight=batch["weights"]))
     assert not torch.isclose(loss, masked_cross_entropy(logits, batch["targets"], task.n_parts))
     # training.unfixed_weight: the other faces of a corrected grid (not of other grids)
-    config = load_train_config("building-parts", resolve_config_path("tiny_parts_unet3d"),
+    config = load_train_config("building-parts", resolve_config_path(config_name),
                                ["training.fix_weight=6.0", "training.unfixed_weight=0.5"])
     task = make_task(config, data)
-    weights = task.collate([task.encode(task.data.building(0)), task.encode(task.data.building(1))])["weights"]
-    assert weights[0].eq(6.0).sum() == 5 and weights[0].eq(0.5).sum() == weights[0].numel() - 5
-    assert weights[1].eq(1.0).all()
+    batch = task.collate([task.encode(task.data.building(0)), task.encode(task.data.building(1))])
+    weights = batch["weights"]
+    ours, other = ((weights[batch["building"] == 0], weights[batch["building"] == 1])
+                   if "building" in batch else (weights[0], weights[1]))
+    assert ours.eq(6.0).sum() == 5 and ours.eq(0.5).sum() == ours.numel() - 5
+    assert other.eq(1.0).all()
 
 
 def test_patience_stops_early_and_resume_keeps_it_stopped(tiny_dataset, tmp_path):

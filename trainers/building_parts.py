@@ -74,6 +74,17 @@ def face_weights(record, stride: int, fix_weight: float,
     return pad_to_stride(weights, stride)
 
 
+def cell_face_weights(record, coords: np.ndarray, fix_weight: float,
+                      unfixed_weight: float = 1.0) -> np.ndarray | None:
+    """``float32[N, 6]``: :func:`face_weights` for the cells ``coords`` (the per-cell
+    MLP's rows); None when the grid marks no corrected face."""
+    fixed = record.extras.get("label_fixed")
+    if fixed is None or not fixed.any():
+        return None
+    x, y, z = np.asarray(coords).T
+    return np.where(fixed[x, y, z], np.float32(fix_weight), np.float32(unfixed_weight))
+
+
 # -- symmetry augmentation (dataset.symmetry: the transforms of proc_ml.symmetry) ----------
 def transform_record(record: BuildingRecord, quarter_turns: int, mirror: bool = False) -> BuildingRecord:
     """The same building turned ``quarter_turns`` times about z (after mirroring in x when
@@ -449,18 +460,25 @@ class BuildingPartsTask(Task):
             w = face_weights(record, self.stride, self.config["training"]["fix_weight"],
                              self.config["training"]["unfixed_weight"])
             return (x, t) if w is None else (x, t, w)
-        return encode_cell_example(record, self.with_style)[1:]
+        coords, feats, targets = encode_cell_example(record, self.with_style)
+        w = cell_face_weights(record, coords, self.config["training"]["fix_weight"],
+                              self.config["training"]["unfixed_weight"])
+        return (feats, targets) if w is None else (feats, targets, w)
 
     def collate(self, examples):
         if self.input_kind == "grid":
             # two strides at least: a batch of one small building (a real one 4 cells long)
             # would leave one value per channel at the bottleneck, where BatchNorm cannot train
             return _collate_grids(examples, 2 * self.stride)
-        feats = torch.from_numpy(np.concatenate([f for f, _ in examples]))
-        targets = torch.from_numpy(np.concatenate([t for _, t in examples]))
-        building = torch.cat([torch.full((len(f),), i, dtype=torch.int64)
-                              for i, (f, _) in enumerate(examples)])
-        return {"inputs": feats, "targets": targets, "building": building, "count": len(examples)}
+        feats = torch.from_numpy(np.concatenate([e[0] for e in examples]))
+        targets = torch.from_numpy(np.concatenate([e[1] for e in examples]))
+        building = torch.cat([torch.full((len(e[0]),), i, dtype=torch.int64)
+                              for i, e in enumerate(examples)])
+        batch = {"inputs": feats, "targets": targets, "building": building, "count": len(examples)}
+        if any(len(e) > 2 for e in examples):      # corrected faces in the batch (1 elsewhere)
+            batch["weights"] = torch.from_numpy(np.concatenate(
+                [e[2] if len(e) > 2 else np.ones(e[1].shape, np.float32) for e in examples]))
+        return batch
 
     def to_device(self, batch, device):
         return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
