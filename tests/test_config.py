@@ -113,6 +113,8 @@ def test_generator_defaults():
     ("style.window_periods=[4]", r"'style.window_periods' must be a non-empty subset"),
     ("style.window_periods=[]", r"'style.window_periods' must be a non-empty subset"),
     ("style.shopfront_probability=1.5", r"'style.shopfront_probability' must be in \[0, 1\]"),
+    # each set of rules ignores the other's keys: a changed one is refused, not dropped
+    ("style.balcony_probability=0.9", r"'style.balcony_probability' is for rules: legacy only"),
     ("noise=-0.1", r"'noise' must be in \[0, 1\]"),
     ("noise=lots", r"'noise' must be float"),
     ("points.per_building=0", r"'points.per_building' must be >= 1"),
@@ -123,6 +125,14 @@ def test_generator_config_refuses_bad_values(override, match):
     with pytest.raises(ConfigError, match=match) as info:
         load_generator_config(None, [override])
     one_line(info)
+
+
+def test_generator_config_refuses_the_facade_keys_under_the_legacy_rules():
+    with pytest.raises(ConfigError, match=r"'facade.blocks.island' is for rules: facade only") as info:
+        load_generator_config(None, ["rules=legacy", "facade.blocks.island=0.5"])
+    one_line(info)
+    # unchanged keys of the other rules are fine (a full default.yaml names them all)
+    assert load_generator_config(None, ["rules=legacy", "style.balcony_probability=0.9"])
 
 
 def test_generator_config_file_errors_name_the_file(tmp_path):

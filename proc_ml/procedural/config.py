@@ -87,6 +87,35 @@ _PART_NAME = re.compile(r"[A-Za-z0-9_-]+")
 GRID_SIZE_RANGE = (4, 256)
 
 
+def _changed(section: dict, defaults: dict) -> list[str]:
+    """Dotted paths of the keys of ``section`` whose values differ from ``defaults`` (into
+    nested mappings; lists and tuples alike)."""
+    out = []
+    for key, value in section.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            out += [f"{key}.{sub}" for sub in _changed(value, default)]
+        elif (list(value) if isinstance(value, (list, tuple)) else value) != (
+                list(default) if isinstance(default, (list, tuple)) else default):
+            out.append(key)
+    return out
+
+
+def _check_rules_keys(cfg: dict, source: str) -> None:
+    """Refuse a changed ``style:`` key under the facade grammar and a changed ``facade:`` key
+    under the legacy rules: each set of rules ignores the other's keys."""
+    if cfg["rules"] == "facade":
+        changed = _changed(cfg["style"], DEFAULTS["style"])
+        if changed:
+            raise _fail(f"style.{changed[0]}", "is for rules: legacy only (the facade grammar "
+                        "draws its facades from the facade: keys)", source)
+    else:
+        changed = _changed(cfg["facade"], DEFAULTS["facade"])
+        if changed:
+            raise _fail(f"facade.{changed[0]}", f"is for rules: facade only (rules: "
+                        f"{cfg['rules']} ignores it)", source)
+
+
 def _fail(key: str, why: str, source: str) -> ConfigError:
     return key_error(source, key, why)
 
@@ -127,6 +156,7 @@ def validate(cfg: dict, source: str = "config") -> dict:
     if cfg["rules"] not in RULES:
         raise _fail("rules", f"must be one of {', '.join(RULES)}, got {cfg['rules']!r}", source)
     _validate_facade(cfg["facade"], source)
+    _check_rules_keys(cfg, source)
     split = cfg["split"]
     if split["val"] < 0 or split["test"] < 0 or split["val"] + split["test"] >= 1:
         raise _fail("split", f"val and test must be >= 0 and sum below 1, got {split}", source)
