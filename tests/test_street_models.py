@@ -214,3 +214,23 @@ def test_street_model_on_grammar_data_end_to_end(tmp_path, capsys):
     assert predictor.street_note(("-y",)) is None and predictor.with_street
     for nothing in (None, (), ""):          # a street model given no street side says so
         assert predictor.street_note(nothing).startswith("no street sides given")
+
+
+@pytest.mark.parametrize("config, overrides, shown", [
+    ("tiny_parts_mlp", ["dataset.street_dropout=0.5"], "must be 0 for parts-mlp with dataset.inputs 'style'"),
+    ("tiny_parts_unet3d", ["dataset.street_dropout=0.5", "dataset.inputs=style"],
+     "must be 0 for parts-unet3d with dataset.inputs 'style'"),
+])
+def test_street_dropout_without_street_inputs_is_refused(tiny_dataset, tmp_path, capsys, config,
+                                                         overrides, shown):
+    """dataset.street_dropout drops given street sides: with inputs that take none it would
+    change nothing, so it stops with one line."""
+    from proc_ml.cli import main
+
+    args = ["train", "building-parts", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"),
+            "--config", config, "--quiet"]
+    for item in overrides:
+        args += ["--set", item]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert "config key 'dataset.street_dropout' " + shown in err and len(err.splitlines()) == 1

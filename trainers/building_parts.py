@@ -264,24 +264,21 @@ class BuildingPartsTask(Task):
 
     @classmethod
     def validate_config(cls, config: dict, source: str) -> None:
-        from proc_ml.config import source_of
+        from proc_ml.config import key_error
 
         weight = config["training"]["fix_weight"]
         if not 1.0 <= weight <= 1000.0:
-            raise ConfigError(f"{source_of(source, 'training.fix_weight')}: config key "
-                              f"'training.fix_weight' must be between 1 and 1000, got {weight!r}")
+            raise key_error(source, "training.fix_weight", f"must be between 1 and 1000, got {weight!r}")
         unfixed = config["training"]["unfixed_weight"]
         if not 0.0 <= unfixed <= 1000.0:
-            raise ConfigError(f"{source_of(source, 'training.unfixed_weight')}: config key "
-                              f"'training.unfixed_weight' must be between 0 and 1000, got {unfixed!r}")
+            raise key_error(source, "training.unfixed_weight",
+                            f"must be between 0 and 1000, got {unfixed!r}")
         symmetry = config["dataset"].get("symmetry", "none")
         if symmetry not in SYMMETRIES:
-            raise ConfigError(f"{source_of(source, 'dataset.symmetry')}: config key "
-                              f"'dataset.symmetry' must be one of {', '.join(SYMMETRIES)}, "
-                              f"got {symmetry!r}")
+            raise key_error(source, "dataset.symmetry",
+                            f"must be one of {', '.join(SYMMETRIES)}, got {symmetry!r}")
         if config["training"]["init"] and config["model"]["family"] not in GRID_FAMILIES + CELL_FAMILIES:
-            raise ConfigError(f"{source_of(source, 'training.init')}: config key 'training.init' "
-                              f"needs a building-parts family")
+            raise key_error(source, "training.init", "needs a building-parts family")
 
     def __init__(self, config: dict, data_dir):
         super().__init__(config, data_dir)
@@ -321,6 +318,10 @@ class BuildingPartsTask(Task):
                 f"{self.family} with inputs '{self.inputs}' reads {', '.join(fixed)}, "
                 f"tied to the grid's axes; use a grid family with street inputs "
                 f"(dataset.inputs: street, street_runs, ...) or dataset.symmetry: none")
+        if self.street_dropout > 0 and not (self.with_street and self.input_kind == "grid"):
+            # only street sides given as inputs can be dropped: the value would change nothing
+            raise ConfigError(f"config key 'dataset.street_dropout' must be 0 for {self.family} "
+                              f"with dataset.inputs '{self.inputs}': it takes no street sides")
 
     @classmethod
     def prepare_config(cls, config: dict) -> None:
