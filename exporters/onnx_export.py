@@ -272,6 +272,9 @@ def export_run(run_dir, out, *, opset: int | None = None, checkpoint: str = "bes
         run.info.inference_mode = "train"
     if symmetry is not None:
         run.info.symmetry = check_symmetry(run.info, symmetry, run_dir)
+    if fit_decision and run.info.kind != "parts":
+        raise ModelError(f"{run_dir}: a decision rule is fitted for building-parts models; this "
+                         f"run is a {run.info.kind} model")
     data_dir = data_dir if data_dir is not None else _run_data_dir(run)
     run.info = run.task.export_info(model, run, data_dir, log=log, fit=fit_decision)
     samples = run.task.parity_inputs(run, data_dir)

@@ -137,6 +137,17 @@ def test_training_writes_metrics_with_per_class_scores(cls_run, seg_run):
     assert 0.0 <= seg_last["val_miou"] <= 1.0
 
 
+def test_export_refuses_a_decision_rule_for_a_shape_model(cls_run, point_dataset, tmp_path, capsys):
+    """--fit-decision fits building-parts decision weights: for a shape model it would change
+    nothing, so it stops with one line and writes no file."""
+    out = tmp_path / "m.onnx"
+    assert main(["export", "onnx", str(cls_run), "--out", str(out), "--data", str(point_dataset),
+                 "--fit-decision"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a decision rule is fitted for building-parts models" in err[0]
+    assert not out.exists()
+
+
 def test_evaluate_reports_confusion_and_miou(seg_run, point_dataset, capsys):
     assert main(["evaluate", str(seg_run), "--data", str(point_dataset), "--split", "test"]) == 0
     result = json.loads((seg_run / "eval.json").read_text())

@@ -97,3 +97,19 @@ def test_evaluate_errors(data, run, tmp_path, capsys):
     assert "run folder not found" in _one_error_line(capsys, "evaluate")
     assert main(["evaluate", str(run), "--data", str(data), "--split", "holdout"]) == 1
     assert "no split named 'holdout'" in _one_error_line(capsys, "evaluate")
+
+
+@pytest.mark.parametrize("task, config, setting, shown", [
+    ("pix2pix", "tiny_pix2pix", "training.class_weighting=inverse_sqrt",
+     "config key 'training.class_weighting' must be none for pix2pix"),
+    ("pix2pix", "tiny_pix2pix", "training.fit_decision=true",
+     "config key 'training.fit_decision' is for building-parts models"),
+    ("voxnet", "tiny_voxnet", "training.fit_decision=true",
+     "config key 'training.fit_decision' is for building-parts models"),
+])
+def test_training_keys_a_task_has_no_use_for_are_refused(tmp_path, capsys, task, config, setting, shown):
+    """Keys of the shared training section that would change nothing for a task stop with
+    one line before any data is read."""
+    assert main(["train", task, "--data", str(tmp_path / "none"), "--out", str(tmp_path / "r"),
+                 "--config", config, "--set", setting, "--quiet"]) == 1
+    assert shown in _one_error_line(capsys, "train")

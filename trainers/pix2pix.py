@@ -300,6 +300,13 @@ class Pix2PixTask(Task):
         def fail(key, why):
             return key_error(source, key, why)
 
+        # keys of the shared training section that an image model has no use for
+        if config["training"].get("class_weighting", "none") != "none":
+            raise fail("training.class_weighting", "must be none for pix2pix (its loss has no classes)")
+        if config["training"].get("fit_decision"):
+            raise fail("training.fit_decision", "is for building-parts models (pix2pix has no "
+                                                "decision rule)")
+
         data = {**cls.defaults()["dataset"], **config["dataset"]}
         training = {"linear_decay": "step", **config["training"]}
         for key, choices in (("jitter", JITTERS), ("aspect", ASPECTS), ("photo_filter", PHOTO_FILTERS),

@@ -74,6 +74,10 @@ def validate_shape_config(config: dict, source: str) -> None:
     def fail(key, why):
         return key_error(source, key, why)
 
+    if config["training"].get("fit_decision"):
+        raise fail("training.fit_decision", "is for building-parts models (shape models have no "
+                                            "decision rule)")
+
     if data["source"] not in SOURCES:
         raise fail("dataset.source", f"must be one of {', '.join(SOURCES)}, got {data['source']!r}")
     if data["normalize"] not in NORMALIZE_FOR:
