@@ -106,6 +106,9 @@ def test_evaluate_errors(data, run, tmp_path, capsys):
      "config key 'training.fit_decision' is for building-parts models"),
     ("voxnet", "tiny_voxnet", "training.fit_decision=true",
      "config key 'training.fit_decision' is for building-parts models"),
+    ("voxnet", "tiny_voxnet", "augment.jitter=0.1", "config key 'augment.jitter' is for the point models"),
+    ("voxnet", "tiny_voxnet", "dataset.num_points=512", "config key 'dataset.num_points' is for the point models"),
+    ("pointnet-cls", "tiny_pointnet_cls", "dataset.resolution=16", "config key 'dataset.resolution' is for voxnet"),
 ])
 def test_training_keys_a_task_has_no_use_for_are_refused(tmp_path, capsys, task, config, setting, shown):
     """Keys of the shared training section that would change nothing for a task stop with

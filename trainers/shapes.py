@@ -58,6 +58,22 @@ AUGMENT_DEFAULTS = {
     "scale": [0.8, 1.25],      # uniform scale range (points)
     "jitter": 0.01,            # gaussian jitter sigma, clipped at 5 sigma (points)
 }
+#: Keys only the point models read (voxnet ignores them), as ``section.key``.
+POINT_ONLY = ("dataset.num_points", "dataset.normals", "dataset.normalize", "augment.scale",
+              "augment.jitter")
+
+
+def _refuse_changed(config: dict, source: str, keys, why: str) -> None:
+    """Refuse a value other than the default for any of ``keys``: the task would ignore it."""
+    defaults = {"dataset": DATASET_DEFAULTS, "augment": AUGMENT_DEFAULTS}
+    for dotted in keys:
+        section, key = dotted.split(".")
+        value, default = config[section][key], defaults[section][key]
+        if (list(value) if isinstance(value, (list, tuple)) else value) != (
+                list(default) if isinstance(default, (list, tuple)) else default):
+            raise key_error(source, dotted, f"is {why}")
+
+
 def task_defaults(best_metric: str, use_style: bool, normalize: str) -> dict:
     """The extra defaults of a shape task (merged over ``trainers.config.BASE_DEFAULTS``)."""
     return {"dataset": {"train_split": "train", "val_split": "val", "max_buildings": 0,
@@ -421,6 +437,12 @@ class ShapeTask(Task):
 class _PointTask(ShapeTask):
     representation = "points"
 
+    @classmethod
+    def validate_config(cls, config: dict, source: str) -> None:
+        super().validate_config(config, source)
+        _refuse_changed(config, source, ("dataset.resolution",),
+                        "for voxnet; point models read dataset.num_points points")
+
     def input_names(self) -> list[str]:
         return point_feature_names(bool(self.data_cfg["normals"]), self.with_style)
 
@@ -490,6 +512,8 @@ class VoxNetTask(ShapeTask):
         if config["dataset"]["use_style"]:
             raise key_error(source, "dataset.use_style",
                             "must be false for voxnet: its input is the occupancy grid alone")
+        _refuse_changed(config, source, POINT_ONLY, "for the point models; voxnet reads a "
+                                                    "voxel grid (dataset.resolution)")
 
     def input_names(self) -> list[str]:
         return ["occupancy"]
