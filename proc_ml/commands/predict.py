@@ -194,6 +194,8 @@ def run_segment(args) -> int:
     summary = segment_shape(predictor, args.input, args.out, style, args.points, args.seed)
     shown = ", ".join(f"{p} {c}" for p, c in summary["points_per_part"].items() if c)
     print(f"segmented {summary['points']} points ({shown}); wrote {args.out}")
+    if style is not None and not predictor.info.with_style:
+        print("note: --style is not used: this model was trained without the style features")
     return 0
 
 
