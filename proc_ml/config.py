@@ -231,6 +231,14 @@ def source_of(source: str, key: str) -> str:
     return source.of(key) if isinstance(source, Sources) else str(source)
 
 
+def same_value(a, b) -> bool:
+    """Config values equal, a list and a tuple of the same items alike (YAML gives lists,
+    defaults may hold tuples)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 def key_error(source, key: str, why: str) -> ConfigError:
     """The one-line error of a config value: "<where KEY came from>: config key 'KEY' WHY"."""
     return ConfigError(f"{source_of(source, key)}: config key '{key}' {why}")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from proc_ml.config import key_error
+from proc_ml.config import key_error, same_value
 from proc_ml.datasets import open_dataset
 from proc_ml.datasets.modelnet import ShapeFolder, ShapeSettings, is_shape_folder
 from proc_ml.datasets.pointclouds import (NORMALIZE_FOR, Shape, normalize_for, point_feature_names,
@@ -68,9 +68,7 @@ def _refuse_changed(config: dict, source: str, keys, why: str) -> None:
     defaults = {"dataset": DATASET_DEFAULTS, "augment": AUGMENT_DEFAULTS}
     for dotted in keys:
         section, key = dotted.split(".")
-        value, default = config[section][key], defaults[section][key]
-        if (list(value) if isinstance(value, (list, tuple)) else value) != (
-                list(default) if isinstance(default, (list, tuple)) else default):
+        if not same_value(config[section][key], defaults[section][key]):
             raise key_error(source, dotted, f"is {why}")
 
 

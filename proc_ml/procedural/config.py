@@ -6,7 +6,7 @@ import copy
 import os
 import re
 
-from ..config import key_error, load_config_sources
+from ..config import key_error, load_config_sources, same_value
 from ..errors import ConfigError
 from ..units import DEFAULT_CELL_SIZE
 from .facades import DENSITIES, ENTRANCES, GROUND_FLOORS
@@ -95,8 +95,7 @@ def _changed(section: dict, defaults: dict) -> list[str]:
         default = defaults.get(key)
         if isinstance(value, dict) and isinstance(default, dict):
             out += [f"{key}.{sub}" for sub in _changed(value, default)]
-        elif (list(value) if isinstance(value, (list, tuple)) else value) != (
-                list(default) if isinstance(default, (list, tuple)) else default):
+        elif not same_value(value, default):
             out.append(key)
     return out
 
