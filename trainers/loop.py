@@ -27,6 +27,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from proc_ml.config import same_value
 from proc_ml.errors import ConfigError, ModelError, TrainingError
 from proc_ml.fileio import FolderLock, check_output_folder, remove_stale_temps, write_text
 from proc_ml.registry import task_class
@@ -236,9 +237,9 @@ class Trainer:
                               f"learning-rate schedule is used (the run has "
                               f"{stored['training']['epochs']})")
         for key in RESUME_FIXED:
-            new = json_safe(self.training.get(key))
-            old = json_safe(stored["training"].get(key, new))
-            if old != new:
+            new = self.training.get(key)
+            old = stored["training"].get(key, new)
+            if not same_value(old, new):
                 raise ConfigError(f"{self.out}: training.{key} cannot change on --resume (the "
                                   f"checkpoint's optimizer state holds {old!r}); train a new "
                                   f"run for {new!r}")
