@@ -111,5 +111,9 @@ def sample_triangle_points(vertices: np.ndarray, triangles: np.ndarray, triangle
     c = corners[pick]
     points = c[:, 0] + (c[:, 1] - c[:, 0]) * uv[:, :1] + (c[:, 2] - c[:, 0]) * uv[:, 1:]
     normals = cross[pick] / area[pick, None]
+    # A component under 1e-9 is rounding noise (a wall of a turned footprint gets a normal z
+    # of +-2e-15 whose sign depends on the CPU's trig routines): written as 0, so walls have
+    # level normals and a dataset is the same file on every machine.
+    normals[np.abs(normals) < 1e-9] = 0.0
     return (points.astype(np.float32), normals.astype(np.float32),
             np.asarray(triangle_parts)[pick])

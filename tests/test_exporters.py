@@ -18,7 +18,7 @@ from proc_ml import FORMAT_VERSION
 from proc_ml.encoding import STYLE_FEATURES, adjacency_feature_names, adjacency_features
 from proc_ml.errors import ConfigError
 from proc_ml.grid import DIRECTION_VECTORS, DIRECTIONS, exterior_faces
-from proc_ml.meshing import quad_mesh, sample_points
+from proc_ml.meshing import quad_mesh, sample_points, sample_triangle_points
 from proc_ml.procedural import Vocabulary, generate_building, load_generator_config
 
 COUNT, SEED = 10, 13
@@ -325,3 +325,23 @@ def test_bad_arguments(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="not a folder"):
         generate_dataset(cfg, 2, 1, tmp_path / "file", progress=False)
+
+
+def test_sampled_normals_of_turned_walls_are_level():
+    """A wall of a footprint turned by 19 degrees: its normals' z is exactly 0, not rounding
+    noise whose sign depends on the CPU (the points files are the same on every machine)."""
+    c, s = np.cos(np.radians(19.0)), np.sin(np.radians(19.0))
+    # a gable end: the apex lies between the corners, so the turned vertices are collinear
+    # only up to rounding
+    base = np.array([[0.0, 0, 0], [7.3, 0, 0], [7.3, 0, 6.0], [3.65, 0, 9.1], [0, 0, 6.0]])
+    vertices = base @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]]) + [678150.25, 5403770.5, 0]
+    triangles = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 4]])
+    corners = vertices[triangles]
+    noise = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])[:, 2]
+    assert np.any(noise != 0)       # the case the snapping is for
+    points, normals, parts = sample_triangle_points(vertices, triangles, np.array([0, 1, 1]), 200,
+                                                    np.random.default_rng(0))
+    assert np.all(normals[:, 2] == 0) and not np.signbit(normals[:, 2]).any()
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1, atol=1e-6)
+    np.testing.assert_allclose(normals[:, :2], np.tile([s, -c], (200, 1)), atol=1e-6)
+    assert set(parts) == {0, 1}
