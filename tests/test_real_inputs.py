@@ -261,6 +261,34 @@ def test_a_turned_mesh_is_aligned_and_predictions_come_back_onto_it(tiny_massing
     assert len(parts) == len(quads.triangles) and (parts >= 0).all()
 
 
+def _real_shell(name: str):
+    """The outer shell of a committed development building (walls, roofs, ground; openings
+    dropped) as triangles in its georeferenced z-up coordinates."""
+    from proc_ml.citygml.geometry import fan_triangles
+    from proc_ml.citygml.gml import read_citygml
+    from proc_ml.citygml.model import SHELL_KINDS
+
+    city = read_citygml(DATA / name)
+    corners = np.concatenate([fan_triangles(poly) for b in city.buildings for surface in b.surfaces
+                              if surface.kind in SHELL_KINDS for poly in surface.polygons])
+    return corners.reshape(-1, 3), np.arange(len(corners) * 3).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("name", ["4018142.xml", "4018265.xml"])
+def test_up_axis_of_real_buildings_from_their_walls(name):
+    """Two real buildings whose roofs and floor balance out (the up-minus-down cue shows
+    nothing): their walls, level and in opposite pairs, tell the up axis either way round."""
+    from proc_ml.voxelize import UP_EVIDENCE, detect_up, from_z_up
+
+    vertices, triangles = _real_shell(name)
+    corners = vertices[triangles]
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    assert abs(cross[:, 2].sum()) / np.linalg.norm(cross, axis=1).sum() < UP_EVIDENCE
+    assert detect_up(vertices, triangles) == ("z", True)
+    assert detect_up(from_z_up(vertices, "y"), triangles) == ("y", True)
+    assert detect_up(vertices - vertices.mean(axis=0), triangles) == ("z", True)
+
+
 def test_y_up_files_are_detected_when_the_geometry_tells(tiny_massing_unet_onnx, tmp_path):
     from proc_ml.voxelize import detect_up, from_z_up
 
