@@ -345,3 +345,28 @@ def test_sampled_normals_of_turned_walls_are_level():
     np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1, atol=1e-6)
     np.testing.assert_allclose(normals[:, :2], np.tile([s, -c], (200, 1)), atol=1e-6)
     assert set(parts) == {0, 1}
+
+
+@pytest.mark.parametrize("fmt", ["ply", "glb", "obj"])
+def test_labelled_meshes_keep_georeferenced_coordinates(tmp_path, fmt):
+    """A building at UTM coordinates (x ~ 680,000 m, y ~ 5,400,000 m, where float32 steps are
+    6 cm and 0.5 m) comes back where it was: PLY in doubles, GLB around an offset its node
+    puts back, OBJ as text; a building near the origin stays float32."""
+    from proc_ml.formats import labelled_mesh
+
+    c, s = np.cos(np.radians(17.0)), np.sin(np.radians(17.0))
+    box = trimesh.creation.box(extents=(9.0, 6.0, 3.0))
+    local = np.asarray(box.vertices) @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]])
+    parts = np.arange(len(box.faces)) % 3 - 1
+    names, colours = ["wall", "window"], [(200, 200, 200), (40, 90, 200)]
+    for vertices, far in ((local + [678150.123, 5403770.456, 371.25], True), (local + 20.0, False)):
+        path = tmp_path / f"m.{fmt}"
+        path.write_bytes(labelled_mesh.mesh_bytes(vertices, box.faces, parts, fmt, names, colours))
+        mesh, got_parts = labelled_mesh.read(path, names)
+        got = np.sort(np.asarray(mesh.vertices)[np.asarray(mesh.faces)].reshape(-1, 9), axis=0)
+        want = np.sort(vertices[box.faces].reshape(-1, 9), axis=0)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+        assert sorted(got_parts) == sorted(parts)
+        assert labelled_mesh.needs_float64(vertices) is far
+        if fmt == "ply":
+            assert (b"property double x" in path.read_bytes()) is far

@@ -8,6 +8,13 @@
 
 Writers take plain arrays (vertices, triangles, a part per triangle, -1 = unlabelled);
 ``read`` returns vertices in proc-ml's z-up frame for every format.
+
+Precision: vertices are stored as float32 (what viewers and DCCs expect) unless float32
+would move one by more than ``FLOAT32_TOLERANCE`` of the mesh's extent, as it does for
+georeferenced coordinates (float32 steps are 6 cm at 680,000 m and 0.5 m at 5,400,000 m,
+enough to bend a facade). Then PLY stores doubles, and GLB stores the geometry around a
+whole-unit offset that its nodes' translation (JSON numbers: doubles) puts back; OBJ is
+text with 8 decimals either way.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from ..errors import DatasetError
 from ..meshing import to_z_up, z_up_to_y_up_transform
 
 FORMATS = ("obj", "ply", "glb")
+#: Largest float32 rounding of a vertex, as a share of the mesh's extent, stored as float32.
+FLOAT32_TOLERANCE = 1e-5
 #: Object name of faces without a part in OBJ/GLB (a massing to label); read back as -1.
 UNLABELLED_OBJECT = "massing"
 
@@ -59,9 +68,17 @@ def part_scene(vertices, triangles, triangle_parts, names, colours, y_up: bool =
     """
     import trimesh
 
-    transform = z_up_to_y_up_transform() if y_up else None
+    vertices, triangles = np.asarray(vertices, dtype=np.float64), np.asarray(triangles)
+    offset = np.zeros(3)
+    if needs_float64(vertices):     # far from the origin: geometry near it, the node moves it back
+        offset = np.floor(vertices.min(axis=0))
+        vertices = vertices - offset
+    transform = np.eye(4)
+    transform[:3, 3] = offset
+    if y_up:
+        transform = z_up_to_y_up_transform() @ transform
+    transform = None if np.array_equal(transform, np.eye(4)) else transform
     scene = trimesh.Scene()
-    vertices, triangles = np.asarray(vertices), np.asarray(triangles)
     tri_parts = np.asarray(triangle_parts)
     for part in np.unique(tri_parts):
         name = names[part] if part >= 0 else UNLABELLED_OBJECT
@@ -76,7 +93,9 @@ def part_scene(vertices, triangles, triangle_parts, names, colours, y_up: bool =
 
 def mesh_bytes(vertices, triangles, triangle_parts, fmt: str, names, colours) -> bytes:
     """The labelled mesh as ``fmt`` (one of ``FORMATS``) bytes."""
-    if fmt == "ply":
+    if fmt == "ply" and needs_float64(vertices):
+        data = _ply_float64(vertices, triangles, triangle_parts, colours)
+    elif fmt == "ply":
         data = labelled_trimesh(vertices, triangles, triangle_parts, colours).export(
             file_type="ply", include_attributes=True)
     elif fmt in ("glb", "obj"):
@@ -85,6 +104,38 @@ def mesh_bytes(vertices, triangles, triangle_parts, fmt: str, names, colours) ->
     else:
         raise ValueError(f"unknown mesh format '{fmt}' (expected one of {FORMATS})")
     return data.encode() if isinstance(data, str) else data
+
+
+def needs_float64(vertices) -> bool:
+    """float32 would move a vertex by more than ``FLOAT32_TOLERANCE`` of the extent."""
+    v = np.asarray(vertices, dtype=np.float64)
+    if not v.size:
+        return False
+    extent = max(float(np.ptp(v, axis=0).max()), np.finfo(np.float64).tiny)
+    return float(np.abs(v.astype(np.float32) - v).max()) > FLOAT32_TOLERANCE * extent
+
+
+def _ply_float64(vertices, triangles, triangle_parts, colours) -> bytes:
+    """The PLY ``labelled_trimesh`` writes (binary, per-face colour and ``part``), with
+    double vertices."""
+    vertices = np.asarray(vertices, dtype="<f8")
+    triangles = np.asarray(triangles, dtype="<i4")
+    parts = np.asarray(triangle_parts).astype("<i4")
+    rgba = np.where(parts[:, None] >= 0, _rgba(colours, np.maximum(parts, 0)),
+                    np.array(UNLABELLED + (255,), np.uint8)).astype(np.uint8)
+    faces = np.zeros(len(triangles), dtype=[("count", "u1"), ("index", "<i4", (3,)),
+                                            ("red", "u1"), ("green", "u1"), ("blue", "u1"),
+                                            ("alpha", "u1"), ("part", "<i4")])
+    faces["count"], faces["index"], faces["part"] = 3, triangles, parts
+    for i, channel in enumerate(("red", "green", "blue", "alpha")):
+        faces[channel] = rgba[:, i]
+    header = ("ply\nformat binary_little_endian 1.0\ncomment proc-ml (double vertices: "
+              "georeferenced coordinates)\n"
+              f"element vertex {len(vertices)}\nproperty double x\nproperty double y\n"
+              f"property double z\nelement face {len(triangles)}\n"
+              "property list uchar int vertex_indices\nproperty uchar red\nproperty uchar green\n"
+              "property uchar blue\nproperty uchar alpha\nproperty int part\nend_header\n")
+    return header.encode("ascii") + vertices.tobytes() + faces.tobytes()
 
 
 def read(path: str | os.PathLike, parts):
