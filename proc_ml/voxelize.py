@@ -400,6 +400,17 @@ def fill_enclosed(surface: np.ndarray) -> np.ndarray:
 _TRANSFER_WEIGHTS = np.array([[1, 1, 1]] + [[a, b, 6 - a - b] for a in (1, 2, 4)
                                             for b in (1, 2, 4) if a + b < 6], dtype=np.float64)
 _TRANSFER_WEIGHTS /= _TRANSFER_WEIGHTS.sum(axis=1, keepdims=True)
+#: A voxel face at right angles to a triangle (|cos| of the angle between the triangle's
+#: normal and the face's axis under ``TRANSFER_SQUARE``: a roof or ground face beside a wall
+#: triangle, a wall face beside a level one) counts as this many cells farther. Sloped
+#: triangles (roofs) are at right angles to no face and take the nearest faces, steps and all.
+TRANSFER_TURN_PENALTY = 0.5
+TRANSFER_SQUARE = 0.1
+#: A point in an occupied cell farther than this many cells from every exterior voxel face
+#: not at right angles to its triangle (inside the massing: a floor slab or an inner wall of
+#: the source) votes for no part.
+#: Points outside the massing (a roof's ridge above the top cells, a chimney) always vote.
+TRANSFER_REACH = 0.9
 
 
 def transfer_labels(vertices: np.ndarray, triangles: np.ndarray, grid: VoxelGrid,
@@ -407,11 +418,16 @@ def transfer_labels(vertices: np.ndarray, triangles: np.ndarray, grid: VoxelGrid
     """A part per source triangle: the part of the voxel face the triangle lies on.
 
     Points spread over each triangle (in the grid's aligned frame) each find the nearest
-    exterior face quad (exact point-to-square distance among the nearest face centres);
-    the triangle takes the part most of its points landed on. The facing of the triangle
-    does not enter, so a ground polygon with flipped normals still takes the ground faces
-    below it and a steep roof takes the roof steps it covers. Memory stays bounded: a
-    k-d tree over face centres (scipy) and ``chunk`` points at a time."""
+    exterior face quad (exact point-to-square distance among the nearest face centres), a
+    quad at right angles to the triangle counting ``TRANSFER_TURN_PENALTY`` cells farther,
+    so a wall triangle takes the wall faces it lies on rather than the roof or ground faces
+    along its edge. The triangle takes the part most of its points
+    landed on; a point inside the massing farther than ``TRANSFER_REACH`` cells from every
+    exterior face (an inner floor slab or wall of the source) votes for none, and a triangle
+    with most of its points there is left unlabelled (-1). Which way the triangle faces does not enter (its
+    axis does), so a ground polygon with flipped normals still takes the ground faces below
+    it and a steep roof takes the roof steps it covers. Memory stays bounded: a k-d tree
+    over face centres (scipy) and ``chunk`` points at a time."""
     from scipy.spatial import cKDTree
 
     quads = quad_mesh(grid.occupancy, labels, grid.cell_size, grid.origin)
@@ -419,23 +435,43 @@ def transfer_labels(vertices: np.ndarray, triangles: np.ndarray, grid: VoxelGrid
     if len(quads.parts) == 0 or n_tris == 0:
         return np.full(n_tris, -1, dtype=np.int32)
     corners = grid.to_aligned(to_z_up(vertices, grid.up))[np.asarray(triangles, dtype=np.int64)]
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    length = np.linalg.norm(cross, axis=1, keepdims=True)
+    facing = np.abs(np.divide(cross, length, out=np.zeros_like(cross), where=length > 0))
     points = np.einsum("sk,tkd->tsd", _TRANSFER_WEIGHTS, corners).reshape(-1, 3)
+    point_facing = np.repeat(facing, len(_TRANSFER_WEIGHTS), axis=0)
     quad_corners = quads.vertices.reshape(-1, 4, 3)
+    quad_axis = np.asarray(quads.directions, dtype=np.int64) // 2
     centres = quad_corners.mean(axis=1)
     low, high = quad_corners.min(axis=1), quad_corners.max(axis=1)
     tree = cKDTree(centres)
-    k = min(8, len(centres))
+    k = min(16, len(centres))
+    cell = grid.cell_size
     nearest = np.empty(len(points), dtype=np.int64)
     for start in range(0, len(points), chunk):
         block = points[start:start + chunk]
         _, cand = tree.query(block, k=k)
         cand = cand.reshape(len(block), k)
         gap = np.maximum(low[cand] - block[:, None], 0) + np.maximum(block[:, None] - high[cand], 0)
-        nearest[start:start + chunk] = cand[np.arange(len(block)), np.argmin((gap ** 2).sum(-1), axis=1)]
-    votes = quads.parts[nearest].reshape(n_tris, len(_TRANSFER_WEIGHTS)).astype(np.int64)
+        distance = np.sqrt((gap ** 2).sum(-1))
+        along = np.take_along_axis(point_facing[start:start + chunk], quad_axis[cand], axis=1)
+        best = np.argmin(distance + TRANSFER_TURN_PENALTY * cell * (along < TRANSFER_SQUARE), axis=1)
+        rows = np.arange(len(block))
+        cells = np.floor((block - grid.origin) / cell).astype(np.int64)
+        within = np.all((cells >= 0) & (cells < grid.occupancy.shape), axis=1)
+        cells = np.where(within[:, None], cells, 0)
+        inside = within & grid.occupancy[cells[:, 0], cells[:, 1], cells[:, 2]].astype(bool)
+        facing_quad = along >= TRANSFER_SQUARE
+        inside &= np.where(facing_quad, distance, np.inf).min(axis=1) > TRANSFER_REACH * cell
+        nearest[start:start + chunk] = np.where(inside, -1, cand[rows, best])
+    votes = np.where(nearest >= 0, quads.parts[np.maximum(nearest, 0)], -1)
+    votes = votes.reshape(n_tris, len(_TRANSFER_WEIGHTS)).astype(np.int64)
     n_parts = int(votes.max()) + 2
     counts = np.zeros((n_tris, n_parts), dtype=np.int64)
     np.add.at(counts, (np.repeat(np.arange(n_tris), votes.shape[1]), votes.reshape(-1) + 1), 1)
     counts[:, 1:] *= 2              # the centre point breaks ties (it is counted first)
     counts[np.arange(n_tris), votes[:, 0] + 1] += 1
-    return (np.argmax(counts, axis=1) - 1).astype(np.int32)
+    counts[:, 0] = 0                # points inside vote for no part ...
+    part = np.argmax(counts, axis=1) - 1
+    inside = (votes < 0).sum(axis=1) * 2 > votes.shape[1]
+    return np.where(inside, -1, part).astype(np.int32)     # ... unless most of them are inside

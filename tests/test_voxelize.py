@@ -124,3 +124,34 @@ def test_a_mesh_whose_size_looks_like_other_units_gets_a_note(tmp_path):
     assert any("one or two cells" in n for n in grid.notes)
     grid, _ = voxelize_file(tmp_path / "tile.obj", 0.25, up="z")
     assert not any("units" in n for n in grid.notes)
+
+
+def _labels_by_facing(occ):
+    """wall (0) on side faces, roof (3) on top faces, ground (6) on bottom faces."""
+    labels = np.zeros(occ.shape + (6,), dtype=np.int8)
+    labels[..., 4], labels[..., 5] = 3, 6
+    return np.where(exterior_faces(occ), labels, -1).astype(np.int8)
+
+
+def test_transferred_labels_follow_the_triangles_facing_and_skip_inner_slabs():
+    """Three storeys modelled as three stacked boxes off the cell boundaries (a common
+    block-out): wall triangles take wall faces (not the roof or ground faces along their
+    edges), the outer top and bottom take roof and ground, and the slabs between the boxes,
+    inside the massing, stay unlabelled."""
+    boxes = []
+    for storey in range(3):
+        box = trimesh.creation.box(extents=(16.4, 10.6, 3.7))
+        box.apply_translation((8.2, 5.3, 1.85 + 3.7 * storey))
+        boxes.append(box)
+    mesh = trimesh.util.concatenate(boxes)
+    grid = voxelize(mesh.vertices, mesh.faces, 3.0, align=False)
+    labels = _labels_by_facing(grid.occupancy)
+    parts = transfer_labels(mesh.vertices, mesh.faces, grid, labels)
+    normal_z = mesh.face_normals[:, 2]
+    height = mesh.triangles_center[:, 2]
+    assert np.all(parts[np.abs(normal_z) < 0.5] == 0)                      # every wall
+    assert np.all(parts[(normal_z > 0.5) & (height > 11)] == 3)            # the roof
+    assert np.all(parts[(normal_z < -0.5) & (height < 0.1)] == 6)          # the ground
+    inner = (np.abs(normal_z) > 0.5) & (height > 0.1) & (height < 11)
+    assert inner.sum() == 8 and np.all(parts[inner] == -1)                 # two slabs, both sides
+
