@@ -165,7 +165,12 @@ def voxelize(vertices: np.ndarray, triangles: np.ndarray, cell_size: float, up: 
     if rotation:
         verts = (verts - pivot) @ rotation_z(rotation) + pivot
     origin = verts.min(axis=0)
-    shape = tuple(max(1, math.ceil(e / cell_size - 1e-6)) for e in verts.max(axis=0) - origin)
+    extent = verts.max(axis=0) - origin
+    if extent.max() < cell_size:
+        raise ValueError(f"the mesh is {' x '.join(f'{e:.3g}' for e in extent)} units, smaller "
+                         f"than one cell ({cell_size:g}) every way (is it in other units? use a "
+                         f"cell size of a 3 m storey in its units)")
+    shape = tuple(max(1, math.ceil(e / cell_size - 1e-6)) for e in extent)
     if max(shape) > MAX_CELLS_PER_AXIS:
         raise ValueError(f"the mesh spans {list(shape)} cells at cell size {cell_size:g}; at most "
                          f"{MAX_CELLS_PER_AXIS} per axis (is the mesh in other units? use a "
@@ -263,25 +268,27 @@ def voxelize_file(path: str | os.PathLike, cell_size: float, up: str | None = No
     return grid, mesh
 
 
-#: A mesh taller than this (in its units read as metres) gets a note about its units.
-TALL_M = 150.0
+#: A mesh taller than this many cells (150 m at 3 m cells) gets a note about its units.
+TALL_CELLS = 50.0
 #: A mesh whose every extent is under this many cells gets a note about its units.
 SMALL_CELLS = 2.0
 
 
 def scale_note(extent, cell_size: float, setting: str = "pass --cell-size") -> str | None:
-    """A note when a mesh's size, read in metres, looks like other units: a building of one
-    or two cells (a game-kit tile, a model in decimetres) or a very tall one (centimetres,
-    millimetres); None when it looks like a building in metres. ``setting`` says how the
+    """A note when a mesh's size, counted in cells, looks like other units than the cell
+    size's: a building of one or two cells (a game-kit tile, a model in decimetres) or one
+    over 50 cells tall (a model in centimetres or millimetres read with metre cells); None
+    when it looks like a building. ``setting`` says how the
     cell size is changed where the note is shown (a DCC: "set Cell Size to")."""
     x, y, z = (float(v) for v in extent)
     size = f"{x:.3g} x {y:.3g} x {z:.3g}"
     if max(x, y, z) < SMALL_CELLS * cell_size:
         return (f"the mesh is {size} units: at {cell_size:g} per cell the building is one or two "
                 f"cells; if it is not in metres, {setting} a 3 m storey in its units")
-    if z > TALL_M:
-        return (f"the mesh is {size} units: {z:.0f} m tall if they are metres; if it is in "
-                f"centimetres {setting} 300 (millimetres: 3000)")
+    if z > TALL_CELLS * cell_size:
+        return (f"the mesh is {size} units: {z / cell_size:.0f} cells of {cell_size:g} tall; if "
+                f"it is in other units, {setting} a 3 m storey in its units (centimetres: 300, "
+                f"millimetres: 3000)")
     return None
 
 

@@ -181,7 +181,7 @@ def write_messy_assets(folder: Path, buildings: Path, outside: Path | None = Non
     put("numbers/huge_coordinate.obj", b"v 0 0 0\nv 1e300 0 0\nv 0 1 0\nf 1 2 3\n", FAILED, "farther")
     put("numbers/one_point.obj", b"v 2 2 2\nv 2 2 2\nv 2 2 2\nf 1 2 3\n", FAILED, "no extent")
     put("numbers/smaller_than_a_cell.obj", _box((0.1, 0.1, 0.1)).export(file_type="obj").encode(),
-        FAILED, "empty")
+        FAILED, "smaller than one cell")
     put("numbers/765m_box.obj", _box((765.0, 765.0, 765.0)).export(file_type="obj").encode(),
         FAILED, "memory budget")
     put("numbers/5km_box.obj", _box((5000.0, 5000.0, 5000.0)).export(file_type="obj").encode(),

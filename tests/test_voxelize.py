@@ -86,6 +86,13 @@ def test_unit_mismatch_is_refused():
     box = trimesh.creation.box(extents=(900.0, 600.0, 1200.0))
     with pytest.raises(ValueError, match="larger cell size"):
         voxelize_mesh(box, 3.0)
+    # a building in hundredths of its units (0.09 x 0.06 x 0.12): refused whether it is
+    # closed or open, rather than labelled as a one-cell building
+    small = trimesh.creation.box(extents=(0.09, 0.06, 0.12))
+    for faces in (small.faces, small.faces[2:]):
+        with pytest.raises(ValueError, match=r"0.09 x 0.06 x 0.12 units, smaller than one cell"):
+            voxelize(small.vertices, faces, 3.0)
+    assert voxelize(small.vertices, small.faces, 0.03).occupancy.shape == (3, 2, 4)
 
 
 def test_intersecting_closed_parts_fill_their_union_not_their_parity():
@@ -118,8 +125,9 @@ def test_a_mesh_whose_size_looks_like_other_units_gets_a_note(tmp_path):
     kit = scale_note((1.0, 1.0, 1.2), 3.0)                                # a game-kit tile
     assert "one or two cells" in kit and "pass --cell-size a 3 m storey" in kit and "1 x 1 x 1.2" in kit
     cm = scale_note((1200.0, 900.0, 600.0), 3.0)                          # a house in cm
-    assert "600 m tall" in cm and "pass --cell-size 300" in cm
-    trimesh.creation.box(extents=(1.0, 1.0, 1.0)).export(tmp_path / "tile.obj")
+    assert "200 cells of 3 tall" in cm and "pass --cell-size a 3 m storey in its units (centimetres: 300" in cm
+    assert scale_note((1200.0, 900.0, 600.0), 300.0) is None              # ... read in cm
+    trimesh.creation.box(extents=(4.0, 4.0, 4.0)).export(tmp_path / "tile.obj")
     grid, _ = voxelize_file(tmp_path / "tile.obj", 3.0, up="z")
     assert any("one or two cells" in n for n in grid.notes)
     grid, _ = voxelize_file(tmp_path / "tile.obj", 0.25, up="z")
