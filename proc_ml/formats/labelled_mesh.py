@@ -47,15 +47,19 @@ def _rgba(colours, parts: np.ndarray) -> np.ndarray:
     return table[parts]
 
 
+def _face_rgba(colours, parts: np.ndarray) -> np.ndarray:
+    """uint8[T, 4]: each triangle's part colour (faces without a part are grey)."""
+    return np.where(parts[:, None] >= 0, _rgba(colours, np.maximum(parts, 0)),
+                    np.array(UNLABELLED + (255,), np.uint8)).astype(np.uint8)
+
+
 def labelled_trimesh(vertices, triangles, triangle_parts, colours):
     """One trimesh with per-face ``part`` and colours (faces without a part are grey)."""
     import trimesh
 
     tm = trimesh.Trimesh(np.asarray(vertices), np.asarray(triangles), process=False)
     parts = np.asarray(triangle_parts).astype(np.int32)
-    rgba = np.where(parts[:, None] >= 0, _rgba(colours, np.maximum(parts, 0)),
-                    np.array(UNLABELLED + (255,), np.uint8)).astype(np.uint8)
-    tm.visual.face_colors = rgba
+    tm.visual.face_colors = _face_rgba(colours, parts)
     tm.face_attributes["part"] = parts
     return tm
 
@@ -121,8 +125,7 @@ def _ply_float64(vertices, triangles, triangle_parts, colours) -> bytes:
     vertices = np.asarray(vertices, dtype="<f8")
     triangles = np.asarray(triangles, dtype="<i4")
     parts = np.asarray(triangle_parts).astype("<i4")
-    rgba = np.where(parts[:, None] >= 0, _rgba(colours, np.maximum(parts, 0)),
-                    np.array(UNLABELLED + (255,), np.uint8)).astype(np.uint8)
+    rgba = _face_rgba(colours, parts)
     faces = np.zeros(len(triangles), dtype=[("count", "u1"), ("index", "<i4", (3,)),
                                             ("red", "u1"), ("green", "u1"), ("blue", "u1"),
                                             ("alpha", "u1"), ("part", "<i4")])
