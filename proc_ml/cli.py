@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import warnings
+from pathlib import Path
 
 from . import __version__
 from .errors import ProcMLError
@@ -87,6 +88,32 @@ def _one_line_warnings(command: str) -> None:
 
 
 def _run(args) -> int:
+    made = _new_output_folders(args)
+    code = _run_command(args)
+    if code:
+        for folder in made:   # a failed command leaves no empty --out it created behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break         # not empty (partial results are kept) or not a folder
+    return code
+
+
+def _new_output_folders(args) -> list[Path]:
+    """``--out`` and its parents that do not exist yet (the command may create them),
+    the deepest first."""
+    out = getattr(args, "out", None)
+    if not isinstance(out, (str, os.PathLike)) or not str(out):
+        return []
+    missing = []
+    for path in (Path(out), *Path(out).parents):
+        if path.exists() or path.is_symlink():
+            break
+        missing.append(path)
+    return missing
+
+
+def _run_command(args) -> int:
     try:
         result = args.func(args)
     except ProcMLError as exc:

@@ -150,6 +150,52 @@ def test_import_refuses_a_non_empty_out_and_overwrite_replaces_only_its_own(tiny
     assert not (out / "points").exists()
 
 
+def test_a_bad_seed_is_refused_before_overwrite_removes_the_dataset(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, _, err = run_cli(["import", "citygml", DATA / "4018265.xml", "--out", out,
+                            "--overwrite", "--seed", "-1"], capsys)
+    assert (code, err) == (1, "proc-ml import: error: --seed must be >= 0, got -1\n")
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    for argv in (["predict", "classify", "--model", "m.onnx", "--input", "x.ply"],
+                 ["predict", "segment", "--model", "m.onnx", "--input", "x.ply"],
+                 ["generate", "buildings", "--count", "2"]):
+        code, _, err = run_cli([*argv, "--out", tmp_path / "new", "--seed", 2 ** 32], capsys)
+        assert code == 1 and err.endswith(f"error: --seed must be <= {2 ** 32 - 1}, got {2 ** 32}\n")
+        assert not (tmp_path / "new").exists()
+
+
+def test_an_overwrite_import_that_fails_while_writing_keeps_the_old_dataset(
+        tiny_dataset, tmp_path, capsys, monkeypatch):
+    import proc_ml.citygml.dataset as city_dataset
+
+    out = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(city_dataset, "write_import_report", full_disk)
+    code, _, err = run_cli(["import", "citygml", DATA / "4018265.xml", "--out", out,
+                            "--overwrite"], capsys)
+    assert code == 1 and "No space left on device" in err
+    # the 16 generated buildings are all there, and nothing of the failed import
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in tiny_dataset.iterdir())
+
+
+def test_a_failed_command_leaves_no_empty_out_folder_it_made(tmp_path, capsys):
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    for out in (tmp_path / "a" / "b", existing):
+        code, _, err = run_cli(["predict", "classify", "--model", tmp_path / "none.onnx",
+                                "--input", tmp_path / "x.ply", "--out", out], capsys)
+        assert code == 1 and "model file not found" in err
+    assert not (tmp_path / "a").exists() and existing.is_dir()
+
+
 def test_import_of_a_folder_without_city_files_is_an_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli(["import", "citygml", tmp_path / "empty", "--out", tmp_path / "o"], capsys)

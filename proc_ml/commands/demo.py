@@ -108,6 +108,8 @@ def _check_args(args) -> None:
     from proc_ml.errors import ConfigError
     from proc_ml.procedural.config import GRID_SIZE_RANGE
 
+    from .options import MAX_SEED, check_seed
+
     low, high = GRID_SIZE_RANGE
     if not low <= args.grid <= high:
         raise ConfigError(f"--grid must be between {low} and {high}, got {args.grid}")
@@ -115,6 +117,7 @@ def _check_args(args) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name} must be >= 1, got {value}")
+    check_seed(args.seed, most=MAX_SEED - 1)      # the unseen buildings use seed + 1
     if args.real and not Path(args.real).exists():
         raise ConfigError(f"--real {args.real}: file not found")
 

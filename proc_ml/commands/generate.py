@@ -135,13 +135,13 @@ def _check_args(args) -> None:
     from proc_ml.errors import ConfigError
     from proc_ml.fileio import check_output_folder
 
+    from .options import check_seed
+
     if args.count < 1:
         raise ConfigError(f"--count must be >= 1, got {args.count}")
     if args.count > MAX_COUNT:
         raise ConfigError(f"--count must be <= {MAX_COUNT}, got {args.count}")
-    if not 0 <= args.seed <= 2 ** 32 - 1:
-        raise ConfigError(f"--seed must be >= 0, got {args.seed}" if args.seed < 0
-                          else f"--seed must be < 2^32, got {args.seed}")
+    check_seed(args.seed)
     if getattr(args, "workers", None) is not None and not 1 <= args.workers <= 256:
         raise ConfigError(f"--workers must be between 1 and 256, got {args.workers}")
     if getattr(args, "module_px", None) is not None and not 1 <= args.module_px <= 256:

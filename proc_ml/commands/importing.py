@@ -3,6 +3,7 @@ proc-ml datasets (``proc_ml.citygml``; docs/citygml.md has the rules)."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -63,7 +64,9 @@ def run(args) -> int:
     from proc_ml.units import resolve_cell_size
 
     from .generate import prepare_output
+    from .options import check_seed
 
+    check_seed(args.seed)                     # before --overwrite can remove anything
     cell_size = resolve_cell_size(args.cell_size, what="--cell-size")
     if not args.overwrite:
         prepare_output(args.out, "import", False, owned_names())   # a non-empty --out: refused now
@@ -78,11 +81,26 @@ def run(args) -> int:
     buildings = result.buildings
     errors = [_no_city_files(p, suffixes) for p in empty] + result.errors
     result.errors = errors
-    if buildings and args.overwrite:
-        prepare_output(args.out, "import", True, owned_names())
-    written = write_city_datasets(buildings, args.out, cell_size, licence=args.licence,
-                                  attribution=args.attribution, seed=args.seed) if buildings else {}
-    report = write_import_report(args.out, result, cell_size, args.method) if buildings else None
+    written, report = {}, None
+    if buildings:
+        # --overwrite: the new dataset is written beside the old one and swapped in once it
+        # is complete, so a failure while writing leaves the old dataset as it was
+        staging = _staging_folder(args.out) if args.overwrite else None
+        target = staging or Path(args.out)
+        try:
+            written = write_city_datasets(buildings, target, cell_size, licence=args.licence,
+                                          attribution=args.attribution, seed=args.seed)
+            report = write_import_report(target, result, cell_size, args.method)
+        except BaseException:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if staging is not None:
+            prepare_output(args.out, "import", True, owned_names())
+            _swap_in(staging, Path(args.out))
+            written = {str(Path(args.out) / Path(f).relative_to(staging)): m
+                       for f, m in written.items()}
+            report = Path(args.out) / report.relative_to(staging)
     labelled = sum(b.labels is not None for b in buildings)
     rotated = sum(abs(b.rotation_deg) > 0.5 for b in buildings)
     skipped = f"{len(result.skipped)} skipped (smaller than half a cell), " if result.skipped else ""
@@ -99,6 +117,35 @@ def run(args) -> int:
     for line in errors:
         print(line, file=sys.stderr)
     return 2 if errors else 0
+
+
+#: Prefix of the folder an ``--overwrite`` import writes into before swapping it in.
+STAGING_PREFIX = ".import-staging."
+
+
+def _staging_folder(out) -> Path:
+    """A new hidden folder in ``out`` for the import to write into; earlier ones a killed
+    import left there are removed first."""
+    import secrets
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(STAGING_PREFIX + "*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+    staging = out / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
+    staging.mkdir()
+    return staging
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Move what the import wrote in ``staging`` into ``out`` (one rename per entry, on the
+    same file system), then remove the empty staging folder."""
+    import os
+
+    for entry in sorted(staging.iterdir()):
+        os.replace(entry, out / entry.name)
+    staging.rmdir()
 
 
 def _no_city_files(folder, suffixes: str) -> str:

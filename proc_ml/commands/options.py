@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from proc_ml.symmetry import SYMMETRIES
 
+#: The largest ``--seed`` (numpy seeds are unsigned 32-bit; a dataset's seed is recorded).
+MAX_SEED = 2 ** 32 - 1
+
 DEVICE_HELP = ("where the model runs: auto (the best usable provider; default), cpu, cuda, "
                "tensorrt, directml or coreml (see docs/install.md)")
 
@@ -41,3 +44,14 @@ def add_parts_options(p, scope: str = "", recorded_by: str = "the input") -> Non
                    help=f"{scope}do not apply the model's entrance rule (a building whose street "
                         f"ground floor got no door gets one on its most door-like face; "
                         f"docs/onnx.md)")
+
+
+def check_seed(seed: int, name: str = "--seed", most: int = MAX_SEED) -> None:
+    """A seed every command takes the same way, checked before anything is read or removed:
+    0 to ``most`` (2^32 - 1; less where the command derives further seeds from it)."""
+    from proc_ml.errors import ConfigError
+
+    if seed < 0:
+        raise ConfigError(f"{name} must be >= 0, got {seed}")
+    if seed > most:
+        raise ConfigError(f"{name} must be <= {most}, got {seed}")

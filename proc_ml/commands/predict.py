@@ -9,7 +9,7 @@ from pathlib import Path
 
 from proc_ml.textures.palette import MATERIALS
 
-from .options import add_device_option, add_parts_options, add_up_option
+from .options import add_device_option, add_parts_options, add_up_option, check_seed
 
 
 def _common(p, seed_help: str | None = None) -> None:
@@ -123,12 +123,14 @@ def _cell_size(args) -> float | None:
 
 def _check_common(args, out_folder: bool = True) -> None:
     """Values every predict command shares, checked before the model is loaded: the thread
-    count and the output location (a writable folder, or a file in one)."""
+    count, the seed and the output location (a writable folder, or a file in one)."""
     from proc_ml.errors import ConfigError
     from proc_ml.fileio import check_output_file, check_output_folder
 
     if not 0 <= args.threads <= 1024:
         raise ConfigError(f"--threads must be between 0 and 1024, got {args.threads}")
+    if getattr(args, "seed", None) is not None:
+        check_seed(args.seed)
     if getattr(args, "out", None) is not None:
         (check_output_folder if out_folder else check_output_file)(args.out)
 
