@@ -247,6 +247,59 @@ def _precheck(data: bytes, ext: str, source: str) -> None:
                             f"{library_message(exc, 120)})") from None
 
 
+#: How far into a PLY its ``end_header`` line may be.
+PLY_HEADER_BYTES = 65536
+#: Bytes of each PLY scalar type (the PLY specification's names and the numbered aliases).
+_PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2,
+              "int16": 2, "uint16": 2, "int": 4, "uint": 4, "int32": 4, "uint32": 4,
+              "float": 4, "float32": 4, "double": 8, "float64": 8}
+
+
+def check_ply_header(head: bytes, size: int, source: str, max_items: int) -> None:
+    """A PLY header's element counts against the limit and the file's size, before any
+    reader allocates for them (a header may claim a billion vertices in a 1 kB file):
+    ``MeshError`` when a face or vertex count is over ``max_items`` (the face / point limit;
+    vertices may be three per face) or when the body is shorter than the smallest one the
+    header allows (binary: the fixed-size properties, and one count per list; ASCII: one
+    character and one separator per value). ``head`` holds the file's first bytes, ``size``
+    its length."""
+    end = re.search(rb"^end_header\r?\n?", head, re.M)
+    if not head.startswith(b"ply") or end is None:
+        return                                    # the reader says what is wrong
+    lines = head[:end.start()].decode("ascii", errors="replace").splitlines()
+    fmt = next((line.split()[1] for line in lines if line.startswith("format ")
+                and len(line.split()) > 1), "")
+    elements: list[list] = []                     # [name, count, smallest bytes per item]
+    for line in lines:
+        words = line.split()
+        if words[:1] == ["element"] and len(words) == 3:
+            try:
+                elements.append([words[1], int(words[2]), 0])
+            except ValueError:
+                return
+        elif words[:1] == ["property"] and elements and len(words) >= 3:
+            if fmt == "ascii":
+                elements[-1][2] += 2
+            elif words[1] == "list" and len(words) >= 5:
+                elements[-1][2] += _PLY_SIZES.get(words[2], 1)
+            else:
+                elements[-1][2] += _PLY_SIZES.get(words[1], 1)
+    plural = {"vertex": "vertices", "face": "faces"}
+    faces = sum(count for name, count, _ in elements if name == "face")
+    for name, count, _ in elements:
+        most = max_items * 3 if name == "vertex" and faces else max_items
+        if name in plural and count > most:
+            what = plural[name] if faces else "points"
+            raise MeshError(f"{source}: the PLY header declares {count} {what}, over the limit "
+                            f"of {most} (--max-faces)")
+    body = size - end.end()
+    least = sum(count * per_item for _, count, per_item in elements) - (fmt == "ascii")
+    if body < least:
+        declared = ", ".join(f"{count} {plural.get(name, name)}" for name, count, _ in elements)
+        raise MeshError(f"{source}: truncated or corrupt PLY: the header declares {declared} "
+                        f"(at least {least} bytes), the file has {max(body, 0)} bytes after it")
+
+
 def _check_content_type(data: bytes, ext: str, source: str) -> None:
     """A file whose first bytes say it is another type than its extension (a GLB saved as
     .obj, an image renamed, an OBJ named .stl): one line naming what it is."""
@@ -294,6 +347,9 @@ def _load(path, file_obj, ext: str, resolver, max_faces: int, allow_points: bool
           source: str) -> Geometry:
     trimesh = _trimesh()
     _precheck(file_obj.getvalue(), ext, source)
+    if ext == "ply":
+        data = file_obj.getvalue()
+        check_ply_header(data[:PLY_HEADER_BYTES], len(data), source, max_faces)
     try:
         loaded = trimesh.load(file_obj, file_type=ext, resolver=resolver, process=False)
     except MeshError:

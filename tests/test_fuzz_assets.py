@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fuzzkit import REPO, Sandbox, assert_refused, manifest_records, run
@@ -258,6 +259,51 @@ def test_real_folder_files_are_named_for_what_they_are(tmp_path, name, make, wor
         assert word in message, (word, message)
 
 
+PLY_XYZ = b"property float x\nproperty float y\nproperty float z\n"
+LYING_PLYS = [
+    # a header claiming a billion points: refused before a reader allocates for them
+    ("cloud.ply", b"ply\nformat ascii 1.0\nelement vertex 1000000000\n" + PLY_XYZ
+     + b"end_header\n0 0 0\n1 0 0\n", ["1000000000 points", "over the limit"]),
+    ("mesh.ply", b"ply\nformat ascii 1.0\nelement vertex 3\n" + PLY_XYZ
+     + b"element face 1000000000\nproperty list uchar int vertex_indices\nend_header\n"
+       b"0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", ["1000000000 faces", "over the limit"]),
+    # a cut-off binary file: the header's counts need more bytes than follow it
+    ("cut.ply", b"ply\nformat binary_little_endian 1.0\nelement vertex 3\n" + PLY_XYZ
+     + b"element face 5000\nproperty list uchar int vertex_indices\nend_header\n"
+     + np.arange(9, dtype="<f4").tobytes() + b"\x03" + np.arange(3, dtype="<i4").tobytes(),
+     ["truncated or corrupt PLY", "3 vertices, 5000 faces", "at least 5036 bytes",
+      "49 bytes after it"]),
+]
+
+
+@pytest.mark.parametrize("name,data,words", LYING_PLYS, ids=[c[0] for c in LYING_PLYS])
+def test_ply_headers_are_held_to_the_file_before_reading(tmp_path, name, data, words):
+    from proc_ml.datasets.pointclouds import load_shape
+    from proc_ml.meshio import MeshError, read_geometry
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    for read in (read_geometry, load_shape):        # the mesh reader and the point-cloud one
+        with pytest.raises(MeshError) as info:
+            read(path)
+        message = str(info.value)
+        assert "\n" not in message and message.startswith(f"{path}: ")
+        for word in words:
+            assert word in message, (word, message)
+
+
+def test_ply_header_check_passes_honest_files(tmp_path):
+    import trimesh
+
+    from proc_ml.meshio import read_geometry
+
+    box = trimesh.creation.box()
+    for encoding in ("ascii", "binary"):
+        path = tmp_path / f"box_{encoding}.ply"
+        path.write_bytes(box.export(file_type="ply", encoding=encoding))
+        assert len(read_geometry(path).faces) == 12
+
+
 def test_xyz_point_clouds_are_read_not_refused(tmp_path):
     from proc_ml.meshio import MeshError, read_geometry
 
@@ -267,3 +313,16 @@ def test_xyz_point_clouds_are_read_not_refused(tmp_path):
     assert cloud.faces is None and cloud.vertices.shape == (4, 3)
     with pytest.raises(MeshError, match="no faces"):
         read_geometry(path, allow_points=False)
+
+
+def test_a_folder_where_a_file_belongs_is_called_a_folder(tmp_path):
+    from proc_ml.datasets.pointclouds import load_shape
+    from proc_ml.errors import ConfigError, DatasetError
+    from trainers.config import resolve_config_path
+
+    with pytest.raises(DatasetError, match=r"a folder, not a mesh or point-cloud file \(proc-ml batch"):
+        load_shape(tmp_path)
+    with pytest.raises(ConfigError, match=r"a folder, not a config file"):
+        resolve_config_path(tmp_path)
+    with pytest.raises(DatasetError, match=r"file not found"):
+        load_shape(tmp_path / "none.ply")

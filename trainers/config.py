@@ -86,6 +86,9 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
     shipped = packaged_config_dir() / name
     if shipped.is_file():
         return shipped
+    if given.is_dir():
+        raise ConfigError(f"{path}: a folder, not a config file (give a .yaml file or the name of "
+                          f"a shipped config: {', '.join(packaged_configs())})")
     raise ConfigError(f"{path}: config file not found (shipped configs: {', '.join(packaged_configs())})")
 
 

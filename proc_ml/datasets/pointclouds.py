@@ -75,6 +75,9 @@ def load_shape(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES,
     from ..meshio import MeshError, extension_of, read_geometry
 
     path = Path(path)
+    if path.is_dir():
+        raise DatasetError(f"{path}: a folder, not a mesh or point-cloud file (proc-ml batch "
+                           f"reads every asset of a folder)")
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
     ext = extension_of(path)
@@ -123,12 +126,14 @@ def _load_ply_cloud(path: Path, max_bytes: int, max_points: int) -> Shape:
     """A PLY without faces (a point cloud, normals kept) through Open3D, its warnings
     captured into ``Shape.notes``."""
     from ..formats.pcd import captured_output, open3d_warnings
-    from ..meshio import checked_points
+    from ..meshio import PLY_HEADER_BYTES, check_ply_header, checked_points
 
     size = path.stat().st_size
     if size > max_bytes:
         raise DatasetError(f"{path}: file is {size} bytes, over the limit of {max_bytes} "
                            f"(--max-bytes)")
+    with open(path, "rb") as fh:
+        check_ply_header(fh.read(PLY_HEADER_BYTES), size, str(path), max_points)
     o3d = _open3d(f"{path}: reading a point cloud")
     lines: list = []
     with captured_output(lines):
