@@ -81,6 +81,31 @@ def _expanded_size(node, sizes: dict, active: set, limit: int = MAX_YAML_VALUES)
     return total
 
 
+def _check_unique_keys(node, checked: set) -> None:
+    """A mapping that gives one key twice is refused (YAML leaves it to the loader, and
+    PyYAML keeps the last silently: a config's first ``lr:`` would be lost without a word).
+    Keys brought in by a merge (``<<: *defaults``) may be overridden, as YAML intends."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if id(node) in checked:
+            continue
+        checked.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key, value in node.value:
+                stack.append(value)
+                if key.tag == "tag:yaml.org,2002:merge" or not isinstance(key, yaml.ScalarNode):
+                    continue
+                if key.value in first:
+                    raise YAMLLimitError(f"key '{clean(key.value, 60)}' appears twice in one "
+                                         f"mapping (first on line {first[key.value] + 1})",
+                                         key.start_mark)
+                first[key.value] = key.start_mark.line
+
+
 def _parse(text: str, max_chars: int = MAX_YAML_BYTES):
     """The document's value; ``yaml.YAMLError`` (``YAMLLimitError`` over a limit). Without
     aliases a document holds fewer values than characters, so the expansion limit is the
@@ -93,6 +118,7 @@ def _parse(text: str, max_chars: int = MAX_YAML_BYTES):
         if node is None:
             return None
         _expanded_size(node, {}, set(), max(MAX_YAML_VALUES, len(text)))
+        _check_unique_keys(node, set())
         return loader.construct_document(node)
     except RecursionError:        # defensive: the depth limit stops nesting long before
         raise YAMLLimitError("nested too deeply") from None

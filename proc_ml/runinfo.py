@@ -255,6 +255,9 @@ class PartsInfo(RunInfo):
         if self.symmetry not in SYMMETRIES:
             raise ModelError(f"{source}: symmetry must be one of {', '.join(SYMMETRIES)}, "
                              f"got {self.symmetry!r}")
+        if self.decision_weights is not None and len(self.decision_weights) != len(self.parts):
+            raise ModelError(f"{source}: decision_weights has {len(self.decision_weights)} "
+                             f"values, one per part is {len(self.parts)}")
 
 
 @dataclass

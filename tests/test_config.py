@@ -89,6 +89,16 @@ def test_yaml_errors_name_file_and_line(tmp_path):
         load_yaml(write(tmp_path, "- 1\n"))
 
 
+def test_a_key_given_twice_is_refused_but_merges_may_override(tmp_path):
+    path = write(tmp_path, "training:\n  lr: 0.001\n  epochs: 3\n  lr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: line 4 invalid YAML: key 'lr' appears "
+                                          r"twice in one mapping \(first on line 2\)") as info:
+        load_yaml(path)
+    one_line(info)
+    path = write(tmp_path, "base: &b {lr: 0.001, epochs: 3}\nrun:\n  <<: *b\n  lr: 0.1\n")
+    assert load_yaml(path)["run"] == {"lr": 0.1, "epochs": 3}
+
+
 # ---------------------------------------------------------------- generator config
 
 def test_generator_defaults():

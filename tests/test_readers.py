@@ -164,6 +164,19 @@ def test_faces_csv_not_a_number(tmp_path, parts):
     expect_error(r"faces\.csv: line 2: 'x1' is not a number", read_faces_csv, path, parts)
 
 
+def test_a_cell_listed_twice_is_refused(dataset, tmp_path, parts):
+    rows = [face_row(parts, 0, (1, 2, 3), ones=[3]), face_row(parts, 0, (1, 2, 4)),
+            face_row(parts, 1, (1, 2, 3)), face_row(parts, 0, (1, 2, 3))]
+    path = named_faces(tmp_path, parts, "".join(",".join(r) + "\n" for r in rows))
+    expect_error(r"faces\.csv: line 5: building 0 cell \(1, 2, 3\) is listed twice \(first on "
+                 r"line 2\)", read_faces_csv, path, parts)
+    lines = (dataset / "adjacency.csv").read_text().splitlines()
+    path = tmp_path / "adjacency.csv"
+    path.write_text("\n".join(lines + [lines[3]]) + "\n")
+    expect_error(rf"adjacency\.csv: line {len(lines) + 1}: building \d+ cell .* is listed twice "
+                 rf"\(first on line 4\)", read_adjacency_csv, path)
+
+
 @pytest.mark.parametrize("ones", [[0, 1], [4]])
 def test_faces_csv_not_one_hot(tmp_path, parts, ones):
     row = face_row(parts, ones=ones)
@@ -236,6 +249,43 @@ def test_npz_wrong_shapes_and_missing_arrays(buildings, tmp_path):
     expect_error(r"g\.npz: field 'occupancy' must be 3-D", read_building_npz, path)
     write_npz(path, {**arrays, "style": arrays["style"][:4]})
     expect_error(r"g\.npz: field 'style' must have 9 values", read_building_npz, path)
+
+
+BAD_FIELDS = [
+    ({"building_id": np.array("abc")}, r"field 'building_id' must be one whole number, got <U3 'abc'"),
+    ({"building_id": np.arange(3)}, r"field 'building_id' must be one whole number, got shape \(3,\)"),
+    ({"archetype": np.arange(2)}, r"field 'archetype' must be one text value"),
+    ({"occupancy": np.zeros((0, 0, 0), np.uint8)}, r"field 'occupancy' is empty"),
+    ({"vocab": np.array(["wall", "roof"])}, r"field 'labels' holds part \d, but field 'vocab' names 2"),
+    ({"vocab": np.array(["wall", "wall", "roof", "window", "door", "ground", "balcony"])},
+     r"field 'vocab' names a part twice"),
+    ({"street": np.array(["no", "no", "yes", "no"])}, r"field 'street' must hold true/false flags"),
+    ({"street": np.array([0, 2, 0, 1])}, r"field 'street' must hold true/false flags, got int64 values"),
+    ({"cell_size": np.array("3")}, r"field 'cell_size' must hold finite numbers"),
+    ({"cell_size": np.array(-3.0)}, r"field 'cell_size' must be > 0, got -3"),
+    ({"origin": np.array([0.0, np.nan, 1.0])}, r"field 'origin' must hold finite numbers"),
+    ({"source_id": np.array([1, 2])}, r"field 'source_id' must be one text value"),
+]
+
+
+@pytest.mark.parametrize("change,message", BAD_FIELDS, ids=[m[:40] for _, m in BAD_FIELDS])
+def test_npz_fields_are_checked_with_the_file_named(buildings, tmp_path, change, message):
+    path = tmp_path / "g.npz"
+    arrays = {**grid_arrays(buildings[0]), "building_id": np.array(3), "archetype": np.array("row")}
+    arrays.update(change)
+    if "occupancy" in change:
+        del arrays["labels"]
+    write_npz(path, arrays)
+    expect_error(r"g\.npz: " + message, read_building_npz, path, require_labels="labels" in arrays)
+
+
+def test_npz_flags_stored_as_numbers_are_read_as_flags(buildings, tmp_path):
+    path = tmp_path / "g.npz"
+    write_npz(path, {**grid_arrays(buildings[0]), "street": np.array([0, 1, 1, 0], np.uint8),
+                     "cell_size": np.array(2, np.int32)})
+    record = read_building_npz(path)
+    assert record.street_sides == ("-x", "+y") and record.extras["street"].dtype == bool
+    assert record.extras["cell_size"] == 2.0
 
 
 def test_npz_labels_must_sit_exactly_on_exterior_faces(buildings, tmp_path):

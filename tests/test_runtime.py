@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -38,6 +39,15 @@ def test_metadata_roundtrips_through_props():
     props = meta.to_props()
     assert all(k.startswith("proc_ml.") for k in props)
     assert ModelMetadata.from_props(props) == meta
+
+
+def test_decision_weights_must_give_one_weight_per_part():
+    props = _metadata().to_props()
+    props["proc_ml.decision_weights"] = json.dumps([1.0, 2.0])
+    with pytest.raises(ModelError, match=r"^m\.onnx: decision_weights has 2 values, one per part is 4$"):
+        ModelMetadata.from_props(props, "m.onnx")
+    props["proc_ml.decision_weights"] = json.dumps([1.0, 2.0, 1.5, 1.0])
+    assert ModelMetadata.from_props(props, "m.onnx").info.decision_weights == [1.0, 2.0, 1.5, 1.0]
 
 
 def test_metadata_without_proc_ml_keys_is_refused():

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..encoding import adjacency_feature_names, adjacency_features
-from .tables import ID_COLUMNS, MAX_AXIS, MAX_ID, numbers, read_rows
+from .tables import ID_COLUMNS, MAX_AXIS, MAX_ID, check_unique_cells, numbers, read_rows
 
 
 def header() -> list[str]:
@@ -37,13 +37,15 @@ def read(path: str | os.PathLike):
     """``adjacency.csv`` -> ``(ids int64[N, 4], features float32[N, F], feature names)``.
 
     Ids are whole numbers (building id 0..2^31-1, cell coordinates 0..255: the grids
-    proc-ml writes), features finite numbers within float32's range."""
+    proc-ml writes), each cell on one row only, features finite numbers within float32's range."""
     path = Path(path)
     head = header()
-    ids, feats = [], []
+    ids, feats, lines = [], [], []
     for n, f in read_rows(path, head, len(head)):
+        lines.append(n)
         ids.append(numbers(path, n, f[:1], int, 0, MAX_ID, head[:1])
                    + numbers(path, n, f[1:4], int, 0, MAX_AXIS - 1, head[1:4]))
         feats.append(numbers(path, n, f[4:], float, -3.0e38, 3.0e38, head[4:]))
+    check_unique_cells(path, ids, lines)
     return (np.array(ids, dtype=np.int64).reshape(-1, 4),
             np.array(feats, dtype=np.float32).reshape(-1, len(head) - 4), head[4:])

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..grid import DIRECTIONS
-from .tables import ID_COLUMNS, MAX_AXIS, MAX_ID, numbers, read_rows
+from .tables import ID_COLUMNS, MAX_AXIS, MAX_ID, check_unique_cells, numbers, read_rows
 
 
 def header(parts) -> list[str]:
@@ -70,6 +70,8 @@ def read(path: str | os.PathLike, parts, layout: str = "named"):
     if bad.size:
         raise DatasetError(f"{path}: line {found[bad[0]][1]}: each face block must be one-hot "
                            f"(a single 1, or all 0 for no face)")
+    if id_cols:
+        check_unique_cells(path, data[:, :id_cols], [n for _, n in found])
     return data[:, :id_cols], one_hot.reshape(-1, 6, K).astype(np.uint8)
 
 

@@ -101,6 +101,8 @@ def read(path: str | os.PathLike, n_parts: int | None = None,
         raise DatasetError(f"{path}: field 'occupancy' has dtype {occ.dtype}, expected numbers")
     if occ.dtype.kind == "f" and not np.isfinite(occ).all():
         raise DatasetError(f"{path}: field 'occupancy' holds NaN or infinite values")
+    if occ.size == 0:
+        raise DatasetError(f"{path}: field 'occupancy' is empty (shape {occ.shape})")
     occ = (occ > 0).astype(np.uint8)
     style = found.get("style")
     if style is None:
@@ -114,8 +116,24 @@ def read(path: str | os.PathLike, n_parts: int | None = None,
         labels = _checked_labels(path, labels, occ, n_parts)
     extras = {k: found[k] for k in EXTRAS if k in found}
     _check_extras(path, extras, occ.shape)
-    return BuildingRecord(int(found.get("building_id", -1)), str(found.get("archetype", "")),
-                          occ, labels, style.astype(np.float32), extras)
+    if labels is not None and "vocab" in extras and labels.max(initial=-1) >= len(extras["vocab"]):
+        raise DatasetError(f"{path}: field 'labels' holds part {int(labels.max())}, but field "
+                           f"'vocab' names {len(extras['vocab'])} parts")
+    building_id = _scalar(path, found, "building_id", "iu", "one whole number", -1)
+    archetype = _scalar(path, found, "archetype", "U", "one text value", "")
+    return BuildingRecord(int(building_id), str(archetype), occ, labels,
+                          style.astype(np.float32), extras)
+
+
+def _scalar(path: Path, found: dict, key: str, kinds: str, what: str, default):
+    """A 0-d field of one of the dtype ``kinds``, or ``default`` when absent."""
+    if key not in found:
+        return default
+    value = found[key]
+    if value.ndim != 0 or value.dtype.kind not in kinds:
+        shown = f"shape {value.shape}" if value.ndim else f"{value.dtype} {value.item()!r}"[:80]
+        raise DatasetError(f"{path}: field '{key}' must be {what}, got {shown}")
+    return value.item()
 
 
 def _checked_labels(path: Path, labels: np.ndarray, occ: np.ndarray, n_parts: int | None) -> np.ndarray:
@@ -142,5 +160,31 @@ def _check_extras(path: Path, extras: dict, shape) -> None:
     for key, want in expected.items():
         if key in extras and extras[key].shape != want:
             raise DatasetError(f"{path}: field '{key}' must have shape {want}, got {extras[key].shape}")
-    if "vocab" in extras and (extras["vocab"].ndim != 1 or extras["vocab"].dtype.kind != "U"):
-        raise DatasetError(f"{path}: field 'vocab' must be a list of part names")
+    if "vocab" in extras:
+        vocab = extras["vocab"]
+        if vocab.ndim != 1 or vocab.dtype.kind != "U" or not vocab.size:
+            raise DatasetError(f"{path}: field 'vocab' must be a list of part names")
+        if len(set(vocab.tolist())) != len(vocab):
+            raise DatasetError(f"{path}: field 'vocab' names a part twice ({', '.join(vocab)})")
+    for key in ("street", "label_known", "label_fixed", "neighbours"):
+        # flags: booleans, or 0/1 from a tool without a bool type (never text: "no" is true)
+        value = extras.get(key)
+        if value is None:
+            continue
+        if value.dtype.kind not in "biu" or (value.dtype.kind != "b" and value.size
+                                              and not np.isin(value, (0, 1)).all()):
+            raise DatasetError(f"{path}: field '{key}' must hold true/false flags, got "
+                               f"{value.dtype}{' values other than 0 and 1' if value.dtype.kind in 'iu' else ''}")
+        extras[key] = value.astype(bool)
+    for key in ("rotation_deg", "origin", "cell_size"):
+        value = extras.get(key)
+        if value is None:
+            continue
+        if value.dtype.kind not in "iuf" or not np.isfinite(value.astype(np.float64)).all():
+            raise DatasetError(f"{path}: field '{key}' must hold finite numbers")
+        extras[key] = value.astype(np.float64)
+    if "cell_size" in extras and not extras["cell_size"] > 0:
+        raise DatasetError(f"{path}: field 'cell_size' must be > 0, got {float(extras['cell_size']):g}")
+    for key in ("source_id", "source_file"):
+        if key in extras and (extras[key].ndim != 0 or extras[key].dtype.kind != "U"):
+            raise DatasetError(f"{path}: field '{key}' must be one text value")

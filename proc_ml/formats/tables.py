@@ -30,6 +30,24 @@ PARSE_FACTOR = 12
 _INT = re.compile(r"[+-]?[0-9]+")
 
 
+def check_unique_cells(path: Path, ids, lines) -> None:
+    """Each ``(building_id, x, y, z)`` on one row only: a cell listed twice would have two
+    sets of labels or features (a copy-paste or a second export appended), one silently
+    winning. ``ids`` int64[N, 4], ``lines`` the row's line numbers."""
+    import numpy as np
+
+    ids = np.asarray(ids).reshape(-1, 4)
+    if len(ids) < 2:
+        return
+    _, first, inverse = np.unique(ids, axis=0, return_index=True, return_inverse=True)
+    repeated = np.nonzero(first[inverse.ravel()] != np.arange(len(ids)))[0]
+    if repeated.size:
+        row = int(repeated[0])
+        b, x, y, z = ids[row].tolist()
+        raise DatasetError(f"{path}: line {lines[row]}: building {b} cell ({x}, {y}, {z}) is "
+                           f"listed twice (first on line {lines[first[inverse.ravel()[row]]]})")
+
+
 def header_line(columns) -> bytes:
     return (",".join(columns) + "\n").encode()
 
