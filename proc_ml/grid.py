@@ -92,3 +92,34 @@ def check_occupancy(occupancy: np.ndarray, what: str = "occupancy") -> np.ndarra
     if occ.ndim != 3:
         raise ValueError(f"{what}: expected a 3-D grid [X, Y, Z], got shape {occ.shape}")
     return occ.astype(bool)
+
+
+def components(occupancy: np.ndarray) -> tuple[np.ndarray, int]:
+    """The face-connected parts of the occupied cells: ``(int64[X, Y, Z], count)``, each
+    occupied cell labelled 0..count-1 (in order of their first cell), empty cells -1."""
+    occ = np.asarray(occupancy, dtype=bool)
+    cells = np.flatnonzero(occ)
+    out = np.full(occ.shape, -1, dtype=np.int64)
+    if not cells.size:
+        return out, 0
+    compact = np.full(occ.size, -1, dtype=np.int64)
+    compact[cells] = np.arange(cells.size)
+    flat = compact.reshape(occ.shape)
+    pairs = []
+    for axis in range(3):          # every pair of occupied cells sharing a face
+        head, tail = _along(axis, _HEAD), _along(axis, _TAIL)
+        both = occ[head] & occ[tail]
+        pairs.append(np.stack([flat[head][both], flat[tail][both]], axis=1))
+    a, b = np.concatenate(pairs).T
+    root = np.arange(cells.size)
+    while True:                    # each cell takes the smallest label it touches, then jumps
+        before = root.copy()
+        low = np.minimum(root[a], root[b])
+        np.minimum.at(root, a, low)
+        np.minimum.at(root, b, low)
+        root = root[root]
+        if np.array_equal(root, before):
+            break
+    _, labels = np.unique(root, return_inverse=True)
+    out.reshape(-1)[cells] = labels.reshape(-1)
+    return out, int(labels.max()) + 1

@@ -202,3 +202,29 @@ def test_decode_cell_logits_recovers_labels():
 def test_face_mask_is_exterior_faces():
     occ = random_occupancy((4, 5, 6), 9)
     np.testing.assert_array_equal(encoding.face_mask(occ), exterior_faces(occ))
+
+
+def test_components_match_a_flood_fill():
+    from proc_ml.grid import components
+
+    rng = np.random.default_rng(3)
+    occ = rng.random((9, 8, 7)) < 0.45
+    labels, count = components(occ)
+    assert (labels[~occ] == -1).all() and set(np.unique(labels[occ])) == set(range(count))
+    # reference: a breadth-first flood fill from every unlabelled cell
+    seen, reference = np.zeros(occ.shape, bool), 0
+    for start in zip(*np.nonzero(occ)):
+        if seen[start]:
+            continue
+        reference += 1
+        stack, seen[start] = [start], True
+        while stack:
+            cell = stack.pop()
+            assert labels[cell] == labels[start]         # one part, one label
+            for step in np.vstack([np.eye(3, dtype=int), -np.eye(3, dtype=int)]):
+                n = tuple(np.add(cell, step))
+                if all(0 <= v < s for v, s in zip(n, occ.shape)) and occ[n] and not seen[n]:
+                    seen[n] = True
+                    stack.append(n)
+    assert count == reference
+    assert components(np.zeros((2, 2, 2)))[1] == 0

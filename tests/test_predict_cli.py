@@ -6,7 +6,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import trimesh
 
 from proc_ml.cli import main
 from proc_ml.datasets import read_faces_csv, read_labelled_mesh
@@ -83,8 +85,10 @@ def test_predict_on_mesh_files(tiny_massing_unet_onnx, tiny_unet_onnx, tiny_data
     summary = _check_outputs(out, data.parts, int(exterior_faces(cells).sum()))
     assert summary["cells"] == int(cells.sum()) and summary["closed_mesh"]
     assert summary["cell_size"] == 3.0 and summary["up"] == "z"
+    # the grid's frame: turned by rotation_deg about the vertical through pivot
+    source_vertices = np.asarray(trimesh.load(mesh, force="mesh", process=False).vertices)
+    np.testing.assert_allclose(summary["pivot"], source_vertices.mean(axis=0), atol=1e-9)
     assert not (out / "accuracy.json").exists()
-    import trimesh
     source = trimesh.load(mesh, force="mesh", process=False)
     _, tri_parts = read_labelled_mesh(out / "input_parts.ply", data.parts)
     assert len(tri_parts) == len(source.faces) and tri_parts.min() >= 0
@@ -98,6 +102,51 @@ def test_predict_on_mesh_files(tiny_massing_unet_onnx, tiny_unet_onnx, tiny_data
                  "--up", "z"]) == 0
     glb = json.loads((tmp_path / "glb" / "summary.json").read_text())
     assert glb["cells"] == summary["cells"] and glb["faces"] == summary["faces"]
+
+
+def test_a_rerun_replaces_the_whole_output_and_a_failure_leaves_it(tiny_massing_unet_onnx,
+                                                                   tiny_dataset, tmp_path,
+                                                                   monkeypatch):
+    from proc_ml.predict import parts as predict_parts
+
+    out = tmp_path / "out"
+    grid = str(tiny_dataset / "grids" / "b000002.npz")
+    mesh = str(tiny_dataset / "meshes" / "b000006.obj")
+    model = ["predict", "building-parts", "--model", str(tiny_massing_unet_onnx), "--out", str(out)]
+    assert main([*model, "--input", grid]) == 0
+    assert (out / "accuracy.json").is_file() and not (out / "input_parts.ply").exists()
+    assert main([*model, "--input", mesh]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    # the grid's accuracy.json is gone: the folder holds the mesh run's files and no others
+    assert sorted(p.name for p in out.iterdir()) == summary["files"]
+    assert "accuracy.json" not in summary["files"] and summary["input"] == mesh
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise IndexError("a bug after the meshes were made")
+
+    monkeypatch.setattr(predict_parts, "accuracy_against_truth", broken)
+    assert main([*model, "--input", grid]) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_mesh_of_several_buildings_says_they_are_labelled_as_one(tiny_massing_unet_onnx,
+                                                                   tmp_path, capsys):
+    boxes = []
+    for x in (0.0, 15.0):            # two 9 x 9 x 9 m houses 6 m apart, and one alone
+        box = trimesh.creation.box(extents=(9.0, 9.0, 9.0))
+        box.apply_translation((x + 4.5, 4.5, 4.5))
+        boxes.append(box)
+    for name, mesh, noted in (("street.obj", trimesh.util.concatenate(boxes), True),
+                              ("house.obj", boxes[0], False)):
+        path = tmp_path / name
+        mesh.export(path)
+        out = tmp_path / name.replace(".obj", "")
+        assert main(["predict", "building-parts", "--model", str(tiny_massing_unet_onnx),
+                     "--input", str(path), "--out", str(out)]) == 0
+        notes = json.loads((out / "summary.json").read_text())["notes"]
+        assert any("2 masses standing apart" in n for n in notes) == noted, notes
+        assert ("2 masses standing apart" in capsys.readouterr().out) == noted
 
 
 @pytest.mark.parametrize("args, message", [

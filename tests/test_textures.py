@@ -312,6 +312,24 @@ def test_procedural_building_texture_cli_and_no_torch(tmp_path, no_torch_source)
         assert (tmp_path / name).is_file()
 
 
+def test_texturing_a_grid_without_a_roof_part_names_the_file(tmp_path, capsys):
+    from proc_ml.cli import main
+    from proc_ml.formats import grid_npz
+    from proc_ml.grid import exterior_faces
+
+    occupancy = np.ones((3, 3, 2), np.uint8)
+    labels = np.where(exterior_faces(occupancy), 0, -1)
+    path = tmp_path / "kit.npz"
+    grid_npz.write(path, 0, "studio", occupancy, labels, vocab=["brick", "glass"])
+    out = tmp_path / "b.glb"
+    assert main(["predict", "texture", "--procedural", "--building", str(path),
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"proc-ml predict: error: {path}: parts: vocabulary must contain wall, roof, "
+                   f"ground; texturing needs them\n")
+    assert not out.exists()
+
+
 def test_generate_facades_cli(tmp_path, capsys):
     from proc_ml.cli import main
 

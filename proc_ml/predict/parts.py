@@ -19,7 +19,7 @@ from ..formats import faces_csv, labelled_mesh
 from ..formats.tables import header_line
 from ..meshing import QuadMesh, quad_mesh
 from ..errors import DatasetError, ModelError
-from ..grid import NO_PART
+from ..grid import NO_PART, components
 from ..runtime import PartsPredictor, face_accuracy
 from ..voxelize import transfer_labels
 from .inputs import PartsInput, read_input
@@ -99,16 +99,17 @@ def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: d
 
     ``summary["files"]`` names the files relative to ``out_dir``, so a summary does not depend
     on where the output folder lives. ``picture=False`` skips ``parts.png`` (matplotlib
-    rendering is about half of the time per building).
+    rendering is about half of the time per building). Every file is made before the first
+    is written, so a failure leaves ``out_dir`` as it was; an earlier run's files this run
+    does not write are removed, and summary.json is written last.
     """
     out = Path(out_dir)
     colours = part_colours(parts)
     quads = output_quads(item, labels)
-    files: list[str] = []
+    outputs: dict[str, bytes] = {}     # made in full before any file is written
 
     def put(name: str, data: bytes):
-        write_bytes(safe_join(out, name), data)
-        files.append(name)
+        outputs[name] = data
 
     # parts.ply in the input's own frame (y-up for a y-up OBJ, like input_parts.ply), so it
     # overlays the input; parts.glb z-up under glTF's y-up node, so any glTF viewer shows it
@@ -150,10 +151,40 @@ def write_outputs(out_dir, item: PartsInput, labels: np.ndarray, parts, extra: d
                "notes": item.notes, **extra}
     if item.voxels is not None:
         summary.update(origin=item.voxels.origin.tolist(), up=item.voxels.up,
-                       closed_mesh=item.voxels.closed, rotation_deg=item.voxels.rotation_deg)
-    summary["files"] = sorted(files + ["summary.json"])
+                       closed_mesh=item.voxels.closed, rotation_deg=item.voxels.rotation_deg,
+                       pivot=np.asarray(item.voxels.pivot, dtype=float).tolist())
+    summary["files"] = sorted([*outputs, "summary.json"])
+    earlier = _earlier_files(out)
+    for name, data in outputs.items():
+        write_bytes(safe_join(out, name), data)
+    for name in sorted(earlier - set(summary["files"])):
+        # an earlier run's file this run does not write (accuracy.json of another input,
+        # input_parts.ply of a mesh): the folder holds one run's outputs, never a mix
+        safe_join(out, name).unlink(missing_ok=True)
     write_text(safe_join(out, "summary.json"), json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _earlier_files(out: Path) -> set[str]:
+    """The output files an earlier run into ``out`` wrote (its summary.json's ``files``)."""
+    try:
+        earlier = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    listed = earlier.get("files") if isinstance(earlier, dict) else None
+    return {str(n) for n in listed if str(n) in OUTPUT_FILES} if isinstance(listed, list) else set()
+
+
+def several_buildings_note(occupancy: np.ndarray) -> str | None:
+    """A note when the grid holds masses standing apart on the ground (several buildings in
+    one file), which are labelled together as one building; None otherwise."""
+    parts, _ = components(occupancy)
+    standing = np.unique(parts[:, :, 0][parts[:, :, 0] >= 0])
+    if len(standing) < 2:
+        return None
+    return (f"the mesh holds {len(standing)} masses standing apart (several buildings?): they "
+            f"are labelled as one building, with one set of street sides and at most one "
+            f"door added by the entrance rule; give one building per file to label each")
 
 
 def label_building(predictor: PartsPredictor, input_path, out_dir, *,
@@ -169,6 +200,10 @@ def label_building(predictor: PartsPredictor, input_path, out_dir, *,
                       model_cell_size=predictor.cell_size, up=up)
     if style is not None:
         item.style = np.asarray(style, dtype=np.float32)
+    if item.mesh is not None:
+        note = several_buildings_note(item.occupancy)
+        if note:
+            item.notes.append(note)
     if item.style is not None and not predictor.with_style:
         item.notes.append("massing-only model: the input's style features were not used")
     street = parse_street(street) if street is not None else item.street

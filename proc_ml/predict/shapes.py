@@ -52,11 +52,12 @@ def segment_shape(predictor, input_path, out_dir, style=None, num_points: int | 
     parts = predictor.classes
     colours = part_colours(parts)
     out = Path(out_dir)
-    files = ["segments.ply"]
-    write_bytes(safe_join(out, "segments.ply"), ply_bytes(points, normals, labels, colours))
-    if picture:
-        write_bytes(safe_join(out, "segments.png"), render_points(points, labels, parts, colours))
-        files.append("segments.png")
+    outputs = {"segments.ply": ply_bytes(points, normals, labels, colours)}
+    if picture:     # made before anything is written: a failure leaves the folder as it was
+        outputs["segments.png"] = render_points(points, labels, parts, colours)
+    for name, data in outputs.items():
+        write_bytes(safe_join(out, name), data)
+    files = list(outputs)
     counts = np.bincount(labels, minlength=len(parts))
     summary = {"input": _name(input_path), "model": str(predictor.model.path),
                "points": int(len(points)),

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ModelError, ProcMLError
-from ..procedural.parts import DEFAULT_PARTS
+from ..errors import ConfigError, DatasetError, ModelError, ProcMLError
+from ..procedural.parts import DEFAULT_PARTS, Vocabulary
 from ..runtime import PartsPredictor
 from ..runtime.textures import TextureGenerator
 from ..textures.building import texture_building
@@ -113,6 +113,12 @@ def texture_building_file(generator: TextureGenerator | None, building_path, out
         raise ModelError(f"{building_path}: no part labels in this file; pass --parts-model "
                          f"to predict them with a building-parts model")
     parts = list(parts or DEFAULT_PARTS)
+    try:
+        Vocabulary(tuple(parts))          # the roles texturing needs (roof, ground, ...)
+    except ConfigError as exc:
+        if parts_model is not None:
+            raise ModelError(f"{parts_model.model.path}: {exc}; texturing needs them") from None
+        raise DatasetError(f"{building_path}: {exc}; texturing needs them") from None
     px = int(module_px or (generator.module_px if generator else None) or DEFAULT_MODULE_PX)
     built = texture_building(item.occupancy, labels, parts, generator, module_px=px, material=material,
                              cell_size=item.cell_size, seed=seed,
