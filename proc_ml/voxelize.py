@@ -7,10 +7,11 @@ numpy + trimesh only (the inference path never imports torch or scipy).
   found by casting one vertical ray per column and counting crossings: the winding number
   when the triangles are consistently oriented (so intersecting closed parts, a block-out
   of overlapping boxes, fill their union), else the parity.
-* Open meshes (no floor, holes, single surfaces) get their surface cells, then every
-  empty region that cannot be reached from the sides or the top of the grid is filled.
-  The bottom counts as closed (buildings are often modelled without a floor), so a box
-  with no bottom face still fills solid.
+* A mesh open only at its bottom (buildings are often modelled without a floor) is filled
+  by the same centre rule, counting the crossings above each centre.
+* Other open meshes (holes, single surfaces) get their surface cells, then every empty
+  region that cannot be reached from the sides or the top of the grid is filled. The
+  bottom counts as closed, so a box with a hole in its floor still fills solid.
 
 Walls: a mesh whose walls do not run along x and y is first turned about z by its dominant
 wall direction (``proc_ml.alignment``, the rule the real-building import uses), voxelised
@@ -140,6 +141,25 @@ def is_closed(vertices: np.ndarray, triangles: np.ndarray) -> bool:
     return bool(np.all(counts % 2 == 0))
 
 
+def open_only_at_the_bottom(vertices_z_up: np.ndarray, triangles: np.ndarray,
+                            cell_size: float) -> bool:
+    """Every open edge (used by an odd number of triangles once coincident vertices are
+    merged) lies on the mesh's bottom plane, within 1 % of a cell: the mesh is closed but
+    for a missing floor."""
+    verts = np.asarray(vertices_z_up, dtype=np.float64)
+    _, index = np.unique(np.round(verts, 9), axis=0, return_inverse=True)
+    tri = index.reshape(-1)[triangles]
+    edges = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), axis=1)
+    keys, counts = np.unique(edges, axis=0, return_counts=True)
+    open_edges = keys[counts % 2 == 1]
+    if not len(open_edges):
+        return False
+    merged = np.zeros((index.max() + 1, 3))
+    merged[index.reshape(-1)] = verts
+    heights = merged[open_edges.reshape(-1), 2]
+    return bool(np.all(heights - verts[:, 2].min() <= 0.01 * cell_size))
+
+
 def wall_rotation(vertices_z_up: np.ndarray, triangles: np.ndarray) -> float:
     """The dominant wall direction of a z-up mesh, degrees in (-45, 45] (0: aligned)."""
     corners = np.asarray(vertices_z_up, dtype=np.float64)[np.asarray(triangles, dtype=np.int64)]
@@ -177,8 +197,16 @@ def voxelize(vertices: np.ndarray, triangles: np.ndarray, cell_size: float, up: 
                          f"larger cell size)")
     closed = is_closed(verts, tris) if closed is None else closed
     corners = verts[tris]
-    occ = (_parity_fill(corners, origin, cell_size, shape, is_consistently_oriented(verts, tris))
-           if closed else fill_enclosed(_surface_cells(corners, origin, cell_size, shape)))
+    if closed:
+        occ = _parity_fill(corners, origin, cell_size, shape, is_consistently_oriented(verts, tris))
+    elif open_only_at_the_bottom(verts, tris, cell_size):
+        # a building modelled without its floor: closed but for the bottom, so a ray up
+        # from a cell's centre crosses the roof an odd number of times exactly when the
+        # centre is inside (the same centre rule as a closed mesh: no storey grows out of
+        # a part-filled top layer, as surface cells would)
+        occ = _parity_fill(corners, origin, cell_size, shape, from_above=True)
+    else:
+        occ = fill_enclosed(_surface_cells(corners, origin, cell_size, shape))
     return VoxelGrid(occ.astype(np.uint8), origin, float(cell_size), up, closed, rotation, pivot)
 
 
@@ -254,6 +282,10 @@ def voxelize_file(path: str | os.PathLike, cell_size: float, up: str | None = No
             elif not sure:
                 notes.append("up axis: z, assumed (the geometry does not tell y from z; pass "
                              "--up y for a file from a Y-up tool)")
+        elif detect_up(mesh.vertices, mesh.faces) == ("z", True):
+            # glTF is y-up by its specification, but some exporters write z-up files
+            notes.append("up axis: y, as glTF specifies, but the building stands on its z "
+                         "axis (its walls say so): it was read lying on its side; pass --up z")
     try:
         grid = voxelize_mesh(mesh, cell_size, up, align)
     except ValueError as exc:
@@ -338,10 +370,12 @@ def _column_hits(corners, origin, cell, shape, signed: bool = False):
     return (ix * Y + iy)[hit], z[hit]
 
 
-def _parity_fill(corners, origin, cell, shape, winding: bool = False) -> np.ndarray:
+def _parity_fill(corners, origin, cell, shape, winding: bool = False,
+                 from_above: bool = False) -> np.ndarray:
     """Cells whose centre is inside: an odd number of crossings below it, or, with
     ``winding`` (consistently oriented meshes), a non-zero winding number - so closed parts
-    that intersect fill their union instead of cancelling where they overlap."""
+    that intersect fill their union instead of cancelling where they overlap.
+    ``from_above``: count the crossings above the centre (a mesh open only at its bottom)."""
     X, Y, Z = shape
     column, z, sign = _column_hits(corners, origin, cell, shape, signed=True)
     # A crossing at height z lies below the centres of cells first..Z-1.
@@ -349,7 +383,8 @@ def _parity_fill(corners, origin, cell, shape, winding: bool = False) -> np.ndar
     below = np.zeros((X * Y, Z + 1), dtype=np.int64)
     # going up through a down-facing triangle enters (+1), an up-facing one leaves (-1)
     np.add.at(below, (column, first), -sign if winding else 1)
-    count = np.cumsum(below, axis=1)[:, :Z]
+    count = np.cumsum(below, axis=1)
+    count = count[:, Z:] - count[:, :Z] if from_above else count[:, :Z]
     inside = count != 0 if winding else count % 2 == 1
     return inside.reshape(X, Y, Z)
 

@@ -58,6 +58,46 @@ def test_open_mesh_without_floor_fills_and_a_lone_wall_stays_a_wall():
     assert wall_grid.occupancy.shape == (2, 1, 3) and wall_grid.occupancy.all()
 
 
+HOUSE_V = np.array([[0, 0, 0], [12, 0, 0], [12, 9, 0], [0, 9, 0], [0, 0, 6], [12, 0, 6],
+                    [12, 9, 6], [0, 9, 6], [0, 4.5, 10.5], [12, 4.5, 10.5]], float)
+HOUSE_F = np.array([[0, 1, 5], [0, 5, 4], [1, 2, 6], [1, 6, 5], [2, 3, 7], [2, 7, 6], [3, 0, 4],
+                    [3, 4, 7], [4, 5, 9], [4, 9, 8], [6, 7, 8], [6, 8, 9], [5, 6, 9], [7, 4, 8],
+                    [0, 3, 2], [0, 2, 1]])
+
+
+def test_a_z_up_gltf_is_read_as_specified_with_a_note(tmp_path):
+    for name, vertices, noted in (("z_up.glb", HOUSE_V, True),
+                                  ("y_up.glb", from_z_up(HOUSE_V, "y"), False)):
+        path = tmp_path / name
+        path.write_bytes(trimesh.Trimesh(vertices, HOUSE_F, process=False).export(file_type="glb"))
+        grid, _ = voxelize_file(path, 3.0)
+        assert grid.up == "y"
+        assert any("read lying on its side; pass --up z" in n for n in grid.notes) == noted, grid.notes
+        assert voxelize_file(path, 3.0, up="z")[0].notes == []
+
+
+def test_a_floorless_building_fills_by_the_centre_rule_of_a_closed_one():
+    """A mesh open only at its bottom is filled like its closed self: a 10 m box at 3 m
+    cells has 3 storeys (the 4th layer's centre, 10.5 m, is above the roof), not 4; a
+    floorless gabled house fills under its roof slopes as the closed house does."""
+    box = trimesh.creation.box(extents=(9.0, 6.0, 10.0))
+    box.apply_translation((4.5, 3.0, 5.0))
+    floorless = box.faces[box.face_normals[:, 2] > -0.5]
+    closed, open_ = voxelize_mesh(box, 3.0), voxelize(box.vertices, floorless, 3.0)
+    assert not open_.closed and closed.closed
+    assert np.array_equal(open_.occupancy, closed.occupancy)
+    assert open_.occupancy.sum() == 3 * 2 * 3
+    # a gabled house: walls to 6 m, ridge at 10.5 m along x
+    v, f = HOUSE_V, HOUSE_F
+    house = voxelize(v, f, 3.0)
+    no_floor = voxelize(v, f[:-2], 3.0)
+    assert house.closed and not no_floor.closed
+    assert np.array_equal(no_floor.occupancy, house.occupancy)
+    # open elsewhere (no roof): the surface-and-fill rule still holds the walls' cells
+    roofless = voxelize(box.vertices, box.faces[box.face_normals[:, 2] < 0.5], 3.0)
+    assert roofless.occupancy.sum() == 3 * 2 * 4
+
+
 def test_y_up_glb_is_rotated_to_z_up_and_back(tmp_path):
     occ = _l_shape()
     mesh = quad_mesh(occ, None, 3.0, (3.0, 0.0, 0.0))
