@@ -350,6 +350,11 @@ def _load(path, file_obj, ext: str, resolver, max_faces: int, allow_points: bool
     if ext == "ply":
         data = file_obj.getvalue()
         check_ply_header(data[:PLY_HEADER_BYTES], len(data), source, max_faces)
+    elif ext == "obj":
+        from .triangulate import triangulate_obj_polygons
+
+        # concave n-gons: trimesh would fan them, with triangles outside the polygon
+        file_obj = io.BytesIO(triangulate_obj_polygons(file_obj.getvalue()))
     try:
         loaded = trimesh.load(file_obj, file_type=ext, resolver=resolver, process=False)
     except MeshError:

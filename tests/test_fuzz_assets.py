@@ -318,7 +318,7 @@ def test_xyz_point_clouds_are_read_not_refused(tmp_path):
 def test_a_folder_where_a_file_belongs_is_called_a_folder(tmp_path):
     from proc_ml.datasets.pointclouds import load_shape
     from proc_ml.errors import ConfigError, DatasetError
-    from trainers.config import resolve_config_path
+    from proc_ml.trainers.config import resolve_config_path
 
     with pytest.raises(DatasetError, match=r"a folder, not a mesh or point-cloud file \(proc-ml batch"):
         load_shape(tmp_path)
