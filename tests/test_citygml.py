@@ -580,9 +580,10 @@ def test_grid_size_limit_and_empty_grid(tmp_path):
     with pytest.raises(TooSmall) as info:        # 9 x 6 x 6 m fills at most 13 % of a 20 m cell
         voxelize_building(b, cell_size=20.0)
     _one_line(str(info.value), "building B1", "smaller than half a 20 m cell", "9.0 x 6.0 x 6.0 m")
-    # big enough, but the shell is inside out: nothing is inside it
+    # big enough, but the shell is open (no +x wall) and inside out: nothing is inside it
+    # (a closed inside-out shell is turned round: test_closed_inside_out_shell_is_flipped...)
     inverted = [(k, e[::-1].copy(), [h[::-1].copy() for h in hs], p)
-                for k, e, hs, p in box_surfaces(openings=False)]
+                for k, e, hs, p in box_surfaces(openings=False, missing=("+x",))]
     (b,) = read_city_file(write_cityjson(tmp_path / "inv.json", inverted)).buildings
     with pytest.raises(DatasetError) as info:
         voxelize_building(b)
@@ -744,3 +745,233 @@ def test_buildings_smaller_than_half_a_cell_are_skipped_not_failed(tmp_path):
     (line,) = result.skipped
     _one_line(line, "shed.json", "building B1", "smaller than half a 3 m cell", "1.8 x 1.8 x 1.8 m")
     assert doc and small
+
+
+# -- input robustness: encodings, CRS names, semantics, parts, winding --------------------------
+def test_cityjson_with_a_utf8_byte_order_mark_is_read(tmp_path):
+    """Windows tools write a BOM before the JSON: the file and a sequence are still read."""
+    doc = _cityjson_doc(tmp_path)
+    plain = tmp_path / "bom.city.json"
+    plain.write_bytes(b"\xef\xbb\xbf" + json.dumps(doc).encode())
+    header = {k: v for k, v in doc.items() if k not in ("CityObjects", "vertices")}
+    header.update(CityObjects={}, vertices=[])
+    feature = {"type": "CityJSONFeature", "id": "B1", "CityObjects": doc["CityObjects"],
+               "vertices": doc["vertices"]}
+    seq = tmp_path / "bom.city.jsonl"
+    seq.write_bytes(b"\xef\xbb\xbf" + (json.dumps(header) + "\n" + json.dumps(feature)).encode())
+    for path in (plain, seq):
+        city = read_city_file(path)
+        assert city.errors == [] and [b.building_id for b in city.buildings] == ["B1"]
+        np.testing.assert_array_equal(voxelize_building(city.buildings[0]).labels,
+                                      _expected_box_labels())
+
+
+def test_null_semantic_values_mean_no_semantic_surface(tmp_path):
+    """CityJSON allows ``"values": null`` (no semantics for the whole geometry) and nulls
+    inside ``values`` (for a solid, a shell or one surface): those faces are Unclassified."""
+    doc = _cityjson_doc(tmp_path, box_surfaces(openings=False))
+    geom = doc["CityObjects"]["B1"]["geometry"][0]
+    n = len(geom["boundaries"])
+    variants = {
+        "multisurface_null": ("MultiSurface", geom["boundaries"], None, n),
+        "multisurface_one_null": ("MultiSurface", geom["boundaries"],
+                                  [None] + geom["semantics"]["values"][1:], 1),
+        "solid_null_shell": ("Solid", [geom["boundaries"]], [None], n),
+        "solid_null_surface": ("Solid", [geom["boundaries"]],
+                               [geom["semantics"]["values"][:-1] + [None]], 1),
+        "multisolid_null_solid": ("MultiSolid", [[geom["boundaries"]]], [None], n),
+    }
+    for name, (gtype, boundaries, values, n_unclassified) in variants.items():
+        geom.update(type=gtype, boundaries=boundaries,
+                    semantics={"surfaces": geom["semantics"]["surfaces"], "values": values})
+        path = tmp_path / f"{name}.city.json"
+        path.write_text(json.dumps(doc))
+        city = read_city_file(path)
+        assert city.errors == [], name
+        (b,) = city.buildings
+        assert sum(len(s.polygons) for s in b.surfaces if s.kind == "Unclassified") \
+            == n_unclassified, name
+        assert sum(len(s.polygons) for s in b.surfaces) == n, name
+        imp = voxelize_building(b)
+        assert imp.occupancy.shape == (3, 2, 2) and imp.occupancy.all(), name
+
+
+def test_semantic_values_that_do_not_match_the_boundaries_are_one_line(tmp_path):
+    """Too few values, a shell whose values are off by one (while the total matches), an
+    index past ``surfaces``, a number where an array belongs: one line each, naming the
+    file and the building, and the good building of the file still imports."""
+    doc = _cityjson_doc(tmp_path, box_surfaces(openings=False))
+    good = doc["CityObjects"]["B1"]
+    geom = good["geometry"][0]
+    b, v, sem = geom["boundaries"], geom["semantics"]["values"], geom["semantics"]["surfaces"]
+
+    def building(gtype, boundaries, values):
+        return {"type": "Building", "geometry": [{
+            "type": gtype, "lod": "2", "boundaries": boundaries,
+            "semantics": {"surfaces": sem, "values": values}}]}
+
+    doc["CityObjects"].update({
+        "SHORT": building("MultiSurface", b, v[:-2]),
+        "SHELLS": building("Solid", [b[:3], b[3:]], [v[:2], v[2:]]),    # 3 + 3 vs 2 + 4
+        "INDEX": building("MultiSurface", b, v[:-1] + [99]),
+        "NOTLIST": building("Solid", [b], 3),
+    })
+    path = tmp_path / "values.city.json"
+    path.write_text(json.dumps(doc))
+    city = read_city_file(path)
+    assert [x.building_id for x in city.buildings] == ["B1"]
+    assert len(city.errors) == 4
+    expected = {"SHORT": "semantics 'values' has 4 entries for 6 surfaces",
+                "SHELLS": "semantics 'values[0]' has 2 entries for 3 surfaces",
+                "INDEX": "semantics 'values[5]' is 99, not an index into the 6 semantic surfaces",
+                "NOTLIST": "semantics 'values' must be an array or null, got int"}
+    for err, (bid, what) in zip(city.errors, expected.items()):
+        _one_line(err, str(path), f"building {bid}:", what)
+        assert "Error" not in err           # not an internal IndexError / TypeError
+    result = import_city_files([path])
+    assert [x.building_id for x in result.buildings] == ["B1"] and result.errors == city.errors
+
+
+def test_crs_name_forms_including_the_old_gml_srs_url():
+    for name in ("http://www.opengis.net/gml/srs/epsg.xml#25832", "EPSG:25832",
+                 "urn:ogc:def:crs:EPSG::25832", "urn:ogc:def:crs,crs:EPSG::25832,crs:EPSG::7837",
+                 "http://www.opengis.net/def/crs/EPSG/0/25832",
+                 "https://www.opengis.net/def/crs/EPSG/0/25832"):
+        assert parse_epsg(name) == 25832, name
+        assert crs_problem(name, parse_epsg(name)) is None, name
+    assert "geographic" in crs_problem("http://www.opengis.net/gml/srs/epsg.xml#4326", 4326)
+
+
+def test_web_mercator_is_refused_with_a_hint_to_reproject(tmp_path):
+    """EPSG:3857 is projected, but its metres are 1/cos(latitude) ground metres (~1.6 at
+    50 N): a building in it would be voxelised too big."""
+    for name in ("EPSG:3857", "urn:ogc:def:crs:EPSG::3857", "EPSG:900913", "EPSG:3785",
+                 "EPSG:102100", "EPSG:102113", "ESRI:102100", "WGS 84 / Pseudo-Mercator",
+                 "http://www.opengis.net/def/crs/EPSG/0/3857"):
+        problem = crs_problem(name, parse_epsg(name))
+        assert problem and "Web Mercator" in problem and "UTM" in problem, name
+    path = write_cityjson(tmp_path / "merc.city.json", box_surfaces(), crs="EPSG:3857")
+    result = import_city_files([path])
+    assert result.buildings == [] and len(result.errors) == 1
+    _one_line(result.errors[0], str(path), "building B1", "Web Mercator CRS 'EPSG:3857'",
+              "not metres on the ground", "reproject to a projected metric CRS")
+
+
+ADDRESS_4326 = ('<bldg:address><core:Address><core:multiPoint><gml:MultiPoint><gml:pointMember>'
+                '<gml:Point srsName="EPSG:4326"><gml:pos>48.76 11.42 0</gml:pos></gml:Point>'
+                "</gml:pointMember></gml:MultiPoint></core:multiPoint></core:Address>"
+                "</bldg:address>")
+
+
+def test_building_crs_comes_from_its_geometry_not_its_address_point(tmp_path):
+    """An Address's gml:Point in EPSG:4326 comes before the geometry: the building's CRS is
+    still its surfaces' (or its envelope's, or the file's)."""
+    def with_address(bid, srs_on_geometry=None, envelope=None):
+        xml = gml2_building(bid, box_surfaces())
+        head = f'<bldg:Building gml:id="{bid}">'
+        extra = ADDRESS_4326
+        if envelope:
+            extra = (f'<gml:boundedBy><gml:Envelope srsName="{envelope}" srsDimension="3">'
+                     "<gml:lowerCorner>0 0 0</gml:lowerCorner><gml:upperCorner>1 1 1"
+                     "</gml:upperCorner></gml:Envelope></gml:boundedBy>") + extra
+        xml = xml.replace(head, head + extra)
+        if srs_on_geometry:
+            xml = xml.replace("<gml:Solid>", f'<gml:Solid srsName="{srs_on_geometry}">')
+        return xml
+
+    # the file's envelope gives the CRS; the building's only srsName is the address point
+    in_file = write_gml2(tmp_path / "file.gml", [with_address("A")], srs="EPSG:25832")
+    # no file envelope: the geometry's srsName (after the address in document order)
+    on_geom = write_gml2(tmp_path / "geom.gml", [with_address("G", "EPSG:25832")], srs=None)
+    # no file envelope, no srsName on the geometry: the building's envelope
+    on_env = write_gml2(tmp_path / "env.gml", [with_address("E", envelope="EPSG:25832")], srs=None)
+    for path in (in_file, on_geom, on_env):
+        (b,) = read_city_file(path).buildings
+        assert (b.crs, b.epsg) == ("EPSG:25832", 25832), path
+        np.testing.assert_array_equal(voxelize_building(b).labels, _expected_box_labels())
+    # only the address has an srsName: no CRS at all (not "geographic")
+    nothing = write_gml2(tmp_path / "none.gml", [with_address("N")], srs=None)
+    city = read_city_file(nothing)
+    assert city.crs is None and city.buildings[0].crs is None
+    (err,) = import_city_files([nothing]).errors
+    _one_line(err, "building N", "no CRS")
+
+
+def test_a_folder_of_citygml_suffixed_files_is_imported(tmp_path):
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    write_gml2(folder / "box.citygml", [gml2_building("C", box_surfaces())])
+    (folder / "readme.txt").write_text("not a city file")
+    from proc_ml.citygml import expand_paths
+
+    assert expand_paths([folder]) == [folder / "box.citygml"]
+    assert read_city_file(folder / "box.citygml").format == "CityGML 2.0"
+    result = import_city_files([folder])
+    assert result.errors == [] and [b.building_id for b in result.buildings] == ["C"]
+
+
+def test_closed_inside_out_shell_is_flipped_with_a_note(tmp_path):
+    """Every face (openings too) wound inward: the closed shell's signed volume is negative,
+    so it is turned round, noted, and imports exactly like the box."""
+    inverted = [(k, e[::-1].copy(), [h[::-1].copy() for h in hs], p)
+                for k, e, hs, p in box_surfaces()]
+    (b,) = read_city_file(write_cityjson(tmp_path / "inv.city.json", inverted)).buildings
+    imp = voxelize_building(b)
+    _check_contract(imp)
+    assert "faces were wound inside out; flipped" in imp.notes
+    assert b.notes == []                                  # the read building is not changed
+    assert imp.occupancy.all() and imp.stats["shell_volume_m3"] == pytest.approx(324.0)
+    np.testing.assert_array_equal(imp.labels, _expected_box_labels())
+    assert imp.stats["openings"]["turned_round"] == 0 and imp.stats["watertight"] is True
+    # a box wound the right way is left alone
+    (good,) = read_city_file(write_cityjson(tmp_path / "ok.city.json", box_surfaces())).buildings
+    assert not any("inside out" in n for n in voxelize_building(good).notes)
+
+
+def test_building_parts_without_parents_or_children_links(tmp_path):
+    """A BuildingPart naming no parent imports as its own building (with a note); parts
+    joined to their Building by ``parents`` only, or by ``children`` only, are merged and
+    never make "failed" lines of their own."""
+    tall = box_surfaces((6.0, 6.0, 9.0), openings=False)
+    low = [(k, e + np.array([6.0, 0, 0]), [h + np.array([6.0, 0, 0]) for h in hs], p)
+           for k, e, hs, p in box_surfaces((6.0, 6.0, 3.0), openings=False)]
+    doc = _cityjson_doc(tmp_path, tall + low)
+    geom = doc["CityObjects"].pop("B1")["geometry"][0]
+    n = len(tall)
+
+    def part(sl, **links):
+        return dict(type="BuildingPart", geometry=[dict(
+            geom, boundaries=geom["boundaries"][sl],
+            semantics={"surfaces": geom["semantics"]["surfaces"],
+                       "values": geom["semantics"]["values"][sl]})], **links)
+
+    expected = np.zeros((4, 2, 3), bool)
+    expected[:2] = True
+    expected[2:, :, 0] = True
+    layouts = {
+        "parents_only": {"T": {"type": "Building"},
+                         "T-1": part(slice(0, n), parents=["T"]),
+                         "T-2": part(slice(n, None), parents=["T"])},
+        "children_only": {"T": {"type": "Building", "children": ["T-1", "T-2"]},
+                          "T-1": part(slice(0, n)), "T-2": part(slice(n, None))},
+    }
+    for name, objects in layouts.items():
+        path = tmp_path / f"{name}.city.json"
+        path.write_text(json.dumps(dict(doc, CityObjects=objects)))
+        result = import_city_files([path], check_watertight=False)
+        assert result.errors == [], name
+        (imp,) = result.buildings
+        assert imp.building_id == "T", name
+        np.testing.assert_array_equal(imp.occupancy.astype(bool), expected)
+        assert read_city_file(path).buildings[0].part_ids == ("T-1", "T-2")
+
+    lone = tmp_path / "lone.city.json"
+    lone.write_text(json.dumps(dict(doc, CityObjects={"P1": part(slice(0, n))})))
+    city = read_city_file(lone)
+    assert city.errors == []
+    (b,) = city.buildings
+    assert b.building_id == "P1" and b.part_ids == ("P1",)
+    assert "a BuildingPart with no parent Building: imported as a building" in b.notes
+    imp = voxelize_building(b)
+    assert imp.occupancy.shape == (2, 2, 3) and imp.occupancy.all()
+    assert any("no parent Building" in note for note in imp.notes)

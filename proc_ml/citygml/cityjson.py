@@ -8,15 +8,18 @@ adds no dependency (cjio would bring click and its own object model, and reads 2
 older files need ``cjio upgrade`` first).
 
 Per top-level ``Building`` (or a ``BuildingPart`` whose Building is not in the file, as in
-an extract of one part; its ``BuildingPart`` children merged in, ``BuildingInstallation``
-children kept apart; rooms, storeys, units and furniture skipped): ``MultiSurface`` /
-``CompositeSurface`` / ``Solid`` / ``MultiSolid`` / ``CompositeSolid`` geometries of the
-highest LoD, with their ``semantics`` (``WallSurface``, ``RoofSurface``, ``GroundSurface``,
-``OuterCeilingSurface``, ``OuterFloorSurface``, ``ClosureSurface``, ``Window``, ``Door``;
-surfaces without semantics are ``Unclassified``, interior ones are skipped). Vertices are
-decoded with ``transform`` (``scale`` and ``translate``) when the file has one.
-A building whose geometry is malformed (bad vertex index, wrong nesting) fails alone with
-one line; the other buildings of the file are still read.
+an extract of one part, or that names no parent at all; its ``BuildingPart`` children --
+listed in its ``children`` or naming it in their ``parents`` -- merged in,
+``BuildingInstallation`` children kept apart; rooms, storeys, units and furniture skipped):
+``MultiSurface`` / ``CompositeSurface`` / ``Solid`` / ``MultiSolid`` / ``CompositeSolid``
+geometries of the highest LoD, with their ``semantics`` (``WallSurface``, ``RoofSurface``,
+``GroundSurface``, ``OuterCeilingSurface``, ``OuterFloorSurface``, ``ClosureSurface``,
+``Window``, ``Door``; surfaces without semantics -- no ``semantics``, or a null in
+``values`` for the geometry, a solid, a shell or a surface -- are ``Unclassified``, interior
+ones are skipped). Vertices are decoded with ``transform`` (``scale`` and ``translate``)
+when the file has one; a UTF-8 byte-order mark is allowed. A building whose geometry is
+malformed (bad vertex index, wrong nesting, semantic ``values`` that do not match the
+boundaries) fails alone with one line; the other buildings of the file are still read.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def read_cityjson(path: str | Path, crs: str | None = None) -> CityFile:
     """Read every building of a CityJSON file (see the module docstring)."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:   # a BOM is allowed
             doc = json.load(fh)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: not a CityJSON file (line {exc.lineno}: invalid JSON, "
@@ -74,7 +77,7 @@ def read_cityjson_seq(path: str | Path, crs: str | None = None) -> CityFile:
     path = Path(path)
     buildings, errors, header, version, city = [], [], None, "", None
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:   # a BOM is allowed
             for lineno, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
@@ -154,18 +157,29 @@ def _read_document(doc: dict, path: Path, crs: str | None, version: str) -> City
     file_crs = crs or _reference_system(meta)
 
     buildings, errors = [], []
+    kids = _children(objects)
+    parents_of: dict[str, list[str]] = {}
+    for parent, children in kids.items():
+        for child in children:
+            parents_of.setdefault(child, []).append(parent)
     tops = [(oid, obj) for oid, obj in objects.items() if isinstance(obj, dict)
-            and obj.get("type") == "Building" and not _has_building_parent(obj, objects)]
-    orphans = _orphan_parts(objects)
-    for parent, children in orphans.items():
-        tops.append((parent, {"type": "Building", "children": children}))
+            and obj.get("type") == "Building"
+            and not _has_building_parent(oid, parents_of, objects)]
+    notes = {}
+    for parent, children in _orphan_parts(objects, parents_of).items():
+        if children == [parent]:          # a BuildingPart that names no parent: on its own
+            tops.append((parent, objects[parent]))
+            notes[parent] = "a BuildingPart with no parent Building: imported as a building"
+        else:
+            tops.append((parent, {"type": "Building", "children": children}))
+            notes[parent] = (("a BuildingPart" if len(children) == 1 else
+                              f"{len(children)} BuildingParts") +
+                             " whose Building is not in the file: imported as a building")
     for oid, obj in tops:
         try:
-            building = _read_building(oid, obj, objects, vertices, path, file_crs)
-            if oid in orphans:
-                n = len(orphans[oid])
-                building.notes.append(("a BuildingPart" if n == 1 else f"{n} BuildingParts") +
-                                      " whose Building is not in the file: imported as a building")
+            building = _read_building(oid, obj, objects, kids, vertices, path, file_crs)
+            if oid in notes:
+                building.notes.append(notes[oid])
             buildings.append(building)
         except DatasetError as exc:
             errors.append(f"{path}: building {oid}: {exc}")
@@ -211,22 +225,46 @@ def _find_licence(node, out: dict, depth: int) -> None:
             _find_licence(value, out, depth + 1)
 
 
-def _has_building_parent(obj: dict, objects: dict) -> bool:
-    parents = obj.get("parents") or []
-    return any(isinstance(objects.get(p), dict) and objects[p].get("type") in
-               ("Building", "BuildingPart") for p in parents)
+def _children(objects: dict) -> dict[str, list[str]]:
+    """The child ids of every object: its ``children`` and the objects that name it in their
+    ``parents`` (files write both, or only one of them), each child once."""
+    kids: dict[str, list[str]] = {}
+
+    def add(parent, child):
+        if isinstance(parent, str) and isinstance(child, str) and parent != child and \
+                isinstance(objects.get(parent), dict) and isinstance(objects.get(child), dict) \
+                and child not in kids.setdefault(parent, []):
+            kids[parent].append(child)
+
+    for oid, obj in objects.items():
+        if not isinstance(obj, dict):
+            continue
+        for child in _id_list(obj.get("children")):
+            add(oid, child)
+        for parent in _id_list(obj.get("parents")):
+            add(parent, oid)
+    return kids
 
 
-def _orphan_parts(objects: dict) -> dict[str, list[str]]:
-    """BuildingParts whose parent Building is not in the file (an extract of one part),
-    grouped by the missing parent's id (their own id when they name no parent)."""
+def _id_list(value) -> list:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _has_building_parent(oid: str, parents_of: dict, objects: dict) -> bool:
+    return any(objects[p].get("type") in ("Building", "BuildingPart")
+               for p in parents_of.get(oid, []))
+
+
+def _orphan_parts(objects: dict, parents_of: dict) -> dict[str, list[str]]:
+    """BuildingParts that no Building / BuildingPart in the file holds (an extract of one
+    part), grouped by their missing parent's id; a part that names no missing parent is a
+    group of its own, under its own id."""
     groups: dict[str, list[str]] = {}
     for oid, obj in objects.items():
         if (isinstance(obj, dict) and obj.get("type") == "BuildingPart"
-                and not _has_building_parent(obj, objects)):
-            parents = [p for p in obj.get("parents") or [] if isinstance(p, str)]
-            key = parents[0] if parents and parents[0] not in objects else oid
-            groups.setdefault(key, []).append(oid)
+                and not _has_building_parent(oid, parents_of, objects)):
+            missing = [p for p in _id_list(obj.get("parents")) if p not in objects]
+            groups.setdefault(missing[0] if missing else oid, []).append(oid)
     return groups
 
 
@@ -238,7 +276,7 @@ def _lod_value(geom: dict) -> float:
         raise DatasetError(f"geometry without a valid 'lod' ({lod!r})") from None
 
 
-def _read_building(oid, obj, objects, vertices, path, crs) -> CityBuilding:
+def _read_building(oid, obj, objects, kids, vertices, path, crs) -> CityBuilding:
     # the building and its descendants: (object id, kind-for-unsemantic, object)
     members, part_ids, stack, seen = [], [], [(oid, obj)], {oid}
     while stack:
@@ -250,7 +288,7 @@ def _read_building(oid, obj, objects, vertices, path, crs) -> CityBuilding:
                         else "Unclassified", cobj))
         if ctype == "BuildingPart":
             part_ids.append(cid)
-        for child in cobj.get("children") or []:
+        for child in kids.get(cid) or _id_list(cobj.get("children")):
             if child not in seen and isinstance(objects.get(child), dict):
                 seen.add(child)
                 stack.append((child, objects[child]))
@@ -300,21 +338,20 @@ def _geometry_surfaces(cid, base, geom, vertices, lod, offset) -> tuple[list[Sur
     sem_surfaces = []
     if semantics is not None:
         sem_surfaces = semantics.get("surfaces") or []
-        raw = semantics.get("values")
-        values = _flatten_values(raw, depth - 1) if raw is not None else values
-        if len(values) != len(polys):
-            raise DatasetError(f"semantics 'values' has {len(values)} entries for "
-                               f"{len(polys)} surfaces")
+        if not isinstance(sem_surfaces, list):
+            raise DatasetError(f"semantics 'surfaces' must be an array, got "
+                               f"{type(sem_surfaces).__name__}")
+        values = _semantic_values(semantics.get("values"), boundaries, depth, len(sem_surfaces))
     groups: dict = {}
     dropped = 0
     for rings, value in zip(polys, values):
         kind, key = base, None
         if value is not None and base != "BuildingInstallation":
-            sem = sem_surfaces[int(value)]
+            sem = sem_surfaces[value]
             stype = sem.get("type", "") if isinstance(sem, dict) else ""
             if stype in _INTERIOR:
                 continue
-            kind, key = _KIND.get(stype, "Unclassified"), int(value)
+            kind, key = _KIND.get(stype, "Unclassified"), value
         poly = _polygon(rings, vertices)
         if poly is None:
             dropped += 1
@@ -326,8 +363,9 @@ def _geometry_surfaces(cid, base, geom, vertices, lod, offset) -> tuple[list[Sur
         out.append(Surface(kind, plist, lod, f"{cid}" if key is None else f"{cid}/{key}"))
     for s, ((kind, key), _) in zip(out, groups.items()):      # openings -> their wall / roof
         if kind in OPENING_KINDS and key is not None:
-            parent = sem_surfaces[key].get("parent")
-            if parent is not None and int(parent) in index:
+            sem = sem_surfaces[key]
+            parent = sem.get("parent") if isinstance(sem, dict) else None
+            if _is_index(parent) and int(parent) in index:
                 s.parent = index[int(parent)]
     return out, dropped
 
@@ -343,12 +381,46 @@ def _flatten(boundaries, depth: int) -> list:
     return items
 
 
-def _flatten_values(values, depth: int) -> list:
-    """Semantic values nested ``depth`` levels (0 for a MultiSurface) as a flat list."""
-    items = values
-    for _ in range(depth):
-        items = [x for item in items for x in item]
-    return list(items)
+_VALUE_UNITS = ("surfaces", "shells", "solids")
+
+
+def _is_index(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and float(value).is_integer())
+
+
+def _semantic_values(values, boundaries, depth: int, n_surfaces: int) -> list:
+    """One semantic surface index (or None: no semantics) per surface of ``boundaries``, in
+    :func:`_flatten`'s order. ``values`` is nested like the boundaries, one level less; a
+    null (CityJSON allows it for the whole geometry, a solid, a shell or a surface) means
+    no semantics for everything below it. A ``values`` array that does not match the
+    boundaries, or an entry that is not an index into ``surfaces``, is one line."""
+    out: list = []
+
+    def walk(vals, bounds, level, where):
+        if vals is None:
+            out.extend([None] * len(_flatten(bounds, level + 1)))
+            return
+        name = f"semantics 'values{where}'"
+        if not isinstance(vals, list):
+            raise DatasetError(f"{name} must be an array or null, got {type(vals).__name__}")
+        if len(vals) != len(bounds):
+            unit = _VALUE_UNITS[level][:-1] if len(bounds) == 1 else _VALUE_UNITS[level]
+            raise DatasetError(f"{name} has {len(vals)} entries for {len(bounds)} {unit} in the "
+                               f"boundaries")
+        for i, (v, b) in enumerate(zip(vals, bounds)):
+            if level > 0:
+                walk(v, b, level - 1, f"{where}[{i}]")
+            elif v is None:
+                out.append(None)
+            elif _is_index(v) and 0 <= int(v) < n_surfaces:
+                out.append(int(v))
+            else:
+                raise DatasetError(f"semantics 'values{where}[{i}]' is {json.dumps(v)}, not an "
+                                   f"index into the {n_surfaces} semantic surfaces")
+
+    walk(values, boundaries, depth - 1, "")
+    return out
 
 
 def _polygon(rings, vertices) -> Polygon | None:

@@ -6,12 +6,16 @@ yes/no question) the rule is:
 
 1. the CRS name must give an EPSG code: ``EPSG:32632``, ``urn:ogc:def:crs:EPSG::25832``,
    ``urn:ogc:def:crs,crs:EPSG::25832,crs:EPSG::5783`` (compound: the first, horizontal,
-   code), ``http://www.opengis.net/def/crs/EPSG/0/7415``, ``EPSG:25832+5783``, or the
-   German AdV names ``urn:adv:crs:ETRS89_UTM32*DE_DHHN2016_NH`` / ``DE_DHDN_3GK3*...``;
+   code), ``http://www.opengis.net/def/crs/EPSG/0/7415``, ``EPSG:25832+5783``, the old
+   GML form ``http://www.opengis.net/gml/srs/epsg.xml#25832``, or the German AdV names
+   ``urn:adv:crs:ETRS89_UTM32*DE_DHHN2016_NH`` / ``DE_DHDN_3GK3*...``;
    no name, or one that gives no code, is "unknown" and refused (a caller who knows the
    CRS passes ``crs=`` to the reader);
 2. a code from the list of geographic / geocentric CRSs used for city models (WGS 84,
-   ETRS89, NAD83, GDA, JGD2011 -- Japan's PLATEAU CityGML --, CGCS2000, ...) is refused;
+   ETRS89, NAD83, GDA, JGD2011 -- Japan's PLATEAU CityGML --, CGCS2000, ...) is refused, and
+   so is Web Mercator (EPSG:3857 and its aliases 900913, 3785, ESRI 102100 / 102113): it is
+   projected, but a metre of it is 1 / cos(latitude) metres on the ground (1.6 at 50 N),
+   so buildings would come out too big;
 3. whatever the name says, a building whose x/y look like degrees (longitude and latitude
    in either order: |x| <= 180 and |y| <= 90, or |x| <= 90 and |y| <= 180, and a horizontal
    extent under 0.01 units while it is more than 1 unit tall) is refused.
@@ -31,7 +35,11 @@ GEOGRAPHIC_EPSG = frozenset({
     9057, 4988, 4989, 7789, 7912, 7931, 7930, 4896,
 })
 
+# Web Mercator ("Pseudo-Mercator") and its old / ESRI aliases: not metres on the ground.
+WEB_MERCATOR_EPSG = frozenset({3857, 900913, 3785, 102100, 102113})
+
 _EPSG_PATTERNS = (
+    re.compile(r"epsg\.xml#(\d+)", re.I),                 # .../gml/srs/epsg.xml#25832 (GML 2)
     re.compile(r"EPSG/[^/]+/(\d+)", re.I),                 # http://www.opengis.net/def/crs/EPSG/0/7415
     re.compile(r"EPSG:[0-9.]*:(\d+)", re.I),               # urn:ogc:def:crs:EPSG::25832, EPSG:6.12:31467
     re.compile(r"EPSG:(\d+)", re.I),                       # EPSG:32632, EPSG:25832+5783
@@ -39,6 +47,8 @@ _EPSG_PATTERNS = (
 _ADV_UTM = re.compile(r"ETRS89_UTM(\d{2})", re.I)          # urn:adv:crs:ETRS89_UTM32*DE_DHHN92_NH
 _ADV_GK = re.compile(r"DE_DHDN_3GK(\d)", re.I)              # urn:adv:crs:DE_DHDN_3GK3*DE_DHHN92_NH
 _GEOGRAPHIC_NAMES = re.compile(r"CRS84|WGS\s*84(?!.*UTM)|ETRS89_(LAT|LON|h)\b", re.I)
+_WEB_MERCATOR_NAMES = re.compile(r"pseudo[\s_-]*mercator|web[\s_-]*mercator|"
+                                 r"ESRI:+(102100|102113)\b", re.I)
 
 
 def parse_epsg(name: str | None) -> int | None:
@@ -63,6 +73,10 @@ def crs_problem(name: str | None, epsg: int | None) -> str | None:
     if not name:
         return ("no CRS (no srsName / referenceSystem); pass --crs EPSG:... (crs= in Python) if "
                 "you know it")
+    if _WEB_MERCATOR_NAMES.search(name) or (epsg is not None and epsg in WEB_MERCATOR_EPSG):
+        return (f"Web Mercator CRS '{name}': its units are not metres on the ground (a unit is "
+                f"1/cos(latitude) m, ~1.6 at 50 deg N), so the building would come out too big; "
+                f"reproject to a projected metric CRS (e.g. the local UTM zone) first")
     if _GEOGRAPHIC_NAMES.search(name) or (epsg is not None and epsg in GEOGRAPHIC_EPSG):
         return (f"geographic or geocentric CRS '{name}' (degrees); reproject to a projected "
                 f"CRS in metres first")

@@ -142,8 +142,7 @@ def _file_crs(root) -> str | None:
             for env in child.iter("{*}Envelope"):
                 if env.get("srsName"):
                     return env.get("srsName")
-    found = root.xpath("(//@srsName)[1]")
-    return str(found[0]) if found else None
+    return _geometry_srs(root)
 
 
 def _file_metadata(tree, root, version: str) -> dict:
@@ -451,8 +450,39 @@ def _read_building(elem, bid, path, index, crs_override, file_crs) -> CityBuildi
 
 
 def _building_crs(elem) -> str | None:
-    found = elem.xpath("(.//@srsName)[1]")
-    return str(found[0]) if found else None
+    """The CRS of the building's geometry (None: the file's): see :func:`_geometry_srs`."""
+    return _geometry_srs(elem)
+
+
+def _geometry_srs(top) -> str | None:
+    """The first ``srsName`` under ``top`` on surface geometry (a solid, surface, polygon,
+    ring or ``posList``), else the first on an ``Envelope`` under it, else None. An
+    ``srsName`` in an address (the ``gml:Point`` of an ``Address`` / xAL location, often
+    EPSG:4326), an appearance or a room, or on a point or curve, says nothing about the
+    building's surfaces and is ignored."""
+    envelope = None
+    for node in top.iterfind(".//*[@srsName]"):
+        chain = [node] + list(_ancestors_below(node, top))
+        if any(_local(a.tag) in _CRS_IGNORED or "xal" in _namespace(a.tag).lower()
+               for a in chain):
+            continue
+        if _local(node.tag) == "Envelope":
+            envelope = envelope or node.get("srsName")
+            continue
+        return node.get("srsName")
+    return envelope
+
+
+# Where an srsName does not give the CRS of the building's surfaces.
+_CRS_IGNORED = (_SKIP - {"Envelope"}) | _CURVE_TAGS | {"xalAddress", "AddressDetails"}
+
+
+def _ancestors_below(node, top):
+    """The ancestors of ``node`` up to, not including, ``top``."""
+    for a in node.iterancestors():
+        if a is top:
+            return
+        yield a
 
 
 def _fingerprint(poly: Polygon) -> tuple:

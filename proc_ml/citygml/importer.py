@@ -13,7 +13,7 @@ from .gml import read_citygml
 from .model import CityFile, ImportedBuilding
 from .voxelize import DEFAULT_CELL_SIZE, TooSmall, voxelize_building
 
-GML_SUFFIXES = (".gml", ".xml")
+GML_SUFFIXES = (".gml", ".xml", ".citygml")
 JSON_SUFFIXES = (".json", ".cityjson", ".jsonl")     # .city.json / .city.jsonl end in these
 #: Archives: refused with a hint to unpack them (suffix or magic bytes).
 ARCHIVES = {".zip": b"PK\x03\x04", ".gz": b"\x1f\x8b", ".7z": b"7z\xbc\xaf\x27\x1c"}

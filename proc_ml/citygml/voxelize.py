@@ -11,7 +11,8 @@ constant here):
 2. **Layers.** Layer ``k`` spans ``[k, k+1] * cell_size`` above the building's lowest shell
    vertex; x and y start at the rotated shell's low corner.
 3. **Occupancy.** ``method="flux"`` by default (:mod:`proc_ml.citygml.occupancy`); a cell is
-   occupied when more than ``FILL_THRESHOLD`` of it is inside.
+   occupied when more than ``FILL_THRESHOLD`` of it is inside. A closed shell whose signed
+   volume is negative (every face wound inward) is turned round first, with a note.
 4. **Labels** (a building with at least one Window / Door, whatever its LoD: CityGML 3.0
    and CityJSON allow openings below LoD3; otherwise ``labels`` is None, "massing to
    label"): top faces ``roof``; bottom faces ``ground`` on layer 0 and ``wall`` above (the
@@ -33,6 +34,7 @@ constant here):
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -110,6 +112,15 @@ def voxelize_building(building: CityBuilding, cell_size: float = DEFAULT_CELL_SI
     table = PolygonTable(shell, cell_size / SAMPLES_PER_CELL)
     if table.area.sum() <= 0:
         raise DatasetError(f"{where}: empty building (every polygon has zero area)")
+    open_len = None
+    if signed_volume(table) < 0:
+        # a closed shell with a negative volume has every face wound inward: turn it round
+        open_len, _ = open_edge_length([p for _, p in shell], WATERTIGHT_TOLERANCE)
+        if open_len == 0.0:
+            building = flipped_shell(building, "faces were wound inside out; flipped")
+            shell = [(s.kind, p) for s in building.surfaces if s.kind in _SHELL
+                     for p in s.polygons]
+            table = PolygonTable(shell, cell_size / SAMPLES_PER_CELL)
 
     rotation, dominance = dominant_rotation(table)
     frame = GridFrame(vertices, rotation, cell_size)
@@ -160,7 +171,8 @@ def voxelize_building(building: CityBuilding, cell_size: float = DEFAULT_CELL_SI
     stats = _stats(building, table, points, occ, labels, openings, coverage, parts, method,
                    dominance, cell_size)
     if check_watertight:
-        open_len, _ = open_edge_length([p for _, p in shell], WATERTIGHT_TOLERANCE)
+        if open_len is None:
+            open_len, _ = open_edge_length([p for _, p in shell], WATERTIGHT_TOLERANCE)
         stats["watertight"] = open_len == 0.0
         stats["open_edge_m"] = round(open_len, 1)
     stats["time_s"] = round(time.perf_counter() - start, 3)
@@ -192,6 +204,25 @@ class PolygonTable:
         self.owner = np.concatenate(owner)
         self.sample_normals = self.normals[self.owner]
         self.sample_kinds = self.kinds[self.owner]
+
+
+def signed_volume(table: PolygonTable) -> float:
+    """Volume enclosed by the shell (divergence theorem over its area samples): exact for a
+    closed shell wound outward, negative for one wound inside out."""
+    z = table.points[:, 2] - table.points[:, 2].min()
+    return float(np.sum(table.weights * table.sample_normals[:, 2] * z))
+
+
+def flipped_shell(building: CityBuilding, note: str) -> CityBuilding:
+    """A copy of ``building`` with every shell polygon (openings included) wound the other
+    way, and ``note`` added to its notes."""
+    def flip(p: Polygon) -> Polygon:
+        return Polygon(p.exterior[::-1].copy(), tuple(r[::-1].copy() for r in p.interiors),
+                       p.polygon_id)
+
+    surfaces = [replace(s, polygons=[flip(p) for p in s.polygons]) if s.kind in _SHELL else s
+                for s in building.surfaces]
+    return replace(building, surfaces=surfaces, notes=list(building.notes) + [note])
 
 
 def dominant_rotation(table: PolygonTable) -> tuple[float, float]:

@@ -17,7 +17,7 @@ def register(sub) -> None:
                             description="Import data from other tools as proc-ml datasets.")
     kinds = parser.add_subparsers(dest="kind", metavar="FORMAT", required=True)
     p = kinds.add_parser(
-        "citygml", help="CityGML 1.0-3.0 (.gml/.xml) and CityJSON (.json/.city.json/.city.jsonl) "
+        "citygml", help="CityGML 1.0-3.0 (.gml/.xml/.citygml) and CityJSON (.json/.city.json/.city.jsonl) "
                         "buildings",
         description="Voxelise real buildings into proc-ml datasets. Buildings with windows and "
                     "doors (LoD3) become a labelled dataset in OUT (a part on every exterior face, "
