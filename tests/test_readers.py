@@ -170,6 +170,11 @@ def test_a_cell_listed_twice_is_refused(dataset, tmp_path, parts):
     path = named_faces(tmp_path, parts, "".join(",".join(r) + "\n" for r in rows))
     expect_error(r"faces\.csv: line 5: building 0 cell \(1, 2, 3\) is listed twice \(first on "
                  r"line 2\)", read_faces_csv, path, parts)
+    lines = (dataset / "buildings.csv").read_text().splitlines()
+    path = tmp_path / "buildings.csv"
+    path.write_text("\n".join(lines + [lines[2]]) + "\n")
+    expect_error(rf"buildings\.csv: line {len(lines) + 1}: building 1 is listed twice \(first "
+                 rf"on line 3\)", read_buildings_csv, path)
     lines = (dataset / "adjacency.csv").read_text().splitlines()
     path = tmp_path / "adjacency.csv"
     path.write_text("\n".join(lines + [lines[3]]) + "\n")
