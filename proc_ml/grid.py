@@ -111,15 +111,21 @@ def components(occupancy: np.ndarray) -> tuple[np.ndarray, int]:
         both = occ[head] & occ[tail]
         pairs.append(np.stack([flat[head][both], flat[tail][both]], axis=1))
     a, b = np.concatenate(pairs).T
-    root = np.arange(cells.size)
-    while True:                    # each cell takes the smallest label it touches, then jumps
+    _, labels = np.unique(linked_roots(cells.size, a, b), return_inverse=True)
+    out.reshape(-1)[cells] = labels.reshape(-1)
+    return out, int(labels.max()) + 1
+
+
+def linked_roots(count: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For ``count`` items joined by the links ``a[i] -- b[i]``: each item's smallest linked
+    item (the same for every item of a connected group). Each item takes the smallest label
+    it touches, then jumps to its label's label, until nothing changes."""
+    root = np.arange(count)
+    while True:
         before = root.copy()
         low = np.minimum(root[a], root[b])
         np.minimum.at(root, a, low)
         np.minimum.at(root, b, low)
         root = root[root]
         if np.array_equal(root, before):
-            break
-    _, labels = np.unique(root, return_inverse=True)
-    out.reshape(-1)[cells] = labels.reshape(-1)
-    return out, int(labels.max()) + 1
+            return root

@@ -6,7 +6,7 @@ numpy + trimesh only (the inference path never imports torch or scipy).
   vertices are merged) are filled exactly: a cell is occupied when its centre is inside,
   found by casting one vertical ray per column and counting crossings: the winding number
   when the triangles are consistently oriented (so intersecting closed parts, a block-out
-  of overlapping boxes, fill their union), else the parity.
+  of overlapping boxes, fill their union), else the parity of each connected part, united.
 * A mesh open only at its bottom (buildings are often modelled without a floor) is filled
   by the same centre rule, counting the crossings above each centre.
 * Other open meshes (holes, single surfaces) get their surface cells, then every empty
@@ -37,6 +37,7 @@ import numpy as np
 
 from .alignment import dominant_wall_angle, rotation_z
 from .errors import DatasetError
+from .grid import linked_roots
 from .meshing import UP_AXES, QuadMesh, from_z_up, quad_mesh, to_z_up  # noqa: F401 (UP_AXES re-exported)
 
 #: The common mesh types (shape folders); the parts task reads every type of
@@ -141,23 +142,41 @@ def is_closed(vertices: np.ndarray, triangles: np.ndarray) -> bool:
     return bool(np.all(counts % 2 == 0))
 
 
-def open_only_at_the_bottom(vertices_z_up: np.ndarray, triangles: np.ndarray,
-                            cell_size: float) -> bool:
-    """Every open edge (used by an odd number of triangles once coincident vertices are
-    merged) lies on the mesh's bottom plane, within 1 % of a cell: the mesh is closed but
-    for a missing floor."""
-    verts = np.asarray(vertices_z_up, dtype=np.float64)
+def mesh_parts(vertices: np.ndarray, triangles: np.ndarray) -> list[np.ndarray]:
+    """The triangles (``int64[F_i, 3]`` rows of ``triangles``) of each connected part of the
+    mesh (triangles sharing a vertex once coincident vertices are merged)."""
+    _, index = np.unique(np.round(np.asarray(vertices, dtype=np.float64), 9), axis=0,
+                         return_inverse=True)
+    tri = index.reshape(-1)[np.asarray(triangles, dtype=np.int64)]
+    root = linked_roots(int(index.max()) + 1, np.concatenate([tri[:, 0], tri[:, 1]]),
+                        np.concatenate([tri[:, 1], tri[:, 2]]))
+    label = root[tri[:, 0]]
+    order = np.argsort(label, kind="stable")
+    cuts = np.flatnonzero(np.diff(label[order])) + 1
+    triangles = np.asarray(triangles, dtype=np.int64)
+    return [triangles[group] for group in np.split(order, cuts)]
+
+
+def open_edge_points(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """``float64[2 * E, 3]``: the ends of every open edge (used by an odd number of
+    triangles once coincident vertices are merged); empty for a closed mesh."""
+    verts = np.asarray(vertices, dtype=np.float64)
     _, index = np.unique(np.round(verts, 9), axis=0, return_inverse=True)
-    tri = index.reshape(-1)[triangles]
+    tri = index.reshape(-1)[np.asarray(triangles, dtype=np.int64)]
     edges = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), axis=1)
     keys, counts = np.unique(edges, axis=0, return_counts=True)
-    open_edges = keys[counts % 2 == 1]
-    if not len(open_edges):
-        return False
     merged = np.zeros((index.max() + 1, 3))
     merged[index.reshape(-1)] = verts
-    heights = merged[open_edges.reshape(-1), 2]
-    return bool(np.all(heights - verts[:, 2].min() <= 0.01 * cell_size))
+    return merged[keys[counts % 2 == 1].reshape(-1)]
+
+
+def open_only_at_the_bottom(vertices_z_up: np.ndarray, triangles: np.ndarray,
+                            cell_size: float) -> bool:
+    """Every open edge lies on the mesh's bottom plane, within 1 % of a cell: the mesh is
+    closed but for a missing floor."""
+    ends = open_edge_points(vertices_z_up, triangles)
+    low = np.asarray(vertices_z_up, dtype=np.float64)[:, 2].min()
+    return bool(len(ends)) and bool(np.all(ends[:, 2] - low <= 0.01 * cell_size))
 
 
 def wall_rotation(vertices_z_up: np.ndarray, triangles: np.ndarray) -> float:
@@ -197,8 +216,15 @@ def voxelize(vertices: np.ndarray, triangles: np.ndarray, cell_size: float, up: 
                          f"larger cell size)")
     closed = is_closed(verts, tris) if closed is None else closed
     corners = verts[tris]
-    if closed:
-        occ = _parity_fill(corners, origin, cell_size, shape, is_consistently_oriented(verts, tris))
+    if closed and is_consistently_oriented(verts, tris):
+        occ = _parity_fill(corners, origin, cell_size, shape, winding=True)
+    elif closed:
+        # winding numbers mean nothing here (some triangles face inward): each closed part
+        # by parity, then their union, so overlapping parts (a tower pushed into a podium)
+        # stay solid instead of cancelling where they overlap
+        occ = np.zeros(shape, dtype=bool)
+        for part in mesh_parts(verts, tris):
+            occ |= _parity_fill(verts[part], origin, cell_size, shape)
     elif open_only_at_the_bottom(verts, tris, cell_size):
         # a building modelled without its floor: closed but for the bottom, so a ray up
         # from a cell's centre crosses the roof an odd number of times exactly when the
@@ -217,7 +243,7 @@ def voxelize_mesh(mesh, cell_size: float, up: str = "z", align: bool = True) -> 
 def detect_up(vertices: np.ndarray, triangles: np.ndarray) -> tuple[str, bool]:
     """``(up, sure)``: the axis (``z`` or ``y``) a building stands on, from its faces.
 
-    Two cues, the first that speaks decides:
+    Three cues, the first that speaks decides:
 
     * *walls*: a building's walls are vertical and come in pairs facing away from each
       other (the two sides of the building). Counted for a candidate axis: the area of faces
@@ -226,14 +252,17 @@ def detect_up(vertices: np.ndarray, triangles: np.ndarray) -> tuple[str, bool]:
       square to the file's axes, so their walls show on the true up axis only; a roof pitched
       towards a horizontal axis has no opposite face and does not count. A building square
       to the axes shows nothing here.
-    * *lopsidedness*: gravity makes buildings lopsided along their up axis only: more area
-      faces up than down (roofs slope, so they are larger than the footprint; block-outs are
-      often modelled without a floor), while the sides come in opposite pairs. The cue is the
-      up-minus-down share of the area along each candidate; y wins only when it shows the
-      lopsidedness clearly and z does not.
+    * *a missing floor*: a mesh whose open edges all lie on its lowest plane along one
+      candidate (and not the other) is a building modelled without its floor.
+    * *lopsidedness*: gravity makes buildings lopsided along their up axis only: sloped
+      roofs face up, nothing sloped faces down. The cue is the up-minus-down share of the
+      area along each candidate, counting only faces that are not square to the other
+      candidate (a face that is a wall, floor or flat roof under one reading proves nothing
+      about the other: a shed's taller back wall, or triangles wound inward, would); y wins
+      only when it shows the lopsidedness clearly and z does not.
 
-    A closed box square to the axes, or voxel massing with its floor, shows neither: z is
-    assumed (``sure`` False)."""
+    A building square to the axes with flat roofs only (a box, voxel massing) shows
+    neither: z is assumed (``sure`` False)."""
     corners = np.asarray(vertices, dtype=np.float64)[np.asarray(triangles, dtype=np.int64)]
     cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]) / 2
     area = np.linalg.norm(cross, axis=1)
@@ -246,8 +275,23 @@ def detect_up(vertices: np.ndarray, triangles: np.ndarray) -> tuple[str, bool]:
     other = "y" if best == "z" else "z"
     if walls[best] >= WALL_EVIDENCE and walls[other] <= walls[best] / 5:
         return best, True
-    lopsided = {up: float(area[normal[:, axis] > 0.3].sum() - area[normal[:, axis] < -0.3].sum()) / total
-                for up, axis in (("z", 2), ("y", 1))}
+    # open only at the lowest plane along one candidate: a building modelled without a floor
+    ends = open_edge_points(vertices, triangles)
+    if len(ends):
+        verts = np.asarray(vertices, dtype=np.float64)
+        floorless = {up: bool(np.all(ends[:, axis] - verts[:, axis].min()
+                                     <= 1e-3 * np.ptp(verts[:, axis])))
+                     for up, axis in (("z", 2), ("y", 1))}
+        if floorless["z"] != floorless["y"]:
+            return ("z" if floorless["z"] else "y"), True
+    # a face square to the other candidate (a wall, floor or flat roof under the other
+    # reading) is no evidence either way: a shed's taller back wall, or a few triangles
+    # wound inward, would otherwise tip a z-up building onto its side
+    lopsided = {}
+    for up, axis, other in (("z", 2, 1), ("y", 1, 2)):
+        sloped = np.abs(normal[:, other]) >= LEVEL_TOLERANCE
+        lopsided[up] = float(area[sloped & (normal[:, axis] > 0.3)].sum()
+                             - area[sloped & (normal[:, axis] < -0.3)].sum()) / total
     if lopsided["y"] > UP_EVIDENCE and lopsided["y"] > lopsided["z"] + UP_EVIDENCE:
         return "y", True
     return "z", lopsided["z"] > UP_EVIDENCE

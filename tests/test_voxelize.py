@@ -203,3 +203,42 @@ def test_transferred_labels_follow_the_triangles_facing_and_skip_inner_slabs():
     inner = (np.abs(normal_z) > 0.5) & (height > 0.1) & (height < 11)
     assert inner.sum() == 8 and np.all(parts[inner] == -1)                 # two slabs, both sides
 
+
+
+def test_up_axis_is_not_tipped_by_a_shed_roof_or_inward_triangles():
+    """A closed shed with a 10-degree mono-pitch roof (its back wall taller than its front)
+    and a box with three wall triangles wound inward are z-up, read either way round; a
+    closed gabled house is told by its roof slopes."""
+    from proc_ml.voxelize import detect_up
+
+    h = 6 + 20 * np.tan(np.radians(10))
+    shed = trimesh.convex.convex_hull(np.array(
+        [[0, 0, 0], [40, 0, 0], [40, 20, 0], [0, 20, 0], [0, 0, 6], [40, 0, 6], [40, 20, h],
+         [0, 20, h]], float))
+    assert detect_up(shed.vertices, shed.faces) == ("z", True)
+    assert detect_up(from_z_up(shed.vertices, "y"), shed.faces) == ("y", True)
+    box = trimesh.creation.box(extents=(12, 9, 15))
+    faces = box.faces.copy()
+    faces[:3] = faces[:3, ::-1]
+    assert detect_up(box.vertices, faces)[0] == "z"
+    assert detect_up(HOUSE_V, HOUSE_F) == ("z", True)
+    assert detect_up(from_z_up(HOUSE_V, "y"), HOUSE_F) == ("y", True)
+
+
+def test_overlapping_closed_parts_stay_solid_when_some_triangles_face_inward():
+    """A tower pushed into a podium (two closed boxes): with every triangle facing out they
+    fill by winding number; with one triangle wound inward (winding means nothing) each part
+    fills by parity and the parts are united, so no void opens where they overlap."""
+    from proc_ml.voxelize import mesh_parts
+
+    podium = trimesh.creation.box(extents=(30, 30, 6))
+    podium.apply_translation((15, 15, 3))
+    tower = trimesh.creation.box(extents=(9, 9, 30))
+    tower.apply_translation((10.5, 10.5, 15))
+    block = trimesh.util.concatenate([podium, tower])
+    faces = block.faces.copy()
+    faces[0] = faces[0, ::-1]
+    outward, one_inward = voxelize_mesh(block, 3.0), voxelize(block.vertices, faces, 3.0)
+    assert len(mesh_parts(block.vertices, faces)) == 2
+    assert one_inward.closed and np.array_equal(one_inward.occupancy, outward.occupancy)
+    assert outward.occupancy.sum() == 10 * 10 * 2 + 3 * 3 * 8
