@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from typing import Any, Iterable, Mapping
 
 import yaml
@@ -53,6 +54,14 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+# YAML 1.1 (PyYAML) reads ``1e-4`` and ``3E5`` as text (its floats need a dot); YAML 1.2 and
+# every config author read them as numbers: a learning rate is written that way.
+_BoundedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 def _expanded_size(node, sizes: dict, active: set, limit: int = MAX_YAML_VALUES) -> int:

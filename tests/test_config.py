@@ -89,6 +89,13 @@ def test_yaml_errors_name_file_and_line(tmp_path):
         load_yaml(write(tmp_path, "- 1\n"))
 
 
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    """YAML 1.1 (PyYAML) reads 1e-4 as text; configs and --set read it as the number."""
+    assert load_yaml(write(tmp_path, "lr: 1e-4\nscale: 3E5\nname: 1e\n")) == \
+        {"lr": 1e-4, "scale": 3e5, "name": "1e"}
+    assert parse_override("training.lr=1e-4") == (["training", "lr"], 1e-4)
+
+
 def test_a_key_given_twice_is_refused_but_merges_may_override(tmp_path):
     path = write(tmp_path, "training:\n  lr: 0.001\n  epochs: 3\n  lr: 0.1\n")
     with pytest.raises(ConfigError, match=r"cfg\.yaml: line 4 invalid YAML: key 'lr' appears "
