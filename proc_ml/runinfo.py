@@ -30,7 +30,8 @@ from pydantic import Field
 from .errors import ModelError
 from .grid import DIRECTIONS
 from .symmetry import SYMMETRIES
-from .validation import Count, Finite, Name, PositiveFinite, PositiveInt, check_dataclass
+from .validation import (Count, Finite, Name, PartName, PositiveFinite, PositiveInt,
+                         check_dataclass)
 
 #: Most part / class names a model may have (the logits per cell grow with them).
 MAX_CLASSES = 1024
@@ -188,7 +189,7 @@ class PartsInfo(RunInfo):
     """Building parts: ``logits[6 * K]`` per cell, index ``direction * K + part``."""
     KIND: ClassVar[str] = "parts"
     INPUT_KINDS: ClassVar[tuple[str, ...]] = ("grid", "cells")
-    parts: Names = field(default_factory=list)
+    parts: Annotated[list[PartName], Field(max_length=MAX_CLASSES)] = field(default_factory=list)
     directions: list[str] = field(default_factory=lambda: list(DIRECTIONS))
     with_style: bool = False
     #: the model takes the sides facing the street (``encoding.STREET_FEATURES``) without a style

@@ -31,7 +31,7 @@ import typing
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .errors import ProcMLError
 
@@ -48,6 +48,18 @@ PositiveInt = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def check_part_name(name: str) -> str:
+    """A part name is one word: spaces around or inside it (``'window '`` from a CSV or a
+    DCC string attribute) would make a part of its own and break the DCC adapters, which
+    keep vocabularies as space-separated text."""
+    if any(c.isspace() for c in name):
+        raise ValueError("must be one word without spaces")
+    return name
+
+
+PartName = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(check_part_name)]
 
 
 def _describe(value: Any) -> str:

@@ -194,6 +194,8 @@ MANIFEST_CHANGES = [
     ("parts_number", {"parts": 3}, ["'parts'", "list"]),
     ("parts_empty", {"parts": []}, ["'parts'"]),
     ("parts_twice", {"parts": ["wall", "wall"]}, ["twice"]),
+    ("parts_spaced", {"parts": ["wall", "window ", "door", "roof", "balcony", "shopfront",
+                                "ground"]}, ["'parts[1]'", "one word without spaces", "'window '"]),
     ("grid_zero", {"grid_size": [0, 12, 12]}, ["grid_size"]),
     ("grid_huge", {"grid_size": [100000, 12, 12]}, ["grid_size"]),
     ("split_beyond", {"split": {"train": [0, 99], "val": [1], "test": [2]}}, ["beyond count"]),

@@ -264,6 +264,8 @@ BAD_FIELDS = [
     ({"vocab": np.array(["wall", "roof"])}, r"field 'labels' holds part \d, but field 'vocab' names 2"),
     ({"vocab": np.array(["wall", "wall", "roof", "window", "door", "ground", "balcony"])},
      r"field 'vocab' names a part twice"),
+    ({"vocab": np.array(["wall", "window ", "roof", "door", "ground", "balcony", "shop"])},
+     r"field 'vocab': part names must be one word without spaces"),
     ({"street": np.array(["no", "no", "yes", "no"])}, r"field 'street' must hold true/false flags"),
     ({"street": np.array([0, 2, 0, 1])}, r"field 'street' must hold true/false flags, got int64 values"),
     ({"cell_size": np.array("3")}, r"field 'cell_size' must hold finite numbers"),

@@ -164,6 +164,9 @@ def _check_extras(path: Path, extras: dict, shape) -> None:
         vocab = extras["vocab"]
         if vocab.ndim != 1 or vocab.dtype.kind != "U" or not vocab.size:
             raise DatasetError(f"{path}: field 'vocab' must be a list of part names")
+        if any(any(c.isspace() for c in name) for name in vocab.tolist()):
+            raise DatasetError(f"{path}: field 'vocab': part names must be one word without "
+                               f"spaces, got {vocab.tolist()!r}"[:300])
         if len(set(vocab.tolist())) != len(vocab):
             raise DatasetError(f"{path}: field 'vocab' names a part twice ({', '.join(vocab)})")
     for key in ("street", "label_known", "label_fixed", "neighbours"):

@@ -19,7 +19,7 @@ from ..encoding import STYLE_FEATURES, adjacency_feature_names
 from ..errors import DatasetError
 from ..fileio import write_text
 from ..grid import DIRECTIONS
-from ..validation import Name, PositiveFinite, check
+from ..validation import Name, PartName, PositiveFinite, check
 from . import MANIFEST
 from .tables import MAX_AXIS, MAX_ID
 
@@ -86,7 +86,7 @@ class Fields(BaseModel):
     model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
 
     count: BuildingId
-    parts: Annotated[list[Name], Field(min_length=1, max_length=1024)]
+    parts: Annotated[list[PartName], Field(min_length=1, max_length=1024)]
     grid_size: Annotated[list[Annotated[int, Field(ge=1, le=MAX_AXIS)]],
                          Field(min_length=3, max_length=3)]
     split: dict[Name, list[BuildingId]]

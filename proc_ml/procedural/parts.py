@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..colours import part_colours
 from ..errors import ConfigError
+from ..validation import check_part_name
 
 DEFAULT_PARTS = ("wall", "window", "door", "roof", "balcony", "shopfront", "ground")
 REQUIRED_ROLES = ("wall", "roof", "ground")
@@ -25,6 +26,11 @@ class Vocabulary:
     def __post_init__(self):
         if len(set(self.names)) != len(self.names):
             raise ConfigError(f"parts: duplicate part names in {list(self.names)}")
+        for name in self.names:
+            try:
+                check_part_name(name)
+            except ValueError as exc:
+                raise ConfigError(f"parts: a part name {exc}, got {name!r}") from None
         missing = [r for r in REQUIRED_ROLES if r not in self.names]
         if missing:
             raise ConfigError(f"parts: vocabulary must contain {', '.join(missing)}")
