@@ -298,6 +298,14 @@ def test_part_fix_round_trip(scene, tiny_massing_unet_onnx, tmp_path):
     assert (rec.labels[cells[:, 0], cells[:, 1], cells[:, 2], dirs] == part).all()
     assert (tmp_path / "ds" / "dataset.yaml").is_file()
     assert not (tmp_path / "ds" / "meshes").exists()        # meshes need SciPy: not by default
+    # a second export into the folder adds a building (the next free id), corrections kept
+    assert bpy.ops.object.proc_ml_export_training_data(directory=str(tmp_path / "ds")) == {"FINISHED"}
+    assert sorted(p.name for p in (tmp_path / "ds" / "grids").iterdir()) == ["b000000.npz",
+                                                                             "b000001.npz"]
+    assert grid_npz.read(grid_path(tmp_path / "ds", 0)).extras["label_fixed"].sum() == 6
+    assert bpy.ops.object.proc_ml_export_training_data(directory=str(tmp_path / "ds"),
+                                                       building_id=0) == {"FINISHED"}
+    assert len(list((tmp_path / "ds" / "grids").iterdir())) == 2     # a given id is replaced
 
     # Clearing a correction: that face goes back to the model on the next prediction.
     first = next(iter(np.nonzero(is_fixed)[0]))

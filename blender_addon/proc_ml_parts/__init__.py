@@ -330,9 +330,10 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
     directory: StringProperty(name="Dataset folder", subtype="DIR_PATH",
                               description="Dataset folder (created); buildings are added to it")
     filter_folder: BoolProperty(default=True, options={"HIDDEN"})
-    building_id: IntProperty(name="First building ID", default=0, min=0,
-                             description="ID of the first selected object (sorted by name); a "
-                                         "dataset holds buildings 0..N-1")
+    building_id: IntProperty(name="First building ID", default=-1, min=-1,
+                             description="ID of the first selected object (sorted by name); "
+                                         "-1: the next free ID, so each export adds to the "
+                                         "dataset; an existing ID is replaced")
     cell_size: FloatProperty(name="Cell size", default=0.0, min=0.0, unit="LENGTH",
                              description="0: the cell size each object was predicted at")
     grid_size: IntVectorProperty(name="Grid size", size=3, default=(16, 16, 16), min=0,
@@ -372,6 +373,8 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
         objects = sorted((obj for obj in context.selected_objects
                           if obj.type == "MESH" and "proc_ml_parts" in obj), key=lambda o: o.name)
         fixed = 0
+        first = self.building_id if self.building_id >= 0 else \
+            modules[1].next_building_id(out)
         for i, obj in enumerate(objects):
             try:
                 cell_size = self.cell_size or float(obj.get("proc_ml_cell_size", 0.0))
@@ -383,7 +386,7 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
                 part_fix = bgeo.face_attribute(obj.data, bgeo.PART_FIX_ATTRIB)
                 points, counts, indices = bgeo.mesh_arrays(obj)
                 building, _ = export_labelled_faces(
-                    out, self.building_id + i, points, counts, indices, part,
+                    out, first + i, points, counts, indices, part,
                     str(obj["proc_ml_parts"]).split(), cell_size, tuple(self.grid_size), up="z",
                     formats=parse_formats(self.formats), source="blender", archetype=self.archetype,
                     split=(self.val_fraction, self.test_fraction), seed=self.seed,
@@ -393,7 +396,8 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
                 self.report({"ERROR"}, f"{obj.name}: {exc}")
                 return {"CANCELLED"}
             fixed += int(building.fixed.sum()) if building.fixed is not None else 0
-        self.report({"INFO"}, f"exported {len(objects)} building(s) to {out}; "
+        ids = f"id {first}" if len(objects) == 1 else f"ids {first}-{first + len(objects) - 1}"
+        self.report({"INFO"}, f"exported {len(objects)} building(s) to {out} ({ids}); "
                               f"{fixed} cell faces from part_fix")
         return {"FINISHED"}
 

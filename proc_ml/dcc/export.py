@@ -182,6 +182,13 @@ def export_building(out, building_id: int, building: LabelledBuilding, parts, ce
     return rebuild_index(out, parts, cell_size, formats, source, split, seed)
 
 
+def next_building_id(out) -> int:
+    """The id after the largest building already in the dataset folder ``out`` (0 for a
+    new or empty folder): where an export that adds buildings starts."""
+    ids = _grid_ids(Path(out))
+    return ids[-1] + 1 if ids else 0
+
+
 def _grid_ids(out: Path) -> list[int]:
     ids = []
     for path in (out / GRIDS_DIR).glob("b*.npz"):
