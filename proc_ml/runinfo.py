@@ -210,6 +210,8 @@ class PartsInfo(RunInfo):
     #: prediction averages the probabilities over them (``PartsPredictor``)
     symmetry: str = field(default="none", metadata={"optional": True})
     logit_layout: str = "channel = direction * n_parts + part; directions in the order of 'directions'"
+    #: the training dataset (export checks parity on its test split when it still exists)
+    data_dir: str | None = _local()
 
     @property
     def n_parts(self) -> int:

@@ -94,7 +94,9 @@ def test_legacy_exporter_also_passes_parity(tiny_mlp_run, tiny_dataset, tmp_path
     from proc_ml.exporters.onnx_export import export_run
 
     report = export_run(tiny_mlp_run, tmp_path / "legacy.onnx", exporter="legacy", opset=17,
-                        data_dir=tiny_dataset, log=lambda line: None)
+                        log=lambda line: None)
+    # no --data: parity runs on the run's own recorded dataset, not generated buildings
+    assert report["data"] == str(tiny_dataset.resolve())
     assert report["max_abs_diff"] <= 1e-4 and len(report["parity"]) >= 3
     assert load_model(tmp_path / "legacy.onnx", device="cpu").metadata.exporter["exporter"] == "legacy"
 

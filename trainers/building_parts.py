@@ -8,6 +8,8 @@ scored only on faces that exist (``encoding.face_mask``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -501,7 +503,8 @@ class BuildingPartsTask(Task):
                          cell_size=self.data.cell_size,
                          grid_size=[int(n) for n in manifest["grid_size"]],
                          dataset_count=int(manifest["count"]), dataset_seed=int(manifest.get("seed", 0)),
-                         dataset_format_version=int(manifest["format_version"]))
+                         dataset_format_version=int(manifest["format_version"]),
+                         data_dir=str(Path(self.data.root).resolve()))
 
     def check_compatible(self, info: PartsInfo, what: str) -> None:
         """Refuse a dataset whose vocabulary differs from the one ``what`` was trained on."""
