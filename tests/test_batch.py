@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trimesh
 
 from proc_ml.batch import (FAILED, OK, SKIPPED, AssetError, BatchSettings, BatchTask, Limits,
                            TaskOutput, load_asset, read_records, run_batch, walk_assets)
@@ -275,6 +276,33 @@ def test_batch_processes_good_assets_records_broken_ones_and_resumes(
         edited.write_bytes(original)
     assert check_ok_outputs_load(out, records) == FILES_PER_MESH * len(good)
     assert not visible_temp_files(out)
+
+
+def test_an_asset_deleted_between_runs_leaves_the_manifest_and_out(tiny_massing_unet_onnx,
+                                                                    tmp_path, capsys):
+    """A deleted asset's record and outputs go on the next run; an asset only passed over
+    (another --extensions) still exists and keeps both."""
+    assets, out = tmp_path / "assets", tmp_path / "out"
+    (assets / "many").mkdir(parents=True)
+    for name, size in (("a.obj", 9.0), ("b.obj", 12.0)):
+        (assets / "many" / name).write_text(_box_obj(size))
+    trimesh.creation.box(extents=(9.0, 9.0, 9.0)).export(assets / "c.stl")
+    assert batch_cli(assets, out, tiny_massing_unet_onnx) == 0
+    records, _ = read_records(out / "manifest.jsonl")
+    assert sorted(records) == ["c.stl", "many/a.obj", "many/b.obj"]
+    b_outputs = records["many/b.obj"]["outputs"]
+    assert b_outputs and all((out / rel).is_file() for rel in b_outputs)
+    capsys.readouterr()
+    (assets / "many" / "b.obj").unlink()
+    assert batch_cli(assets, out, tiny_massing_unet_onnx, "--extensions", "obj") == 0
+    assert "gone: 1 assets of earlier runs are no longer in the asset folder (many/b.obj)" in \
+        capsys.readouterr().out
+    records, _ = read_records(out / "manifest.jsonl")
+    assert sorted(records) == ["c.stl", "many/a.obj"]          # c.stl: passed over, kept
+    assert not any((out / rel).exists() for rel in b_outputs)
+    assert not (out / "many" / "b.obj").exists()
+    assert all((out / rel).is_file() for rel in records["c.stl"]["outputs"])
+    assert "many/b.obj" not in (out / "manifest.csv").read_text()
 
 
 def test_dataset_grids_with_the_style_aware_model(tiny_dataset, tiny_unet_onnx, tmp_path):

@@ -11,6 +11,7 @@ file keeps two batches off one OUT; temp files a killed run left are removed at 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -61,6 +62,7 @@ class BatchReport:
     executor: str
     records: list                           # manifest records written by this run
     others: dict = field(default_factory=dict)   # files passed over by type: {".fbx": 3}
+    gone: list = field(default_factory=list)     # assets of earlier runs deleted since
 
     @property
     def exit_code(self) -> int:
@@ -92,7 +94,9 @@ def run_batch(settings: BatchSettings, task: BatchTask | None = None, executor=N
             raise ProcMLError(f"{asset_dir}: no asset of a type the {task.name} task reads "
                               f"({describe_others(others)}); export them as a type it reads "
                               f"(docs/batch.md) or choose --extensions")
-        with Manifest(out_dir) as manifest:
+        manifest = Manifest(out_dir)
+        gone = _forget_deleted_assets(manifest, asset_dir, out_dir, found)
+        with manifest:
             run = _Run(settings, out_dir, manifest, hashes, len(found))
             try:
                 items = run.plan(found)
@@ -113,7 +117,35 @@ def run_batch(settings: BatchSettings, task: BatchTask | None = None, executor=N
                 raise OutputError(f"cannot write {CSV}: {os_error_text(exc)} (manifest.jsonl "
                                   f"is complete)") from None
     return BatchReport(run.counts, run.failures, time.perf_counter() - start,
-                       executor.describe(), run.records, others)
+                       executor.describe(), run.records, others, gone)
+
+
+def _forget_deleted_assets(manifest: Manifest, asset_dir: Path, out_dir: Path,
+                           found: list) -> list[str]:
+    """Assets an earlier run recorded whose files are gone from ``asset_dir``: their records
+    leave the manifest and the outputs listed in them are removed, so the manifest and OUT
+    describe the assets that exist. An asset only passed over this time (another
+    ``--extensions``, an excluded folder) still exists and keeps both."""
+    seen = {asset.rel for asset in found}
+    gone = []
+    for rel, record in sorted(manifest.records.items()):
+        if rel in seen or "\\x" in rel:      # (escaped non-UTF-8 names: never guessed at)
+            continue
+        try:
+            if os.path.lexists(safe_join(asset_dir, rel)):
+                continue
+        except ProcMLError:
+            continue
+        for out_rel in record.get("outputs") or ():
+            with contextlib.suppress(ProcMLError, OSError):
+                safe_join(out_dir, out_rel).unlink(missing_ok=True)
+        with contextlib.suppress(ProcMLError, OSError):
+            folder = item_out_dir(out_dir, rel)
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        del manifest.records[rel]
+        gone.append(rel)
+    return gone
 
 
 def describe_others(others: dict, most: int = 6) -> str:

@@ -218,6 +218,10 @@ def print_report(report, out_dir, stream=None) -> None:
 
         print(f"  not read: {describe_others(report.others)} (types this task does not read)",
               file=stream)
+    if report.gone:
+        shown = ", ".join(report.gone[:3]) + (", ..." if len(report.gone) > 3 else "")
+        print(f"  gone: {len(report.gone)} assets of earlier runs are no longer in the asset "
+              f"folder ({shown}); their records and outputs were removed", file=stream)
     print(f"manifest: {Path(out_dir) / 'manifest.jsonl'} (and manifest.csv)", file=stream)
     print_failures(report)
 
