@@ -143,6 +143,15 @@ def display_name(text: str) -> str:
     return os.fsencode(text).decode("utf-8", "backslashreplace") if _has_surrogates(text) else text
 
 
+def one_line_name(text: str) -> str:
+    """A name on one line: ``display_name``, with control characters (a newline or tab in a
+    file name) written as escapes (``\\n``)."""
+    text = display_name(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _has_surrogates(text: str) -> bool:
     try:
         text.encode("utf-8")

@@ -305,6 +305,19 @@ def test_an_asset_deleted_between_runs_leaves_the_manifest_and_out(tiny_massing_
     assert "many/b.obj" not in (out / "manifest.csv").read_text()
 
 
+def test_a_name_with_a_newline_fails_on_one_line(tiny_massing_unet_onnx, tmp_path, capsys):
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "bad\nname.obj").write_text("not a mesh\n")
+    (assets / "house.obj").write_text(_box_obj(9.0))
+    assert batch_cli(assets, tmp_path / "out", tiny_massing_unet_onnx) == 2
+    err = capsys.readouterr().err
+    assert "  bad\\nname.obj: no mesh data found" in err
+    assert str(assets) not in err and err.count("\n") == 2      # header + the one failure
+    records, _ = read_records(tmp_path / "out" / "manifest.jsonl")
+    assert records["bad\nname.obj"]["error"].startswith("no mesh data found")
+
+
 def test_dataset_grids_with_the_style_aware_model(tiny_dataset, tiny_unet_onnx, tmp_path):
     dataset = tmp_path / "dataset"            # 4 grids and the dataset.yaml beside them
     (dataset / "grids").mkdir(parents=True)

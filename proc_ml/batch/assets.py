@@ -89,11 +89,12 @@ def one_line(exc: BaseException) -> str:
 def asset_error(exc: ProcMLError, path) -> "AssetError":
     """A library error about ``path`` as one asset's error: the manifest names the asset,
     so the message loses its ``path:`` prefix."""
-    message, prefix = " ".join(str(exc).split()), f"{path}: "
+    # (whitespace is collapsed in both: a name with a newline must not break the line)
+    message, prefix = " ".join(str(exc).split()), " ".join(str(path).split()) + ": "
     while message.startswith(prefix):
         message = message[len(prefix):]
-    if message.startswith(f"{path} ["):          # an archive member: "[house.obj]: ..."
-        message = message[len(str(path)) + 1:]
+    if message.startswith(prefix[:-2] + " ["):   # an archive member: "[house.obj]: ..."
+        message = message[len(prefix) - 1:]
     return AssetError(message)
 
 

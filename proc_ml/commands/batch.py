@@ -219,7 +219,10 @@ def print_report(report, out_dir, stream=None) -> None:
         print(f"  not read: {describe_others(report.others)} (types this task does not read)",
               file=stream)
     if report.gone:
-        shown = ", ".join(report.gone[:3]) + (", ..." if len(report.gone) > 3 else "")
+        from proc_ml.fileio import one_line_name
+
+        shown = ", ".join(map(one_line_name, report.gone[:3])) + \
+            (", ..." if len(report.gone) > 3 else "")
         print(f"  gone: {len(report.gone)} assets of earlier runs are no longer in the asset "
               f"folder ({shown}); their records and outputs were removed", file=stream)
     print(f"manifest: {Path(out_dir) / 'manifest.jsonl'} (and manifest.csv)", file=stream)
@@ -230,8 +233,10 @@ def print_failures(report) -> None:
     """The failed assets, one line each, on stderr."""
     if report.failures:
         print(f"{len(report.failures)} asset(s) failed:", file=sys.stderr)
+        from proc_ml.fileio import one_line_name
+
         for asset, error in sorted(report.failures):
-            print(f"  {asset}: {error}", file=sys.stderr)
+            print(f"  {one_line_name(asset)}: {error}", file=sys.stderr)
 
 
 def _totals(records) -> list[str]:
