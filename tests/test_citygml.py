@@ -495,16 +495,20 @@ def test_broken_building_is_one_line_and_the_others_import(tmp_path):
         '<gml:posList srsDimension="3">', '<gml:posList srsDimension="3">x ', 1)
     bad_count = gml2_building("BADCOUNT", box_surfaces()).replace(
         '<gml:posList srsDimension="3">', '<gml:posList srsDimension="3">1.0 ', 1)
-    bad_href = gml2_building("BADREF", box_surfaces()).replace('xlink:href="#BADREF_p1"',
-                                                               'xlink:href="#nowhere"')
+    # every polygon of this one is a reference to an id that is not in the file
+    bad_href = ('<core:cityObjectMember><bldg:Building gml:id="BADREF"><bldg:lod2Solid><gml:Solid>'
+                '<gml:exterior><gml:CompositeSurface><gml:surfaceMember xlink:href="#nowhere"/>'
+                '</gml:CompositeSurface></gml:exterior></gml:Solid></bldg:lod2Solid>'
+                '</bldg:Building></core:cityObjectMember>')
     empty = '<core:cityObjectMember><bldg:Building gml:id="EMPTY"/></core:cityObjectMember>'
     path = write_gml2(tmp_path / "mixed.gml", [bad_numbers, good, bad_count, bad_href, empty])
     city = read_city_file(path)
     assert [b.building_id for b in city.buildings] == ["GOOD"]
     assert len(city.errors) == 4
     for err, bid, what in zip(city.errors, ("BADNUM", "BADCOUNT", "BADREF", "EMPTY"),
-                              ("not numbers", "does not split into 3-D", "#nowhere",
-                               "no surfaces or solids")):
+                              ("not numbers ('x')", "does not split into 3-D",
+                               ("no surfaces or solids in LoD1-4 (1 xlink:href reference to ids "
+                                "not in the file: '#nowhere')"), "no surfaces or solids")):
         _one_line(err, str(path), f"building {bid}", what)
     result = import_city_files([path])
     assert [i.building_id for i in result.buildings] == ["GOOD"] and result.errors == city.errors
@@ -588,7 +592,8 @@ def test_grid_size_limit_and_empty_grid(tmp_path):
     with pytest.raises(DatasetError) as info:
         voxelize_building(b)
     assert not isinstance(info.value, TooSmall)
-    _one_line(str(info.value), "empty building", "inside-out shell")
+    _one_line(str(info.value), "empty building", "faces seem to be wound inward",
+              "too open to turn round (holes 14% of its area)")
 
 
 def test_crs_names():
@@ -975,3 +980,312 @@ def test_building_parts_without_parents_or_children_links(tmp_path):
     imp = voxelize_building(b)
     assert imp.occupancy.shape == (2, 2, 3) and imp.occupancy.all()
     assert any("no parent Building" in note for note in imp.notes)
+
+
+# -- dangling references, copies, several LoDs, lone parts, open inside-out shells ------------
+def _without_surface(xml: str, sid: str, replacement: str = "") -> str:
+    """``xml`` with the ``bldg:boundedBy`` holding surface ``sid`` replaced."""
+    head = xml.index(f'gml:id="{sid}"')
+    start = xml.rindex("<bldg:boundedBy>", 0, head)
+    end = xml.index("</bldg:boundedBy>", head) + len("</bldg:boundedBy>")
+    return xml[:start] + replacement + xml[end:]
+
+
+def test_dangling_xlink_references_skip_only_the_missing_pieces(tmp_path):
+    """References to ids that are not in the file: the building imports without those
+    pieces, with a note naming the missing ids (3 named, then a count)."""
+    xml = gml2_building("R", box_surfaces(openings=False))
+    for i in (0, 2, 3, 4):                  # the solid's references: the surfaces are there
+        xml = xml.replace(f'xlink:href="#R_p{i}"', f'xlink:href="#gone{i}"')
+    # a whole wall (the +x one) replaced by a reference to a surface that is not in the file
+    xml = _without_surface(xml, "R_s3", '<bldg:boundedBy xlink:href="#gone_wall"/>')
+    city = read_city_file(write_gml2(tmp_path / "dangling.gml", [xml]))
+    assert city.errors == []
+    (b,) = city.buildings
+    assert sorted(s.kind for s in b.surfaces) == ["GroundSurface", "RoofSurface"] + \
+        ["WallSurface"] * 3
+    (note,) = [n for n in b.notes if "xlink" in n]
+    assert note == ("5 xlink:href references to ids not in the file: '#gone0', '#gone2', "
+                    "'#gone3' (+2 more) skipped")
+    imp = voxelize_building(b)                       # the flux fill needs no walls
+    assert imp.occupancy.shape == (3, 2, 2) and imp.occupancy.all() and note in imp.notes
+    assert imp.stats["open_edge_m"] == pytest.approx(24.0)
+
+
+def _doubled(surfaces, offset=0.002, reverse_every=0):
+    """Every polygon twice: the copy ``offset`` m away (along x, y and z), every
+    ``reverse_every``-th copy wound the other way."""
+    out = []
+    for i, (k, e, hs, p) in enumerate(surfaces):
+        shift = np.array([offset, -offset, offset])
+        copy = e + shift
+        if reverse_every and i % reverse_every == 0:
+            copy = copy[::-1].copy()
+        out += [(k, e, hs, p), (k, copy, [h + shift for h in hs], None if p is None else 2 * p)]
+    return out
+
+
+def test_polygons_written_twice_are_dropped_with_a_note(tmp_path):
+    """An exporter that writes every polygon twice (a copy 2 mm off, some wound the other
+    way): the copies cancel or double the flux; one of each pair is kept, the building
+    imports like the box, and a note counts the copies."""
+    surfaces = _doubled(box_surfaces(), reverse_every=3)
+    (b,) = read_city_file(write_cityjson(tmp_path / "twice.city.json", surfaces)).buildings
+    n = len(box_surfaces())
+    assert sum(len(s.polygons) for s in b.surfaces) == n
+    assert f"{n} duplicate polygons dropped (a copy of another within 1 cm, 4 of them wound " \
+           "the other way)" in b.notes
+    imp = voxelize_building(b)
+    np.testing.assert_array_equal(imp.labels, _expected_box_labels())
+    assert imp.stats["shell_volume_m3"] == pytest.approx(324.0) and imp.stats["watertight"]
+    # CityGML: the building's solid written with its own copies of the polygons (2 mm off)
+    # instead of references to the boundary surfaces'
+    solid = "".join(f"<gml:surfaceMember>{_polygon(f'c{i}', e + 0.002, hs, 0.0)}"
+                    f"</gml:surfaceMember>"
+                    for i, (_, e, hs, _) in enumerate(box_surfaces(openings=False)))
+    xml = gml2_building("D", box_surfaces(openings=False), lod=2)
+    xml = xml[:xml.index("<gml:CompositeSurface>") + len("<gml:CompositeSurface>")] + solid + \
+        xml[xml.index("</gml:CompositeSurface>"):]
+    (b,) = read_city_file(write_gml2(tmp_path / "copies.gml", [xml])).buildings
+    assert [s.kind for s in b.surfaces].count("Unclassified") == 0
+    assert "6 duplicate polygons dropped (a copy of another within 1 cm)" in b.notes
+    assert voxelize_building(b).stats["shell_volume_m3"] == pytest.approx(324.0)
+
+
+def test_polygons_that_share_edges_or_lie_apart_are_not_copies(tmp_path):
+    """Walls split in two along a shared edge, a roof split along its diagonal, a pane 5 cm
+    behind a frame of the same shape: nothing is dropped, no note; nor in the real files."""
+    X, Z = 9.0, 6.0
+    split = []
+    for kind, e, hs, p in box_surfaces(openings=False):
+        if kind == "RoofSurface":
+            split += [(kind, e[[0, 1, 2]], [], None), (kind, e[[0, 2, 3]], [], None)]
+        elif kind == "WallSurface" and np.allclose(e[:, 1], 0):     # the -y wall, in two
+            n = newell(e)
+            split += [(kind, _facing(_rect_y(0, 0, 4.5, 0, Z), n), [], None),
+                      (kind, _facing(_rect_y(0, 4.5, X, 0, Z), n), [], None)]
+        else:
+            split.append((kind, e, hs, p))
+    frame = _facing(_rect_x(X, 2.0, 3.0, 1.0, 2.0), (1, 0, 0))
+    split += [("Window", frame, [], None), ("Window", frame - [0.05, 0, 0], [], None)]
+    (b,) = read_city_file(write_cityjson(tmp_path / "shared.city.json", split)).buildings
+    assert sum(len(s.polygons) for s in b.surfaces) == len(split)
+    assert not any("duplicate" in n for n in b.notes)
+    for name in ("4018265.xml", "4018142.xml"):
+        (real,) = read_city_file(DATA / name).buildings
+        assert not any("duplicate" in n for n in real.notes), name
+
+
+def _gml_part(pid, surfaces, lod):
+    inner = gml2_building(pid, surfaces, lod=lod).split(f'<bldg:Building gml:id="{pid}">', 1)[1]
+    inner = inner.rsplit("</bldg:Building>", 1)[0]
+    return (f'<bldg:consistsOfBuildingPart><bldg:BuildingPart gml:id="{pid}">{inner}'
+            f"</bldg:BuildingPart></bldg:consistsOfBuildingPart>")
+
+
+def test_a_part_or_a_roof_only_in_a_lower_lod_is_included_with_a_note(tmp_path):
+    """The highest LoD is used; a BuildingPart modelled only in LoD2 beside a LoD3 part is
+    added at LoD2, and a roof that exists only in LoD2 closes a LoD3 facade model -- both
+    said in the notes; a generalised LoD1 solid of the whole building is not added (it lies
+    inside the LoD3 geometry), and the note counts what was not imported."""
+    tall = box_surfaces((6.0, 6.0, 9.0), openings=False)
+    low = [(k, e + np.array([6.0, 0, 0]), [h + np.array([6.0, 0, 0]) for h in hs], p)
+           for k, e, hs, p in box_surfaces((6.0, 6.0, 3.0), openings=False)]
+    lod1 = "".join(f"<gml:surfaceMember>{_polygon(f'g{i}', e, [], 0.0)}</gml:surfaceMember>"
+                   for i, (_, e, _, _) in enumerate(box_surfaces((12.0, 6.0, 9.0), openings=False)))
+    xml = ('<core:cityObjectMember><bldg:Building gml:id="T">'
+           f"<bldg:lod1Solid><gml:Solid><gml:exterior><gml:CompositeSurface>{lod1}"
+           "</gml:CompositeSurface></gml:exterior></gml:Solid></bldg:lod1Solid>"
+           + _gml_part("T-1", tall, 3) + _gml_part("T-2", low, 2)
+           + "</bldg:Building></core:cityObjectMember>")
+    expected = np.zeros((4, 2, 3), bool)
+    expected[:2] = True
+    expected[2:, :, 0] = True
+    (b,) = read_city_file(write_gml2(tmp_path / "parts.gml", [xml])).buildings
+    assert b.lod == 3 and sorted({s.lod for s in b.surfaces}) == [2, 3]
+    assert "BuildingPart T-2 only in LoD2: included at LoD2 (6 polygons)" in b.notes
+    assert "LoD3 used; also has LoD 1 (6 polygons), not imported" in b.notes
+    imp = voxelize_building(b, check_watertight=False)
+    np.testing.assert_array_equal(imp.occupancy.astype(bool), expected)
+
+    # a LoD3 facade model whose roof is only in LoD2
+    box = box_surfaces()
+    roofless = [s if s[0] != "RoofSurface" else ("ClosureSurface", s[1], [], None)
+                for s in box]                  # keeps the openings' parent indices
+    xml = _without_surface(gml2_building("F", roofless), "F_s4").replace(
+        '<gml:surfaceMember xlink:href="#F_p4"/>', "")
+    roof = next(s for s in box if s[0] == "RoofSurface")
+    lod2_roof = (f'<bldg:boundedBy><bldg:RoofSurface gml:id="F_roof2"><bldg:lod2MultiSurface>'
+                 f"<gml:MultiSurface><gml:surfaceMember>{_polygon('F_r2', roof[1], [], 0.0)}"
+                 f"</gml:surfaceMember></gml:MultiSurface></bldg:lod2MultiSurface>"
+                 f"</bldg:RoofSurface></bldg:boundedBy>")
+    xml = xml.replace("</bldg:Building>", lod2_roof + "</bldg:Building>")
+    (b,) = read_city_file(write_gml2(tmp_path / "facade.gml", [xml])).buildings
+    assert b.notes == ["no RoofSurface in LoD3: taken from LoD2 (1 polygon)"]
+    assert [s.lod for s in b.surfaces if s.kind == "RoofSurface"] == [2]
+    imp = voxelize_building(b)
+    assert imp.occupancy.shape == (3, 2, 2) and imp.occupancy.all()
+    expected = _expected_box_labels()
+    np.testing.assert_array_equal(imp.labels, expected)   # the roof window was in the roof
+
+
+def test_cityjson_parts_and_surfaces_in_lower_lods(tmp_path):
+    """CityJSON: a BuildingPart with only LoD 2.2 beside a LoD3 part is added; one inside the
+    LoD3 part is not (noted); a roof only in LoD2 fills in for a LoD3 model without one."""
+    tall = box_surfaces((6.0, 6.0, 9.0), openings=False)
+    low = [(k, e + np.array([6.0, 0, 0]), [h + np.array([6.0, 0, 0]) for h in hs], p)
+           for k, e, hs, p in box_surfaces((6.0, 6.0, 3.0), openings=False)]
+    inner = [(k, e * 0.5 + np.array([1.5, 1.5, 0]), [], p) for k, e, _, p in tall]
+    doc = _cityjson_doc(tmp_path, tall + low + inner)
+    geom = doc["CityObjects"].pop("B1")["geometry"][0]
+    n = len(tall)
+
+    def part(sl, lod, parent="T"):
+        return {"type": "BuildingPart", "parents": [parent], "geometry": [dict(
+            geom, lod=lod, boundaries=geom["boundaries"][sl],
+            semantics={"surfaces": geom["semantics"]["surfaces"],
+                       "values": geom["semantics"]["values"][sl]})]}
+
+    doc["CityObjects"] = {"T": {"type": "Building", "children": ["T-1", "T-2", "T-3"]},
+                          "T-1": part(slice(0, n), "3"), "T-2": part(slice(n, 2 * n), "2.2"),
+                          "T-3": part(slice(2 * n, None), "1.2")}
+    path = tmp_path / "parts.city.json"
+    path.write_text(json.dumps(doc))
+    (b,) = read_city_file(path).buildings
+    assert "BuildingPart T-2 only in LoD2.2: included at LoD2.2 (6 polygons)" in b.notes
+    assert any(x.startswith("BuildingPart T-3 only in LoD1.2, 100% of it inside the LoD3 "
+                            "geometry: not included") for x in b.notes), b.notes
+    assert "LoD3 used; also has LoD 1.2 (6 polygons), not imported" in b.notes
+    imp = voxelize_building(b, check_watertight=False)
+    expected = np.zeros((4, 2, 3), bool)
+    expected[:2] = True
+    expected[2:, :, 0] = True
+    np.testing.assert_array_equal(imp.occupancy.astype(bool), expected)
+
+    # one object: LoD3 walls and ground, its roof only in a LoD2 geometry
+    doc = _cityjson_doc(tmp_path, box_surfaces(openings=False))
+    obj = doc["CityObjects"]["B1"]
+    g3 = obj["geometry"][0]
+    roof = g3["semantics"]["values"].index(
+        next(i for i, x in enumerate(g3["semantics"]["surfaces"]) if x["type"] == "RoofSurface"))
+    keep = [i for i in range(len(g3["boundaries"])) if i != roof]
+    g2 = dict(g3, lod="2", boundaries=g3["boundaries"],
+              semantics=dict(g3["semantics"]))
+    obj["geometry"] = [dict(g3, boundaries=[g3["boundaries"][i] for i in keep],
+                            semantics={"surfaces": g3["semantics"]["surfaces"],
+                                       "values": [g3["semantics"]["values"][i] for i in keep]}),
+                       g2]
+    path = tmp_path / "roof2.city.json"
+    path.write_text(json.dumps(doc))
+    (b,) = read_city_file(path).buildings
+    assert "no RoofSurface in LoD3: taken from LoD2 (1 polygon)" in b.notes
+    assert "LoD3 used; also has LoD 2 (5 polygons), not imported" in b.notes
+    imp = voxelize_building(b)
+    assert imp.occupancy.all() and imp.stats["watertight"]
+    # a LoD3 bottom written as an OuterFloorSurface: the LoD2 ground would be a second one
+    floor = [(("OuterFloorSurface" if k == "GroundSurface" else k), e, hs, p)
+             for k, e, hs, p in box_surfaces(openings=False)]
+    doc = _cityjson_doc(tmp_path, floor)
+    obj = doc["CityObjects"]["B1"]
+    lod2 = _cityjson_doc(tmp_path, box_surfaces(openings=False))["CityObjects"]["B1"]["geometry"][0]
+    obj["geometry"].append(dict(lod2, lod="2"))
+    path.write_text(json.dumps(doc))
+    (b,) = read_city_file(path).buildings
+    assert "no GroundSurface in LoD3; the LoD2 one would not close the shell: not included" \
+        in b.notes
+    assert "LoD3 used; also has LoD 2 (6 polygons), not imported" in b.notes
+    assert voxelize_building(b).stats["shell_volume_m3"] == pytest.approx(324.0)
+
+
+def test_a_citygml_building_part_without_a_building_is_imported_as_one(tmp_path):
+    """A top-level BuildingPart (an extract of one part) imports as its own building with a
+    note; a top-level part that a Building refers to by xlink is merged into it instead."""
+    part = _gml_part("P1", box_surfaces(), 3)
+    lone = part.replace("<bldg:consistsOfBuildingPart>", "<core:cityObjectMember>").replace(
+        "</bldg:consistsOfBuildingPart>", "</core:cityObjectMember>")
+    linked = _gml_part("P2", box_surfaces((6.0, 6.0, 6.0), openings=False), 2).replace(
+        "<bldg:consistsOfBuildingPart>", "<core:cityObjectMember>").replace(
+        "</bldg:consistsOfBuildingPart>", "</core:cityObjectMember>")
+    holder = ('<core:cityObjectMember><bldg:Building gml:id="H">'
+              '<bldg:consistsOfBuildingPart xlink:href="#P2"/></bldg:Building>'
+              "</core:cityObjectMember>")
+    city = read_city_file(write_gml2(tmp_path / "part.gml", [lone, holder, linked]))
+    assert city.errors == []
+    assert [(b.building_id, b.part_ids) for b in city.buildings] == [("P1", ("P1",)),
+                                                                    ("H", ("P2",))]
+    p1 = city.buildings[0]
+    assert "a BuildingPart with no Building around it: imported as a building" in p1.notes
+    imp = voxelize_building(p1)
+    np.testing.assert_array_equal(imp.labels, _expected_box_labels())
+    assert any("no Building around it" in n for n in imp.notes)
+    assert voxelize_building(city.buildings[1]).occupancy.shape == (2, 2, 2)
+
+
+def test_open_inside_out_shell_with_small_holes_is_flipped(tmp_path):
+    """Inside out and open only where one small window polygon is missing (its hole in
+    the wall stays open): turned round with the same note; a shell open by a whole wall
+    stays refused (test_grid_size_limit_and_empty_grid), saying the faces seem inward."""
+    box = box_surfaces()
+    side_window = next(i for i, s in enumerate(box) if s[0] == "Window"
+                       and np.allclose(s[1][:, 0], 9.0))
+    inverted = [(k, e[::-1].copy(), [h[::-1].copy() for h in hs], p)
+                for i, (k, e, hs, p) in enumerate(box) if i != side_window]
+    (b,) = read_city_file(write_cityjson(tmp_path / "inv.city.json", inverted)).buildings
+    imp = voxelize_building(b)
+    _check_contract(imp)
+    assert "faces were wound inside out; flipped" in imp.notes
+    assert imp.stats["watertight"] is False and imp.stats["open_edge_m"] == pytest.approx(3.7)
+    assert imp.occupancy.all() and imp.stats["shell_volume_m3"] == pytest.approx(324.0)
+    expected = _expected_box_labels()
+    expected[2, 1, 0, 0] = WALL                   # the missing +x window
+    np.testing.assert_array_equal(imp.labels, expected)
+    # a real LoD3 building (8.6 m of open edges) written inside out comes back as it was
+    from dataclasses import replace
+
+    from proc_ml.citygml import Polygon
+
+    (real,) = read_city_file(DATA / "4018265.xml").buildings
+    inv = replace(real, surfaces=[replace(s, polygons=[
+        Polygon(p.exterior[::-1].copy(), tuple(r[::-1].copy() for r in p.interiors))
+        for p in s.polygons]) for s in real.surfaces])
+    a, c = (voxelize_building(x, check_watertight=False) for x in (real, inv))
+    assert "faces were wound inside out; flipped" in c.notes
+    np.testing.assert_array_equal(a.occupancy, c.occupancy)
+    np.testing.assert_array_equal(a.labels, c.labels)
+
+
+def test_error_lines_quote_at_most_a_short_piece_of_the_file(tmp_path):
+    """Vertices written as coordinate strings, a posList with a word in it, a huge id, a
+    CRS that is a WKT string, a semantic value that is a whole array: one short line each
+    (the quoted part cut to ~80 characters), still naming the file and building."""
+    long_list = " ".join(f"{500000 + i * 0.123:.3f}" for i in range(200))
+    base = _cityjson_doc(tmp_path, box_surfaces(openings=False))
+    docs = {
+        "verts.city.json": dict(base, vertices=[[long_list, 1, 2]]),
+        "crs.city.json": dict(base, metadata={"referenceSystem": "PROJCS[" + "x" * 500 + "]"}),
+        "ids.city.json": dict(base, CityObjects={"B" * 500: dict(
+            base["CityObjects"]["B1"],
+            geometry=[dict(base["CityObjects"]["B1"]["geometry"][0], lod="x" * 300)])}),
+    }
+    values = dict(base["CityObjects"]["B1"]["geometry"][0])
+    values["semantics"] = dict(values["semantics"], values=[list(range(300))] * 6)
+    docs["values.city.json"] = dict(base, CityObjects={"V": dict(
+        base["CityObjects"]["B1"], geometry=[values])})
+    paths = []
+    for name, doc in docs.items():
+        (tmp_path / name).write_text(json.dumps(doc))
+        paths.append(tmp_path / name)
+    xml = gml2_building("G" * 300, box_surfaces(openings=False)).replace(
+        '<gml:posList srsDimension="3">',
+        f'<gml:posList srsDimension="3">{long_list} x{"y" * 300} ', 1)
+    paths.append(write_gml2(tmp_path / "junk.gml", [xml]))
+    result = import_city_files(paths)
+    assert result.buildings == [] and len(result.errors) == len(paths)
+    for err, path in zip(result.errors, paths):
+        _one_line(err, str(path))
+        assert len(err) - len(str(path)) <= 200, err
+    assert "could not convert string to float" in result.errors[0]
+    assert "unknown CRS 'PROJCS[xxx" in result.errors[1]
+    _one_line(result.errors[2], "building BBBB", "...", "geometry without a valid 'lod' ('xxx")
+    assert "semantics 'values[0][0]'" not in result.errors[3]
+    _one_line(result.errors[4], "building GGG", "coordinates that are not numbers ('xyyy")

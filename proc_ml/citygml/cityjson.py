@@ -12,7 +12,9 @@ an extract of one part, or that names no parent at all; its ``BuildingPart`` chi
 listed in its ``children`` or naming it in their ``parents`` -- merged in,
 ``BuildingInstallation`` children kept apart; rooms, storeys, units and furniture skipped):
 ``MultiSurface`` / ``CompositeSurface`` / ``Solid`` / ``MultiSolid`` / ``CompositeSolid``
-geometries of the highest LoD, with their ``semantics`` (``WallSurface``, ``RoofSurface``,
+geometries of the highest LoD (a part with geometry only at a lower LoD, or a wall / roof /
+ground kind missing there, is taken from its lower LoD as in CityGML, with a note), with
+their ``semantics`` (``WallSurface``, ``RoofSurface``,
 ``GroundSurface``, ``OuterCeilingSurface``, ``OuterFloorSurface``, ``ClosureSurface``,
 ``Window``, ``Door``; surfaces without semantics -- no ``semantics``, or a null in
 ``values`` for the geometry, a solid, a shell or a surface -- are ``Unclassified``, interior
@@ -20,6 +22,7 @@ ones are skipped). Vertices are decoded with ``transform`` (``scale`` and ``tran
 when the file has one; a UTF-8 byte-order mark is allowed. A building whose geometry is
 malformed (bad vertex index, wrong nesting, semantic ``values`` that do not match the
 boundaries) fails alone with one line; the other buildings of the file are still read.
+Polygons that copy another polygon of the shell (within 1 cm) are dropped with a note.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ import numpy as np
 
 from ..errors import DatasetError
 from .crs import parse_epsg
-from .gml import clean_ring
-from .model import OPENING_KINDS, SHELL_KINDS, CityBuilding, CityFile, Polygon, Surface
+from .geometry import closes_holes, drop_duplicate_polygons, share_inside
+from .gml import FILL_KINDS, PART_OVERLAP, clean_ring
+from .model import (OPENING_KINDS, SHELL_KINDS, CityBuilding, CityFile, Polygon, Surface,
+                    keep_surfaces, short)
 
 SUPPORTED_VERSIONS = ("1.0", "1.1", "2.0")
 _KIND = {k: k for k in SHELL_KINDS + OPENING_KINDS}
@@ -53,7 +58,7 @@ def read_cityjson(path: str | Path, crs: str | None = None) -> CityFile:
             doc = json.load(fh)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: not a CityJSON file (line {exc.lineno}: invalid JSON, "
-                           f"{exc.msg})") from None
+                           f"{short(exc.msg)})") from None
     except UnicodeDecodeError:
         raise DatasetError(f"{path}: not a CityJSON file (not UTF-8 text)") from None
     except OSError as exc:
@@ -86,8 +91,9 @@ def read_cityjson_seq(path: str | Path, crs: str | None = None) -> CityFile:
                 except json.JSONDecodeError as exc:
                     if header is None:
                         raise DatasetError(f"{path}: not a CityJSON text sequence (line "
-                                           f"{lineno}: {exc.msg}; one JSON object per line)") from None
-                    errors.append(f"{path}: line {lineno}: invalid JSON ({exc.msg})")
+                                           f"{lineno}: {short(exc.msg)}; one JSON object per "
+                                           f"line)") from None
+                    errors.append(f"{path}: line {lineno}: invalid JSON ({short(exc.msg)})")
                     continue
                 if header is None:
                     version = _check_header(item, path, sequence=True)
@@ -125,7 +131,8 @@ def _check_header(doc, path: Path, sequence: bool = False) -> str:
         raise DatasetError(f"{path}: not {what} (no \"type\": \"CityJSON\" at top level)")
     version = str(doc.get("version", ""))
     if not any(version == v or version.startswith(v + ".") for v in SUPPORTED_VERSIONS):
-        raise DatasetError(f"{path}: CityJSON version '{version}' is not supported (expected "
+        raise DatasetError(f"{path}: CityJSON version '{short(version, 20)}' is not supported "
+                           f"(expected "
                            f"{', '.join(SUPPORTED_VERSIONS)})")
     return version
 
@@ -152,7 +159,7 @@ def _read_document(doc: dict, path: Path, crs: str | None, version: str) -> City
     try:
         vertices = _vertices(doc)
     except (TypeError, ValueError, KeyError) as exc:
-        raise DatasetError(f"{path}: malformed 'vertices' or 'transform' ({exc})") from None
+        raise DatasetError(f"{path}: malformed 'vertices' or 'transform' ({short(exc)})") from None
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
     file_crs = crs or _reference_system(meta)
 
@@ -182,10 +189,10 @@ def _read_document(doc: dict, path: Path, crs: str | None, version: str) -> City
                 building.notes.append(notes[oid])
             buildings.append(building)
         except DatasetError as exc:
-            errors.append(f"{path}: building {oid}: {exc}")
+            errors.append(f"{path}: building {short(oid, 60)}: {exc}")
         except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
-            errors.append(f"{path}: building {oid}: malformed geometry "
-                          f"({type(exc).__name__}: {exc})")
+            errors.append(f"{path}: building {short(oid, 60)}: malformed geometry "
+                          f"({type(exc).__name__}: {short(exc)})")
     return CityFile(str(path), f"CityJSON {version}", buildings, errors, file_crs,
                     _metadata(doc, version))
 
@@ -273,7 +280,7 @@ def _lod_value(geom: dict) -> float:
     try:
         return float(lod)
     except (TypeError, ValueError):
-        raise DatasetError(f"geometry without a valid 'lod' ({lod!r})") from None
+        raise DatasetError(f"geometry without a valid 'lod' ({short(repr(lod), 40)})") from None
 
 
 def _read_building(oid, obj, objects, kids, vertices, path, crs) -> CityBuilding:
@@ -299,29 +306,140 @@ def _read_building(oid, obj, objects, kids, vertices, path, crs) -> CityBuilding
     if not shell_geoms:
         other = {g.get("type") for _, _, cobj in members for g in (cobj.get("geometry") or [])
                  if isinstance(g, dict)}
-        what = f" (only {', '.join(sorted(map(str, other)))})" if other else ""
+        what = f" (only {short(', '.join(sorted(map(str, other))))})" if other else ""
         raise DatasetError(f"no surfaces or solids{what}")
     best = max(_lod_value(g) for _, _, g in shell_geoms)
     if best < 1:
         raise DatasetError(f"only LoD{best:g} geometry (footprints have no height)")
-    notes = []
-    lods = sorted({_lod_value(g) for _, _, g in geoms})
-    if len(lods) > 1:
-        notes.append(f"LoD{best:g} used; also has LoD {', '.join(f'{v:g}' for v in lods if v != best)}")
-    surfaces: list[Surface] = []
-    dropped = 0
-    for cid, base, geom in geoms:
-        if _lod_value(geom) != best:
-            continue
-        made, n_dropped = _geometry_surfaces(cid, base, geom, vertices, int(best),
-                                             len(surfaces))
-        surfaces += made
-        dropped += n_dropped
-    if dropped:
-        notes.append(f"{dropped} degenerate polygon{'s' if dropped > 1 else ''} dropped")
+    surfaces, n_dropped, notes, used = _choose_geometry(geoms, shell_geoms, best, vertices,
+                                                        objects)
+    if n_dropped:
+        notes.insert(0, f"{n_dropped} degenerate polygon{'s' if n_dropped > 1 else ''} dropped")
+    other: dict[float, int] = {}
+    for _, _, g in geoms:
+        left = _count_surfaces(g) - used.get(id(g), 0)
+        if left > 0:
+            other[_lod_value(g)] = other.get(_lod_value(g), 0) + left
+    if other:
+        parts = [f"LoD {v:g} ({n} polygon{'s' if n != 1 else ''})"
+                 for v, n in sorted(other.items())]
+        notes.insert(0, f"LoD{best:g} used; also has {' and '.join(parts)}, not imported")
+    surfaces, duplicates = drop_duplicate_polygons(surfaces)
+    if duplicates:
+        notes.append(duplicates)
     attrs = obj.get("attributes") if isinstance(obj.get("attributes"), dict) else {}
     return CityBuilding(oid, str(path), int(best), surfaces, crs, parse_epsg(crs),
                         tuple(part_ids), dict(attrs), notes)
+
+
+def _choose_geometry(geoms, shell_geoms, best, vertices, objects):
+    """``(surfaces, degenerate polygons dropped, notes, {id(geometry): surfaces used})``:
+    the rule of :func:`proc_ml.citygml.gml._choose_geometry`, per city object (the Building
+    and each BuildingPart): everything at ``best``; an object whose shell geometry is only
+    at lower LoDs (>= 1) at its highest one, when at most ``PART_OVERLAP`` of it lies inside
+    what is kept; then a wall / roof / ground kind its semantic surfaces lack at the LoD
+    used, from its highest lower LoD that has it (with the openings in those surfaces)."""
+    surfaces: list[Surface] = []
+    owner_of: list[str] = []            # the city object of each surface
+    used: dict[int, int] = {}
+    notes: list[str] = []
+    dropped = 0
+    shell_kinds = SHELL_KINDS + ("Unclassified",)
+
+    def build(cid, base, geom):
+        return _geometry_surfaces(cid, base, geom, vertices, int(_lod_value(geom)), 0)
+
+    def append(cid, made, n_degenerate, geom, n_used=None):
+        nonlocal dropped
+        offset = len(surfaces)
+        for s in made:
+            if s.parent is not None:
+                s.parent += offset
+        surfaces.extend(made)
+        owner_of.extend([cid] * len(made))
+        dropped += n_degenerate
+        used[id(geom)] = used.get(id(geom), 0) + (_count_surfaces(geom) if n_used is None
+                                                  else n_used)
+
+    def name(cid):
+        obj = objects.get(cid) if isinstance(objects.get(cid), dict) else {}
+        return (f"BuildingPart {short(cid, 60)}" if obj.get("type") == "BuildingPart"
+                else "the Building's own geometry")
+
+    owners = list(dict.fromkeys(cid for cid, _, _ in shell_geoms))
+    lods = {o: {_lod_value(g) for cid, _, g in shell_geoms if cid == o} for o in owners}
+    chosen = {o: best for o in owners if best in lods[o]}
+    for cid, base, geom in geoms:
+        if _lod_value(geom) == best:
+            append(cid, *build(cid, base, geom), geom)
+    for o in owners:
+        low = max((v for v in lods[o] if v >= 1), default=None)
+        if o in chosen or low is None:
+            continue
+        mine = [m for m in shell_geoms if m[0] == o and _lod_value(m[2]) == low]
+        try:
+            built = [(build(*m), m[2]) for m in mine]
+        except DatasetError as exc:
+            notes.append(f"{name(o)} only in LoD{low:g}, which could not be read ({exc}): "
+                         f"not included")
+            continue
+        polys = [p for (made, _), _ in built for s in made if s.kind in shell_kinds
+                 for p in s.polygons]
+        kept = [p for s in surfaces if s.kind in shell_kinds + OPENING_KINDS for p in s.polygons]
+        inside = share_inside(kept, polys)
+        if inside <= PART_OVERLAP:
+            chosen[o] = low
+            for (made, n), geom in built:
+                append(o, made, n, geom)
+            notes.append(f"{name(o)} only in LoD{low:g}: included at LoD{low:g} "
+                         f"({len(polys)} polygons)")
+        elif name(o).startswith("BuildingPart"):
+            notes.append(f"{name(o)} only in LoD{low:g}, {inside:.0%} of it inside the "
+                         f"LoD{best:g} geometry: not included")
+    for o, u in chosen.items():
+        mine = [s for s, w in zip(surfaces, owner_of) if w == o]
+        if any(s.kind == "Unclassified" for s in mine) or not any(s.kind in SHELL_KINDS
+                                                                   for s in mine):
+            continue
+        for kind in FILL_KINDS:
+            if any(s.kind == kind for s in mine):
+                continue
+            for low in sorted((v for v in lods[o] if 1 <= v < u), reverse=True):
+                try:
+                    built = [(build(*m)[0], m[2]) for m in shell_geoms
+                             if m[0] == o and _lod_value(m[2]) == low]
+                except DatasetError:
+                    continue
+                taken = []
+                for made, geom in built:
+                    keep = [s.kind == kind for s in made]
+                    keep = [k or (s.kind in OPENING_KINDS and s.parent is not None
+                                  and keep[s.parent]) for k, s in zip(keep, made)]
+                    taken.append((keep_surfaces(made, keep), geom))
+                n = sum(len(s.polygons) for t, _ in taken for s in t)
+                if not n:
+                    continue
+                where = f" of {name(o)}" if name(o).startswith("BuildingPart") else ""
+                have = [p for s, w in zip(surfaces, owner_of) if w == o
+                        and s.kind in shell_kinds + OPENING_KINDS for p in s.polygons]
+                if closes_holes(have, [p for t, _ in taken for s in t for p in s.polygons]):
+                    for t, geom in taken:
+                        append(o, t, 0, geom, sum(len(s.polygons) for s in t))
+                    notes.append(f"no {kind}{where} in LoD{u:g}: taken from LoD{low:g} ({n} "
+                                 f"polygon{'s' if n > 1 else ''})")
+                else:
+                    notes.append(f"no {kind}{where} in LoD{u:g}; the LoD{low:g} one would not "
+                                 f"close the shell: not included")
+                break
+    return surfaces, dropped, notes, used
+
+
+def _count_surfaces(geom: dict) -> int:
+    """How many surfaces a geometry's boundaries hold (0 when they are malformed)."""
+    try:
+        return len(_flatten(geom.get("boundaries"), _DEPTH[geom["type"]]))
+    except (DatasetError, TypeError, KeyError):
+        return 0
 
 
 def _geometry_surfaces(cid, base, geom, vertices, lod, offset) -> tuple[list[Surface], int]:
@@ -416,7 +534,8 @@ def _semantic_values(values, boundaries, depth: int, n_surfaces: int) -> list:
             elif _is_index(v) and 0 <= int(v) < n_surfaces:
                 out.append(int(v))
             else:
-                raise DatasetError(f"semantics 'values{where}[{i}]' is {json.dumps(v)}, not an "
+                raise DatasetError(f"semantics 'values{where}[{i}]' is "
+                                   f"{short(json.dumps(v), 40)}, not an "
                                    f"index into the {n_surfaces} semantic surfaces")
 
     walk(values, boundaries, depth - 1, "")

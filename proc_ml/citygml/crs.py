@@ -27,6 +27,8 @@ import re
 
 import numpy as np
 
+from .model import short
+
 # Geographic 2D/3D and geocentric EPSG codes that city-model files actually use.
 GEOGRAPHIC_EPSG = frozenset({
     4326, 4979, 4978, 4258, 4937, 4936, 4269, 4617, 4283, 4938, 4939, 7843, 7844, 7842,
@@ -74,15 +76,15 @@ def crs_problem(name: str | None, epsg: int | None) -> str | None:
         return ("no CRS (no srsName / referenceSystem); pass --crs EPSG:... (crs= in Python) if "
                 "you know it")
     if _WEB_MERCATOR_NAMES.search(name) or (epsg is not None and epsg in WEB_MERCATOR_EPSG):
-        return (f"Web Mercator CRS '{name}': its units are not metres on the ground (a unit is "
-                f"1/cos(latitude) m, ~1.6 at 50 deg N), so the building would come out too big; "
-                f"reproject to a projected metric CRS (e.g. the local UTM zone) first")
+        return (f"Web Mercator CRS '{short(name)}': its units are not metres on the ground "
+                f"(~1.6 m per unit at 50 deg N); reproject to a projected metric CRS (e.g. the "
+                f"local UTM zone) first")
     if _GEOGRAPHIC_NAMES.search(name) or (epsg is not None and epsg in GEOGRAPHIC_EPSG):
-        return (f"geographic or geocentric CRS '{name}' (degrees); reproject to a projected "
+        return (f"geographic or geocentric CRS '{short(name)}' (degrees); reproject to a projected "
                 f"CRS in metres first")
     if epsg is None:
-        return (f"unknown CRS '{name}' (no EPSG code); pass --crs EPSG:... (crs= in Python) if "
-                f"you know it")
+        return (f"unknown CRS '{short(name)}' (no EPSG code); pass --crs EPSG:... (crs= in "
+                f"Python) if you know it")
     return None
 
 

@@ -11,9 +11,11 @@ No triangulation library is needed: a polygon (with holes) is handled through
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from .model import Polygon
+from .model import OPENING_KINDS, Polygon, Surface, keep_surfaces
 
 #: At most this many lattice points per polygon (the spacing grows for huge polygons).
 MAX_SAMPLES_PER_POLYGON = 20000
@@ -249,3 +251,153 @@ def open_edge_length(polygons: list[Polygon], tol: float = 2e-3, bucket: float =
     piece_len = np.linalg.norm(verts[pieces[:, 1]] - verts[pieces[:, 0]], axis=1)
     odd = counts % 2 == 1
     return float(piece_len[odd].sum()), float(piece_len.sum())
+
+
+# -- copies of one polygon ------------------------------------------------------------------
+#: Two polygons whose vertices lie within this distance (m) of each other's, in the same
+#: cyclic order (either way round), holes too, are copies of one polygon. Exporters that
+#: write every polygon twice put the copy 0-2 mm away; a pane set back behind its frame, or
+#: the two faces of a thin slab, are centimetres apart and are not copies.
+DUPLICATE_TOLERANCE = 0.01
+_NEIGHBOURS = [(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)]
+
+
+def ring_match(a: np.ndarray, b: np.ndarray, tol: float) -> int:
+    """1 when ring ``b`` has ``a``'s vertices (each within ``tol``) in the same cyclic order,
+    -1 when in the reverse order (the other winding), 0 when it is another ring."""
+    if len(a) != len(b):
+        return 0
+    n = len(b)
+    for j in np.flatnonzero(np.linalg.norm(b - a[0], axis=1) <= tol):
+        if np.all(np.linalg.norm(np.roll(b, -j, axis=0) - a, axis=1) <= tol):
+            return 1
+        if np.all(np.linalg.norm(np.roll(b[::-1], j + 1 - n, axis=0) - a, axis=1) <= tol):
+            return -1
+    return 0
+
+
+def same_polygon(a: Polygon, b: Polygon, tol: float = DUPLICATE_TOLERANCE) -> int:
+    """:func:`ring_match` of the exteriors when the holes match too (in any order), else 0."""
+    m = ring_match(a.exterior, b.exterior, tol)
+    if not m or len(a.interiors) != len(b.interiors):
+        return 0
+    rest = list(b.interiors)
+    for hole in a.interiors:
+        k = next((k for k, r in enumerate(rest) if ring_match(hole, r, tol)), None)
+        if k is None:
+            return 0
+        rest.pop(k)
+    return m
+
+
+def duplicate_polygons(polygons: list[Polygon], tol: float = DUPLICATE_TOLERANCE
+                       ) -> tuple[list[int], int]:
+    """``(indices, reversed)``: the polygons that repeat an earlier one of the list
+    (:func:`same_polygon`), and how many of those are wound the other way round.
+    Polygons that merely share an edge or a vertex are not copies."""
+    if not polygons:
+        return [], 0
+    # copies have the same vertex count and vertex means within tol: neighbouring cells
+    counts = np.array([len(p.exterior) for p in polygons])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    means = np.add.reduceat(np.concatenate([p.exterior for p in polygons]), starts,
+                            axis=0) / counts[:, None]
+    keys = np.floor(means / tol).astype(np.int64).tolist()
+    cells: dict[tuple, list[int]] = {}
+    dups, turned = [], 0
+    for i, (poly, (x, y, z)) in enumerate(zip(polygons, keys)):
+        n = len(poly.exterior)
+        match = 0
+        for dx, dy, dz in _NEIGHBOURS:
+            for j in cells.get((n, x + dx, y + dy, z + dz), ()):
+                match = same_polygon(polygons[j], poly, tol)
+                if match:
+                    break
+            if match:
+                break
+        if match:
+            dups.append(i)
+            turned += match < 0
+        else:
+            cells.setdefault((n, x, y, z), []).append(i)
+    return dups, turned
+
+
+def drop_duplicate_polygons(surfaces: list[Surface], tol: float = DUPLICATE_TOLERANCE
+                            ) -> tuple[list[Surface], str | None]:
+    """The surfaces without the shell polygons that copy another shell polygon of the
+    building (:func:`duplicate_polygons`; installations are not looked at), and a note
+    saying how many were dropped (None when none). Of two copies the one kept is a
+    Window / Door's over a boundary surface's over an Unclassified one, else the first in
+    the file; a surface left without polygons is dropped (openings' parents renumbered)."""
+    rank = {k: 0 for k in OPENING_KINDS}
+    rank["Unclassified"] = 2
+    entries = sorted(((rank.get(s.kind, 1), si, pi) for si, s in enumerate(surfaces)
+                      if s.kind != "BuildingInstallation" for pi in range(len(s.polygons))),
+                     key=lambda e: e[0])
+    dups, turned = duplicate_polygons([surfaces[si].polygons[pi] for _, si, pi in entries], tol)
+    if not dups:
+        return surfaces, None
+    drop = {(entries[i][1], entries[i][2]) for i in dups}
+    thinned = [replace(s, polygons=[p for pi, p in enumerate(s.polygons) if (si, pi) not in drop])
+               for si, s in enumerate(surfaces)]
+    kept = keep_surfaces(thinned, [bool(t.polygons) or not s.polygons
+                                   for s, t in zip(surfaces, thinned)])
+    n = len(dups)
+    other_way = f", {turned} of them wound the other way" if turned else ""
+    return kept, (f"{n} duplicate polygon{'s' if n > 1 else ''} dropped (a copy of another "
+                  f"within {tol * 100:g} cm{other_way})")
+
+
+def vector_area(polygons: list[Polygon]) -> tuple[np.ndarray, float]:
+    """``(sum of normal x area, sum of area)`` of polygons: the first is zero for a closed
+    shell, and the vector area of its holes otherwise."""
+    total, area = np.zeros(3), 0.0
+    for p in polygons:
+        n, a = normal_area(p)
+        total += n * a
+        area += a
+    return total, area
+
+
+def closes_holes(shell: list[Polygon], added: list[Polygon], slack: float = 0.05) -> bool:
+    """Whether adding ``added`` to ``shell`` leaves its holes no bigger (the length of the
+    vector area grows by at most ``slack`` of the added area): a missing roof or ground
+    closes a hole, walls all round change nothing, a second bottom under one that is
+    already there opens one."""
+    before, _ = vector_area(shell)
+    extra, area = vector_area(added)
+    return bool(np.linalg.norm(before + extra) <= np.linalg.norm(before) + slack * area)
+
+
+# -- does one part lie inside another? ------------------------------------------------------
+def share_inside(shell: list[Polygon], part: list[Polygon], depth: float = 0.3,
+                 max_probes: int = 600) -> float:
+    """Area share (0-1) of ``part`` (a closed-ish shell) whose inside -- probes ``depth`` m
+    behind its faces -- lies inside ``shell`` (generalised winding number above 1/2 in
+    absolute value, so either winding of ``shell`` counts). A part next to ``shell`` (a
+    shared wall) gives ~0, a part inside it ~1."""
+    tris = [fan_triangles(p) for p in shell]
+    tris = np.concatenate(tris) if tris else np.zeros((0, 3, 3))
+    sampled = [(normal_area(p), p) for p in part]
+    total = sum(a for (_, a), _ in sampled)
+    if len(tris) == 0 or total <= 0:
+        return 0.0
+    # which way the part is wound: sign of its volume (divergence theorem, field x / 3)
+    ref = np.concatenate([p.exterior for p in part]).mean(axis=0)
+    volume = sum(float(n @ (p.exterior.mean(axis=0) - ref)) * a for (n, a), p in sampled)
+    inward = -1.0 if volume >= 0 else 1.0
+    spacing = max(0.25, float(np.sqrt(total / max_probes)))
+    pts, wts = [], []
+    for (normal, area), poly in sampled:
+        if area <= 0:
+            continue
+        p, w, _, _ = sample_polygon(poly, spacing)
+        pts.append(p + inward * depth * normal)
+        wts.append(w)
+    pts, wts = np.concatenate(pts), np.concatenate(wts)
+    if len(pts) > max_probes:
+        pick = np.linspace(0, len(pts) - 1, max_probes).astype(np.int64)
+        pts, wts = pts[pick], wts[pick]
+    w = winding_numbers(pts, tris)
+    return float(wts[np.abs(w) > 0.5].sum() / wts.sum())

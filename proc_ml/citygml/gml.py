@@ -18,13 +18,21 @@ Geometry: ``gml:Polygon`` / ``PolygonPatch`` / ``Triangle`` / ``Rectangle`` with
 ``gml:posList`` (``srsDimension`` from the element or an ancestor, default 3), ``gml:pos``
 or ``gml:coordinates``, inside any ``MultiSurface`` / ``CompositeSurface`` / ``Surface`` /
 ``Solid`` / ``MultiGeometry`` / ``OrientableSurface`` (``orientation="-"`` reverses), and
-``xlink:href="#id"`` references to any of these or to a whole semantic surface.
-Interior rooms, furniture, appearances, implicit geometry and curves are skipped.
+``xlink:href="#id"`` references to any of these or to a whole semantic surface; a
+reference to an id that is not in the file skips only that piece, with a note naming it
+(the building fails only when nothing is left). Interior rooms, furniture, appearances,
+implicit geometry and curves are skipped. A top-level ``BuildingPart`` with no Building
+around it (and that no Building refers to) is read as a building of its own, with a note.
 
-The highest LoD with shell geometry is kept (openings only exist in LoD3/4). Degenerate
-polygons (fewer than 3 distinct vertices) are dropped with a note; coordinates that are
-not numbers, or a ``posList`` whose length is not a multiple of its dimension, make the
-building fail with one line, and the other buildings of the file are still read.
+The highest LoD with shell geometry is used (openings only exist in LoD3/4); a
+BuildingPart with shell geometry only in a lower LoD is added at its own LoD unless it lies
+inside what is kept, and a wall / roof / ground kind missing at the LoD used is taken from
+a lower one (:func:`_choose_geometry`); notes say what was added and what was not imported.
+Degenerate polygons (fewer than 3 distinct vertices) and copies of another polygon of the
+shell (within 1 cm, :func:`proc_ml.citygml.geometry.drop_duplicate_polygons`) are dropped
+with a note; coordinates that are not numbers, or a ``posList`` whose length is not a
+multiple of its dimension, make the building fail with one line, and the other buildings
+of the file are still read.
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ import numpy as np
 
 from ..errors import DatasetError
 from .crs import parse_epsg
-from .model import SHELL_KINDS, CityBuilding, CityFile, Polygon, Surface
+from .geometry import closes_holes, drop_duplicate_polygons, share_inside
+from .model import OPENING_KINDS, SHELL_KINDS, CityBuilding, CityFile, Polygon, Surface, short
 
 GML_NAMESPACES = ("http://www.opengis.net/gml", "http://www.opengis.net/gml/3.2")
 CITYGML_PREFIX = "http://www.opengis.net/citygml/"
@@ -57,13 +66,19 @@ _SKIP = frozenset({
     "interiorFurniture", "BuildingFurniture", "buildingFurniture", "address", "Address",
     "externalReference", "generalizesTo", "relativeToTerrain", "Envelope", "buildingSubdivision",
     "BuildingUnit", "Storey", "BuildingStorey", "InteriorWallSurface", "CeilingSurface",
-    "FloorSurface", "lod0FootPrint", "lod0RoofEdge",
+    "FloorSurface", "lod0FootPrint", "lod0RoofEdge", "relatedTo", "dynamizer",
 })
 _LOD_GEOMETRY = re.compile(r"^lod([0-4])(MultiSurface|Solid|Geometry|CompositeSurface|Surface)$")
 _POLYGON_TAGS = frozenset({"Polygon", "PolygonPatch", "Triangle", "Rectangle"})
 _CURVE_TAGS = frozenset({"LineString", "Curve", "MultiCurve", "CompositeCurve", "Point",
                          "MultiPoint", "OrientableCurve"})
 _LICENCE_WORDS = re.compile(r"licen[cs]e|copyright|attribution|rights|urheber|lizenz", re.I)
+#: A BuildingPart (or the Building's own geometry) that has shell geometry only below the
+#: LoD used is added at its own LoD when at most this share of it lies inside what is kept.
+PART_OVERLAP = 0.1
+#: Boundary surfaces taken from a lower LoD when the LoD used has none of that kind.
+FILL_KINDS = ("WallSurface", "RoofSurface", "GroundSurface")
+_SHELL_GEOMETRY = SHELL_KINDS + ("Unclassified",)
 
 
 def _local(tag) -> str:
@@ -105,37 +120,50 @@ def read_citygml(path: str | Path, crs: str | None = None) -> CityFile:
     try:
         tree = etree.parse(str(path), parser)
     except etree.XMLSyntaxError as exc:
-        raise DatasetError(f"{path}: not a CityGML file (not well-formed XML: {exc.msg})") from None
+        raise DatasetError(f"{path}: not a CityGML file (not well-formed XML: "
+                           f"{short(exc.msg, 120)})") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read ({exc})") from None
     root = tree.getroot()
     version = citygml_version(root)
     if version is None and _local(root.tag) == "CityModel" and \
             _namespace(root.tag).startswith(PRESTANDARD_PREFIX):
-        raise DatasetError(f"{path}: pre-standard CityGML ('{_namespace(root.tag)}') is not "
+        raise DatasetError(f"{path}: pre-standard CityGML ('{short(_namespace(root.tag))}') is not "
                            f"supported; convert it to CityGML 1.0, 2.0 or 3.0 first")
     if version is None:
-        raise DatasetError(f"{path}: not a CityGML file (root element <{_local(root.tag)}> in "
-                           f"namespace '{_namespace(root.tag) or 'none'}', expected a CityGML "
-                           f"CityModel)")
+        namespace = short(_namespace(root.tag) or "none", 60)
+        raise DatasetError(f"{path}: not a CityGML file (root element "
+                           f"<{short(_local(root.tag), 40)}> in namespace '{namespace}', "
+                           f"expected a CityGML CityModel)")
     file_crs = crs or _file_crs(root)
     metadata = _file_metadata(tree, root, version)
     index = _IdIndex(root)
     buildings, errors = [], []
-    tops = [b for b in root.iter("{*}Building") if _namespace(b.tag).startswith(CITYGML_PREFIX)
-            and not any(_local(a.tag) == "Building" for a in b.iterancestors())]
+    tops = _top_buildings(root)
     for n, elem in enumerate(tops):
         bid = _gml_id(elem) or f"#{n}"
         try:
             buildings.append(_read_building(elem, bid, path, index, crs, file_crs))
         except DatasetError as exc:
-            errors.append(f"{path}: building {bid}: {exc}")
+            errors.append(f"{path}: building {short(bid, 60)}: {exc}")
     if not tops:
         errors.append(f"{path}: no Building in the file")
     return CityFile(str(path), f"CityGML {version}", buildings, errors, file_crs, metadata)
 
 
 # -- file level ---------------------------------------------------------------------------
+def _top_buildings(root) -> list:
+    """The top-level ``Building`` s and, in document order among them, every
+    ``BuildingPart`` with no Building / BuildingPart around it that no building refers to
+    by ``xlink:href`` (an extract of one part): it is imported as a building of its own."""
+    tops = [b for b in root.iter("{*}Building", "{*}BuildingPart")
+            if _namespace(b.tag).startswith(CITYGML_PREFIX)
+            and not any(_local(a.tag) in ("Building", "BuildingPart") for a in b.iterancestors())]
+    referenced = {str(h).split("#", 1)[-1] for b in tops if _local(b.tag) == "Building"
+                  for h in b.xpath(".//@*[local-name()='href']")}
+    return [b for b in tops if _local(b.tag) == "Building" or _gml_id(b) not in referenced]
+
+
 def _file_crs(root) -> str | None:
     for child in root:
         if _local(child.tag) == "boundedBy":
@@ -204,6 +232,8 @@ class _Collector:
         self.dropped = 0
         self.skipped: set[str] = set()
         self.part_ids: list[str] = []
+        self.missing: list[str] = []        # xlink:href targets not in the file (skipped)
+        self.part_names: dict[int, str] = {}  # owner key of a BuildingPart -> its id
         # id() of lxml proxies is stable only while the proxy lives: keep them alive here.
         self._seen_features: dict[int, object] = {}
 
@@ -216,25 +246,25 @@ class _Collector:
             ln = _local(tag)
             if ln in _SKIP:
                 continue
+            m = _LOD_GEOMETRY.match(ln)
+            if m and m.group(1) == "0":
+                self.skipped.add(ln)
+                continue
+            if not m and ln.startswith("lod") and ln[3:4].isdigit():
+                self.skipped.add(re.sub(r"^lod\d", "lodN", ln))   # curves, implicit geometry
+                continue
             href = child.get(XLINK_HREF)
             target = child
             if href and len(child) == 0:
                 target = self.index.get(href)
-                if target is None:
-                    raise DatasetError(f"<{ln}> refers to '{href}', which is not in the file")
-            m = _LOD_GEOMETRY.match(ln)
-            if m:
-                lod = int(m.group(1))
-                if lod == 0:
-                    self.skipped.add(ln)
+                if target is None:          # a dangling reference: skip only that piece
+                    self.missing.append(href)
                     continue
+            if m:
                 polys = list(self._geometry_node(target, False, 0) if target is not child
                              else self.polygons(child))
                 if polys:
-                    self._surface(ctx, lod)["polygons"].extend(polys)
-                continue
-            if ln.startswith("lod") and ln[3:4].isdigit():
-                self.skipped.add(re.sub(r"^lod\d", "lodN", ln))   # curves, implicit geometry
+                    self._surface(ctx, int(m.group(1)))["polygons"].extend(polys)
                 continue
             self._feature_or_children(target, ctx)
 
@@ -248,19 +278,22 @@ class _Collector:
             self._seen_features[id(elem)] = elem
             if ln == "BuildingPart":
                 self.part_ids.append(_gml_id(elem) or f"part{len(self.part_ids)}")
+                self.part_names[id(elem)] = self.part_ids[-1]
                 ctx = {"kind": "Unclassified", "key": id(elem), "id": _gml_id(elem),
-                       "parent_key": None}
+                       "parent_key": None, "owner": id(elem)}
             else:
                 kind = _SEMANTIC[ln]
                 parent_key = ctx["key"] if kind in ("Window", "Door") else None
-                ctx = {"kind": kind, "key": id(elem), "id": _gml_id(elem), "parent_key": parent_key}
+                ctx = {"kind": kind, "key": id(elem), "id": _gml_id(elem), "parent_key": parent_key,
+                       "owner": ctx["owner"]}
         self.walk(elem, ctx)
 
     def _surface(self, ctx, lod):
         key = (ctx["key"], lod)
         if key not in self.surfaces:
-            self.surfaces[key] = {"kind": ctx["kind"], "id": ctx["id"], "lod": lod,
-                                  "parent_key": ctx.get("parent_key"), "polygons": []}
+            self.surfaces[key] = {"kind": ctx["kind"], "id": ctx["id"], "lod": lod, "key": key,
+                                  "parent_key": ctx.get("parent_key"), "owner": ctx["owner"],
+                                  "polygons": []}
         return self.surfaces[key]
 
     # geometry walk
@@ -271,12 +304,12 @@ class _Collector:
             tag = child.tag
             if not isinstance(tag, str):
                 continue
-            ln = _local(tag)
             href = child.get(XLINK_HREF)
             if href and len(child) == 0:
                 target = self.index.get(href)
-                if target is None:
-                    raise DatasetError(f"<{ln}> refers to '{href}', which is not in the file")
+                if target is None:          # a dangling reference: skip only that polygon
+                    self.missing.append(href)
+                    continue
                 yield from self._geometry_node(target, reverse, depth + 1)
                 continue
             yield from self._geometry_node(child, reverse, depth)
@@ -323,17 +356,31 @@ def _dimension(node) -> int:
             try:
                 return int(dim)
             except ValueError:
-                raise DatasetError(f"srsDimension '{dim}' is not an integer") from None
+                raise DatasetError(f"srsDimension '{short(dim, 20)}' is not an integer") from None
     return 3
+
+
+def _pid(pid) -> str:
+    return short(pid, 40) if pid else "(no id)"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _numbers(text: str, pid) -> np.ndarray:
     try:
         values = np.array(text.replace(",", " ").split(), dtype=np.float64)
     except ValueError:
-        raise DatasetError(f"polygon {pid or '(no id)'}: coordinates that are not numbers") from None
+        bad = next((v for v in text.replace(",", " ").split() if not _is_number(v)), "")
+        raise DatasetError(f"polygon {_pid(pid)}: coordinates that are not numbers "
+                           f"('{short(bad, 20)}')") from None
     if not np.all(np.isfinite(values)):
-        raise DatasetError(f"polygon {pid or '(no id)'}: non-finite coordinates")
+        raise DatasetError(f"polygon {_pid(pid)}: non-finite coordinates")
     return values
 
 
@@ -347,8 +394,8 @@ def _ring(boundary, pid) -> np.ndarray | None:
             dim = _dimension(elem)
             values = _numbers(elem.text or "", pid)
             if dim not in (2, 3) or len(values) % dim:
-                raise DatasetError(f"polygon {pid or '(no id)'}: posList of {len(values)} numbers "
-                                   f"does not split into {dim}-D points")
+                raise DatasetError(f"polygon {_pid(pid)}: posList of {len(values)} numbers "
+                                   f"does not split into {short(dim, 20)}-D points")
             chunks.append(values.reshape(-1, dim))
         elif ln == "pos":
             values = _numbers(elem.text or "", pid)
@@ -356,13 +403,13 @@ def _ring(boundary, pid) -> np.ndarray | None:
         elif ln == "coordinates":
             values = _numbers(elem.text or "", pid)
             if len(values) % 3:
-                raise DatasetError(f"polygon {pid or '(no id)'}: gml:coordinates is not 3-D")
+                raise DatasetError(f"polygon {_pid(pid)}: gml:coordinates is not 3-D")
             chunks.append(values.reshape(-1, 3))
     if not chunks:
         return None
     dims = {c.shape[1] for c in chunks}
     if dims != {3}:
-        raise DatasetError(f"polygon {pid or '(no id)'}: {min(dims)}-D coordinates (need x y z)")
+        raise DatasetError(f"polygon {_pid(pid)}: {min(dims)}-D coordinates (need x y z)")
     pts = np.concatenate(chunks)
     return clean_ring(pts)
 
@@ -405,48 +452,166 @@ def _attributes(elem) -> dict:
 
 def _read_building(elem, bid, path, index, crs_override, file_crs) -> CityBuilding:
     collector = _Collector(index, bid)
-    root_ctx = {"kind": "Unclassified", "key": id(elem), "id": bid, "parent_key": None}
-    collector._seen_features[id(elem)] = elem
+    root_key = id(elem)
+    root_ctx = {"kind": "Unclassified", "key": root_key, "id": bid, "parent_key": None,
+                "owner": root_key}
+    collector._seen_features[root_key] = elem
+    orphan = _local(elem.tag) == "BuildingPart"
+    if orphan:                  # a BuildingPart with no Building around it
+        collector.part_ids.append(bid)
+        collector.part_names[root_key] = bid
     collector.walk(elem, root_ctx)
+    _drop_solid_references(collector.surfaces.values())
     found = [s for s in collector.surfaces.values() if s["polygons"]]
-    shell = [s for s in found if s["kind"] in SHELL_KINDS + ("Unclassified",)]
+    shell = [s for s in found if s["kind"] in _SHELL_GEOMETRY]
     if not shell:
-        what = (f" (only {', '.join(sorted(collector.skipped))})" if collector.skipped else "")
-        raise DatasetError(f"no surfaces or solids in LoD1-4{what}")
+        what = [f"only {', '.join(sorted(collector.skipped))}"] if collector.skipped else []
+        if collector.missing:
+            what.append(_missing_text(collector.missing))
+        raise DatasetError("no surfaces or solids in LoD1-4" +
+                           (f" ({'; '.join(what)})" if what else ""))
     lod = max(s["lod"] for s in shell)
-    chosen = [s for s in found if s["lod"] == lod]
+    kept, lod_notes = _choose_geometry(found, shell, lod, collector.part_names)
+    position = {s["key"]: i for i, s in enumerate(kept)}
+    surfaces = [Surface(s["kind"], s["polygons"], s["lod"], s["id"],
+                        position.get((s["parent_key"], s["lod"]))
+                        if s["parent_key"] is not None else None)
+                for s in kept]
     notes = []
-    # A building-level solid usually references the boundary surfaces' polygons: keep an
-    # unclassified polygon only when no semantic surface has it already.
-    classified = [p for s in chosen if s["kind"] != "Unclassified" for p in s["polygons"]]
-    if classified:
-        known_ids = {p.polygon_id for p in classified if p.polygon_id}
-        known_keys = {_fingerprint(p) for p in classified}
-        for s in chosen:
-            if s["kind"] == "Unclassified":
-                s["polygons"] = [p for p in s["polygons"] if p.polygon_id not in known_ids
-                                 and _fingerprint(p) not in known_keys]
-        extra = sum(len(s["polygons"]) for s in chosen if s["kind"] == "Unclassified")
-        if extra:
-            notes.append(f"{extra} polygons without a semantic surface kept as Unclassified")
-    keyed = [(k, s) for k, s in collector.surfaces.items() if s["lod"] == lod and s["polygons"]]
-    chosen = [s for _, s in keyed]
-    position = {k[0]: i for i, (k, _) in enumerate(keyed)}
-    surfaces = [Surface(s["kind"], s["polygons"], lod, s["id"],
-                        position.get(s["parent_key"]) if s["parent_key"] is not None else None)
-                for s in chosen]
+    unclassified = sum(len(s["polygons"]) for s in kept if s["kind"] == "Unclassified"
+                       and s["has_classified"])
+    if unclassified:
+        notes.append(f"{unclassified} polygons without a semantic surface kept as Unclassified")
     if collector.dropped:
         notes.append(f"{collector.dropped} degenerate polygon"
                      f"{'s' if collector.dropped > 1 else ''} dropped")
+    notes += lod_notes
     if collector.skipped:
         notes.append("geometry without surfaces skipped (curves, implicit or LoD0 geometry): "
                      + ", ".join(sorted(collector.skipped)))
-    other = sorted({s["lod"] for s in found} - {lod})
-    if other:
-        notes.append(f"LoD{lod} used; also has LoD {', '.join(map(str, other))}")
+    notes += _other_lods(found, kept, lod)
+    surfaces, duplicates = drop_duplicate_polygons(surfaces)
+    if duplicates:
+        notes.append(duplicates)
+    if collector.missing:
+        notes.append(f"{_missing_text(collector.missing)} skipped")
+    if orphan:
+        notes.append("a BuildingPart with no Building around it: imported as a building")
     crs = crs_override or _building_crs(elem) or file_crs
     return CityBuilding(bid, str(path), lod, surfaces, crs, parse_epsg(crs),
                         tuple(collector.part_ids), _attributes(elem), notes)
+
+
+def _drop_solid_references(surfaces) -> None:
+    """A building-level solid usually refers to the boundary surfaces' polygons: per LoD,
+    an unclassified polygon is kept only when no semantic surface of that LoD has it
+    already (same gml:id, else the same vertices at 1 mm). Marks every surface with
+    ``has_classified`` (its LoD has semantic polygons)."""
+    by_lod: dict[int, list] = {}
+    for s in surfaces:
+        by_lod.setdefault(s["lod"], []).append(s)
+    for group in by_lod.values():
+        classified = [p for s in group if s["kind"] != "Unclassified" for p in s["polygons"]]
+        for s in group:
+            s["has_classified"] = bool(classified)
+        if not classified:
+            continue
+        known_ids = {p.polygon_id for p in classified if p.polygon_id}
+        known_keys = {_fingerprint(p) for p in classified}
+        for s in group:
+            if s["kind"] == "Unclassified":
+                s["polygons"] = [p for p in s["polygons"] if p.polygon_id not in known_ids
+                                 and _fingerprint(p) not in known_keys]
+
+
+def _choose_geometry(found, shell, lod, part_names) -> tuple[list, list[str]]:
+    """The surfaces to import (in file order) and notes on what came from a lower LoD.
+
+    Everything at ``lod`` (the highest LoD with shell geometry) is kept. A BuildingPart
+    (or the Building's own geometry) with shell geometry only at lower LoDs is added at its
+    highest one when at most ``PART_OVERLAP`` of it lies inside what is kept (a wing
+    modelled in LoD2 beside a LoD3 main part); one inside it (a generalised copy) is not.
+    Then, per BuildingPart / Building, a wall, roof or ground kind (``FILL_KINDS``) that
+    its semantic surfaces lack at the LoD used is taken from its highest lower LoD that has
+    it (a LoD3 facade model whose roof is only in LoD2), with the openings in those
+    surfaces -- not when it has unclassified geometry there (nothing says what is missing).
+    """
+    owners = list(dict.fromkeys(s["owner"] for s in found))
+    shell_lods = {o: {s["lod"] for s in shell if s["owner"] == o} for o in owners}
+    used = {o: lod for o in owners if lod in shell_lods[o]}
+    kept = {id(s) for s in found if used.get(s["owner"]) == s["lod"]}
+    notes = []
+
+    def kept_shell():
+        return [p for s in found if id(s) in kept and s["kind"] in _SHELL_GEOMETRY + OPENING_KINDS
+                for p in s["polygons"]]
+
+    for o in owners:
+        if o in used or not shell_lods[o]:
+            continue
+        low = max(shell_lods[o])
+        mine = [s for s in found if s["owner"] == o and s["lod"] == low]
+        polys = [p for s in mine if s["kind"] in _SHELL_GEOMETRY for p in s["polygons"]]
+        name = (f"BuildingPart {short(part_names[o], 60)}" if o in part_names
+                else "the Building's own geometry")
+        inside = share_inside(kept_shell(), polys)
+        if inside <= PART_OVERLAP:
+            used[o] = low
+            kept.update(id(s) for s in mine)
+            notes.append(f"{name} only in LoD{low}: included at LoD{low} ({len(polys)} polygons)")
+        elif o in part_names:
+            notes.append(f"{name} only in LoD{low}, {inside:.0%} of it inside the LoD{lod} "
+                         f"geometry: not included")
+    for o, u in used.items():
+        mine = [s for s in found if s["owner"] == o and s["lod"] == u]
+        if any(s["kind"] == "Unclassified" for s in mine) or \
+                not any(s["kind"] in SHELL_KINDS for s in mine):
+            continue
+        for kind in FILL_KINDS:
+            if any(s["kind"] == kind for s in mine):
+                continue
+            lower = [s for s in found if s["owner"] == o and s["kind"] == kind and s["lod"] < u]
+            if not lower:
+                continue
+            low = max(s["lod"] for s in lower)
+            take = [s for s in lower if s["lod"] == low]
+            keys = {s["key"][0] for s in take}
+            take += [s for s in found if s["lod"] == low and s["parent_key"] in keys]
+            n = sum(len(s["polygons"]) for s in take)
+            where = f" of BuildingPart {short(part_names[o], 60)}" if o in part_names else ""
+            have = [p for s in found if id(s) in kept and s["owner"] == o
+                    and s["kind"] in _SHELL_GEOMETRY + OPENING_KINDS for p in s["polygons"]]
+            if closes_holes(have, [p for s in take for p in s["polygons"]]):
+                kept.update(id(s) for s in take)
+                notes.append(f"no {kind}{where} in LoD{u}: taken from LoD{low} ({n} polygon"
+                             f"{'s' if n > 1 else ''})")
+            else:
+                notes.append(f"no {kind}{where} in LoD{u}; the LoD{low} one would not close "
+                             f"the shell: not included")
+    return [s for s in found if id(s) in kept], notes
+
+
+def _other_lods(found, kept, lod) -> list[str]:
+    """One note naming the other LoDs and how many of their polygons were not imported."""
+    kept_ids = {id(s) for s in kept}
+    dropped: dict[int, int] = {}
+    for s in found:
+        if id(s) not in kept_ids:
+            dropped[s["lod"]] = dropped.get(s["lod"], 0) + len(s["polygons"])
+    if not dropped:
+        return []
+    parts = [f"LoD {k} ({n} polygon{'s' if n > 1 else ''})" for k, n in sorted(dropped.items())]
+    return [f"LoD{lod} used; also has {' and '.join(parts)}, not imported"]
+
+
+def _missing_text(missing: list[str]) -> str:
+    """'2 xlink:href references to ids not in the file: '#a', '#b'' (at most 3 named)."""
+    names = list(dict.fromkeys(missing))
+    shown = ", ".join(f"'{short(h, 40)}'" for h in names[:3])
+    more = f" (+{len(names) - 3} more)" if len(names) > 3 else ""
+    n = len(missing)
+    return (f"{n} xlink:href reference{'s' if n > 1 else ''} to ids not in the file: "
+            f"{shown}{more}")
 
 
 def _building_crs(elem) -> str | None:

@@ -27,6 +27,19 @@ OPENING_KINDS = ("Window", "Door")
 #: geometry without ``semantics``); ``BuildingInstallation``: balconies, dormers, stairs...
 #: attached to the building (kept for statistics, not part of the shell).
 KINDS = SHELL_KINDS + OPENING_KINDS + ("Unclassified", "BuildingInstallation")
+#: At most this many characters of a value from the file (an id, a CRS name, a parser
+#: message) are quoted in an error line or a note: lines stay short whatever the file holds.
+QUOTE_LIMIT = 80
+
+
+def short(value, limit: int = QUOTE_LIMIT) -> str:
+    """``value`` as one line of at most ``limit`` characters: whitespace runs collapsed,
+    the middle of a longer text replaced by ``...`` (its start and end kept)."""
+    text = " ".join(str(value).split())
+    if len(text) <= limit:
+        return text
+    head = (limit - 3) * 2 // 3
+    return text[:head] + "..." + text[len(text) - (limit - 3 - head):]
 
 
 @dataclass
@@ -53,6 +66,20 @@ class Surface:
     lod: int
     surface_id: str | None = None
     parent: int | None = None
+
+
+def keep_surfaces(surfaces: list[Surface], keep) -> list[Surface]:
+    """The surfaces whose index is in ``keep`` (a set or bool sequence), with every
+    ``parent`` index renumbered (None where the parent is not kept)."""
+    chosen = [i for i in range(len(surfaces)) if i in keep] if isinstance(keep, (set, frozenset)) \
+        else [i for i, k in enumerate(keep) if k]
+    new = {old: n for n, old in enumerate(chosen)}
+    out = []
+    for i in chosen:
+        s = surfaces[i]
+        out.append(Surface(s.kind, s.polygons, s.lod, s.surface_id,
+                           new.get(s.parent) if s.parent is not None else None))
+    return out
 
 
 @dataclass
