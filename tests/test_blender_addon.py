@@ -509,3 +509,311 @@ def test_one_bad_object_does_not_stop_the_others_and_results_alone_are_refused(
     select_only(bpy.data.objects["good_parts"])
     with pytest.raises(RuntimeError, match="only proc-ml results are selected"):
         run_operator(tiny_massing_unet_onnx, cell_size=CELL)
+
+
+# -- geometry and scenes nobody here wrote ---------------------------------------------------
+BOX_FACES = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (2, 6, 7, 3), (0, 4, 6, 2), (1, 3, 7, 5)]
+
+
+def box_object(name, low, high, extra_points=()):
+    """A closed box massing (faces: -z, +z, -y, +y, -x, +x), plus loose ``extra_points``."""
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    corners = np.array([[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)], float)
+    points = np.concatenate([low + corners * (high - low), np.asarray(extra_points, float).reshape(-1, 3)])
+    return mesh_object(name, points, BOX_FACES)
+
+
+def world_points(obj):
+    co = np.empty(3 * len(obj.data.vertices), np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    matrix = np.array(obj.matrix_world, np.float64)
+    return co.reshape(-1, 3).astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def test_utm_coordinates_keep_the_result_on_the_cell_grid(scene, tiny_massing_unet_onnx, tmp_path):
+    """A building in UTM metres (northing 5.4e6, where float32 keeps half metres) with walls
+    at 30 degrees, as the Ingolstadt LoD3 buildings come: the result used to be written in
+    world space as float32, off the cell grid, so Export Training Data refused the add-on's
+    own result ('not on the cell grid'). Now it sits at a rounded origin, corrections are
+    kept and the export takes it."""
+    from proc_ml.alignment import rotation_z
+    from proc_ml.formats import grid_npz, grid_path
+
+    b = generate_building(default_config(), 1, 3)
+    quads = quad_mesh(b.occupancy, None, CELL)
+    turned = (quads.vertices - 20.0) @ rotation_z(30.0).T
+    source = mesh_object("utm", turned, np.arange(len(turned)).reshape(-1, 4),
+                         location=(678123.4, 5403789.1, 413.9))
+    select_only(source)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    result = bpy.data.objects["utm_parts"]
+    names = result["proc_ml_parts"].split()
+    select_only(result)
+    select_faces(result.data, [0, 7, 11])
+    assert bpy.ops.object.proc_ml_fix_part(part="door") == {"FINISHED"}
+    select_only(source)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    assert result["proc_ml_part_fix_count"] == 3
+    select_only(result)
+    assert bpy.ops.object.proc_ml_export_training_data(directory=str(tmp_path / "ds")) == {"FINISHED"}
+    rec = grid_npz.read(grid_path(tmp_path / "ds", 0), n_parts=len(names))
+    assert rec.extras["label_fixed"].sum() == 3
+    assert (rec.labels[rec.extras["label_fixed"]] == names.index("door")).all()
+    assert abs(abs(float(rec.extras["rotation_deg"])) - 30.0) < 1e-3
+    assert rec.occupancy.sum() == b.occupancy.sum()
+    assert tuple(result.location) == (678000.0, 5404000.0, 0.0)      # float32 keeps the quads exact
+    assert np.abs(world_points(result).mean(axis=0) - world_points(source).mean(axis=0)).max() < CELL
+
+
+def test_scene_unit_scale_is_honoured(scene, tmp_path):
+    """A centimetre scene (Unit Scale 0.01): a 9 x 6 x 12 m block is 900 x 600 x 1200 units.
+    The model's 3 m cell used to be taken as 3 units (300 cells across: refused), and a cell
+    size given in the scene's units was written to the dataset as metres."""
+    from proc_ml.formats import grid_npz, grid_path, manifest
+
+    scene.unit_settings.scale_length = 0.01
+    try:
+        block = box_object("cm_block", (0, 0, 0), (900, 600, 1200))
+        select_only(block)
+        assert bpy.ops.object.proc_ml_predict_parts(device="cpu", street_sides={"+x"},
+                                                    symmetry="none") == {"FINISHED"}
+        result = bpy.data.objects["cm_block_parts"]
+        assert len(result.data.polygons) == 2 * (3 * 2 + 3 * 4 + 2 * 4)
+        assert result["proc_ml_cell_size"] == 3.0                       # metres
+        points = world_points(result)                                    # the scene's units
+        assert np.allclose(points.min(axis=0), 0.0, atol=1e-3)
+        assert np.allclose(points.max(axis=0), (900, 600, 1200), atol=1e-3)
+        select_only(result)
+        assert bpy.ops.object.proc_ml_export_training_data(directory=str(tmp_path / "ds"),
+                                                           cell_size=300.0) == {"FINISHED"}
+        assert manifest.read(tmp_path / "ds")["cell_size"] == 3.0
+        assert grid_npz.read(grid_path(tmp_path / "ds", 0)).occupancy.sum() == 3 * 2 * 4
+    finally:
+        scene.unit_settings.scale_length = 1.0
+
+
+def test_loose_vertices_do_not_stretch_the_grid(scene, tiny_massing_unet_onnx, capfd):
+    """A massing with a stray vertex far off (a pivot helper, a leftover of a boolean): it
+    used to size the grid (a 187 x 167 x 167 grid over the memory budget: not labelled), and
+    one near another selected building made them 'touch' (join them, said the warning)."""
+    block = box_object("stray", (0, 0, 0), (9, 6, 12), extra_points=[(500, 500, 500), (-60, 3, 1),
+                                                                       (31, 3, 3)])
+    neighbour = box_object("neighbour", (30, 0, 0), (36, 9, 6))
+    bpy.ops.object.select_all(action="DESELECT")
+    block.select_set(True)
+    neighbour.select_set(True)
+    bpy.context.view_layer.objects.active = block
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    result = bpy.data.objects["stray_parts"]
+    assert len(result.data.polygons) == 52
+    points = world_points(result)
+    assert np.allclose(points.min(axis=0), 0.0, atol=1e-4) and np.allclose(points.max(axis=0), (9, 6, 12), atol=1e-4)
+    assert "touch" not in capfd.readouterr().out
+
+
+def test_an_artists_own_parts_object_or_mesh_is_never_overwritten(scene, tiny_massing_unet_onnx, capfd):
+    """An object the artist named <name>_parts, or another object's mesh of that name, used
+    to be taken as the result and overwritten (geometry and materials lost)."""
+    house = box_object("house", (0, 0, 0), (9, 6, 12))
+    own = box_object("house_parts", (20, 0, 0), (23, 3, 3))
+    own.data.materials.append(bpy.data.materials.new("artist_paint"))
+    villa = box_object("villa", (40, 0, 0), (49, 6, 12))
+    other = box_object("other", (60, 0, 0), (61, 1, 1))
+    other.data.name = "villa_parts"
+    bpy.ops.object.select_all(action="DESELECT")
+    house.select_set(True)
+    villa.select_set(True)
+    bpy.context.view_layer.objects.active = house
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    assert len(own.data.polygons) == 6 and [m.name for m in own.data.materials] == ["artist_paint"]
+    assert "part" not in own.data.attributes and "proc_ml_source" not in own
+    assert len(other.data.polygons) == 6 and other.data.name == "villa_parts"
+    result = bpy.data.objects["villa_parts"]
+    assert result.data is not other.data and len(result.data.polygons) == 52
+    printed = capfd.readouterr().out
+    assert "house: not labelled: house_parts already exists and is not the proc-ml result of house" in printed
+
+
+def test_source_in_a_linked_collection(scene, tiny_massing_unet_onnx, tmp_path):
+    """A massing linked from a library inside its (linked) collection: the result used to be
+    linked into that collection (a traceback) and left in no collection, out of sight."""
+    block = box_object("libhouse", (0, 0, 0), (9, 6, 12))
+    collection = bpy.data.collections.new("LibHouses")
+    collection.objects.link(block)
+    scene.collection.objects.unlink(block)
+    library_path = str(tmp_path / "lib.blend")
+    bpy.data.libraries.write(library_path, {collection})
+    bpy.data.objects.remove(block)
+    bpy.data.collections.remove(collection)
+    with bpy.data.libraries.load(library_path, link=True) as (_, linked):
+        linked.collections = ["LibHouses"]
+    scene.collection.children.link(linked.collections[0])
+    try:
+        source = bpy.data.objects["libhouse"]
+        assert source.library is not None
+        select_only(source)
+        assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+        result = bpy.data.objects["libhouse_parts"]
+        assert [c.name for c in result.users_collection] == [scene.collection.name]
+        assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}   # in place
+        assert len([o for o in bpy.data.objects if o.name.startswith("libhouse_parts")]) == 1
+    finally:
+        bpy.data.libraries.remove(bpy.data.libraries[0])
+
+
+def test_edit_mode_result_exports_and_predicts_again(scene, tiny_massing_unet_onnx, tmp_path):
+    """Corrections set in edit mode, then Export Training Data (or Predict again on the
+    massing) with the result still in edit mode: the export was a traceback (attributes
+    read as empty in edit mode), and predicting cleared the result, then failed ('Cannot add
+    vertices in edit mode'), losing its corrections."""
+    from proc_ml.formats import grid_npz, grid_path
+
+    massing = box_object("edited", (0, 0, 0), (9, 6, 12))
+    select_only(massing)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    result = bpy.data.objects["edited_parts"]
+    select_only(result)
+    select_faces_in_edit_mode(result, [3, 4])
+    assert bpy.ops.object.proc_ml_fix_part(part="door") == {"FINISHED"}
+    assert result.mode == "EDIT"
+    assert bpy.ops.object.proc_ml_export_training_data(directory=str(tmp_path / "ds")) == {"FINISHED"}
+    assert result.mode == "EDIT"                       # the artist stays in edit mode
+    assert grid_npz.read(grid_path(tmp_path / "ds", 0)).extras["label_fixed"].sum() == 2
+    # the massing made active while the result stays in edit mode (e.g. from the outliner)
+    bpy.context.view_layer.objects.active = massing
+    massing.select_set(True)
+    assert result.mode == "EDIT"
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    assert result.mode == "OBJECT" and len(result.data.polygons) == 52
+    assert (face_values(result.data, "part_fix", np.int32) >= 0).sum() == 2
+
+
+def test_part_fix_as_names_as_int8_or_on_the_wrong_domain(scene, tiny_massing_unet_onnx):
+    """part_fix made with Blender's own Add Attribute: a String of part names (was a
+    traceback), an 8-bit integer (was refused as float32); on points instead of faces it is
+    an error naming the object (was ignored without a word)."""
+    parts = ("wall", "window", "door", "roof", "balcony", "shopfront", "ground")
+    for kind in ("STRING", "INT8"):
+        massing = box_object(f"fix_{kind}", (0, 0, 0), (9, 6, 12))
+        attribute = massing.data.attributes.new("part_fix", kind, "FACE")
+        if kind == "STRING":
+            for i, item in enumerate(attribute.data):
+                item.value = b"door" if i == 2 else b""            # the -y side
+        else:
+            attribute.data.foreach_set("value", np.array([-1, -1, 2, -1, -1, -1], np.int8))
+        select_only(massing)
+        assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+        result = bpy.data.objects[f"fix_{kind}_parts"]
+        fix = face_values(result.data, "part_fix", np.int32)
+        assert (fix >= 0).sum() == 12 and (fix[fix >= 0] == parts.index("door")).all()
+    on_points = box_object("fix_points", (0, 0, 0), (9, 6, 12))
+    on_points.data.attributes.new("part_fix", "INT", "POINT")
+    select_only(on_points)
+    with pytest.raises(RuntimeError, match=r"fix_points: 'part_fix' is a point attribute; proc-ml reads "
+                                           r"it per face"):
+        run_operator(tiny_massing_unet_onnx, cell_size=CELL)
+    result = bpy.data.objects["fix_INT8_parts"]
+    result.data.attributes.remove(result.data.attributes["part_fix"])
+    result.data.attributes.new("part_fix", "FLOAT", "FACE")
+    select_only(result)
+    select_faces(result.data, [0])
+    with pytest.raises(RuntimeError, match=r"fix_INT8_parts: 'part_fix' is a FLOAT attribute"):
+        bpy.ops.object.proc_ml_fix_part(part="door")
+
+
+def test_outputs_stay_in_the_chosen_folder_and_write_errors_are_one_line(
+        scene, tiny_massing_unet_onnx, tmp_path, monkeypatch):
+    """With the .blend file not saved yet, a '//' folder (or the atlas' default
+    //proc_ml_atlas.png) used to be written relative to wherever Blender was started; a
+    folder that is a file was a traceback."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    assert not bpy.data.filepath
+    massing = box_object("paths", (0, 0, 0), (9, 6, 12))
+    select_only(massing)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    select_only(bpy.data.objects["paths_parts"])
+    with pytest.raises(RuntimeError, match=r"dataset folder '//ds' is relative to the \.blend file, "
+                                           r"which is not saved yet"):
+        bpy.ops.object.proc_ml_export_training_data(directory="//ds")
+    with pytest.raises(RuntimeError, match=r"dataset folder 'ds' is a relative path"):
+        bpy.ops.object.proc_ml_export_training_data(directory="ds")
+    with pytest.raises(RuntimeError, match=r"atlas '//proc_ml_atlas.png' is relative to the \.blend"):
+        bpy.ops.object.proc_ml_texture_building()
+    assert not list(cwd.iterdir())
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(RuntimeError, match=r"paths_parts: cannot write to .*a_file") as error:
+        bpy.ops.object.proc_ml_export_training_data(directory=str(tmp_path / "a_file"))
+    assert "Traceback" not in str(error.value)
+
+
+def test_export_refuses_what_the_dataset_folder_cannot_take(scene, tiny_massing_unet_onnx, tmp_path):
+    """A building on another grid size, vocabulary or cell size than the folder's used to be
+    written before the index rebuild refused it, leaving a folder every later export failed
+    on (or, with a reordered vocabulary, relabelling the older buildings without a word); a
+    First Building ID past the next free one did the same ('ids must run 0..N-1')."""
+    from proc_ml.formats import grid_npz, grid_path
+
+    massing = box_object("folder", (0, 0, 0), (9, 6, 12))
+    select_only(massing)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    result = bpy.data.objects["folder_parts"]
+    select_only(result)
+    ds = tmp_path / "ds"
+    export = bpy.ops.object.proc_ml_export_training_data
+    assert export(directory=str(ds)) == {"FINISHED"}
+    before = grid_npz.read(grid_path(ds, 0)).labels.copy()
+    with pytest.raises(RuntimeError, match=r"holds buildings on a 16x16x16 grid but this one is 3x2x4"):
+        export(directory=str(ds), grid_size=(0, 0, 0))
+    with pytest.raises(RuntimeError, match=r"holds buildings at cell size 3 but this one is at 1\.5"):
+        export(directory=str(ds), cell_size=1.5)
+    parts = result["proc_ml_parts"]
+    result["proc_ml_parts"] = " ".join(reversed(parts.split()))
+    with pytest.raises(RuntimeError, match=r"folder_parts: .* holds buildings labelled with parts"):
+        export(directory=str(ds))
+    result["proc_ml_parts"] = parts
+    with pytest.raises(RuntimeError, match=r"First Building ID 5 would leave ids 1-4 missing"):
+        export(directory=str(ds), building_id=5)
+    with pytest.raises(RuntimeError, match=r"^Error: Formats: unknown format 'mesh'"):
+        export(directory=str(ds), formats="grids,mesh")
+    assert sorted(p.name for p in (ds / "grids").iterdir()) == ["b000000.npz"]      # nothing written
+    assert (grid_npz.read(grid_path(ds, 0)).labels == before).all()
+    assert export(directory=str(ds)) == {"FINISHED"}                                  # the folder still works
+    assert sorted(p.name for p in (ds / "grids").iterdir()) == ["b000000.npz", "b000001.npz"]
+
+
+def test_a_curve_selected_alone_says_what_to_select(scene, tmp_path):
+    """A building outline drawn as a curve, selected alone: the operators were greyed out
+    (from a script: 'context is incorrect') without saying why."""
+    curve = bpy.data.objects.new("outline_curve", bpy.data.curves.new("outline_curve", "CURVE"))
+    scene.collection.objects.link(curve)
+    select_only(curve)
+    with pytest.raises(RuntimeError, match=r"Select one or more mesh massings \(convert curves or text "
+                                           r"first: Object > Convert > Mesh\)"):
+        bpy.ops.object.proc_ml_predict_parts(device="cpu")
+    with pytest.raises(RuntimeError, match=r"Select the <name>_parts results of Predict Building Parts"):
+        bpy.ops.object.proc_ml_export_training_data(directory=str(tmp_path / "ds"))
+    assert not (tmp_path / "ds").exists()
+    bpy.data.objects.remove(curve)
+
+
+def test_a_building_lying_on_its_side_is_noted(scene, tiny_massing_unet_onnx, capfd):
+    """A Z-up file imported with Blender's default Y up (OBJ, glTF) lies on its side: 12 of
+    the 13 Ingolstadt LoD3 buildings were labelled so without a word. The walls and roofs
+    say so (proc_ml.voxelize.detect_up, as proc-ml predict reads mesh files); upright, no
+    note."""
+    from proc_ml.alignment import rotation_z
+
+    b = generate_building(default_config(), 1, 3)
+    quads = quad_mesh(b.occupancy, None, CELL)
+    turned = quads.vertices @ rotation_z(30.0).T          # real walls are seldom square to x / y
+    source = mesh_object("tipped", turned, np.arange(len(turned)).reshape(-1, 4))
+    for rotation, noted in (((np.pi / 2, 0.0, 0.0), True), ((0.0, 0.0, 0.0), False)):
+        source.rotation_euler = rotation
+        bpy.context.view_layer.update()
+        select_only(source)
+        assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+        notes = bpy.data.objects["tipped_parts"]["proc_ml_notes"]
+        assert ("tipped: it lies on its side" in capfd.readouterr().out) == noted
+        assert ("lies on its side" in notes and "Alt+R" in notes) == noted, notes

@@ -25,6 +25,7 @@ from __future__ import annotations
 import sys
 
 import bpy
+import numpy as np
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, IntVectorProperty,
                        StringProperty)
 
@@ -81,6 +82,45 @@ def _import_proc_ml(operator, context, *names):
         operator.report({"ERROR"}, f"proc-ml is not importable from Blender's Python ({exc}); "
                                    f"install it or set the add-on's 'proc-ml Python path'")
         return None
+
+
+def _output_path(path: str, what: str) -> str:
+    """``path`` as an absolute path for writing, or ValueError with the line to report: a
+    blend-relative ``//`` path of an unsaved file, or a relative path, would land wherever
+    Blender was started from."""
+    import os
+
+    if path.startswith("//") and not bpy.data.filepath:
+        raise ValueError(f"{what} '{path}' is relative to the .blend file, which is not saved yet: "
+                         f"save it first or choose an absolute path")
+    resolved = bpy.path.abspath(path)
+    if not os.path.isabs(resolved):
+        raise ValueError(f"{what} '{path}' is a relative path: choose an absolute path")
+    return os.path.normpath(resolved)
+
+
+def _leave_edit_mode(context, objects) -> bool:
+    """Switch the objects of ``objects`` that are in edit mode to object mode: their mesh
+    then holds the edits made there (corrections included; in edit mode its attributes read
+    as empty) and can be rewritten. True when the active object was in edit mode, for
+    :func:`_enter_edit_mode`."""
+    view_layer = context.view_layer
+    active = view_layer.objects.active
+    was_editing = active is not None and active.mode == "EDIT"
+    for obj in objects:
+        if obj is not None and obj.mode == "EDIT" and obj.name in view_layer.objects:
+            view_layer.objects.active = obj       # mode_set works on the active object
+            bpy.ops.object.mode_set(mode="OBJECT")
+    view_layer.objects.active = active
+    return was_editing
+
+
+def _enter_edit_mode(context, was_editing: bool) -> None:
+    """Back to edit mode after :func:`_leave_edit_mode` when the artist was in it."""
+    active = context.view_layer.objects.active
+    if was_editing and active is not None and active.mode != "EDIT":
+        bpy.ops.object.mode_set(mode="EDIT")
+
 
 class ProcMLPartsPreferences(bpy.types.AddonPreferences):
     bl_idname = _package()
@@ -153,7 +193,11 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return any(obj.type == "MESH" for obj in context.selected_objects)
+        if any(obj.type == "MESH" for obj in context.selected_objects):
+            return True
+        cls.poll_message_set("Select one or more mesh massings (convert curves or text first: "
+                             "Object > Convert > Mesh)")
+        return False
 
     def _model_and_device(self, context):
         settings = context.scene.proc_ml_parts
@@ -164,7 +208,8 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
 
     def execute(self, context):
         modules = _import_proc_ml(self, context, "proc_ml.dcc.blender", "proc_ml.dcc.fixes",
-                                  "proc_ml.dcc.predict", "proc_ml.errors")
+                                  "proc_ml.dcc.predict", "proc_ml.errors", "proc_ml.dcc.geometry",
+                                  "proc_ml.voxelize")
         if modules is None:
             return {"CANCELLED"}
         bgeo = modules[0]
@@ -174,6 +219,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
         predict_polygons = modules[2].predict_polygons
         style_vector = modules[2].style_vector
         ProcMLError = modules[3].ProcMLError
+        self._side_note = _side_note_function(modules[4].triangulate, modules[5].detect_up)
         model, device = self._model_and_device(context)
         sources = [obj for obj in context.selected_objects
                    if obj.type == "MESH" and "proc_ml_source" not in obj]
@@ -181,6 +227,20 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
             self.report({"ERROR"}, "only proc-ml results are selected: select the source meshes "
                                    "(a result's source is in its proc_ml_source property)")
             return {"CANCELLED"}
+        # a result in edit mode cannot be rewritten (and its mesh lacks the edits made
+        # there, corrections included): object mode for the run, edit mode again after it
+        editing = _leave_edit_mode(context, sources + [bpy.data.objects.get(obj.name + "_parts")
+                                                       for obj in sources])
+        try:
+            return self._predict(context, bgeo, apply_part_fix, open_session, predict_cell_points,
+                                 predict_polygons, style_vector, ProcMLError, model, device, sources)
+        finally:
+            _enter_edit_mode(context, editing)
+
+    def _predict(self, context, bgeo, apply_part_fix, open_session, predict_cell_points,
+                 predict_polygons, style_vector, ProcMLError, model, device, sources):
+        scale = bgeo.unit_scale(context.scene)       # metres per Blender unit
+        cell_size = float(f"{self.cell_size * scale:.7g}")     # metres (float32 digits dropped)
         depsgraph = context.evaluated_depsgraph_get()
         labelled, fixed, failed, boxes = [], 0, 0, []
         try:
@@ -194,17 +254,19 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
             if note:
                 self.report({"WARNING"}, note)
             for source in sources:
-                points, counts, indices = bgeo.mesh_arrays(source, depsgraph)
+                points, counts, indices = bgeo.mesh_arrays(source, depsgraph, scale)
                 if len(points) == 0:
                     self.report({"WARNING"}, f"{source.name}: empty mesh, nothing to label")
                     continue
-                boxes.append((source.name, points.min(axis=0), points.max(axis=0)))
+                used = points[np.unique(indices)] if len(counts) else points   # no loose vertices
+                boxes.append((source.name, used.min(axis=0), used.max(axis=0)))
                 try:     # one object that cannot be labelled does not stop the others
-                    prims = (predict_polygons(session, points, counts, indices, self.cell_size,
+                    bgeo.previous_result(source)      # never the artist's own <name>_parts
+                    prims = (predict_polygons(session, points, counts, indices, cell_size,
                                               style, street=street, symmetry=symmetry,
                                               entrance=entrance)
                              if len(counts) else
-                             predict_cell_points(session, points, self.cell_size, style,
+                             predict_cell_points(session, points, cell_size, style,
                                                  street=street, symmetry=symmetry,
                                                  entrance=entrance))
                 except ProcMLError as exc:
@@ -212,21 +274,24 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                     failed += 1
                     continue
                 grid_notes = list(prims.grid.notes) if prims.grid is not None else []
+                side = self._side_note(points, counts, indices) if len(counts) else None
+                if side:
+                    grid_notes.insert(0, side)
                 for grid_note in grid_notes:
                     self.report({"WARNING"}, f"{source.name}: {grid_note}")
                 if len(prims) == 0:
                     self.report({"WARNING"}, f"{source.name}: fills no cells at this cell size")
                     continue
                 # the artist's corrections (part_fix) on the massing or the previous result
-                fixes = bgeo.part_fix_sources(source, session.parts, depsgraph)
+                fixes = bgeo.part_fix_sources(source, session.parts, depsgraph, scale=scale)
                 if fixes:
                     prims, fix_report = apply_part_fix(prims, fixes, session.colours)
                     fixed += fix_report.fixed
                     if fix_report.warning():
                         self.report({"WARNING"}, f"{source.name}: {fix_report.warning()}")
                 result = bgeo.result_object(source)
-                bgeo.write_labelled_mesh(result.data, prims,
-                                         bgeo.part_materials(session.parts, session.colours))
+                bgeo.write_result(result, prims, bgeo.part_materials(session.parts, session.colours),
+                                  scale)
                 result["proc_ml_source"] = source.name
                 result["proc_ml_parts"] = " ".join(session.parts)
                 result["proc_ml_cell_size"] = float(prims.grid.cell_size)
@@ -252,6 +317,22 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
         self.report({"WARNING"} if failed else {"INFO"},
                     f"labelled {faces} faces on {len(labelled)} object(s){kept}{not_done}")
         return {"FINISHED"}
+
+
+def _side_note_function(triangulate, detect_up):
+    """``note(points, counts, indices)``: a line when the massing stands on its side (its
+    walls and roofs say up is Blender's Y axis, as when a Z-up OBJ or PLY is imported with
+    Y up; ``proc_ml.voxelize.detect_up``, as ``proc-ml predict`` reads mesh files), else
+    None. It is labelled as it lies: the note says how to stand it up."""
+    def note(points, counts, indices):
+        up, sure = detect_up(points, triangulate(counts, indices))
+        if up != "y" or not sure:
+            return None
+        return ("it lies on its side (its walls and roofs stand along Blender's Y axis, as "
+                "when a Z-up file is imported with Y up): stand it up (rotate it 90 degrees about "
+                "X; Alt+R clears a rotation the importer set) or import it again with Up Z, then "
+                "predict again")
+    return note
 
 
 def _touching(boxes) -> tuple[str, str] | None:
@@ -297,7 +378,7 @@ class OBJECT_OT_proc_ml_fix_part(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def execute(self, context):
-        modules = _import_proc_ml(self, context, "proc_ml.dcc.blender")
+        modules = _import_proc_ml(self, context, "proc_ml.dcc.blender", "proc_ml.errors")
         if modules is None:
             return {"CANCELLED"}
         bgeo = modules[0]
@@ -308,7 +389,10 @@ class OBJECT_OT_proc_ml_fix_part(bpy.types.Operator):
         if editing:                  # edit-mode selection and attributes reach the mesh
             bpy.ops.object.mode_set(mode="OBJECT")
         try:
-            count = bgeo.set_part_fix(obj.data, value)
+            count = bgeo.set_part_fix(obj.data, value, f"{obj.name}: ")
+        except modules[1].ProcMLError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         finally:
             if editing:
                 bpy.ops.object.mode_set(mode="EDIT")
@@ -351,7 +435,10 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return any(obj.type == "MESH" and "proc_ml_parts" in obj for obj in context.selected_objects)
+        if any(obj.type == "MESH" and "proc_ml_parts" in obj for obj in context.selected_objects):
+            return True
+        cls.poll_message_set("Select the <name>_parts results of Predict Building Parts")
+        return False
 
     def invoke(self, context, event):
         context.window_manager.fileselect_add(self)
@@ -363,37 +450,66 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
         if modules is None:
             return {"CANCELLED"}
         bgeo = modules[0]
-        export_labelled_faces = modules[1].export_labelled_faces
         ProcMLError = modules[2].ProcMLError
         parse_formats = modules[3].parse_formats
         if not self.directory:
             self.report({"ERROR"}, "no dataset folder set")
             return {"CANCELLED"}
-        out = bpy.path.abspath(self.directory)
+        try:
+            out = _output_path(self.directory, "dataset folder")
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         objects = sorted((obj for obj in context.selected_objects
                           if obj.type == "MESH" and "proc_ml_parts" in obj), key=lambda o: o.name)
+        editing = _leave_edit_mode(context, objects)
+        try:
+            return self._export(context, bgeo, modules[1], ProcMLError, parse_formats, out, objects)
+        finally:
+            _enter_edit_mode(context, editing)
+
+    def _export(self, context, bgeo, dcc_export, ProcMLError, parse_formats, out, objects):
+        export_labelled_faces = dcc_export.export_labelled_faces
+        scale = bgeo.unit_scale(context.scene)       # metres per Blender unit
         fixed = 0
-        first = self.building_id if self.building_id >= 0 else \
-            modules[1].next_building_id(out)
+        free = dcc_export.next_building_id(out)
+        first = self.building_id if self.building_id >= 0 else free
+        if first > free:        # written, it would break the folder's index for every later export
+            self.report({"ERROR"}, f"First Building ID {first} would leave ids {free}-{first - 1} missing "
+                                   f"in {out} (ids must run 0..N-1): use -1 (the next free id, {free}) "
+                                   f"or an id up to {free}")
+            return {"CANCELLED"}
+        try:
+            formats = parse_formats(self.formats)
+        except ProcMLError as exc:
+            self.report({"ERROR"}, f"Formats: {str(exc).removeprefix('--formats: ')}")
+            return {"CANCELLED"}
         for i, obj in enumerate(objects):
             try:
-                cell_size = self.cell_size or float(obj.get("proc_ml_cell_size", 0.0))
+                cell_size = (float(f"{self.cell_size * scale:.7g}")     # metres
+                             or float(obj.get("proc_ml_cell_size", 0.0)))
                 if not cell_size:
                     raise ProcMLError("no cell size: set the operator's cell size")
-                part = bgeo.face_attribute(obj.data, bgeo.PART_ATTRIB)
+                part = bgeo.face_attribute(obj.data, bgeo.PART_ATTRIB, f"{obj.name}: ")
                 if part is None:
                     raise ProcMLError("not a proc-ml parts result (no 'part' face attribute)")
-                part_fix = bgeo.face_attribute(obj.data, bgeo.PART_FIX_ATTRIB)
-                points, counts, indices = bgeo.mesh_arrays(obj)
+                part_fix = bgeo.face_attribute(obj.data, bgeo.PART_FIX_ATTRIB, f"{obj.name}: ")
+                points, counts, indices = bgeo.mesh_arrays(obj, None, scale)
                 building, _ = export_labelled_faces(
                     out, first + i, points, counts, indices, part,
                     str(obj["proc_ml_parts"]).split(), cell_size, tuple(self.grid_size), up="z",
-                    formats=parse_formats(self.formats), source="blender", archetype=self.archetype,
+                    formats=formats, source="blender", archetype=self.archetype,
                     split=(self.val_fraction, self.test_fraction), seed=self.seed,
-                    update_index=self.update_index and i == len(objects) - 1,
+                    update_index=self.update_index,     # after each: the next is checked against it
                     part_fix=part_fix, element="face", street=obj.get("proc_ml_street"))
-            except ProcMLError as exc:
-                self.report({"ERROR"}, f"{obj.name}: {exc}")
+            except (ProcMLError, OSError) as exc:
+                why = (f"cannot write to {out}: {exc.strerror or exc}" if isinstance(exc, OSError)
+                       else str(exc))
+                why = why if why.startswith(f"{obj.name}: ") else f"{obj.name}: {why}"
+                done = ("" if not i else f" (id {first} of this export was written, the others were not)"
+                        if i == 1 else f" (ids {first}-{first + i - 1} of this export were written, "
+                                       f"the others were not)")
+                self.report({"ERROR"}, f"{why}{done}")
                 return {"CANCELLED"}
             fixed += int(building.fixed.sum()) if building.fixed is not None else 0
         ids = f"id {first}" if len(objects) == 1 else f"ids {first}-{first + len(objects) - 1}"
@@ -439,18 +555,26 @@ class OBJECT_OT_proc_ml_texture_building(bpy.types.Operator):
         TextureGenerator = modules[3].TextureGenerator
         obj = context.active_object
         try:
+            atlas_path = _output_path(self.atlas_path, "atlas")
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        try:
             generator = (TextureGenerator.open(bpy.path.abspath(self.model_path), self.device)
                          if self.model_path else None)
-            points, counts, indices = bgeo.mesh_arrays(obj)
+            points, counts, indices = bgeo.mesh_arrays(obj, None, bgeo.unit_scale(context.scene))
             parts = bgeo.face_attribute(obj.data, bgeo.PART_ATTRIB)
             if parts is None or len(counts) == 0 or (counts != 4).any():
                 raise ProcMLError(f"{obj.name}: not a proc-ml parts result (quads with a 'part' attribute)")
             textures = texture_quads(points, indices.reshape(-1, 4), parts, obj["proc_ml_parts"].split(),
                                      generator, material=self.material, module_px=self.module_px or None,
                                      seed=self.seed)
-            path = write_atlas(bpy.path.abspath(self.atlas_path), textures.atlas)
+            path = write_atlas(atlas_path, textures.atlas)
         except ProcMLError as exc:
             self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        except OSError as exc:
+            self.report({"ERROR"}, f"{obj.name}: cannot write the atlas {atlas_path}: {exc.strerror or exc}")
             return {"CANCELLED"}
         bgeo.write_uvs(obj.data, textures.uv, "proc_ml_atlas")
         bgeo.assign_textured_material(obj.data, f"proc_ml_texture_{obj.name}", path)

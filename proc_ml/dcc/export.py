@@ -24,7 +24,7 @@ import numpy as np
 from ..datasets.writer import BuildingArrays, DatasetIndex, index_rows, write_building_files
 from ..encoding import STYLE_FEATURES, parse_street, street_vector
 from ..errors import DatasetError
-from ..formats import FORMATS, GRIDS_DIR, grid_npz, grid_path
+from ..formats import FORMATS, GRIDS_DIR, MANIFEST, grid_npz, grid_path, manifest
 from ..grid import NO_PART, exterior_faces
 from ..procedural.parts import DEFAULT_PARTS, Vocabulary
 from ..units import check_cell_size
@@ -176,10 +176,39 @@ def export_building(out, building_id: int, building: LabelledBuilding, parts, ce
     arrays = BuildingArrays(int(building_id), archetype, building.occupancy.astype(np.uint8),
                             building.labels.astype(np.int8), np.zeros(len(STYLE_FEATURES), np.float32),
                             extras)
+    check_fits_dataset(out, building_id, building.occupancy.shape, parts, cell_size)
     write_building_files(out, arrays, formats + ("grids",), parts, cell_size, seed=seed)
     if not update_index:
         return None
     return rebuild_index(out, parts, cell_size, formats, source, split, seed)
+
+
+def check_fits_dataset(out, building_id: int, shape, parts, cell_size: float) -> None:
+    """Refuse, before anything is written, a building the dataset in ``out`` cannot take:
+    its ``dataset.yaml`` lists other buildings on another grid size, with another
+    vocabulary or at another cell size. Written anyway, the next index rebuild refuses the
+    folder for good (every later export fails until the file is deleted by hand) or, with
+    another vocabulary of the same length, silently relabels the older buildings."""
+    out = Path(out)
+    if not (out / MANIFEST).is_file() or not [i for i in _grid_ids(out) if i != int(building_id)]:
+        return
+    held = manifest.read(out)
+    where = f"{out} holds buildings"
+    if tuple(held["parts"]) != tuple(parts):
+        raise DatasetError(f"{where} labelled with parts ({' '.join(held['parts'])}) but this one "
+                           f"has ({' '.join(parts)}); export it into another dataset folder")
+    if abs(float(held["cell_size"]) - float(cell_size)) > 1e-6 * float(cell_size):
+        raise DatasetError(f"{where} at cell size {float(held['cell_size']):g} but this one is at "
+                           f"{float(cell_size):g}; export it at cell size {float(held['cell_size']):g} "
+                           f"or into another dataset folder")
+    if tuple(int(n) for n in held["grid_size"]) != tuple(int(n) for n in shape):
+        have = "x".join(str(int(n)) for n in held["grid_size"])
+        fits = all(int(n) <= int(h) for n, h in zip(shape, held["grid_size"]))
+        hint = (f"export it with grid size {' '.join(str(int(n)) for n in held['grid_size'])} or "
+                if fits else "")
+        raise DatasetError(f"{where} on a {have} grid but this one is "
+                           f"{'x'.join(str(int(n)) for n in shape)}; {hint}export it into another "
+                           f"dataset folder")
 
 
 def next_building_id(out) -> int:

@@ -72,12 +72,15 @@ def grid_from_polygons(points, counts, indices, cell_size, clockwise: bool = Fal
         triangles = triangles[:, ::-1]
     if len(triangles) == 0:
         return VoxelGrid(np.zeros((0, 0, 0), np.uint8), np.zeros(3), size)
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    # only the points of faces: a loose vertex or edge (a stray pivot point, a guide line)
+    # must not stretch the grid or move the pivot the walls are turned about
+    used_ids = np.unique(triangles)
+    used = np.asarray(points, dtype=np.float64).reshape(-1, 3)[used_ids]
+    triangles = np.searchsorted(used_ids, triangles)
     try:
-        grid = voxelize(points, triangles, size, closed=closed_by_topology(triangles, len(points)))
+        grid = voxelize(used, triangles, size, closed=closed_by_topology(triangles, len(used)))
     except ValueError as exc:
         raise GeometryError(str(exc)) from None
-    used = points[np.unique(triangles)]
     note = scale_note(np.ptp(used, axis=0), size, "set Cell Size to")
     grid.notes = [note] if note else []
     return grid

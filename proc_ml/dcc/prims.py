@@ -18,7 +18,10 @@ from .geometry import VoxelGrid, from_z_up
 @dataclass
 class LabelledPrims:
     """Everything a DCC needs to build the labelled quads; rows follow the quads."""
-    points: np.ndarray       # float32[4F, 3] positions in the DCC frame
+    #: float64[4F, 3] positions in the DCC frame (float64: a DCC stores float32, and world
+    #: coordinates such as UTM lose centimetres in float32, so adapters write them relative
+    #: to an origin near the building, proc_ml.dcc.blender.write_result)
+    points: np.ndarray
     polygons: np.ndarray     # int32[F, 4] point indices, wound for the DCC
     part: np.ndarray         # int32[F] part index
     part_name: np.ndarray    # str[F] part name
@@ -61,7 +64,7 @@ def labelled_prims(grid: VoxelGrid, labels: np.ndarray, probs: np.ndarray, parts
     table = unit_rgb(part_colours(parts)) if colours is None else np.asarray(colours, np.float32)
     names = np.asarray(parts + ("",), dtype=object)
     return LabelledPrims(
-        points=from_z_up(mesh.vertices, up).astype(np.float32),
+        points=from_z_up(mesh.vertices, up).astype(np.float64),
         polygons=polygons,
         part=part,
         part_name=names[part],          # -1 (unlabelled) reads the trailing ""
