@@ -191,12 +191,14 @@ def check_output_folder(path: str | os.PathLike, what: str = "--out", create: bo
     return path
 
 
-def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
-    """An output file's path: not a folder, its folder writable (``check_output_folder``)."""
+def check_output_file(path: str | os.PathLike, what: str = "--out", create: bool = True) -> Path:
+    """An output file's path: not a folder, its folder writable (``check_output_folder``;
+    ``create=False``: a missing folder is not created, for an output written at the end of a
+    command that may fail before it)."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{what} {display_name(str(path))}: is a folder, expected a file name")
-    check_output_folder(path.parent, f"{what} {display_name(str(path))}: folder")
+    check_output_folder(path.parent, f"{what} {display_name(str(path))}: folder", create=create)
     return path
 
 

@@ -186,6 +186,16 @@ def test_init_with_another_vocabulary_prints_and_records_the_mapping(custom_voca
     (["--init", "{tmp}"], "needs checkpoints/best.pt"),
     (["--init", "default", "--resume"], "--init cannot be combined with --resume"),
     (["--init", "{pix}"], "fine-tuning from an .onnx file needs a parts-unet3d"),
+    # keys the source model decides were silently replaced by its own
+    (["--init", "default", "--set", "model.width=32"], "--set model.width: fine-tuning (--init) takes"),
+    (["--config", "parts_finetune", "--set", "dataset.inputs=street_runs"],
+     "--set dataset.inputs: fine-tuning (--init) takes"),
+    # two sources: --init won silently
+    (["--init", "default", "--set", "training.init={tmp}/other.onnx"],
+     "--init and --set training.init both name the model"),
+    # a resumed run keeps its weights: the new init was recorded in config.yaml, never used
+    (["--resume", "--set", "training.init=default"],
+     "--set training.init cannot be combined with --resume"),
 ])
 def test_init_errors_are_one_line(args, message, tiny_dataset, tiny_pix2pix_onnx, tmp_path, capsys):
     args = [a.format(tmp=tmp_path, pix=tiny_pix2pix_onnx[0]) for a in args]
@@ -320,7 +330,8 @@ def test_finetune_one_liner_trains_exports_and_times(tiny_unet_run, tiny_dataset
     # a second run into the same folder is refused before any work
     assert main(["finetune", "--data", str(tiny_dataset), "--out", str(out), "--export",
                  str(tmp_path / "again.onnx"), "--init", str(tiny_unet_run)]) == 1
-    assert "already holds a training run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already holds a training run" in err and f"proc-ml export onnx {out}" in err
 
 
 def test_fine_tuning_a_dataset_without_a_validation_split(tiny_dataset, tmp_path, capsys):
@@ -341,3 +352,136 @@ def test_fine_tuning_a_dataset_without_a_validation_split(tiny_dataset, tmp_path
     assert "split 'val' holds no buildings; validating on the 'train' split" in capsys.readouterr().out
     assert _train(data, tmp_path / "scratch", "--config", "tiny_parts_unet3d") == 1
     assert "split 'val' holds no buildings" in capsys.readouterr().err
+
+
+def test_a_truncated_checkpoint_is_named_as_such(tiny_unet_run, tiny_dataset, tmp_path, capsys):
+    """A .pt cut short in a copy: one line saying so, not torch's "[Errno 22] Invalid
+    argument" or its miniz advice."""
+    data = (tiny_unet_run / "checkpoints" / "best.pt").read_bytes()
+    for size in (100, len(data) // 3, len(data) - 10):
+        cut = tmp_path / f"cut{size}.pt"
+        cut.write_bytes(data[:size])
+        assert _train(tiny_dataset, tmp_path / "out", "--init", cut) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "not a readable checkpoint (the file is cut short" in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_that_fails_before_training_leaves_no_run_folder(tiny_dataset, tmp_path, capsys):
+    """init.json is written with the first checkpoint: a fine-tuning run that stops before
+    training (here a validation grid is missing) leaves no folder behind, as a run from
+    scratch does, for the train command and the finetune one-liner alike (whose --export
+    folder is made by the export, not before training)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    val = yaml.safe_load((data / "dataset.yaml").read_text())["split"]["val"][0]
+    (data / "grids" / f"b{val:06d}.npz").unlink()
+    assert _train(data, tmp_path / "ft", "--init", "default", "--config", "parts_finetune") == 1
+    assert "missing grid file" in capsys.readouterr().err
+    assert not (tmp_path / "ft").exists()
+    # nor does the one-liner leave the folder it would have exported the model into
+    assert main(["finetune", "--data", str(data), "--out", str(tmp_path / "ft2"), "--export",
+                 str(tmp_path / "models" / "v2" / "ft2.onnx"), "--quiet", "--set",
+                 "training.epochs=1", "--set", "training.threads=1", "--set",
+                 "dataset.max_buildings=4"]) == 1
+    assert not (tmp_path / "ft2").exists() and not (tmp_path / "models").exists()
+
+
+def test_finetune_refuses_keys_it_would_ignore(tiny_dataset, tmp_path, capsys):
+    """`proc-ml finetune` takes the source with --init: --set training.init, model.* and the
+    inputs would be replaced silently; refused in one line before any work."""
+    for item, message in (("training.init=other.onnx", "name the model to start from with --init"),
+                          ("model.depth=3", "--set model.depth: fine-tuning (--init) takes")):
+        assert main(["finetune", "--data", str(tiny_dataset), "--out", str(tmp_path / "ft"),
+                     "--export", str(tmp_path / "ft.onnx"), "--set", item]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "ft").exists()
+
+
+def test_init_from_an_mlp_run_with_the_default_config(tiny_mlp_run, tiny_dataset, tmp_path, capsys,
+                                                      monkeypatch):
+    """The default config's street dropout is the config's, not the source's: an MLP source
+    (no street inputs) fine-tunes with it turned off and a note, instead of stopping on a
+    key the user never set."""
+    out = tmp_path / "ft"
+    monkeypatch.chdir(tiny_mlp_run.parent)            # --init given relative to the cwd
+    assert _train(tiny_dataset, out, "--init", tiny_mlp_run.name) == 0
+    assert "note: dataset.street_dropout 0.15 set to 0" in capsys.readouterr().out
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["model"]["family"] == "parts-mlp" and config["dataset"]["street_dropout"] == 0.0
+    # init.json names the source file wherever it is read from
+    record = json.loads((out / "init.json").read_text())
+    assert record["path"] == str((tiny_mlp_run / "checkpoints" / "best.pt").resolve())
+
+
+def test_a_part_differing_only_in_case_is_noted():
+    """Parts match by exact name; a studio's `Window` starts as a new part, and the mapping
+    says why, in one line."""
+    from proc_ml.runinfo import PartsInfo
+    from proc_ml.trainers.finetune import InitSource, mapping_lines, vocabulary_mapping
+
+    source = ["wall", "window", "door", "roof", "ground"]
+    target = ["wall", "Window", "door", "roof", "ground", "cornice"]
+    info = PartsInfo(task="building-parts", family="parts-unet3d", input_kind="grid",
+                     input_names=["occupancy"], parts=source, with_style=False, stride=4)
+    init = InitSource("default", "m.onnx", "onnx", info, {"width": 4, "depth": 2})
+    lines = mapping_lines(init, vocabulary_mapping(source, target, {"Window": "window"}))
+    notes = [line for line in lines if line.startswith("init: note:")]
+    assert notes == ["init: note: parts are matched by exact name: 'Window' is new, not the "
+                     "source's 'window' (rename the part in the dataset to reuse the source's)"]
+    assert not [line for line in mapping_lines(init, vocabulary_mapping(source, source))
+                if "note" in line]
+
+
+def test_grid_vocab_is_mapped_to_the_dataset_parts_by_name(tiny_dataset, tmp_path):
+    """A grid's `vocab` names the parts its labels index (docs/formats.md): a dataset.yaml
+    listing them in another order is read by name (read by index, window and wall would
+    swap); a labelled part the dataset does not list is one line."""
+    import shutil
+
+    from proc_ml.datasets import open_dataset
+    from proc_ml.errors import DatasetError
+    from proc_ml.formats import grid_npz
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    original = open_dataset(tiny_dataset)
+    parts = list(original.parts)
+    for i in original.ids():
+        path = data / "grids" / f"b{i:06d}.npz"
+        record = grid_npz.read(path)
+        grid_npz.write(path, record.building_id, record.archetype, record.occupancy,
+                       record.labels, record.style, **{**record.extras, "vocab": parts})
+    reordered = [parts[1], parts[0], *parts[2:]]
+    doc = yaml.safe_load((data / "dataset.yaml").read_text())
+    doc["parts"] = reordered
+    (data / "dataset.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    names = lambda labels, vocab: np.array(list(vocab) + ["-"])[labels]   # noqa: E731
+    before, after = original.building(0), open_dataset(data).building(0)
+    assert (names(after.labels, reordered) == names(before.labels, parts)).all()
+    assert list(after.extras["vocab"]) == reordered
+    doc["parts"] = ["glazing" if p == "window" else p for p in parts]     # renamed only here
+    (data / "dataset.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(DatasetError, match=r"b000000.npz: labels part 'window' .* do not list"):
+        open_dataset(data).building(0)
+
+
+def test_a_dataset_on_another_cell_size_is_noted(tiny_dataset, tmp_path, capsys):
+    """A studio's export at 1.5 m cells fine-tuned from the 3 m installed model: it trains,
+    and the mapping says the cell sizes differ (a storey is two cells here, not one)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    doc = yaml.safe_load((data / "dataset.yaml").read_text())
+    doc["cell_size"] = 1.5
+    (data / "dataset.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert _train(data, tmp_path / "ft", "--init", "default", "--config", "parts_finetune") == 0
+    assert ("init: note: the source model was trained on 3 m cells, this dataset has 1.5 m "
+            "cells" in capsys.readouterr().out)
+    assert _train(tiny_dataset, tmp_path / "same", "--init", "default", "--config",
+                  "parts_finetune") == 0
+    assert "cells" not in capsys.readouterr().out

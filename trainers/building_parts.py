@@ -27,8 +27,9 @@ from proc_ml.metrics import (ECE_BINS, classification_metrics, confusion_matrix,
 from proc_ml.runinfo import PartsInfo
 from proc_ml.symmetry import SYMMETRIES, axis_bound_inputs, turn, turn_faces, turn_side_vector
 
-from .finetune import (SURVEY_BUILDINGS, freeze_norm, input_set_of, load_init, load_into,
-                       mapping_lines, parent_counts, survey, vocabulary_mapping, write_record)
+from .finetune import (SURVEY_BUILDINGS, freeze_norm, init_record, input_set_of, load_init,
+                       load_into, mapping_lines, parent_counts, survey, vocabulary_mapping,
+                       write_record)
 from .models import build_model
 from .task import Task, evaluate_split
 
@@ -286,6 +287,7 @@ class BuildingPartsTask(Task):
         super().__init__(config, data_dir)
         self.data = open_dataset(data_dir)
         self.init = None
+        self._init_record: dict | None = None    # RUN/init.json, due with the first checkpoint
         self.family = config["model"]["family"]
         self.inputs = input_set(config["dataset"])
         if self.inputs not in GRID_INPUT_SETS:
@@ -329,8 +331,8 @@ class BuildingPartsTask(Task):
     def prepare_config(cls, config: dict) -> None:
         """Fine-tuning (``training.init``): the source network's family, size and inputs
         replace the config's (the run's config.yaml records what was used); a symmetry the
-        source's inputs cannot follow (coordinate phases, legacy style) is turned off, with
-        a note."""
+        source's inputs cannot follow (coordinate phases, legacy style), and a street dropout
+        for a source without street inputs, are turned off, with a note."""
         if not config["training"]["init"]:
             return
         init = load_init(config["training"]["init"])
@@ -341,6 +343,14 @@ class BuildingPartsTask(Task):
         else:
             config["dataset"]["inputs"] = "style" if info.with_style else "massing"
         config["dataset"]["use_style"] = bool(info.with_style)
+        dropout = float(config["dataset"].get("street_dropout", 0.0))
+        if dropout > 0 and not (info.input_kind == "grid"
+                                and config["dataset"]["inputs"].startswith("street")):
+            # the config's (e.g. the default parts_unet3d_street's), not the source's: a source
+            # that takes no street sides has none to drop
+            print(f"note: dataset.street_dropout {dropout:g} set to 0: the source model takes "
+                  f"no street sides", flush=True)
+            config["dataset"]["street_dropout"] = 0.0
         fixed = axis_bound_inputs(info.input_kind, info.input_names)
         if config["dataset"].get("symmetry", "none") != "none" and fixed:
             print(f"note: dataset.symmetry '{config['dataset']['symmetry']}' set to none: the "
@@ -371,7 +381,21 @@ class BuildingPartsTask(Task):
         load_into(model, self.init, self.parts, self.init_mapping)
         for line in mapping_lines(self.init, self.init_mapping):
             print(line, flush=True)
-        write_record(self.run_dir, self.init, self.init_mapping, self.config)
+        theirs, ours = self.init.info.cell_size, self.data.cell_size
+        if theirs and ours and abs(theirs - ours) > 1e-6 * theirs:
+            # what the source learnt per cell (a storey, a bay) is another size here
+            print(f"init: note: the source model was trained on {theirs:g} m cells, this "
+                  f"dataset has {ours:g} m cells; the fine-tuned model predicts at {ours:g} m",
+                  flush=True)
+        self._init_record = init_record(self.init, self.init_mapping, self.config)
+
+    def on_epoch_end(self, models, out_dir, epoch: int) -> None:
+        """``RUN/init.json`` once the run has a checkpoint: written at ``init_weights`` it
+        would be left alone in the run folder by a run that fails before training (a
+        missing grid, an empty split), keeping that folder from being removed."""
+        if self._init_record is not None:
+            write_record(out_dir, self._init_record)
+            self._init_record = None
 
     def _survey(self) -> tuple[np.ndarray, np.ndarray]:
         """The source network on (up to ``SURVEY_BUILDINGS`` of) the training split:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import os
 import re
+import zipfile
 from typing import Literal
 
 import numpy as np
@@ -105,6 +106,21 @@ def _torch_message(exc: Exception) -> str:
     return library_message(exc)
 
 
+_CUT_SHORT = ("the file is cut short or corrupt: a zip archive without its end; copy or "
+              "download it again")
+
+
+def _cut_short(path: Path) -> bool:
+    """A zip archive (what ``torch.save`` writes) whose end is missing: a truncated copy
+    (torch reports it as ``OSError: [Errno 22] Invalid argument`` or a miniz error)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+        return head == b"PK\x03\x04" and not zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
 def load(path: str | Path) -> dict:
     """A checkpoint's plain data (``weights_only``: no pickled objects are run), checked
     against ``Payload``; one ``ModelError`` line naming the file and field otherwise."""
@@ -114,7 +130,8 @@ def load(path: str | Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
-        raise ModelError(f"{path}: not a readable checkpoint ({_torch_message(exc)})") from None
+        reason = (_CUT_SHORT if _cut_short(path) else _torch_message(exc))
+        raise ModelError(f"{path}: not a readable checkpoint ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{path}: not a proc-ml checkpoint")
     if payload.get("format_version") != FORMAT_VERSION:

@@ -142,6 +142,27 @@ def _from_onnx(given: str, path: Path) -> InitSource:
                       state, folded_norm=True)
 
 
+#: ``--set`` keys a fine-tuned run takes from its source model (``prepare_config``): the
+#: network (``model``, ``model.*``) and its inputs.
+SOURCE_KEYS = ("model", "dataset.inputs", "dataset.use_style")
+
+
+def override_key(item) -> str:
+    """The key of a ``--set KEY=VALUE`` item."""
+    return str(item).split("=", 1)[0].strip()
+
+
+def check_init_overrides(overrides) -> None:
+    """Refuse ``--set`` keys that fine-tuning replaces with the source model's (they would
+    be silently ignored: the run trains the source's network on the source's inputs)."""
+    for item in overrides:
+        key = override_key(item)
+        if key in SOURCE_KEYS or key.startswith("model."):
+            raise ConfigError(f"--set {key}: fine-tuning (--init) takes the network (model.*) "
+                              f"and its inputs (dataset.inputs, dataset.use_style) from the "
+                              f"source model; drop this override, or train without --init")
+
+
 # -- vocabulary -------------------------------------------------------------------------
 def vocabulary_mapping(source: list[str], target: list[str], parents: dict | None = None,
                        silent=()) -> dict:
@@ -191,6 +212,12 @@ def mapping_lines(init: InitSource, mapping: dict) -> list[str]:
                      + ", ".join(f"{p} (from {parent})" for p, parent in mapping["restarted"].items()))
     if mapping["dropped"]:
         lines.append(f"init: parts dropped: {', '.join(mapping['dropped'])}")
+    folded = {p.lower(): p for p in init.parts}
+    near = [(p, folded[p.lower()]) for p in mapping["added"] if p.lower() in folded]
+    if near:
+        lines.append("init: note: parts are matched by exact name: "
+                     + ", ".join(f"'{p}' is new, not the source's '{q}'" for p, q in near)
+                     + " (rename the part in the dataset to reuse the source's)")
     return lines
 
 
@@ -290,18 +317,26 @@ def freeze_norm(model: nn.Module) -> None:
             module.eval()
 
 
-def write_record(run_dir, init: InitSource, mapping: dict, config: dict) -> None:
-    """``RUN/init.json``: where the run started from and how its vocabulary was mapped."""
+def init_record(init: InitSource, mapping: dict, config: dict) -> dict:
+    """What ``RUN/init.json`` holds: where the run started from (the file's SHA-256, taken
+    when its weights are loaded) and how its vocabulary was mapped."""
+    from proc_ml.fileio import file_sha256
+
+    return {"init": init.given, "path": str(Path(init.path).resolve()),
+            "sha256": file_sha256(init.path),
+            "kind": init.kind,
+            "family": init.info.family, "model": init.hyper,
+            "inputs": list(init.info.input_names), "source_parts": init.parts,
+            "mapping": mapping, "freeze_norm": bool(config["training"]["freeze_norm"]),
+            "fix_weight": float(config["training"]["fix_weight"])}
+
+
+def write_record(run_dir, record: dict) -> None:
+    """``RUN/init.json`` (``init_record``), written atomically."""
     if run_dir is None:
         return
-    from proc_ml.fileio import file_sha256, write_text
+    from proc_ml.fileio import write_text
 
-    record = {"init": init.given, "path": str(init.path), "sha256": file_sha256(init.path),
-              "kind": init.kind,
-              "family": init.info.family, "model": init.hyper,
-              "inputs": list(init.info.input_names), "source_parts": init.parts,
-              "mapping": mapping, "freeze_norm": bool(config["training"]["freeze_norm"]),
-              "fix_weight": float(config["training"]["fix_weight"])}
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     write_text(Path(run_dir) / INIT_FILE, json.dumps(record, indent=2) + "\n")
 

@@ -48,7 +48,7 @@ def run(args) -> int:
     from proc_ml.fileio import check_output_file, check_output_folder
     from proc_ml.trainers import Callback, fit, load_train_config, resolve_config_path
     from proc_ml.trainers.config import check_device_option
-    from proc_ml.trainers.finetune import INIT_FILE
+    from proc_ml.trainers.finetune import INIT_FILE, check_init_overrides, override_key
     from proc_ml.trainers.runs import CHECKPOINT_DIR
 
     if not str(args.export).endswith(".onnx"):
@@ -56,10 +56,14 @@ def run(args) -> int:
     if not str(args.init).strip():
         raise ConfigError("--init: empty; pass a run folder, a .pt, an .onnx or 'default'")
     check_device_option(args.device)
+    if any(override_key(item) == "training.init" for item in args.set):
+        raise ConfigError("--set training.init: name the model to start from with --init")
+    check_init_overrides(args.set)
     check_output_folder(args.out)
-    check_output_file(args.export, "--export")
+    check_output_file(args.export, "--export", create=False)   # made by the export, at the end
     if (Path(args.out) / CHECKPOINT_DIR / "last.pt").exists():
-        raise ConfigError(f"{args.out}: already holds a training run; choose another --out")
+        raise ConfigError(f"{args.out}: already holds a training run; choose another --out "
+                          f"(to export that run: proc-ml export onnx {args.out} --out MODEL.onnx)")
     overrides = list(args.set) + [f"training.init={json.dumps(str(args.init))}"]
     if args.device:
         overrides.append(f"training.device={args.device}")

@@ -46,11 +46,19 @@ def run(args) -> int:
     from proc_ml.errors import ConfigError
     from proc_ml.trainers import Callback, fit, load_train_config, resolve_config_path, resume_config
     from proc_ml.trainers.config import check_device_option, default_config_path
+    from proc_ml.trainers.finetune import check_init_overrides, override_key
     from proc_ml.trainers.runs import trained_epochs
 
     check_device_option(args.device)
     overrides = list(args.set) + ([f"training.device={args.device}"] if args.device else [])
+    init_set = any(override_key(item) == "training.init" for item in args.set)
+    if init_set and args.resume:
+        raise ConfigError("--set training.init cannot be combined with --resume (the run "
+                          "already started from its own init)")
     if args.init is not None:
+        if init_set:
+            raise ConfigError("--init and --set training.init both name the model to start "
+                              "from; give one")
         if args.resume:
             raise ConfigError("--init cannot be combined with --resume (the run already "
                               "started from its own init)")
@@ -67,6 +75,8 @@ def run(args) -> int:
     else:
         path = resolve_config_path(args.config) if args.config else default_config_path(args.task)
         config = load_train_config(args.task, path, overrides)
+        if config["training"].get("init"):
+            check_init_overrides(args.set)
     if config["task"] != args.task:
         raise ConfigError(f"{args.out}: the run trains '{config['task']}', not '{args.task}'")
     epochs = int(config["training"]["epochs"])

@@ -59,11 +59,38 @@ class BuildingDataset:
             raise DatasetError(f"{self.root / MANIFEST}: a massing-to-label dataset (labelled: "
                                f"false): its buildings have no part labels to train or score on")
         npz.check(path)
-        record = grid_npz.read(path, n_parts=len(self.parts), require_labels=require_labels)
+        record = self._in_dataset_parts(path, grid_npz.read(path, require_labels=require_labels))
         style_vector(record.style, f"{path}: field 'style'", check_values=False)
         occupancy = np.asarray(record.occupancy)
         if not occupancy.any():
             raise DatasetError(f"{path}: field 'occupancy' is empty (no filled cells)")
+        return record
+
+    def _in_dataset_parts(self, path: Path, record: BuildingRecord) -> BuildingRecord:
+        """``record`` with its labels indexing the dataset's ``parts``. A grid's ``vocab``
+        names the parts its labels index (docs/formats.md); when it differs from
+        ``dataset.yaml``'s list (another order, a subset, a grid copied from another dataset)
+        the labels are mapped by name, and a labelled part the dataset does not list is one
+        line: read as indices into the dataset's list it would train on the wrong parts."""
+        labels, vocab = record.labels, record.extras.get("vocab")
+        if labels is None:
+            return record
+        if vocab is None or list(vocab.tolist()) == self.parts:
+            if labels.max(initial=-1) >= len(self.parts):
+                raise DatasetError(f"{path}: field 'labels' holds part {int(labels.max())}, "
+                                   f"but the vocabulary has {len(self.parts)} parts")
+            return record
+        names = vocab.tolist()
+        used = np.unique(labels[labels >= 0])
+        unknown = [names[i] for i in used if names[i] not in self.parts]
+        if unknown:
+            raise DatasetError(f"{path}: labels part '{unknown[0]}' (its field 'vocab' is "
+                               f"{' '.join(names)}), which the dataset's parts in "
+                               f"{self.root / MANIFEST} do not list ({' '.join(self.parts)})"[:400])
+        lookup = np.array([self.parts.index(n) if n in self.parts else -1 for n in names],
+                          dtype=np.int8)
+        record.labels = np.where(labels >= 0, lookup[np.maximum(labels, 0)], labels).astype(np.int8)
+        record.extras = {**record.extras, "vocab": np.array(self.parts)}
         return record
 
 
