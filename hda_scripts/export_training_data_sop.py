@@ -56,7 +56,7 @@ def _part_values(node, geo):
 
 
 def export(node, geo):
-    output = hgeo.parm_string(node, "output", "").strip()
+    output = hgeo.output_path(node, "output")
     if not output:
         raise ProcMLError("no output folder set: set the 'output' parameter")
     parts = parse_parts(hgeo.parm_string(node, "parts", ""), hgeo.detail_string(geo, hgeo.PART_NAMES_DETAIL))
@@ -81,7 +81,14 @@ def cook(node):
     try:
         export(node, geo)
     except ProcMLError as exc:
-        raise hou.NodeError(str(exc)) from None
+        message = str(exc)
+        if "not on the cell grid" in message:     # 32-bit P far from the origin?
+            hint = hgeo.precision_note(geo, cell_size=float(hgeo.parm_value(node, "cellsize", 3.0)))
+            message += f" ({hint})" if hint else ""
+        raise hou.NodeError(message) from None
+    except OSError as exc:      # a folder that cannot be written: one line, not a traceback
+        raise hou.NodeError(f"{exc.filename or hgeo.parm_string(node, 'output', '')}: cannot write "
+                            f"the dataset ({exc.strerror or exc})") from None
 
 
 cook(hou.pwd())

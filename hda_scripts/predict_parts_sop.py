@@ -42,10 +42,12 @@ import hou
 
 from proc_ml.dcc import houdini as hgeo
 from proc_ml.dcc.fixes import FixedFaces, apply_part_fix
+from proc_ml.dcc.geometry import triangulate
 from proc_ml.dcc.predict import (entrance_choice, open_session, predict_cell_points,
                                 predict_polygons, style_vector, symmetry_choice)
 from proc_ml.encoding import parse_street
 from proc_ml.errors import ProcMLError
+from proc_ml.voxelize import detect_up
 
 INPUT_TYPES = ("auto", "points", "polygons")
 
@@ -85,9 +87,21 @@ def _fixes(geo, points, counts, indices, session, up):
     return FixedFaces(points, counts, indices, values, tuple(parts), up)
 
 
+def _side_note(points, counts, indices, up):
+    """A line when the massing lies on its side: its walls and roofs say up is another
+    axis than Up Axis (a Z-up OBJ read by a File SOP stands along Houdini's Z), else None.
+    It is labelled as it lies; the note says how to stand it up."""
+    found, sure = detect_up(points, triangulate(counts, indices))
+    if not sure or found == up:
+        return None
+    return (f"it lies on its side (its walls and roofs stand along Houdini's {found.upper()} axis, "
+            f"as when a {found.upper()}-up file is read in) but Up Axis is {up}: stand it up "
+            f"(Transform SOP, rotate 90 degrees about X) or set Up Axis to {found}, then cook again")
+
+
 def cook(node):
     geo = node.geometry()
-    fix_report = None
+    fix_report = side = None
     try:
         session = _session(node)
         kind = _input_type(node, geo)
@@ -101,6 +115,7 @@ def cook(node):
                                         _style(node, session), **frame)
         elif kind == "polygons":
             points, counts, indices = hgeo.polygons(geo)
+            side = _side_note(points, counts, indices, frame["up"])
             prims = predict_polygons(session, points, counts, indices, cell_size,
                                      _style(node, session), **frame)
             fixes = _fixes(geo, points, counts, indices, session, frame["up"])
@@ -114,11 +129,11 @@ def cook(node):
     if prims is None:
         geo.clear()
         raise hou.NodeWarning("input has no geometry: nothing to label")
-    hgeo.write_labelled_prims(geo, prims)
+    stored = hgeo.write_labelled_prims(geo, prims)
     hgeo.set_detail_string(geo, hgeo.STREET_DETAIL, " ".join(street))
     if len(prims) == 0:
         raise hou.NodeWarning("the input fills no cells at this cell size: nothing to label")
-    notes = [session.predictor.street_note(street), fix_report and fix_report.warning(),
+    notes = [side, stored, session.predictor.street_note(street), fix_report and fix_report.warning(),
              *(prims.grid.notes if prims.grid is not None else ())]
     if any(notes):
         raise hou.NodeWarning("; ".join(n for n in notes if n))

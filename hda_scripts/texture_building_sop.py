@@ -42,13 +42,16 @@ def _generator(node):
 
 
 def _write_uvs(geo, uv, atlas_path):
-    if geo.findPointAttrib(UV_ATTRIB) is None:
-        geo.addAttrib(hou.attribType.Point, UV_ATTRIB, (0.0, 0.0, 0.0))
+    # an existing uv / texture_path of another type or size (a float2 uv, an int attribute)
+    # is replaced; a vertex uv (what UV SOPs write) would hide the point uv, so it goes too
+    vertex_uv = geo.findVertexAttrib(UV_ATTRIB)
+    if vertex_uv is not None:
+        vertex_uv.destroy()
+    hgeo.fresh_attrib(geo, hou.attribType.Point, UV_ATTRIB, (0.0, 0.0, 0.0))
     uvw = np.zeros((len(uv), 3), dtype=np.float32)
     uvw[:, :2] = uv
     geo.setPointFloatAttribValuesFromString(UV_ATTRIB, uvw.tobytes(), hou.numericData.Float32)
-    if geo.findPrimAttrib(TEXTURE_PATH_ATTRIB) is None:
-        geo.addAttrib(hou.attribType.Prim, TEXTURE_PATH_ATTRIB, "")
+    hgeo.fresh_attrib(geo, hou.attribType.Prim, TEXTURE_PATH_ATTRIB, "")
     geo.setPrimStringAttribValues(TEXTURE_PATH_ATTRIB, [atlas_path] * hgeo.prim_count(geo))
 
 
@@ -60,7 +63,7 @@ def cook(node):
         if names is None or parts is None:
             raise ProcMLError("input has no 'part' / 'part_names' attributes: connect the "
                               "output of a proc-ml Predict Parts SOP")
-        atlas_path = hgeo.parm_string(node, "atlas", "").strip()
+        atlas_path = hgeo.output_path(node, "atlas")
         if not atlas_path:
             raise ProcMLError("no atlas file set: 'atlas' names the PNG to write")
         points, counts, indices = hgeo.polygons(geo)
@@ -76,6 +79,8 @@ def cook(node):
         write_atlas(atlas_path, textures.atlas)
     except ProcMLError as exc:
         raise hou.NodeError(str(exc)) from None
+    except OSError as exc:      # a folder that cannot be written: one line, not a traceback
+        raise hou.NodeError(f"{atlas_path}: cannot write the atlas ({exc.strerror or exc})") from None
     _write_uvs(geo, textures.uv, atlas_path)
 
 

@@ -465,6 +465,8 @@ def script_reads(script: Path) -> dict[str, Read]:
             else:
                 kind = "integer"
             add(Read(name, kind, default, node.lineno))
+        elif attr == "output_path":     # a string parameter naming a file or folder to write
+            add(Read(node.args[1].value, "string", "", node.lineno))
         elif attr == "parmTuple":
             name = node.args[0].value
             function = node

@@ -586,3 +586,145 @@ def test_part_fix_off_the_new_grid_is_dropped_with_a_warning(parts_model):
     assert out.intrinsicValue("primitivecount") > 0
     assert set(out.primStringAttribValues("part_fix")) == {""}
     assert out.attribValue("part_fix_count") == 0
+
+
+# -- real-world input: georeferenced positions, stray attributes, paths, orientation --------
+UTM = np.array([678088.5, 5403796.9, 413.9])     # z-up easting, northing, height (Ingolstadt)
+
+
+def turned_utm_box(p64: bool, angle_deg: float = 21.5) -> hou.Geometry:
+    """A 3x2x2-cell box turned about z and placed at UTM coordinates; P 64-bit when ``p64``
+    (an Attribute Cast upstream), else Houdini's default 32-bit P."""
+    a = np.radians(angle_deg)
+    turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    source = box_polygons([((0, 0, 0), (3, 2, 2))], place=lambda p: p @ turn.T + UTM)
+    geo = hou.Geometry()
+    if p64:
+        hou.cast_attrib(geo, hou.attribType.Point, "P", hou.numericData.Float64)
+    geo.createPoints(np.frombuffer(source.pointFloatAttribValuesAsString("P", hou.numericData.Float64),
+                                   np.float64).reshape(-1, 3).tolist())
+    geo.createPolygons([[p.number() for p in prim.points()] for prim in source.prims()])
+    return geo
+
+
+def test_64_bit_positions_at_utm_keep_the_cell_grid(parts_model, tmp_path):
+    """64-bit P at UTM coordinates: positions are read as 64-bit (they were read as 32-bit,
+    half-metre steps), so the quads stay on the cell grid, export, and keep part_fix."""
+    node = predict_node(turned_utm_box(p64=True), parts_model)
+    hou.cook(node, PREDICT)
+    predicted = node.geometry().freeze(read_only=True)
+    fixes = {0: "door", 5: "shopfront"}
+    hou.cook(export_node(painted(predicted, fixes), tmp_path / "ds", gridsize=(0, 0, 0)), EXPORT)
+    assert open_dataset(tmp_path / "ds").building(0).extras["label_fixed"].sum() == 2
+    again = predict_node(painted(predicted, fixes), parts_model)
+    hou.cook(again, PREDICT)
+    assert again.geometry().attribValue("part_fix_count") == 2
+
+
+def test_32_bit_positions_far_from_the_origin_are_explained(parts_model, tmp_path):
+    """Default 32-bit P at UTM keeps half metres: the prediction warns (it said nothing) and
+    the export's 'not on the cell grid' error says why and what to do."""
+    node = predict_node(turned_utm_box(p64=False), parts_model)
+    with pytest.raises(hou.NodeWarning, match="32-bit P keeps only 0.5 m steps.*Attribute Cast"):
+        hou.cook(node, PREDICT)
+    with pytest.raises(hou.NodeError, match=r"not on the cell grid.*\(the building is 5404 km from the origin"):
+        hou.cook(export_node(node.geometry().freeze(read_only=True), tmp_path / "ds",
+                             gridsize=(0, 0, 0)), EXPORT)
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("kind", ["point", "detail"])
+def test_part_fix_on_another_class_is_a_node_error(parts_model, tmp_path, kind):
+    """A point or detail ``part_fix`` was ignored without a word; now one line says so."""
+    geo = box_polygons([((0, 0, 0), (3, 2, 2))])
+    attrib_type = {"point": hou.attribType.Point, "detail": hou.attribType.Global}[kind]
+    geo.addAttrib(attrib_type, "part_fix", "")
+    message = f"'part_fix' is a {kind} attribute; proc-ml reads it per primitive"
+    with pytest.raises(hou.NodeError, match=message):
+        hou.cook(predict_node(geo, parts_model), PREDICT)
+    node = predict_node(box_polygons([((0, 0, 0), (3, 2, 2))]), parts_model)
+    hou.cook(node, PREDICT)
+    labelled = node.geometry().freeze()
+    labelled.addAttrib(attrib_type, "part_fix", "")
+    with pytest.raises(hou.NodeError, match=message):
+        hou.cook(export_node(labelled, tmp_path / "ds"), EXPORT)
+
+
+def test_texture_replaces_uv_and_texture_path_of_another_type(parts_model, tmp_path):
+    """A float2 point ``uv``, an int ``texture_path`` (InvalidSize / OperationFailed
+    tracebacks before) and a vertex ``uv`` (it would hide the point uv) are replaced."""
+    texture = compile((SCRIPTS / "texture_building_sop.py").read_text(), "texture_building_sop.py", "exec")
+    node = predict_node(box_polygons([((0, 0, 0), (3, 2, 2))]), parts_model)
+    hou.cook(node, PREDICT)
+    geo = node.geometry().freeze()
+    geo.addAttrib(hou.attribType.Point, "uv", (0.0, 0.0))
+    geo.addAttrib(hou.attribType.Prim, "texture_path", 0)
+    hou.declare_vertex_attrib(geo, "uv", (0.0, 0.0, 0.0))
+    tex = hou.make_sop_node({"procedural": 1, "atlas": str(tmp_path / "atlas.png"), "modulepx": 4},
+                            geo.freeze(read_only=True))
+    hou.cook(tex, texture)
+    out = tex.geometry()
+    assert out.findPointAttrib("uv").size() == 3 and out.findVertexAttrib("uv") is None
+    assert set(out.primStringAttribValues("texture_path")) == {str(tmp_path / "atlas.png")}
+
+
+def test_outputs_need_an_absolute_folder_or_a_saved_scene(parts_model, tmp_path, monkeypatch):
+    """A relative output or $HIP in a scene never saved wrote into the folder Houdini was
+    started from; a folder that cannot be written was a traceback. Each is one node error."""
+    monkeypatch.chdir(tmp_path)
+    node = predict_node(box_polygons([((0, 0, 0), (3, 2, 2))]), parts_model)
+    hou.cook(node, PREDICT)
+    labelled = node.geometry().freeze(read_only=True)
+    with pytest.raises(hou.NodeError, match=r"'output' is a relative path \(data\); .*use \$HIP/data"):
+        hou.cook(export_node(labelled, "data"), EXPORT)
+    monkeypatch.setattr(hou, "hipFile", hou._HipFile())
+    with pytest.raises(hou.NodeError, match=r"'output' uses \$HIP but the scene has never been saved"):
+        hou.cook(export_node(labelled, "$HIP/data"), EXPORT)
+    assert list(tmp_path.iterdir()) == []
+    hou.hipFile.save(str(tmp_path / "shots" / "scene.hip"))
+    hou.cook(export_node(labelled, "$HIP/data"), EXPORT)
+    assert (tmp_path / "shots" / "data" / "dataset.yaml").is_file()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(hou.NodeError, match="cannot write the dataset") as err:
+        hou.cook(export_node(labelled, str(tmp_path / "file" / "ds")), EXPORT)
+    assert "\n" not in str(err.value)
+
+
+def test_export_into_a_dataset_of_another_grid_size_is_one_node_error(parts_model, tmp_path):
+    node = predict_node(box_polygons([((0, 0, 0), (3, 2, 2))]), parts_model)
+    hou.cook(node, PREDICT)
+    labelled = node.geometry().freeze(read_only=True)
+    hou.cook(export_node(labelled, tmp_path / "ds"), EXPORT)
+    with pytest.raises(hou.NodeError, match=r"holds buildings on a 16x16x16 grid but this one is "
+                                            r"3x2x2; export it with grid size 16 16 16") as err:
+        hou.cook(export_node(labelled, tmp_path / "ds", buildingid=1, gridsize=(0, 0, 0)), EXPORT)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "ds" / "grids" / "b000001.npz").exists()
+
+
+def test_a_massing_lying_on_its_side_is_noted(parts_model):
+    """A turned building read from a Z-up file without turning it (its up is Houdini's Z)
+    was labelled as it lay without a word; now a warning says how to stand it up."""
+    a = np.radians(20.0)
+    turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    upright = box_polygons([((0, 0, 0), (3, 2, 2))], place=lambda p: p @ turn.T)
+    hou.cook(predict_node(upright, parts_model), PREDICT)          # no warning standing up
+    raw = hou.Geometry()          # the z-up coordinates taken as Houdini's (a raw OBJ read)
+    zup = np.frombuffer(upright.pointFloatAttribValuesAsString("P", hou.numericData.Float64),
+                        np.float64).reshape(-1, 3)
+    raw.createPoints(np.stack([zup[:, 0], -zup[:, 2], zup[:, 1]], axis=1).tolist())
+    raw.createPolygons([[p.number() for p in prim.points()] for prim in upright.prims()])
+    with pytest.raises(hou.NodeWarning, match="it lies on its side .*Houdini's Z axis.*Up Axis is y"):
+        hou.cook(predict_node(raw, parts_model), PREDICT)
+
+
+def test_a_loose_point_does_not_stretch_the_grid(parts_model):
+    """A point in no polygon (a stray pivot) is ignored (shared fix of proc_ml.dcc.geometry,
+    checked here for the Houdini polygon input)."""
+    clean = predict_node(box_polygons([((0, 0, 0), (3, 2, 2))]), parts_model)
+    hou.cook(clean, PREDICT)
+    stray = box_polygons([((0, 0, 0), (3, 2, 2))])
+    stray.createPoints([(500.0, 0.0, 0.0)])
+    node = predict_node(stray, parts_model)
+    hou.cook(node, PREDICT)
+    assert np.array_equal(output_arrays(node.geometry())["points"], output_arrays(clean.geometry())["points"])

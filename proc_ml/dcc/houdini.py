@@ -7,16 +7,27 @@ HOM has no bulk accessor for polygon topology, so :func:`polygons` reads each
 primitive's point numbers in one comprehension; massing inputs have few primitives.
 
 Frames: Houdini is y-up and its polygons face the side their vertices run clockwise on;
-the SOP scripts pass ``up="y", clockwise=True`` to the shared numpy functions.
+the SOP scripts pass ``up="y", clockwise=True`` to the shared numpy functions. Units: one
+Houdini unit is taken as one metre (Houdini's default Unit Length, 1 m).
+
+Precision: positions are read as 64-bit floats (exact whatever P's storage is). Houdini
+stores P as 32-bit floats unless a node casts it to 64-bit (Attribute Cast SOP), and 32-bit
+floats keep only half metres 5,000 km from the origin (UTM northings): quads written there
+land off the cell grid. :func:`write_labelled_prims` checks what was stored and
+:func:`precision_note` says what to do.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 import hou
 
+from .faces import LATTICE_TOLERANCE
 from .fixes import FIX_COUNT_ATTRIB, NO_FIX_NAME, PART_FIX_ATTRIB
+from .geometry import GeometryError
 
 #: Attribute names the prediction SOP writes (documented in docs/houdini.md).
 PART_ATTRIB = "part"
@@ -45,6 +56,29 @@ def parm_string(node, name: str, default: str) -> str:
     return default if parm is None else parm.evalAsString()
 
 
+def output_path(node, name: str) -> str:
+    """The file or folder a string parameter names for writing ("" when empty), refused
+    when Houdini would write it somewhere the artist did not choose: a relative path (it
+    would land in the folder Houdini was started from) or ``$HIP`` in a scene never saved
+    (``$HIP`` is then that folder too)."""
+    parm = node.parm(name)
+    if parm is None:
+        return ""
+    value = parm.evalAsString().strip()
+    if not value:
+        return ""
+    raw = parm.unexpandedString()
+    if ("$HIP" in raw or "${HIP}" in raw) and hou.hipFile.isNewFile():
+        raise GeometryError(f"'{name}' uses $HIP but the scene has never been saved, so $HIP is "
+                            f"the folder Houdini was started from ({os.path.dirname(hou.hipFile.path())}): "
+                            f"save the scene first, or use an absolute path")
+    if not os.path.isabs(value):
+        raise GeometryError(f"'{name}' is a relative path ({value}); Houdini would write it into "
+                            f"the folder it was started from ({os.getcwd()}): use $HIP/{value} "
+                            f"or an absolute path")
+    return value
+
+
 def point_count(geo) -> int:
     return int(geo.intrinsicValue("pointcount"))
 
@@ -54,13 +88,14 @@ def prim_count(geo) -> int:
 
 
 def point_positions(geo) -> np.ndarray:
-    """``float32[N, 3]`` point positions (Houdini frame)."""
-    raw = geo.pointFloatAttribValuesAsString("P", hou.numericData.Float32)
-    return np.frombuffer(raw, dtype=np.float32).reshape(-1, 3)
+    """``float64[N, 3]`` point positions (Houdini frame), read as 64-bit floats so 64-bit P
+    (georeferenced geometry cast with Attribute Cast) keeps its precision."""
+    raw = geo.pointFloatAttribValuesAsString("P", hou.numericData.Float64)
+    return np.frombuffer(raw, dtype=np.float64).reshape(-1, 3)
 
 
 def polygons(geo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(points float32[N, 3], vertex counts int64[F], point indices int64[sum])``."""
+    """``(points float64[N, 3], vertex counts int64[F], point indices int64[sum])``."""
     per_prim = [[pt.number() for pt in prim.points()] for prim in geo.prims()]
     counts = np.fromiter((len(p) for p in per_prim), dtype=np.int64, count=len(per_prim))
     indices = np.fromiter((n for p in per_prim for n in p), dtype=np.int64,
@@ -69,9 +104,17 @@ def polygons(geo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def prim_attrib_values(geo, name: str) -> np.ndarray | None:
-    """A prim attribute as ``int64[F]``, ``float64[F, size]`` or ``str[F]``; None if absent."""
+    """A prim attribute as ``int64[F]``, ``float64[F, size]`` or ``str[F]``; None if absent.
+    The name on another class (point, vertex, detail) is a :class:`GeometryError`: read as
+    absent its values would be dropped in silence."""
     attrib = geo.findPrimAttrib(name)
     if attrib is None:
+        for kind, find in (("point", geo.findPointAttrib), ("vertex", geo.findVertexAttrib),
+                           ("detail", geo.findGlobalAttrib)):
+            if find(name) is not None:
+                raise GeometryError(f"'{name}' is a {kind} attribute; proc-ml reads it per "
+                                    f"primitive: promote it to Primitive (Attribute Promote) "
+                                    f"or rename it")
         return None
     kind = attrib.dataType()
     if kind == hou.attribData.String:
@@ -93,13 +136,13 @@ def detail_string(geo, name: str) -> str | None:
 
 def set_detail_string(geo, name: str, value: str) -> None:
     """Write the string detail attribute ``name`` (added, or replaced if of another type)."""
-    _fresh_attrib(geo, hou.attribType.Global, name, "")
+    fresh_attrib(geo, hou.attribType.Global, name, "")
     geo.setGlobalAttribValue(name, value)
 
 
-def _fresh_attrib(geo, attrib_type, name: str, default) -> None:
+def fresh_attrib(geo, attrib_type, name: str, default) -> None:
     """Add ``name``; an existing one of another type or size is replaced."""
-    finder = {hou.attribType.Prim: geo.findPrimAttrib,
+    finder = {hou.attribType.Prim: geo.findPrimAttrib, hou.attribType.Point: geo.findPointAttrib,
               hou.attribType.Global: geo.findGlobalAttrib}[attrib_type]
     existing = finder(name)
     size = len(default) if isinstance(default, tuple) else 1
@@ -111,21 +154,22 @@ def _fresh_attrib(geo, attrib_type, name: str, default) -> None:
     geo.addAttrib(attrib_type, name, default)
 
 
-def write_labelled_prims(geo, prims) -> None:
+def write_labelled_prims(geo, prims) -> str | None:
     """Replace ``geo`` with the labelled quads of a ``proc_ml.dcc.prims.LabelledPrims``
     (and, when ``prims.fix`` is set, the string prim attribute ``part_fix`` and the detail
-    int ``part_fix_count``)."""
+    int ``part_fix_count``). Returns :func:`precision_note` when P's storage moved the
+    quads off the cell grid (32-bit P far from the origin), else None."""
     geo.clear()
     k = len(prims.parts)
-    _fresh_attrib(geo, hou.attribType.Global, PART_NAMES_DETAIL, "")
+    fresh_attrib(geo, hou.attribType.Global, PART_NAMES_DETAIL, "")
     geo.setGlobalAttribValue(PART_NAMES_DETAIL, " ".join(prims.parts))
-    _fresh_attrib(geo, hou.attribType.Prim, PART_ATTRIB, -1)
-    _fresh_attrib(geo, hou.attribType.Prim, PART_NAME_ATTRIB, "")
-    _fresh_attrib(geo, hou.attribType.Prim, PART_PROB_ATTRIB, (0.0,) * k)
-    _fresh_attrib(geo, hou.attribType.Prim, COLOUR_ATTRIB, (1.0, 1.0, 1.0))
+    fresh_attrib(geo, hou.attribType.Prim, PART_ATTRIB, -1)
+    fresh_attrib(geo, hou.attribType.Prim, PART_NAME_ATTRIB, "")
+    fresh_attrib(geo, hou.attribType.Prim, PART_PROB_ATTRIB, (0.0,) * k)
+    fresh_attrib(geo, hou.attribType.Prim, COLOUR_ATTRIB, (1.0, 1.0, 1.0))
     if prims.fix is not None:
-        _fresh_attrib(geo, hou.attribType.Prim, PART_FIX_ATTRIB, NO_FIX_NAME)
-        _fresh_attrib(geo, hou.attribType.Global, PART_FIX_DETAIL, 0)
+        fresh_attrib(geo, hou.attribType.Prim, PART_FIX_ATTRIB, NO_FIX_NAME)
+        fresh_attrib(geo, hou.attribType.Global, PART_FIX_DETAIL, 0)
         geo.setGlobalAttribValue(PART_FIX_DETAIL, int((prims.fix >= 0).sum()))
     if len(prims) == 0:
         return
@@ -141,3 +185,26 @@ def write_labelled_prims(geo, prims) -> None:
     geo.setPrimFloatAttribValuesFromString(COLOUR_ATTRIB,
                                            np.ascontiguousarray(prims.colour, np.float32).tobytes(),
                                            hou.numericData.Float32)
+    cell = float(prims.grid.cell_size) if prims.grid is not None else 0.0
+    off = float(np.abs(point_positions(geo) - prims.points).max())
+    return precision_note(geo, off) if cell and off > LATTICE_TOLERANCE * cell else None
+
+
+def precision_note(geo, off: float | None = None, cell_size: float = 0.0) -> str | None:
+    """A line when ``geo``'s P is stored as 32-bit floats far enough from the origin to
+    lose the cell grid (``off``: how far stored positions moved, when known; else whether
+    32-bit steps there exceed the lattice tolerance at ``cell_size``), else None."""
+    attrib = geo.findPointAttrib("P")
+    storage = attrib.numericDataType() if attrib is not None else None
+    if storage != hou.numericData.Float32 or point_count(geo) == 0:
+        return None
+    far = float(np.abs(point_positions(geo)).max())
+    step = float(np.spacing(np.float32(far)))
+    if off is None and step / 2 <= LATTICE_TOLERANCE * float(cell_size):
+        return None
+    moved = f"moved the quads up to {off:.3g} m off the cell grid" if off else "lose the cell grid"
+    return (f"the building is {far / 1000:.0f} km from the origin, where Houdini's 32-bit P keeps "
+            f"only {step:g} m steps: stored positions {moved}, so Export Training Data and "
+            f"part_fix corrections cannot use them; cast P to 64-bit before proc-ml (Attribute "
+            f"Cast SOP: Class Point, Attributes P, Precision 64-bit) or move the building near "
+            f"the origin")

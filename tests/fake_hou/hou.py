@@ -85,11 +85,32 @@ _NUMPY_TYPES = {numericData.Float32: np.float32, numericData.Float64: np.float64
 
 
 # -- geometry -----------------------------------------------------------------------------
+#: Storage of a new numeric attribute: Houdini stores float attributes, P included, as
+#: 32-bit floats and int attributes as 32-bit ints unless a node casts them (Attribute
+#: Cast SOP: real16/real32/real64, int8..int64; https://www.sidefx.com/docs/houdini/nodes/sop/attribcast.html);
+#: hou.Attrib.numericDataType() reports it (HDK HOM_Attrib: numericDataType()). Values are
+#: rounded to it when stored, as Houdini does: a position 5,400 km from the origin keeps
+#: only half metres in 32-bit P.
+_DEFAULT_STORAGE = {"Float": "Float32", "Int": "Int32"}
+
+
 class Attrib:
     def __init__(self, geometry: "Geometry", attrib_type, name: str, data_type, size: int,
                  default):
         self._geometry, self._type, self._name = geometry, attrib_type, name
         self._data_type, self._size, self._default = data_type, size, default
+        storage = _DEFAULT_STORAGE.get(data_type.name())
+        self._numeric = getattr(numericData, storage) if storage else None
+
+    def numericDataType(self):
+        """The storage type (hou.numericData), None for strings and dicts."""
+        return self._numeric
+
+    def _store(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as this attribute's storage holds them (rounded to float32 ...)."""
+        if self._numeric is None:
+            return values
+        return values.astype(_NUMPY_TYPES[self._numeric]).astype(values.dtype)
 
     def name(self) -> str:
         return self._name
@@ -108,6 +129,9 @@ class Attrib:
 
     def destroy(self) -> None:
         self._geometry._check_writable()
+        if self._type is attribType.Vertex:
+            self._geometry._vertex_attribs.pop(self._name, None)
+            return
         self._geometry._attribs[self._type].pop(self._name, None)
         self._geometry._values[self._type].pop(self._name, None)
 
@@ -170,6 +194,7 @@ class Geometry:
         self._attribs = {t: {} for t in (attribType.Point, attribType.Prim, attribType.Global)}
         self._values = {t: {} for t in self._attribs}
         self._n_points = 0
+        self._vertex_attribs: dict = {}     # declared only (test_declare_vertex_attrib)
         self._add(attribType.Point, "P", attribData.Float, 3, (0.0, 0.0, 0.0))
         self.calls: list[str] = []      # bulk calls made, for tests that check the API use
 
@@ -192,7 +217,7 @@ class Geometry:
         else:
             dtype = np.float64 if data_type is attribData.Float else np.int64
             fill = np.asarray(default if isinstance(default, (tuple, list)) else (default,), dtype)
-            self._values[attrib_type][name] = np.tile(fill, (n, 1))
+            self._values[attrib_type][name] = attrib._store(np.tile(fill, (n, 1)))
         return attrib
 
     def _grow(self, attrib_type, count: int) -> None:
@@ -228,7 +253,7 @@ class Geometry:
             self._values[attrib_type][name] = np.array(list(values), dtype=object)
         else:
             arr = np.asarray(values, dtype=np.float64 if data_type is attribData.Float else np.int64)
-            self._values[attrib_type][name] = arr.reshape(n, size)
+            self._values[attrib_type][name] = attrib._store(arr.reshape(n, size))
 
     def _values_of(self, attrib_type, name, data_type) -> np.ndarray:
         attrib = self._find(attrib_type, name)
@@ -290,7 +315,7 @@ class Geometry:
                                    dtype=np.float64).reshape(-1, 3)
         first = self._n_points
         self._grow(attribType.Point, len(positions))
-        self._values[attribType.Point]["P"][first:] = positions
+        self._values[attribType.Point]["P"][first:] = self._attribs[attribType.Point]["P"]._store(positions)
         self._n_points += len(positions)
         return tuple(Point(self, n) for n in range(first, self._n_points))
 
@@ -330,6 +355,9 @@ class Geometry:
 
     def findGlobalAttrib(self, name):
         return self._attribs[attribType.Global].get(name)
+
+    def findVertexAttrib(self, name):
+        return self._vertex_attribs.get(name)
 
     def pointFloatAttribValues(self, name) -> tuple:
         return tuple(self._values_of(attribType.Point, name, attribData.Float).reshape(-1).tolist())
@@ -413,6 +441,12 @@ class Parm:
         return self._value
 
     def evalAsString(self) -> str:
+        """The value with variables expanded, as Houdini evaluates a string parameter
+        (here only ``$HIP`` / ``${HIP}``: the folder of hou.hipFile.path())."""
+        return _expand_hip(str(self._value))
+
+    def unexpandedString(self) -> str:
+        """The raw text of a string parameter, variables not expanded."""
         return str(self._value)
 
     def evalAsInt(self) -> int:
@@ -496,6 +530,45 @@ class InputNode(SopNode):
         self._geometry = geometry
 
 
+class _HipFile:
+    """hou.hipFile: the scene file. A new scene is ``untitled.hip`` in the folder Houdini
+    was started from, and $HIP is that folder until the scene is saved
+    (hou.hipFile.path(), hou.hipFile.isNewFile())."""
+
+    def __init__(self):
+        import os
+        self._path, self._new = os.path.join(os.getcwd(), "untitled.hip"), True
+
+    def path(self) -> str:
+        return self._path
+
+    def name(self) -> str:
+        return self._path
+
+    def basename(self) -> str:
+        return self._path.replace("\\", "/").rsplit("/", 1)[-1]
+
+    def isNewFile(self) -> bool:
+        return self._new
+
+    def save(self, file_name=None, save_to_recent_files=True) -> None:
+        if file_name:
+            self._path = str(file_name)
+        self._new = False
+
+    def clear(self, suppress_save_prompt=False) -> None:
+        self.__init__()
+
+
+hipFile = _HipFile()
+
+
+def _expand_hip(text: str) -> str:
+    import os
+    folder = os.path.dirname(hipFile.path())
+    return text.replace("${HIP}", folder).replace("$HIP", folder)
+
+
 _current: list = []
 
 
@@ -512,6 +585,21 @@ def make_sop_node(parms: dict, input_geometry: Geometry | None = None,
     upstream = InputNode(path.rsplit("/", 1)[0] + "/input1", input_geometry) \
         if input_geometry is not None else None
     return SopNode(path, parms, upstream)
+
+
+def cast_attrib(geometry: Geometry, attrib_type, name: str, numeric_type) -> None:
+    """What an Attribute Cast SOP does upstream: store ``name`` as ``numeric_type``
+    (e.g. P as hou.numericData.Float64, 64-bit positions)."""
+    attrib = geometry._find(attrib_type, name)
+    attrib._numeric = numeric_type
+    geometry._values[attrib_type][name] = attrib._store(geometry._values[attrib_type][name])
+
+
+def declare_vertex_attrib(geometry: Geometry, name: str, default) -> None:
+    """Declare a vertex attribute (found by findVertexAttrib; its values are not kept)."""
+    data_type, size = _classify(default)
+    geometry._vertex_attribs[name] = Attrib(geometry, attribType.Vertex, name, data_type, size,
+                                            default)
 
 
 @contextlib.contextmanager
