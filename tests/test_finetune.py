@@ -294,6 +294,56 @@ def test_corrected_faces_reach_the_loss(tiny_dataset, tmp_path, config_name):
     assert other.eq(1.0).all()
 
 
+@pytest.mark.parametrize("config_name", ["tiny_parts_unet3d", "tiny_parts_mlp"])
+def test_unknown_faces_weigh_training_unknown_weight(tiny_dataset, tmp_path, config_name):
+    """A grid with label_known (an imported real building: the sides the street scan never
+    saw are labelled wall but unknown): with training.unknown_weight those faces weigh that
+    factor in the loss, a corrected face among them stays fully weighted; the default (1)
+    trains them as labelled; a value outside 0-1 is refused naming the key."""
+    import shutil
+
+    from proc_ml.errors import ConfigError
+    from proc_ml.formats import grid_npz
+    from proc_ml.trainers.config import load_train_config, resolve_config_path
+    from proc_ml.trainers.loop import make_task
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    path = data / "grids" / "b000000.npz"
+    record = grid_npz.read(path)
+    faces = record.labels >= 0
+    known = faces.copy()
+    known[..., 0] = False                 # every +x face unknown
+    unknown = faces & ~known
+    fixed = np.zeros(faces.shape, bool)
+    fixed[tuple(np.argwhere(unknown)[0])] = True       # one of them corrected by an artist
+    grid_npz.write(path, record.building_id, record.archetype, record.occupancy, record.labels,
+                   record.style, **{**record.extras, "label_known": known, "label_fixed": fixed})
+    n_unknown = int(unknown.sum())
+    assert n_unknown > 1
+
+    def weights(*overrides):
+        config = load_train_config("building-parts", resolve_config_path(config_name),
+                                   ["training.fix_weight=4.0", *overrides])
+        task = make_task(config, data)
+        batch = task.collate([task.encode(task.data.building(0)), task.encode(task.data.building(1))])
+        w, t = batch["weights"], batch["targets"]          # faces: targets >= 0
+        if "building" in batch:            # the MLP: a row per occupied cell
+            cells = batch["building"] == 0
+            return w[cells][t[cells] >= 0], w[~cells][t[~cells] >= 0]
+        return w[0][t[0] >= 0], w[1][t[1] >= 0]
+
+    ours, other = weights("training.unknown_weight=0.0")
+    assert int(ours.eq(0.0).sum()) == n_unknown - 1        # the corrected one is known
+    assert int(ours.eq(4.0).sum()) == 1 and other.eq(1.0).all()
+    ours, _ = weights("training.unknown_weight=0.25")
+    assert int(ours.eq(0.25).sum()) == n_unknown - 1
+    ours, _ = weights()                                       # default: trained as labelled
+    assert int(ours.eq(1.0).sum()) == ours.numel() - 1
+    with pytest.raises(ConfigError, match="training.unknown_weight"):
+        weights("training.unknown_weight=2.0")
+
+
 def test_patience_stops_early_and_resume_keeps_it_stopped(tiny_dataset, tmp_path):
     """training.patience: the fit ends once that many epochs bring no better best_metric
     (here lr ~ 0: nothing improves after epoch 1); --resume does not train on."""

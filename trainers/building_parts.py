@@ -64,28 +64,48 @@ def encode_grid_example(record, names, stride: int, street=None) -> tuple[np.nda
     return pad_to_stride(channels, stride), targets
 
 
-def face_weights(record, stride: int, fix_weight: float,
-                 unfixed_weight: float = 1.0) -> np.ndarray | None:
-    """``float32[6, X', Y', Z']``: ``fix_weight`` on the faces an artist corrected (the
-    grid's ``label_fixed``), ``unfixed_weight`` on its other faces (labels the artist left
-    as they were: often the model's own guesses); None when the grid marks none."""
+def _face_weight_table(record, fix_weight: float, unfixed_weight: float,
+                       unknown_weight: float) -> np.ndarray | None:
+    """``float32[X, Y, Z, 6]`` loss weights of a grid's faces, or None when every face
+    weighs 1: ``fix_weight`` on the faces an artist corrected (``label_fixed``),
+    ``unfixed_weight`` on the other faces of a grid with corrections (labels the artist left
+    as they were: often the model's own guesses), and those weights times ``unknown_weight``
+    on faces whose label the source does not support (``label_known`` false: the sides of a
+    real building the street scan never saw, labelled wall by the import; a corrected face
+    is known)."""
     fixed = record.extras.get("label_fixed")
-    if fixed is None or not fixed.any():
+    known = record.extras.get("label_known")
+    has_fix = fixed is not None and bool(fixed.any())
+    has_unknown = known is not None and unknown_weight != 1.0 and not bool(known.all())
+    if not has_fix and not has_unknown:
         return None
-    weights = np.where(fixed, np.float32(fix_weight),
-                       np.float32(unfixed_weight)).transpose(3, 0, 1, 2)
-    return pad_to_stride(weights, stride)
+    weights = np.ones(record.occupancy.shape + (6,), np.float32)
+    if has_fix:
+        weights = np.where(fixed, np.float32(fix_weight), np.float32(unfixed_weight))
+    if has_unknown:
+        unknown = ~known if fixed is None else ~known & ~fixed
+        weights = np.where(unknown, weights * np.float32(unknown_weight), weights)
+    return weights.astype(np.float32)
+
+
+def face_weights(record, stride: int, fix_weight: float, unfixed_weight: float = 1.0,
+                 unknown_weight: float = 1.0) -> np.ndarray | None:
+    """``float32[6, X', Y', Z']``: the face loss weights of :func:`_face_weight_table`
+    (corrected faces, the other faces of a corrected grid, faces of unknown label); None
+    when every face weighs 1."""
+    weights = _face_weight_table(record, fix_weight, unfixed_weight, unknown_weight)
+    return None if weights is None else pad_to_stride(weights.transpose(3, 0, 1, 2), stride)
 
 
 def cell_face_weights(record, coords: np.ndarray, fix_weight: float,
-                      unfixed_weight: float = 1.0) -> np.ndarray | None:
+                      unfixed_weight: float = 1.0, unknown_weight: float = 1.0) -> np.ndarray | None:
     """``float32[N, 6]``: :func:`face_weights` for the cells ``coords`` (the per-cell
-    MLP's rows); None when the grid marks no corrected face."""
-    fixed = record.extras.get("label_fixed")
-    if fixed is None or not fixed.any():
+    MLP's rows); None when every face weighs 1."""
+    weights = _face_weight_table(record, fix_weight, unfixed_weight, unknown_weight)
+    if weights is None:
         return None
     x, y, z = np.asarray(coords).T
-    return np.where(fixed[x, y, z], np.float32(fix_weight), np.float32(unfixed_weight))
+    return weights[x, y, z]
 
 
 # -- symmetry augmentation (dataset.symmetry: the transforms of proc_ml.symmetry) ----------
@@ -263,6 +283,7 @@ class BuildingPartsTask(Task):
             "freeze_norm": False,  # with init: keep the source's BatchNorm statistics
             "fix_weight": 4.0,     # loss weight of faces an artist corrected (label_fixed)
             "unfixed_weight": 1.0,  # loss weight of the other faces of a grid with corrections
+            "unknown_weight": 1.0,  # loss weight factor of faces label_known marks unknown
         }}
 
     @classmethod
@@ -276,6 +297,10 @@ class BuildingPartsTask(Task):
         if not 0.0 <= unfixed <= 1000.0:
             raise key_error(source, "training.unfixed_weight",
                             f"must be between 0 and 1000, got {unfixed!r}")
+        unknown = config["training"]["unknown_weight"]
+        if not 0.0 <= unknown <= 1.0:
+            raise key_error(source, "training.unknown_weight",
+                            f"must be between 0 and 1, got {unknown!r}")
         symmetry = config["dataset"].get("symmetry", "none")
         if symmetry not in SYMMETRIES:
             raise key_error(source, "dataset.symmetry",
@@ -485,11 +510,13 @@ class BuildingPartsTask(Task):
                 street = ()             # the artist did not say: no side marked
             x, t = encode_grid_example(record, self.input_names, self.stride, street)
             w = face_weights(record, self.stride, self.config["training"]["fix_weight"],
-                             self.config["training"]["unfixed_weight"])
+                             self.config["training"]["unfixed_weight"],
+                             self.config["training"]["unknown_weight"])
             return (x, t) if w is None else (x, t, w)
         coords, feats, targets = encode_cell_example(record, self.with_style)
         w = cell_face_weights(record, coords, self.config["training"]["fix_weight"],
-                              self.config["training"]["unfixed_weight"])
+                              self.config["training"]["unfixed_weight"],
+                              self.config["training"]["unknown_weight"])
         return (feats, targets) if w is None else (feats, targets, w)
 
     def collate(self, examples):
