@@ -47,22 +47,34 @@ def test_demo_writes_model_picture_and_a_consistent_report(tmp_path, capsys):
     assert sum(unseen.building(i).occupancy.tobytes() in seen for i in unseen.ids()) < 6
 
 
-def test_a_demo_rerun_replaces_the_earlier_one_and_a_bad_real_file_is_reported(tmp_path, capsys):
-    """``make demo`` twice works: the second run replaces the first one's files; a --real file
-    that cannot be labelled is one line on stderr and exit status 2 (the rest is written)."""
+def test_a_demo_rerun_replaces_the_earlier_one_and_a_bad_real_file_is_refused_first(tmp_path, capsys):
+    """``make demo`` twice works: the second run replaces the first one's files. A --real
+    file that cannot be labelled (cut off; a building without windows or doors) is one
+    line naming it, before anything is generated: the earlier demo is left as it was."""
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--count", "12", "--unseen", "2", "--grid", "8",
             "--epochs", "1", "--quiet"]
     assert main(args) == 0
     first = json.loads((out / "report.json").read_text())
+    assert first["real_building"]["buildings"] == ["4018265"]
+    assert "CC BY-SA 4.0" in (out / "real" / "dataset.yaml").read_text()
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     bad = tmp_path / "cut.xml"
     bad.write_text("<?xml version='1.0'?><core:CityModel xmlns:core='http://www.opengis.net/citygml/2.0'>")
-    capsys.readouterr()
-    assert main([*args, "--count", "16", "--real", str(bad)]) == 2
-    captured = capsys.readouterr()
-    assert captured.out.startswith("replacing the earlier demo in ")
-    err = captured.err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: real building {bad}: not labelled")
+    massing = Path(__file__).parent / "data" / "citygml" / "4018142.xml"    # LoD3, no opening
+    for real in (bad, massing):
+        capsys.readouterr()
+        assert main([*args, "--count", "16", "--real", str(real)]) == 1
+        captured = capsys.readouterr()
+        err = captured.err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"proc-ml demo: error: --real {real}: "), err
+        assert "replacing" not in captured.out and "== generate" not in captured.out
+        assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+    # a user's own file: the committed example's licence is not stamped on it
+    own = tmp_path / "own.xml"
+    own.write_bytes((Path(__file__).parent / "data" / "citygml" / "4018265.xml").read_bytes())
+    assert main([*args, "--count", "16", "--real", str(own)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert first["training_buildings"] == 12 and report["training_buildings"] == 16
-    assert "error" in report["real_building"] and not (out / "real").exists()
+    assert report["real_building"]["source"] == str(own)
+    assert "see the source's LICENSE" not in (out / "real" / "dataset.yaml").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -175,3 +176,20 @@ def test_predict_cli_is_torch_free_and_prints_no_onnxruntime_errors(tiny_mlp_onn
     assert "onnxruntime" not in result.stderr and "Failed to load" not in result.stderr
     assert result.stderr.strip() == ""
     assert (tmp_path / "o" / "parts.png").is_file()
+
+
+def test_the_unused_style_note_names_the_model_kind(tiny_massing_unet_onnx, tiny_dataset, tmp_path):
+    """A grid with style features predicted by a model that takes none: the note says which
+    kind of model it is (the installed one takes the street sides: not 'massing-only')."""
+    from proc_ml.runtime import PartsPredictor, default_model
+
+    grid = str(tiny_dataset / "grids" / "b000001.npz")
+    for model in (default_model("building-parts"), tiny_massing_unet_onnx):
+        out = tmp_path / Path(model).stem
+        assert main(["predict", "building-parts", "--model", str(model), "--input", grid,
+                     "--out", str(out)]) == 0
+        notes = json.loads((out / "summary.json").read_text())["notes"]
+        style_notes = [n for n in notes if "style features were not used" in n]
+        street = PartsPredictor(model).with_street
+        assert len(style_notes) == 1, notes
+        assert style_notes[0].startswith("street-aware model" if street else "massing-only model")

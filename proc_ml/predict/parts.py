@@ -205,7 +205,9 @@ def label_building(predictor: PartsPredictor, input_path, out_dir, *,
         if note:
             item.notes.append(note)
     if item.style is not None and not predictor.with_style:
-        item.notes.append("massing-only model: the input's style features were not used")
+        kind = ("street-aware model (the massing and the street sides)" if predictor.with_street
+                else "massing-only model")
+        item.notes.append(f"{kind}: the input's style features were not used")
     street = parse_street(street) if street is not None else item.street
     note = predictor.street_note(street)
     if note:
