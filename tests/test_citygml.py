@@ -1083,6 +1083,48 @@ def _gml_part(pid, surfaces, lod):
             f"</bldg:BuildingPart></bldg:consistsOfBuildingPart>")
 
 
+def test_a_wall_two_building_parts_share_is_kept_on_both_sides(tmp_path):
+    """Two closed BuildingParts side by side: the wall they share is written once per part,
+    wound the other way round. That is no copy: both sides are kept (no note), the shell
+    stays watertight, and wound inside out it is still turned round (it used to lose one
+    side, read as too open to turn, and fail as an empty building)."""
+    a = box_surfaces((6.0, 6.0, 6.0), openings=False)
+    b = [(k, e + np.array([6.0, 0, 0]), [], p) for k, e, _, p in a]
+    for inside_out in (False, True):
+        pa, pb = ([(k, e[::-1].copy(), [], p) for k, e, _, p in part] if inside_out else part
+                  for part in (a, b))
+        doc = _cityjson_doc(tmp_path, pa + pb)
+        geom = doc["CityObjects"].pop("B1")["geometry"][0]
+        n = len(pa)
+
+        def part(sl):
+            return {"type": "BuildingPart", "parents": ["T"], "geometry": [dict(
+                geom, boundaries=geom["boundaries"][sl],
+                semantics={"surfaces": geom["semantics"]["surfaces"],
+                           "values": geom["semantics"]["values"][sl]})]}
+
+        doc["CityObjects"] = {"T": {"type": "Building", "children": ["T-1", "T-2"]},
+                              "T-1": part(slice(0, n)), "T-2": part(slice(n, None))}
+        path = tmp_path / f"shared{int(inside_out)}.city.json"
+        path.write_text(json.dumps(doc))
+        xml = ('<core:cityObjectMember><bldg:Building gml:id="T">' + _gml_part("T-1", pa, 2)
+               + _gml_part("T-2", pb, 2) + "</bldg:Building></core:cityObjectMember>")
+        gml = write_gml2(tmp_path / f"shared{int(inside_out)}.gml", [xml])
+        for source in (path, gml):
+            (bld,) = read_city_file(source).buildings
+            assert sum(len(s.polygons) for s in bld.surfaces) == 2 * n, source
+            assert not any("duplicate" in x for x in bld.notes), (source, bld.notes)
+            imp = voxelize_building(bld)
+            assert imp.occupancy.shape == (4, 2, 2) and imp.occupancy.all(), source
+            assert imp.stats["watertight"] is True, source
+            assert ("faces were wound inside out; flipped" in imp.notes) == inside_out, source
+    # copies of one polygon within a part, either winding, are still dropped
+    (one,) = read_city_file(write_cityjson(tmp_path / "twice.city.json",
+                                           _doubled(a, reverse_every=2))).buildings
+    assert f"{n} duplicate polygons dropped (a copy of another within 1 cm, 3 of them wound " \
+           "the other way)" in one.notes
+
+
 def test_a_part_or_a_roof_only_in_a_lower_lod_is_included_with_a_note(tmp_path):
     """The highest LoD is used; a BuildingPart modelled only in LoD2 beside a LoD3 part is
     added at LoD2, and a roof that exists only in LoD2 closes a LoD3 facade model -- both

@@ -311,8 +311,8 @@ def _read_building(oid, obj, objects, kids, vertices, path, crs) -> CityBuilding
     best = max(_lod_value(g) for _, _, g in shell_geoms)
     if best < 1:
         raise DatasetError(f"only LoD{best:g} geometry (footprints have no height)")
-    surfaces, n_dropped, notes, used = _choose_geometry(geoms, shell_geoms, best, vertices,
-                                                        objects)
+    surfaces, n_dropped, notes, used, owners = _choose_geometry(geoms, shell_geoms, best, vertices,
+                                                                objects)
     if n_dropped:
         notes.insert(0, f"{n_dropped} degenerate polygon{'s' if n_dropped > 1 else ''} dropped")
     other: dict[float, int] = {}
@@ -324,7 +324,7 @@ def _read_building(oid, obj, objects, kids, vertices, path, crs) -> CityBuilding
         parts = [f"LoD {v:g} ({n} polygon{'s' if n != 1 else ''})"
                  for v, n in sorted(other.items())]
         notes.insert(0, f"LoD{best:g} used; also has {' and '.join(parts)}, not imported")
-    surfaces, duplicates = drop_duplicate_polygons(surfaces)
+    surfaces, duplicates = drop_duplicate_polygons(surfaces, owners=owners)
     if duplicates:
         notes.append(duplicates)
     attrs = obj.get("attributes") if isinstance(obj.get("attributes"), dict) else {}
@@ -333,7 +333,8 @@ def _read_building(oid, obj, objects, kids, vertices, path, crs) -> CityBuilding
 
 
 def _choose_geometry(geoms, shell_geoms, best, vertices, objects):
-    """``(surfaces, degenerate polygons dropped, notes, {id(geometry): surfaces used})``:
+    """``(surfaces, degenerate polygons dropped, notes, {id(geometry): surfaces used},
+    the city object of each surface)``:
     the rule of :func:`proc_ml.citygml.gml._choose_geometry`, per city object (the Building
     and each BuildingPart): everything at ``best``; an object whose shell geometry is only
     at lower LoDs (>= 1) at its highest one, when at most ``PART_OVERLAP`` of it lies inside
@@ -431,7 +432,7 @@ def _choose_geometry(geoms, shell_geoms, best, vertices, objects):
                     notes.append(f"no {kind}{where} in LoD{u:g}; the LoD{low:g} one would not "
                                  f"close the shell: not included")
                 break
-    return surfaces, dropped, notes, used
+    return surfaces, dropped, notes, used, owner_of
 
 
 def _count_surfaces(geom: dict) -> int:

@@ -290,11 +290,14 @@ def same_polygon(a: Polygon, b: Polygon, tol: float = DUPLICATE_TOLERANCE) -> in
     return m
 
 
-def duplicate_polygons(polygons: list[Polygon], tol: float = DUPLICATE_TOLERANCE
-                       ) -> tuple[list[int], int]:
+def duplicate_polygons(polygons: list[Polygon], tol: float = DUPLICATE_TOLERANCE,
+                       groups=None) -> tuple[list[int], int]:
     """``(indices, reversed)``: the polygons that repeat an earlier one of the list
     (:func:`same_polygon`), and how many of those are wound the other way round.
-    Polygons that merely share an edge or a vertex are not copies."""
+    Polygons that merely share an edge or a vertex are not copies. ``groups`` (one key per
+    polygon, e.g. its BuildingPart): a polygon wound the other way round in another group
+    is not a copy -- it is the other side of a wall two closed parts share, and dropping
+    it would open the shell."""
     if not polygons:
         return [], 0
     # copies have the same vertex count and vertex means within tol: neighbouring cells
@@ -311,6 +314,8 @@ def duplicate_polygons(polygons: list[Polygon], tol: float = DUPLICATE_TOLERANCE
         for dx, dy, dz in _NEIGHBOURS:
             for j in cells.get((n, x + dx, y + dy, z + dz), ()):
                 match = same_polygon(polygons[j], poly, tol)
+                if match < 0 and groups is not None and groups[j] != groups[i]:
+                    match = 0           # a wall shared by two parts, one side each
                 if match:
                     break
             if match:
@@ -323,19 +328,23 @@ def duplicate_polygons(polygons: list[Polygon], tol: float = DUPLICATE_TOLERANCE
     return dups, turned
 
 
-def drop_duplicate_polygons(surfaces: list[Surface], tol: float = DUPLICATE_TOLERANCE
-                            ) -> tuple[list[Surface], str | None]:
+def drop_duplicate_polygons(surfaces: list[Surface], tol: float = DUPLICATE_TOLERANCE,
+                            owners=None) -> tuple[list[Surface], str | None]:
     """The surfaces without the shell polygons that copy another shell polygon of the
     building (:func:`duplicate_polygons`; installations are not looked at), and a note
     saying how many were dropped (None when none). Of two copies the one kept is a
     Window / Door's over a boundary surface's over an Unclassified one, else the first in
-    the file; a surface left without polygons is dropped (openings' parents renumbered)."""
+    the file; a surface left without polygons is dropped (openings' parents renumbered).
+    ``owners`` (one per surface: its Building / BuildingPart): the two sides of a wall two
+    parts share (the same polygon wound the other way in another owner) are both kept."""
     rank = {k: 0 for k in OPENING_KINDS}
     rank["Unclassified"] = 2
     entries = sorted(((rank.get(s.kind, 1), si, pi) for si, s in enumerate(surfaces)
                       if s.kind != "BuildingInstallation" for pi in range(len(s.polygons))),
                      key=lambda e: e[0])
-    dups, turned = duplicate_polygons([surfaces[si].polygons[pi] for _, si, pi in entries], tol)
+    groups = None if owners is None else [owners[si] for _, si, _ in entries]
+    dups, turned = duplicate_polygons([surfaces[si].polygons[pi] for _, si, pi in entries], tol,
+                                      groups)
     if not dups:
         return surfaces, None
     drop = {(entries[i][1], entries[i][2]) for i in dups}

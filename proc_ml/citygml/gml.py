@@ -490,7 +490,7 @@ def _read_building(elem, bid, path, index, crs_override, file_crs) -> CityBuildi
         notes.append("geometry without surfaces skipped (curves, implicit or LoD0 geometry): "
                      + ", ".join(sorted(collector.skipped)))
     notes += _other_lods(found, kept, lod)
-    surfaces, duplicates = drop_duplicate_polygons(surfaces)
+    surfaces, duplicates = drop_duplicate_polygons(surfaces, owners=[s["owner"] for s in kept])
     if duplicates:
         notes.append(duplicates)
     if collector.missing:
