@@ -58,10 +58,23 @@ class _BoundedLoader(yaml.SafeLoader):
 
 # YAML 1.1 (PyYAML) reads ``1e-4`` and ``3E5`` as text (its floats need a dot); YAML 1.2 and
 # every config author read them as numbers: a learning rate is written that way.
-_BoundedLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_BoundedLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT,
+                                     list("-+0123456789."))
+
+
+class _Dumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that knows the loader's extra float rule, so it quotes a string
+    such as ``'1e5'`` (a folder or part name) that would otherwise be read back as a number."""
+
+
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+
+def dump_yaml(data, **options) -> str:
+    """``data`` as YAML text that :func:`load_yaml` reads back as the same values
+    (``yaml.safe_dump``'s options)."""
+    return yaml.dump(data, Dumper=_Dumper, **options)
 
 
 def _expanded_size(node, sizes: dict, active: set, limit: int = MAX_YAML_VALUES) -> int:

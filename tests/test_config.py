@@ -96,6 +96,19 @@ def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
     assert parse_override("training.lr=1e-4") == (["training", "lr"], 1e-4)
 
 
+def test_what_proc_ml_writes_as_yaml_reads_back_the_same(tmp_path):
+    """A string shaped like an exponent float (a run folder or part called '1e5') is quoted
+    when config.yaml / dataset.yaml are written, so it is read back as text; numbers stay
+    numbers."""
+    from proc_ml.config import dump_yaml
+
+    data = {"init": "1e5", "name": "-2E3", "plain": "1.5", "lr": 1e-4, "big": 3e5,
+            "parts": ["wall", "7e1"]}
+    path = tmp_path / "out.yaml"
+    path.write_text(dump_yaml(data, sort_keys=False))
+    assert load_yaml(path) == data
+
+
 def test_a_key_given_twice_is_refused_but_merges_may_override(tmp_path):
     path = write(tmp_path, "training:\n  lr: 0.001\n  epochs: 3\n  lr: 0.1\n")
     with pytest.raises(ConfigError, match=r"cfg\.yaml: line 4 invalid YAML: key 'lr' appears "

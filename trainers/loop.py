@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from proc_ml.config import same_value
+from proc_ml.config import dump_yaml, same_value
 from proc_ml.errors import ConfigError, ModelError, TrainingError
 from proc_ml.fileio import FolderLock, check_output_folder, remove_stale_temps, write_text
 from proc_ml.registry import task_class
@@ -262,7 +261,7 @@ class Trainer:
     # -- training -------------------------------------------------------------------
     def fit(self) -> dict:
         if self.ctx.is_main:
-            write_text(self.out / CONFIG_FILE, yaml.safe_dump(self.config, sort_keys=False))
+            write_text(self.out / CONFIG_FILE, dump_yaml(self.config, sort_keys=False))
             if self.training["tensorboard"]:
                 from torch.utils.tensorboard import SummaryWriter
                 self.tensorboard = SummaryWriter(str(self.out / "tensorboard"))

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .. import FORMAT_VERSION, __version__
@@ -72,7 +71,9 @@ def build(*, parts, cell_size: float, grid_size, count: int, seed: int, formats,
 
 
 def write(root: str | os.PathLike, manifest: dict) -> None:
-    write_text(Path(root) / MANIFEST, yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None))
+    from ..config import dump_yaml
+
+    write_text(Path(root) / MANIFEST, dump_yaml(manifest, sort_keys=False, default_flow_style=None))
 
 
 BuildingId = Annotated[int, Field(ge=0, le=MAX_ID)]
