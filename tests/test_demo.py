@@ -62,12 +62,15 @@ def test_a_demo_rerun_replaces_the_earlier_one_and_a_bad_real_file_is_refused_fi
     bad = tmp_path / "cut.xml"
     bad.write_text("<?xml version='1.0'?><core:CityModel xmlns:core='http://www.opengis.net/citygml/2.0'>")
     massing = Path(__file__).parent / "data" / "citygml" / "4018142.xml"    # LoD3, no opening
-    for real in (bad, massing):
+    empty = tmp_path / "no_city_files"
+    empty.mkdir()
+    for real in (bad, massing, empty):
         capsys.readouterr()
         assert main([*args, "--count", "16", "--real", str(real)]) == 1
         captured = capsys.readouterr()
         err = captured.err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"proc-ml demo: error: --real {real}: "), err
+        assert ("no CityGML / CityJSON files" in err[0]) == (real == empty), err
         assert "replacing" not in captured.out and "== generate" not in captured.out
         assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
     # a user's own file: the committed example's licence is not stamped on it
