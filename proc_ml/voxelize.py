@@ -133,6 +133,39 @@ def load_mesh(path: str | os.PathLike):
     return mesh
 
 
+#: A mesh is read as a double-sided export when at least this share of its triangles come
+#: in pairs on the same three vertices wound opposite ways.
+DOUBLE_SIDED_SHARE = 0.5
+
+
+def unique_triangles(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """``triangles`` without repeats (once coincident vertices are merged): a copy of an
+    earlier triangle wound the same way is always dropped (it would count every crossing
+    twice); a copy wound the other way only when the mesh is a double-sided export --
+    at least ``DOUBLE_SIDED_SHARE`` of its triangles in such pairs, as Kenney's OBJ kits
+    write every triangle -- where it made an open shell look closed, fill nothing and cancel
+    every up-facing area in ``detect_up``. Elsewhere such a pair is the face two stacked
+    solids share, which the closed fill needs both sides of. The first copy is kept."""
+    tris = np.asarray(triangles, dtype=np.int64)
+    if len(tris) == 0:
+        return tris
+    _, index = np.unique(np.round(np.asarray(vertices, dtype=np.float64), 9), axis=0,
+                         return_inverse=True)
+    merged = index.reshape(-1)[tris]
+    # the same triangle wound the same way: the same cycle from its smallest vertex
+    start = merged.argmin(axis=1)
+    oriented = np.stack([merged[np.arange(len(merged)), (start + k) % 3] for k in range(3)], axis=1)
+    _, first = np.unique(oriented, axis=0, return_index=True)
+    keep = np.sort(first)
+    _, which, counts = np.unique(np.sort(merged[keep], axis=1), axis=0, return_inverse=True,
+                                 return_counts=True)
+    paired = counts[which.reshape(-1)] > 1
+    if paired.mean() >= DOUBLE_SIDED_SHARE:
+        _, once = np.unique(which.reshape(-1), return_index=True)
+        keep = keep[np.sort(once)]
+    return tris if len(keep) == len(tris) else tris[keep]
+
+
 def is_closed(vertices: np.ndarray, triangles: np.ndarray) -> bool:
     """Every edge used by an even number of triangles after merging coincident vertices."""
     _, index = np.unique(np.round(vertices, 9), axis=0, return_inverse=True)
@@ -199,6 +232,7 @@ def voxelize(vertices: np.ndarray, triangles: np.ndarray, cell_size: float, up: 
     tris = np.asarray(triangles, dtype=np.int64)
     if len(tris) == 0:
         raise ValueError("the mesh has no triangles")
+    tris = unique_triangles(verts, tris)
     rotation = wall_rotation(verts, tris) if align else 0.0
     pivot = verts.mean(axis=0)
     if rotation:
@@ -263,7 +297,9 @@ def detect_up(vertices: np.ndarray, triangles: np.ndarray) -> tuple[str, bool]:
 
     A building square to the axes with flat roofs only (a box, voxel massing) shows
     neither: z is assumed (``sure`` False)."""
-    corners = np.asarray(vertices, dtype=np.float64)[np.asarray(triangles, dtype=np.int64)]
+    vertices = np.asarray(vertices, dtype=np.float64)
+    triangles = unique_triangles(vertices, triangles)
+    corners = vertices[triangles]
     cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]) / 2
     area = np.linalg.norm(cross, axis=1)
     total = float(area.sum())

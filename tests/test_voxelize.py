@@ -242,3 +242,62 @@ def test_overlapping_closed_parts_stay_solid_when_some_triangles_face_inward():
     assert len(mesh_parts(block.vertices, faces)) == 2
     assert one_inward.closed and np.array_equal(one_inward.occupancy, outward.occupancy)
     assert outward.occupancy.sum() == 10 * 10 * 2 + 3 * 3 * 8
+
+
+def _double_sided(vertices, faces):
+    """What a double-sided export (Kenney's OBJ kits) writes: every triangle twice, the
+    copy wound the other way, on its own vertices."""
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    return np.vstack([vertices, vertices]), np.vstack([faces, faces[:, ::-1] + len(vertices)])
+
+
+def test_double_sided_exports_fill_like_the_single_sided_mesh(tmp_path):
+    """Every triangle written twice, wound both ways: a ray crosses each surface twice, so
+    the copy made an open shell look closed (and a closed one cancel its winding) and the
+    grid came out empty ("nothing to label"); the repeats are now dropped first."""
+    from proc_ml.voxelize import detect_up, unique_triangles
+
+    box = trimesh.creation.box(extents=(9, 6, 6))
+    box.apply_translation([4.5, 3, 3])
+    closed = voxelize(box.vertices, box.faces, 3.0, align=False).occupancy
+    assert closed.sum() == 3 * 2 * 2
+    v, f = _double_sided(box.vertices, box.faces)
+    assert len(unique_triangles(v, f)) == len(box.faces)
+    np.testing.assert_array_equal(voxelize(v, f, 3.0, align=False).occupancy, closed)
+    # an open shell (a block-out without its floor), double-sided
+    floorless = box.faces[box.face_normals[:, 2] > -0.5]
+    v, f = _double_sided(box.vertices, floorless)
+    np.testing.assert_array_equal(voxelize(v, f, 3.0, align=False).occupancy, closed)
+    # and through the file reader, as the Kenney OBJ was read
+    trimesh.Trimesh(v, f, process=False).export(tmp_path / "double.obj")
+    grid, _ = voxelize_file(tmp_path / "double.obj", 3.0, up="z", align=False)
+    np.testing.assert_array_equal(grid.occupancy, closed)
+    # the copies no longer cancel the roof slopes that tell a y-up house
+    v, f = _double_sided(from_z_up(HOUSE_V, "y"), HOUSE_F)
+    assert detect_up(v, f) == ("y", True)
+
+
+def test_stacked_solids_keep_both_sides_of_the_face_they_share():
+    """Two closed boxes stacked with the same triangles on the face they share, wound
+    opposite ways: not a double-sided export, so both sides stay and the mesh stays closed
+    (dropping one side left the lower box without its top); a copy wound the same way is
+    still dropped."""
+    from proc_ml.voxelize import is_closed, unique_triangles
+
+    lower = trimesh.creation.box(extents=(9, 9, 3))
+    lower.apply_translation([4.5, 4.5, 1.5])
+    upper = lower.copy()
+    mirror = np.eye(4)
+    mirror[2, 2], mirror[2, 3] = -1.0, 6.0      # z -> 6 - z: the shared face's own triangles
+    upper.apply_transform(mirror)
+    if upper.volume < 0:
+        upper.invert()
+    stack = trimesh.util.concatenate([lower, upper])
+    v, f = stack.vertices, stack.faces
+    sorted_faces = np.sort(np.unique(np.round(v, 9), axis=0, return_inverse=True)[1].reshape(-1)[f], axis=1)
+    assert len(np.unique(sorted_faces, axis=0)) < len(f)      # the shared face's pairs exist
+    assert len(unique_triangles(v, f)) == len(f) and is_closed(v, unique_triangles(v, f))
+    assert voxelize(v, f, 3.0, align=False).occupancy.sum() == 3 * 3 * 2
+    doubled = np.concatenate([f, f[:4]])                       # 4 triangles written twice
+    assert len(unique_triangles(v, doubled)) == len(f)
