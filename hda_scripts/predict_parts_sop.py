@@ -42,12 +42,11 @@ import hou
 
 from proc_ml.dcc import houdini as hgeo
 from proc_ml.dcc.fixes import FixedFaces, apply_part_fix
-from proc_ml.dcc.geometry import triangulate
+from proc_ml.dcc.geometry import standing_axis
 from proc_ml.dcc.predict import (entrance_choice, open_session, predict_cell_points,
                                 predict_polygons, style_vector, symmetry_choice)
 from proc_ml.encoding import parse_street
 from proc_ml.errors import ProcMLError
-from proc_ml.voxelize import detect_up
 
 INPUT_TYPES = ("auto", "points", "polygons")
 
@@ -88,11 +87,10 @@ def _fixes(geo, points, counts, indices, session, up):
 
 
 def _side_note(points, counts, indices, up):
-    """A line when the massing lies on its side: its walls and roofs say up is another
-    axis than Up Axis (a Z-up OBJ read by a File SOP stands along Houdini's Z), else None.
-    It is labelled as it lies; the note says how to stand it up."""
-    found, sure = detect_up(points, triangulate(counts, indices))
-    if not sure or found == up:
+    """A line when the massing lies on its side (a Z-up OBJ read by a File SOP stands along
+    Houdini's Z), else None: it is labelled as it lies; the note says how to stand it up."""
+    found = standing_axis(points, counts, indices, up)
+    if found is None:
         return None
     return (f"it lies on its side (its walls and roofs stand along Houdini's {found.upper()} axis, "
             f"as when a {found.upper()}-up file is read in) but Up Axis is {up}: stand it up "

@@ -208,8 +208,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
 
     def execute(self, context):
         modules = _import_proc_ml(self, context, "proc_ml.dcc.blender", "proc_ml.dcc.fixes",
-                                  "proc_ml.dcc.predict", "proc_ml.errors", "proc_ml.dcc.geometry",
-                                  "proc_ml.voxelize")
+                                  "proc_ml.dcc.predict", "proc_ml.errors", "proc_ml.dcc.geometry")
         if modules is None:
             return {"CANCELLED"}
         bgeo = modules[0]
@@ -219,7 +218,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
         predict_polygons = modules[2].predict_polygons
         style_vector = modules[2].style_vector
         ProcMLError = modules[3].ProcMLError
-        self._side_note = _side_note_function(modules[4].triangulate, modules[5].detect_up)
+        self._standing_axis = modules[4].standing_axis
         model, device = self._model_and_device(context)
         sources = [obj for obj in context.selected_objects
                    if obj.type == "MESH" and "proc_ml_source" not in obj]
@@ -274,7 +273,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                     failed += 1
                     continue
                 grid_notes = list(prims.grid.notes) if prims.grid is not None else []
-                side = self._side_note(points, counts, indices) if len(counts) else None
+                side = _side_note(self._standing_axis(points, counts, indices, "z"))
                 if side:
                     grid_notes.insert(0, side)
                 for grid_note in grid_notes:
@@ -319,20 +318,16 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _side_note_function(triangulate, detect_up):
-    """``note(points, counts, indices)``: a line when the massing stands on its side (its
-    walls and roofs say up is Blender's Y axis, as when a Z-up OBJ or PLY is imported with
-    Y up; ``proc_ml.voxelize.detect_up``, as ``proc-ml predict`` reads mesh files), else
+def _side_note(found: str | None) -> str | None:
+    """A line when the massing stands on another axis than Blender's Z (``found``, from
+    ``proc_ml.dcc.geometry.standing_axis``: a Z-up OBJ or PLY imported with Y up), else
     None. It is labelled as it lies: the note says how to stand it up."""
-    def note(points, counts, indices):
-        up, sure = detect_up(points, triangulate(counts, indices))
-        if up != "y" or not sure:
-            return None
-        return ("it lies on its side (its walls and roofs stand along Blender's Y axis, as "
-                "when a Z-up file is imported with Y up): stand it up (rotate it 90 degrees about "
-                "X; Alt+R clears a rotation the importer set) or import it again with Up Z, then "
-                "predict again")
-    return note
+    if found is None:
+        return None
+    return (f"it lies on its side (its walls and roofs stand along Blender's {found.upper()} axis, "
+            f"as when a Z-up file is imported with {found.upper()} up): stand it up (rotate it 90 "
+            f"degrees about X; Alt+R clears a rotation the importer set) or import it again with "
+            f"Up Z, then predict again")
 
 
 def _touching(boxes) -> tuple[str, str] | None:

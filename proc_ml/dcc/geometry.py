@@ -12,12 +12,12 @@ import numpy as np
 
 from ..errors import ProcMLError
 from ..units import check_cell_size
-from ..voxelize import (MAX_CELLS_PER_AXIS, UP_AXES, VoxelGrid, from_z_up, scale_note, to_z_up,
-                        voxelize)
+from ..voxelize import (MAX_CELLS_PER_AXIS, UP_AXES, VoxelGrid, detect_up, from_z_up, scale_note,
+                        to_z_up, voxelize)
 
 __all__ = ["CELL_CENTRE_TOLERANCE", "GeometryError", "MAX_CELLS_PER_AXIS", "UP_AXES",
            "VoxelGrid", "cell_centres", "from_z_up", "grid_from_cell_points",
-           "grid_from_polygons", "to_z_up", "triangulate"]
+           "grid_from_polygons", "standing_axis", "to_z_up", "triangulate"]
 
 #: Voxel points further than this (in cells) from a cell centre mean a wrong cell size.
 CELL_CENTRE_TOLERANCE = 0.25
@@ -120,3 +120,14 @@ def triangulate(counts, indices) -> np.ndarray:
     first = np.repeat(starts, n_tris)
     step = np.arange(int(n_tris.sum())) - np.repeat(np.cumsum(n_tris) - n_tris, n_tris)
     return np.stack([indices[first], indices[first + step + 1], indices[first + step + 2]], axis=1)
+
+
+def standing_axis(points, counts, indices, up: str) -> str | None:
+    """The axis a polygon massing stands on when its walls and roofs clearly say it is
+    another one than ``up`` (``proc_ml.voxelize.detect_up``, as ``proc-ml predict`` reads mesh
+    files): a Z-up file read into a Y-up scene, or the other way round. None when it stands
+    on ``up`` or the geometry does not tell. The adapters say how to stand it up."""
+    if len(np.asarray(counts).reshape(-1)) == 0:
+        return None
+    found, sure = detect_up(np.asarray(points, dtype=np.float64), triangulate(counts, indices))
+    return found if sure and found != up else None
