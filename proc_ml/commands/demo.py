@@ -148,10 +148,10 @@ def _import_real(source: Path) -> list:
     from proc_ml.citygml.importer import GML_SUFFIXES, JSON_SUFFIXES, expand_paths
     from proc_ml.errors import ConfigError
 
-    from .importing import _no_city_files
+    from .importing import no_city_files
 
     if not expand_paths([source]):
-        raise ConfigError(f"--real {_no_city_files(source, ', '.join(GML_SUFFIXES + JSON_SUFFIXES))}")
+        raise ConfigError(f"--real {no_city_files(source, ', '.join(GML_SUFFIXES + JSON_SUFFIXES))}")
     result = import_city_files([source])
     labelled = [b for b in result.buildings if b.labels is not None]
     if not labelled:

@@ -74,12 +74,12 @@ def run(args) -> int:
     suffixes = ", ".join(GML_SUFFIXES + JSON_SUFFIXES)
     files = expand_paths(args.paths)          # listed once: the import reads these
     if not files:
-        raise DatasetError("; ".join(_no_city_files(p, suffixes) for p in args.paths))
+        raise DatasetError("; ".join(no_city_files(p, suffixes) for p in args.paths))
     empty = [p for p in args.paths if Path(p).is_dir() and not any(f.parent == Path(p) for f in files)]
     start = time.perf_counter()
     result = import_city_files(files, cell_size=cell_size, method=args.method, crs=args.crs)
     buildings = result.buildings
-    errors = [_no_city_files(p, suffixes) for p in empty] + result.errors
+    errors = [no_city_files(p, suffixes) for p in empty] + result.errors
     result.errors = errors
     written, report = {}, None
     if buildings:
@@ -148,7 +148,7 @@ def _swap_in(staging: Path, out: Path) -> None:
     staging.rmdir()
 
 
-def _no_city_files(folder, suffixes: str) -> str:
+def no_city_files(folder, suffixes: str) -> str:
     """The line for a folder without city files, naming any archives it holds."""
     from proc_ml.citygml.importer import ARCHIVES
 
