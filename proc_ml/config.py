@@ -266,7 +266,13 @@ class Sources(str):
         return obj
 
     def of(self, key: str) -> str:
-        """The source of ``key`` (or of the nearest enclosing key that was set)."""
+        """The source of ``key``; for a mapping, of the key inside it that was set last
+        (e.g. the ``--set`` that zeroed its last weight); else of the nearest enclosing key
+        that was set."""
+        if key not in self.by_key:
+            inside = [src for k, src in self.by_key.items() if k.startswith(key + ".")]
+            if inside:
+                return inside[-1]
         while key:
             if key in self.by_key:
                 return self.by_key[key]
@@ -324,6 +330,7 @@ def merge(defaults: Mapping, override: Mapping, *, source: str = "config",
         if _path in free:
             out[key] = copy.deepcopy(value)
             if sources is not None:
+                sources.pop(full, None)
                 sources[full] = source
             continue
         if key not in out:
@@ -340,6 +347,7 @@ def merge(defaults: Mapping, override: Mapping, *, source: str = "config",
                                   f"{_describe(default)}, got {_got(value)}")
             out[key] = float(value) if isinstance(default, float) and value is not None else copy.deepcopy(value)
             if sources is not None:
+                sources.pop(full, None)         # keep the keys in the order they were set
                 sources[full] = source
     return out
 

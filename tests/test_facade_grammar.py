@@ -291,3 +291,73 @@ def test_generated_meshes_and_points_come_from_the_sloped_mesh(tmp_path):
     assert len(points) == 300
     assert (~np.isclose(np.abs(normals).max(axis=1), 1.0, atol=1e-4)).any()
     assert set(np.unique(parts).tolist()) <= set(range(len(DEFAULT_PARTS)))
+
+
+# ---------------------------------------------------------------- configs written from the docs
+def test_shopfront_part_labels_every_shop_face_shopfront_never_window():
+    # the face holding most of a shop opening used to become "window" (main-face rule)
+    cfg = config("facade.ground_floor={shop: 1.0, residential: 0.0, plinth: 0.0}",
+                 "facade.shopfront_part=shopfront", "grid.size=[12,12,8]")
+    shop = 0
+    for i in range(6):
+        b = generate_building(cfg, 1, i)
+        for d, on in enumerate(b.extras["street"]):
+            if on:          # street ground floor: shop glazing and doors only
+                ground = b.labels[:, :, 0, d]
+                assert not (ground == P["window"]).any(), i
+                shop += int((ground == P["shopfront"]).sum())
+    assert shop > 0
+
+
+def test_floors_that_do_not_fit_give_fewer_full_storeys_not_one_squashed_storey():
+    from proc_ml.procedural.lots import draw_storeys
+    fc = dict(config()["facade"], floors=[6, 8], floor_height=[3.0, 3.0],
+              ground_floor_height=[3.5, 3.5])
+    n, g, f, eave = draw_storeys(np.random.default_rng(0), fc, 20.0, False)
+    assert (n, g, f, eave) == (6, 3.5, 3.0, 18.5)
+    # a rear wing stays under its house's eaves with real storeys, not one 13 m storey
+    cfg = config("facade.blocks={row: 1, row_end: 0, corner: 0, detached: 0, island: 0, "
+                 "archetype: 0}", "facade.floors=[4, 6]", "facade.rear_wing=1.0",
+                 "grid.size=[24,24,16]")
+    from proc_ml.procedural.building import building_rng, draw_facade_lot
+    for i in range(12):
+        lot, _, _ = draw_facade_lot(cfg, building_rng(1, i))
+        for w in lot.wings:
+            assert 3.0 <= w.ground_height <= 4.2 and w.eave <= lot.wings[0].eave + 0.1, i
+
+
+def test_roof_pitch_of_90_degrees_or_more_is_refused():
+    # tan() of such a pitch is huge or negative: roofs dug below the eaves
+    for pitch in ("[30, 120]", "[90, 90]"):
+        with pytest.raises(ConfigError, match=r"facade\.roof_pitch_deg.*below 90"):
+            config(f"facade.roof_pitch_deg={pitch}")
+    config("facade.roof_pitch_deg=[0, 89]")
+
+
+def test_all_zero_weights_error_names_the_set_that_zeroed_them(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--set facade\.blocks=.*'facade\.blocks' needs"):
+        config("facade.blocks={row: 0, row_end: 0, corner: 0, detached: 0, island: 0, "
+               "archetype: 0}")
+    yml = tmp_path / "blocks.yaml"
+    yml.write_text("facade:\n  blocks: {row: 0, row_end: 0, corner: 0, detached: 0, island: 0}\n")
+    with pytest.raises(ConfigError, match=r"^--set facade\.blocks\.archetype=0: "):
+        load_generator_config(yml, ["facade.blocks.archetype=0"])
+    with pytest.raises(ConfigError, match=r"^--set split\.test=0\.9: config key 'split'"):
+        config("split.test=0.9")
+
+
+def test_docs_gables_only_example_draws_gables_only():
+    import re
+    import shlex
+    from pathlib import Path
+
+    from proc_ml.procedural.building import building_rng, draw_facade_lot
+    doc = (Path(__file__).parents[1] / "docs" / "generator.md").read_text()
+    line = next(ln for ln in doc.splitlines() if ln.rstrip().endswith("# gables only"))
+    args = shlex.split(line.split("#")[0])
+    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    cfg = config(*[re.sub(r"grid\.size=.*", "grid.size=[16,16,12]", s) for s in sets])
+    for i in range(40):
+        lot, _, _ = draw_facade_lot(cfg, building_rng(7, i))
+        for w in lot.wings:     # projections (their short sides "return" walls) are flat
+            assert w.roof == "gable" or "return" in w.roles.values(), (i, lot.block, w.roof)

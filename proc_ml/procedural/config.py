@@ -193,6 +193,10 @@ def _validate_facade(fc: dict, source: str) -> None:
             raise _fail(f"facade.{key}", f"must be in [0, 1], got {fc[key]}", source)
     if not 0 <= fc["rotation_deg"] <= 45:
         raise _fail("facade.rotation_deg", f"must be in [0, 45], got {fc['rotation_deg']}", source)
+    if not fc["roof_pitch_deg"][1] < 90:
+        raise _fail("facade.roof_pitch_deg", "must be pitches in degrees below 90 (a roof "
+                                             f"slope from the eaves), got {fc['roof_pitch_deg']}",
+                    source)
     if fc["max_roof_rise"] < 0:
         raise _fail("facade.max_roof_rise", f"must be >= 0, got {fc['max_roof_rise']}", source)
     if fc["voxelizer"] not in ("height_field", "mesh"):

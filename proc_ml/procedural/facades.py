@@ -295,16 +295,21 @@ def label_grid(occ: np.ndarray, lot: Lot, layouts: list[WallLayout], style: Faca
         face = face[rows]
         cover = {k: np.bincount(face[kind == k], minlength=n_faces) / (SUB * SUB)
                  for k in (WINDOW, SHOP, DOOR)}
-        glazing = (kind == WINDOW) | (kind == SHOP)
-        main_window = main_faces(opening[glazing], face[glazing], bin_area, n_faces)
         main_door = main_faces(opening[kind == DOOR], face[kind == DOOR], bin_area, n_faces)
         if shop == roles["window"]:
+            glazing = (kind == WINDOW) | (kind == SHOP)
+            main_window = main_faces(opening[glazing], face[glazing], bin_area, n_faces)
             part = side_parts(cover[WINDOW] + cover[SHOP], cover[DOOR], main_window, main_door,
                               roles["wall"], roles["window"], roles["door"])
         else:
+            # shop glazing is its own part: a face holding most of a shop opening is a
+            # shopfront face, not a window face (only windows make window faces)
+            main_window = main_faces(opening[kind == WINDOW], face[kind == WINDOW], bin_area,
+                                     n_faces)
+            main_shop = main_faces(opening[kind == SHOP], face[kind == SHOP], bin_area, n_faces)
             part = side_parts(cover[WINDOW], cover[DOOR], main_window, main_door,
                               roles["wall"], roles["window"], roles["door"])
-            shop_face = (cover[SHOP] >= WINDOW_THRESHOLD) & (part == roles["wall"])
+            shop_face = ((cover[SHOP] >= WINDOW_THRESHOLD) | main_shop) & (part == roles["wall"])
             part = np.where(shop_face, np.int8(shop), part)
         np.copyto(labels[..., d], part.reshape(occ.shape), where=ext[d])
     np.copyto(labels[..., UP], np.int8(roles["roof"]), where=ext[UP])

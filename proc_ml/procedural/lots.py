@@ -196,6 +196,9 @@ def draw_storeys(rng, cfg: dict, max_height: float, shop: bool) -> tuple[int, fl
     hi = max(lo, min(hi, int((max_height - g) // f) + 1))
     n = int(rng.integers(lo, hi + 1))
     eave = g + (n - 1) * f
+    if eave > max_height and g <= max_height:   # floors' low end does not fit: as many as do
+        n = int((max_height - g) // f) + 1
+        eave = g + (n - 1) * f
     if eave > max_height:            # a tiny grid: one squashed floor
         n, g, eave = 1, max_height, max_height
     return n, g, f, eave
