@@ -16,8 +16,12 @@ The detail string ``street_sides`` (written by Predict Parts) becomes the grid's
 so fine-tuning a street-aware model sees the street sides the prediction used; a massing
 whose walls were turned (a prediction on a turned mesh) is turned back onto the grid first.
 
+Units: positions and ``cellsize`` are in scene units; the hip file's Unit Length
+(``hou.scaleToMKS("m1")``, metres per unit) takes them to metres, so the dataset is in
+metres like every proc-ml dataset (a centimetre scene sets ``cellsize`` 300 for 3 m cells).
+
 Parameters: ``output`` (folder), ``buildingid`` (int; buildings of a dataset are
-numbered 0..N-1, one per cook, e.g. ``@wedgeindex`` in PDG), ``cellsize`` (float),
+numbered 0..N-1, one per cook, e.g. ``@wedgeindex`` in PDG), ``cellsize`` (float, scene units),
 ``gridsize`` (int x3; every building of a dataset shares it, 0 0 0 = fit the massing),
 ``partattrib`` (default ``part_name``), ``parts`` (vocabulary, space separated; empty =
 the detail attribute ``part_names`` if present, else proc-ml's default parts),
@@ -55,18 +59,18 @@ def _part_values(node, geo):
     return values
 
 
-def export(node, geo):
+def export(node, geo, scale):
     output = hgeo.output_path(node, "output")
     if not output:
         raise ProcMLError("no output folder set: set the 'output' parameter")
     parts = parse_parts(hgeo.parm_string(node, "parts", ""), hgeo.detail_string(geo, hgeo.PART_NAMES_DETAIL))
     formats = hgeo.parm_string(node, "formats", "all")
 
-    points, counts, indices = hgeo.polygons(geo)
+    points, counts, indices = hgeo.polygons(geo, scale)     # metres
     part_fix = hgeo.prim_attrib_values(geo, hgeo.PART_FIX_ATTRIB)
     return export_labelled_faces(
         output, int(hgeo.parm_value(node, "buildingid", 0)), points, counts, indices,
-        _part_values(node, geo), parts, hgeo.parm_value(node, "cellsize", 3.0), _grid_size(node),
+        _part_values(node, geo), parts, hgeo.length_parm(node, "cellsize", 3.0, scale), _grid_size(node),
         up=hgeo.parm_string(node, "upaxis", "y"), formats=parse_formats(formats), source="houdini",
         archetype=hgeo.parm_string(node, "archetype", "custom"),
         split=(float(hgeo.parm_value(node, "valfraction", 0.1)), float(hgeo.parm_value(node, "testfraction", 0.1))),
@@ -78,13 +82,18 @@ def cook(node):
     geo = node.geometry()
     if hgeo.prim_count(geo) == 0:
         raise hou.NodeWarning("input has no polygons: nothing exported")
+    scale = hgeo.unit_length()      # metres per Houdini unit: datasets are in metres
     try:
-        export(node, geo)
+        export(node, geo, scale)
     except ProcMLError as exc:
         message = str(exc)
         if "not on the cell grid" in message:     # 32-bit P far from the origin?
-            hint = hgeo.precision_note(geo, cell_size=float(hgeo.parm_value(node, "cellsize", 3.0)))
+            hint = hgeo.precision_note(geo, cell_size=hgeo.length_parm(node, "cellsize", 3.0, scale),
+                                       scale=scale)
             message += f" ({hint})" if hint else ""
+        if "cell" in message.lower():       # Cell Size left in metres in a centimetre scene?
+            hint = hgeo.unit_note(scale, hgeo.parm_value(node, "cellsize", 3.0))
+            message += f"; {hint}" if hint else ""
         raise hou.NodeError(message) from None
     except OSError as exc:      # a folder that cannot be written: one line, not a traceback
         raise hou.NodeError(f"{exc.filename or hgeo.parm_string(node, 'output', '')}: cannot write "

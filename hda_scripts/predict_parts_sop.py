@@ -9,6 +9,9 @@ Input 0, either
   * voxel points: points only (no primitives), one at each filled cell's centre
     (e.g. from Points from Volume), spaced ``cellsize`` apart; or
   * polygon massing: closed polygons, voxelised at ``cellsize``.
+Positions and ``cellsize`` are in scene units: the hip file's Unit Length
+(``hou.scaleToMKS("m1")``, metres per unit) takes them to metres for the model, and the
+output is written back in scene units, so it overlays the input in any Unit Length.
 Output: one quad per exterior cell face, in world space, with prim attributes
   ``part`` (int), ``part_name`` (string), ``part_prob`` (float[K], the model's
   probability of each part, in the order of the detail attribute ``part_names``) and
@@ -23,7 +26,7 @@ corrections (``proc_ml.dcc.fixes``). A ``part_fix`` the model has no part for is
 corrected polygons that are no cell face of the new grid are dropped with a warning.
 
 Parameters: ``model`` (file), ``device`` (auto/cpu/cuda/tensorrt/directml/coreml, ``proc_ml.runtime.DEVICES``), ``threads`` (onnxruntime
-intra-op threads, 0 = its default), ``cellsize`` (float, 0 = the
+intra-op threads, 0 = its default), ``cellsize`` (float, scene units, 0 = the
 model's training cell size), ``inputtype`` (auto/points/polygons), ``upaxis`` (y/z),
 ``street`` (the sides facing the street, e.g. "+x -y" in proc-ml's z-up frame: street-aware
 models use them, a massing-only model cannot and the node warns), ``symmetry``
@@ -100,6 +103,7 @@ def _side_note(points, counts, indices, up):
 def cook(node):
     geo = node.geometry()
     fix_report = side = None
+    scale = hgeo.unit_length()      # metres per Houdini unit: proc-ml works in metres
     try:
         session = _session(node)
         kind = _input_type(node, geo)
@@ -107,12 +111,12 @@ def cook(node):
         frame = {"up": hgeo.parm_string(node, "upaxis", "y"), "clockwise": True, "street": street,
                  "symmetry": symmetry_choice(hgeo.parm_string(node, "symmetry", "model")),
                  "entrance": entrance_choice(hgeo.parm_string(node, "entrance", "model"))}
-        cell_size = hgeo.parm_value(node, "cellsize", 0.0)
+        cell_size = hgeo.length_parm(node, "cellsize", 0.0, scale)
         if kind == "points":
-            prims = predict_cell_points(session, hgeo.point_positions(geo), cell_size,
+            prims = predict_cell_points(session, hgeo.point_positions(geo, scale), cell_size,
                                         _style(node, session), **frame)
         elif kind == "polygons":
-            points, counts, indices = hgeo.polygons(geo)
+            points, counts, indices = hgeo.polygons(geo, scale)
             side = _side_note(points, counts, indices, frame["up"])
             prims = predict_polygons(session, points, counts, indices, cell_size,
                                      _style(node, session), **frame)
@@ -123,16 +127,23 @@ def cook(node):
             prims = None
     except ProcMLError as exc:
         geo.clear()
-        raise hou.NodeError(str(exc)) from None
+        message = str(exc)
+        if "cell" in message.lower():       # a Cell Size meant in metres, in a centimetre scene?
+            hint = hgeo.unit_note(scale, hgeo.parm_value(node, "cellsize", 0.0))
+            message += f"; {hint}" if hint else ""
+        raise hou.NodeError(message) from None
     if prims is None:
         geo.clear()
         raise hou.NodeWarning("input has no geometry: nothing to label")
-    stored = hgeo.write_labelled_prims(geo, prims)
+    stored = hgeo.write_labelled_prims(geo, prims, scale)
     hgeo.set_detail_string(geo, hgeo.STREET_DETAIL, " ".join(street))
     if len(prims) == 0:
         raise hou.NodeWarning("the input fills no cells at this cell size: nothing to label")
+    sizes = list(prims.grid.notes) if prims.grid is not None else []     # a massing's size, in metres
+    if sizes:
+        sizes.append(hgeo.unit_note(scale, hgeo.parm_value(node, "cellsize", 0.0)))
     notes = [side, stored, session.predictor.street_note(street), fix_report and fix_report.warning(),
-             *(prims.grid.notes if prims.grid is not None else ())]
+             *sizes]
     if any(notes):
         raise hou.NodeWarning("; ".join(n for n in notes if n))
 

@@ -66,7 +66,7 @@ def cook(node):
         atlas_path = hgeo.output_path(node, "atlas")
         if not atlas_path:
             raise ProcMLError("no atlas file set: 'atlas' names the PNG to write")
-        points, counts, indices = hgeo.polygons(geo)
+        points, counts, indices = hgeo.polygons(geo, hgeo.unit_length())     # metres
         if len(counts) == 0:
             raise hou.NodeWarning("input has no quads: nothing to texture")
         if (counts != 4).any():

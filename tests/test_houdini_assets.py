@@ -6,7 +6,7 @@ Houdini cannot run here, so the checks are of the documented formats and of the 
 * a strict parser of the dialog script language (HDK, "The Dialog Script Language") reads
   every asset's DialogScript: unknown keywords, missing fields or unbalanced braces fail;
 * every parameter a SOP script reads (``hgeo.parm_value`` / ``hgeo.parm_string`` /
-  ``parmTuple``, found in the script's syntax tree) exists in its asset with the same name,
+  ``hgeo.length_parm`` / ``parmTuple``, found in the script's syntax tree) exists in its asset with the same name,
   type and default; every asset parameter is read by the script or tagged UI-only; every
   menu lists exactly the values the code accepts;
 * the expanded library has every section file the format needs, and ``Sections.list`` /
@@ -465,6 +465,8 @@ def script_reads(script: Path) -> dict[str, Read]:
             else:
                 kind = "integer"
             add(Read(name, kind, default, node.lineno))
+        elif attr == "length_parm":     # a float length in scene units, read in metres
+            add(Read(node.args[1].value, "float", float(_default_value(node.args[2], hgeo)), node.lineno))
         elif attr == "output_path":     # a string parameter naming a file or folder to write
             add(Read(node.args[1].value, "string", "", node.lineno))
         elif attr == "parmTuple":

@@ -7,8 +7,13 @@ HOM has no bulk accessor for polygon topology, so :func:`polygons` reads each
 primitive's point numbers in one comprehension; massing inputs have few primitives.
 
 Frames: Houdini is y-up and its polygons face the side their vertices run clockwise on;
-the SOP scripts pass ``up="y", clockwise=True`` to the shared numpy functions. Units: one
-Houdini unit is taken as one metre (Houdini's default Unit Length, 1 m).
+the SOP scripts pass ``up="y", clockwise=True`` to the shared numpy functions. Units:
+proc-ml works in metres; the hip file's Unit Length (:func:`unit_length`, metres per
+Houdini unit: 1 by default, 0.01 in a centimetre scene) converts positions to metres on the
+way in (:func:`point_positions`, :func:`polygons`), lengths given as parameters (in scene
+units, as Houdini's parameters are: :func:`length_parm`) likewise, and the quads back to
+scene units on the way out (:func:`write_labelled_prims`), as the Blender adapter does with
+the scene's Unit Scale (``proc_ml.dcc.blender.unit_scale``).
 
 Precision: positions are read as 64-bit floats (exact whatever P's storage is). Houdini
 stores P as 32-bit floats unless a node casts it to 64-bit (Attribute Cast SOP), and 32-bit
@@ -19,6 +24,7 @@ land off the cell grid. :func:`write_labelled_prims` checks what was stored and
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -41,6 +47,33 @@ STREET_DETAIL = "street_sides"
 #: The artist's correction: a string prim attribute, a part name ("" = not corrected), and
 #: the detail int the prediction SOP writes with the number of faces it kept corrected.
 PART_FIX_DETAIL = FIX_COUNT_ATTRIB
+
+
+def unit_length() -> float:
+    """Metres per Houdini unit: the hip file's Unit Length (*Edit > Preferences > Hip File
+    Options*, HScript ``unitlength``), as ``hou.scaleToMKS("m1")`` gives it: 1 in Houdini's
+    default scene, 0.01 in a centimetre one. 1 if Houdini answers no length > 0."""
+    value = float(hou.scaleToMKS("m1"))
+    return value if math.isfinite(value) and value > 0 else 1.0
+
+
+def length_parm(node, name: str, default: float, scale: float = 1.0) -> float:
+    """A length parameter, given in scene units, in metres (``scale``: :func:`unit_length`);
+    0 stays 0 ("not given"). Rounded to 12 significant digits, so 300 cm is 3 m exactly,
+    not 3.0000000000000004 (a dataset compares cell sizes)."""
+    value = float(parm_value(node, name, default))
+    return value if scale == 1.0 else float(f"{value * scale:.12g}")
+
+
+def unit_note(scale: float, cell_size_parm: float = 0.0) -> str | None:
+    """For messages about cells in a scene whose Unit Length is not 1 m: Cell Size is in
+    scene units and proc-ml's own messages count metres. None at 1 m per unit."""
+    if scale == 1.0:
+        return None
+    value = float(cell_size_parm)
+    example = f": a {value:g} m cell is {value / scale:g}" if value > 0 else ""
+    return (f"Cell Size is in scene units (Unit Length {scale:g} m){example}; sizes in this "
+            f"message are in metres")
 
 
 def parm_value(node, name: str, default):
@@ -87,20 +120,23 @@ def prim_count(geo) -> int:
     return int(geo.intrinsicValue("primitivecount"))
 
 
-def point_positions(geo) -> np.ndarray:
-    """``float64[N, 3]`` point positions (Houdini frame), read as 64-bit floats so 64-bit P
-    (georeferenced geometry cast with Attribute Cast) keeps its precision."""
+def point_positions(geo, scale: float = 1.0) -> np.ndarray:
+    """``float64[N, 3]`` point positions (Houdini frame) times ``scale`` (:func:`unit_length`:
+    metres), read as 64-bit floats so 64-bit P (georeferenced geometry cast with Attribute
+    Cast) keeps its precision."""
     raw = geo.pointFloatAttribValuesAsString("P", hou.numericData.Float64)
-    return np.frombuffer(raw, dtype=np.float64).reshape(-1, 3)
+    points = np.frombuffer(raw, dtype=np.float64).reshape(-1, 3)
+    return points if scale == 1.0 else points * float(scale)
 
 
-def polygons(geo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(points float64[N, 3], vertex counts int64[F], point indices int64[sum])``."""
+def polygons(geo, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(points float64[N, 3], vertex counts int64[F], point indices int64[sum])``; points
+    times ``scale`` (:func:`unit_length`: metres)."""
     per_prim = [[pt.number() for pt in prim.points()] for prim in geo.prims()]
     counts = np.fromiter((len(p) for p in per_prim), dtype=np.int64, count=len(per_prim))
     indices = np.fromiter((n for p in per_prim for n in p), dtype=np.int64,
                           count=int(counts.sum()))
-    return point_positions(geo), counts, indices
+    return point_positions(geo, scale), counts, indices
 
 
 def prim_attrib_values(geo, name: str) -> np.ndarray | None:
@@ -154,10 +190,11 @@ def fresh_attrib(geo, attrib_type, name: str, default) -> None:
     geo.addAttrib(attrib_type, name, default)
 
 
-def write_labelled_prims(geo, prims) -> str | None:
+def write_labelled_prims(geo, prims, scale: float = 1.0) -> str | None:
     """Replace ``geo`` with the labelled quads of a ``proc_ml.dcc.prims.LabelledPrims``
-    (and, when ``prims.fix`` is set, the string prim attribute ``part_fix`` and the detail
-    int ``part_fix_count``). Returns :func:`precision_note` when P's storage moved the
+    (positions in metres, written in scene units: divided by ``scale``, :func:`unit_length`)
+    and, when ``prims.fix`` is set, the string prim attribute ``part_fix`` and the detail
+    int ``part_fix_count``. Returns :func:`precision_note` when P's storage moved the
     quads off the cell grid (32-bit P far from the origin), else None."""
     geo.clear()
     k = len(prims.parts)
@@ -173,7 +210,7 @@ def write_labelled_prims(geo, prims) -> str | None:
         geo.setGlobalAttribValue(PART_FIX_DETAIL, int((prims.fix >= 0).sum()))
     if len(prims) == 0:
         return
-    geo.createPoints(prims.points.tolist())
+    geo.createPoints((prims.points if scale == 1.0 else prims.points / float(scale)).tolist())
     geo.createPolygons(prims.polygons.tolist())
     geo.setPrimIntAttribValues(PART_ATTRIB, prims.part.tolist())
     geo.setPrimStringAttribValues(PART_NAME_ATTRIB, prims.part_name.tolist())
@@ -186,20 +223,23 @@ def write_labelled_prims(geo, prims) -> str | None:
                                            np.ascontiguousarray(prims.colour, np.float32).tobytes(),
                                            hou.numericData.Float32)
     cell = float(prims.grid.cell_size) if prims.grid is not None else 0.0
-    off = float(np.abs(point_positions(geo) - prims.points).max())
-    return precision_note(geo, off) if cell and off > LATTICE_TOLERANCE * cell else None
+    off = float(np.abs(point_positions(geo, scale) - prims.points).max())       # metres
+    return precision_note(geo, off, scale=scale) if cell and off > LATTICE_TOLERANCE * cell else None
 
 
-def precision_note(geo, off: float | None = None, cell_size: float = 0.0) -> str | None:
+def precision_note(geo, off: float | None = None, cell_size: float = 0.0,
+                   scale: float = 1.0) -> str | None:
     """A line when ``geo``'s P is stored as 32-bit floats far enough from the origin to
     lose the cell grid (``off``: how far stored positions moved, when known; else whether
-    32-bit steps there exceed the lattice tolerance at ``cell_size``), else None."""
+    32-bit steps there exceed the lattice tolerance at ``cell_size``), else None. ``off``,
+    ``cell_size`` and the line are in metres (``scale``: :func:`unit_length`)."""
     attrib = geo.findPointAttrib("P")
     storage = attrib.numericDataType() if attrib is not None else None
     if storage != hou.numericData.Float32 or point_count(geo) == 0:
         return None
-    far = float(np.abs(point_positions(geo)).max())
-    step = float(np.spacing(np.float32(far)))
+    far_units = float(np.abs(point_positions(geo)).max())
+    far = far_units * float(scale)
+    step = float(np.spacing(np.float32(far_units))) * float(scale)      # metres per 32-bit step
     if off is None and step / 2 <= LATTICE_TOLERANCE * float(cell_size):
         return None
     moved = f"moved the quads up to {off:.3g} m off the cell grid" if off else "lose the cell grid"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import sys
 from types import SimpleNamespace
 
@@ -538,6 +539,9 @@ class _HipFile:
     def __init__(self):
         import os
         self._path, self._new = os.path.join(os.getcwd(), "untitled.hip"), True
+        # Hip File Options > Unit Length / Unit Mass: metres / kilograms per Houdini unit
+        # (HScript unitlength / unitmass; a new scene has Houdini's defaults, 1 m and 1 kg)
+        self._unit_length, self._unit_mass = 1.0, 1.0
 
     def path(self) -> str:
         return self._path
@@ -569,6 +573,37 @@ def _expand_hip(text: str) -> str:
     return text.replace("${HIP}", folder).replace("$HIP", folder)
 
 
+#: HOM's unit tokens: m (length), kg (mass), s (time), each followed by an exponent.
+_MKS_TOKEN = re.compile(r"(kg|m|s)([-+]?(?:\d+\.?\d*|\.\d+))")
+
+
+def scaleToMKS(dimensions: str) -> float:
+    """The factor taking a value of ``dimensions`` from the session's Houdini units to MKS
+    units: ``scaleToMKS("m1")`` is the hip file's Unit Length in metres (0.01 in a
+    centimetre scene), ``"m2"`` an area, ``"kg1m-3"`` a density. The fake models the hip
+    file's Unit Length and Unit Mass (HScript ``unitlength`` / ``unitmass``); ``s`` scales
+    by 1. Malformed text is refused here (what Houdini does with it is not documented).
+    (hou.scaleToMKS; its HOM page describes it in the same words as scaleFromMKS, so the
+    direction is the one its name and the scaletomks expression function give: from
+    Houdini units to MKS.)"""
+    text = str(dimensions).replace(" ", "")
+    if not text or _MKS_TOKEN.sub("", text):
+        raise OperationFailed(f"invalid unit dimensions '{dimensions}' (tokens m, kg, s, "
+                              f"each with an exponent: m1, m2, kg1m-3)")
+    per_unit = {"m": hipFile._unit_length, "kg": hipFile._unit_mass, "s": 1.0}
+    factor = 1.0
+    for token, exponent in _MKS_TOKEN.findall(text):
+        factor *= per_unit[token] ** float(exponent)
+    return factor
+
+
+def scaleFromMKS(dimensions: str) -> float:
+    """The factor taking a value of ``dimensions`` from MKS units to the session's Houdini
+    units: ``scaleFromMKS("m1")`` is 100 in a centimetre scene (hou.scaleFromMKS; the
+    scalefrommks expression function: from MKS units to Houdini units)."""
+    return 1.0 / scaleToMKS(dimensions)
+
+
 _current: list = []
 
 
@@ -585,6 +620,15 @@ def make_sop_node(parms: dict, input_geometry: Geometry | None = None,
     upstream = InputNode(path.rsplit("/", 1)[0] + "/input1", input_geometry) \
         if input_geometry is not None else None
     return SopNode(path, parms, upstream)
+
+
+def set_unit_length(metres: float) -> None:
+    """What Hip File Options > Unit Length (HScript ``unitlength <metres>``) sets: the
+    length of one Houdini unit in metres (0.01: a centimetre scene). Houdini's default is 1."""
+    value = float(metres)
+    if not value > 0 or value == float("inf"):
+        raise OperationFailed(f"unit length must be a length > 0 in metres, got {metres}")
+    hipFile._unit_length = value
 
 
 def cast_attrib(geometry: Geometry, attrib_type, name: str, numeric_type) -> None:
