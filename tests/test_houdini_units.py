@@ -222,3 +222,42 @@ def test_metre_scene_output_is_unchanged(parts_model):
     hou.cook(node, PREDICT)
     points = output_arrays(node.geometry())["points"]
     assert np.array_equal(points, np.round(points / CELL) * CELL)         # exact cell multiples
+
+
+class _Recorder:
+    """Stands for the nodes the shelf tool creates: records every parameter it sets."""
+
+    def __init__(self, log, name="obj"):
+        self.log, self.name = log, name
+
+    def createNode(self, type_name, name=None, **kwargs):
+        return _Recorder(self.log, name or type_name)
+
+    def parm(self, name):
+        return types.SimpleNamespace(set=lambda value: self.log.__setitem__((self.name, name), value))
+
+    parmTuple = parm
+
+    def __getattr__(self, attr):            # setInput, bypass, layoutChildren, flags ...
+        return lambda *args, **kwargs: None
+
+
+@pytest.mark.parametrize("unit_length", [1.0, CM])
+def test_shelf_tool_builds_its_example_in_scene_units(unit_length, monkeypatch):
+    """The shelf tool's 12 x 9 x 15 m box and 3 m cells are set in the scene's units: at
+    Unit Length 0.01 a 1200 x 900 x 1500 box and Cell Size 300, the same 4 x 3 x 5 cells."""
+    import xml.etree.ElementTree as ET
+
+    script = ET.parse(REPO / "houdini" / "toolbar" / "proc_ml.shelf").getroot() \
+        .find("tool").findtext("script")
+    log = {}
+    fake = types.SimpleNamespace(node=lambda path: _Recorder(log),
+                                 scaleFromMKS=lambda dims: 1.0 / unit_length,
+                                 isUIAvailable=lambda: False)
+    monkeypatch.setitem(sys.modules, "hou", fake)          # the script's own `import hou`
+    exec(compile(script, "proc_ml.shelf", "exec"), {"__name__": "shelf"})
+    per_metre = 1.0 / unit_length
+    assert log[("massing", "size")] == pytest.approx((12 * per_metre, 9 * per_metre, 15 * per_metre))
+    assert log[("massing", "t")] == pytest.approx((0.0, 4.5 * per_metre, 0.0))
+    assert log[("predict_parts", "cellsize")] == pytest.approx(3 * per_metre)
+    assert log[("export_training_data", "cellsize")] == pytest.approx(3 * per_metre)
