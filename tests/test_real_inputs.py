@@ -278,12 +278,17 @@ def _real_shell(name: str):
 def test_up_axis_of_real_buildings_from_their_walls(name):
     """Two real buildings whose roofs and floor balance out (the up-minus-down cue shows
     nothing): their walls, level and in opposite pairs, tell the up axis either way round."""
-    from proc_ml.voxelize import UP_EVIDENCE, detect_up, from_z_up
+    from proc_ml.voxelize import UP_EVIDENCE, WALL_EVIDENCE, _wall_pairs, detect_up, from_z_up
 
     vertices, triangles = _real_shell(name)
     corners = vertices[triangles]
     cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     assert abs(cross[:, 2].sum()) / np.linalg.norm(cross, axis=1).sum() < UP_EVIDENCE
+    # the walls alone tell (4018142's roofs, all in its upper half, tell it first)
+    area = np.linalg.norm(cross, axis=1)
+    normal = np.divide(cross, area[:, None], out=np.zeros_like(cross), where=area[:, None] > 0)
+    assert _wall_pairs(normal, area, 2) / area.sum() >= WALL_EVIDENCE
+    assert _wall_pairs(normal, area, 1) == 0
     assert detect_up(vertices, triangles) == ("z", True)
     assert detect_up(from_z_up(vertices, "y"), triangles) == ("y", True)
     assert detect_up(vertices - vertices.mean(axis=0), triangles) == ("z", True)

@@ -225,6 +225,79 @@ def test_up_axis_is_not_tipped_by_a_shed_roof_or_inward_triangles():
     assert detect_up(from_z_up(HOUSE_V, "y"), HOUSE_F) == ("y", True)
 
 
+def _roof_slab(top, thickness):
+    """A closed roof slab: its upper face (a planar polygon) and that face pushed down by
+    ``thickness`` along its normal, as game kits and asset-store houses model roofs."""
+    top = np.asarray(top, dtype=np.float64)
+    normal = np.cross(top[1] - top[0], top[2] - top[0])
+    normal /= np.linalg.norm(normal) * np.sign(normal[2])
+    return trimesh.convex.convex_hull(np.vstack([top, top - thickness * normal]))
+
+
+def _kit_house(roof, overhang=0.4, pitch=35.0, t=0.2, ridge="y", turn=0.0):
+    """A z-up kit house square to the axes: a closed body box 4 wide (x), 6 deep (y), 3 tall,
+    under a roof pitched at ``pitch`` degrees whose eaves overhang the walls by ``overhang``:
+    "gable": two closed slabs ``t`` thick resting on the wall tops and passing each other at
+    the ridge; "mitred": two slabs cut to meet in a vertical plane at the ridge; "hip": four
+    slabs; "solid": one closed gable prism on the body. The ridge runs along ``ridge``, and
+    the whole house is turned by ``turn`` degrees about z."""
+    w, d, h = 4.0, 6.0, 3.0
+    tan, cos, sin = (f(np.radians(pitch)) for f in (np.tan, np.cos, np.sin))
+    body = trimesh.creation.box(extents=(w, d, h))
+    body.apply_translation((0, 0, h / 2))
+    parts = [body]
+    under = lambda x: h + (w / 2 - abs(x)) * tan            # noqa: E731  the slabs' underside
+    if roof in ("gable", "mitred"):
+        for side in (-1, 1):
+            eave, ends = side * (w / 2 + overhang), (-d / 2 - overhang, d / 2 + overhang)
+            if roof == "gable":    # a rectangle on the upper plane, a little past the ridge
+                past = -side * t * sin
+                top = lambda x: h + (w / 2 - side * x) * tan + t / cos   # noqa: E731
+                parts.append(_roof_slab([[eave, ends[0], top(eave)], [past, ends[0], top(past)],
+                                         [past, ends[1], top(past)], [eave, ends[1], top(eave)]], t))
+            else:
+                parts.append(trimesh.convex.convex_hull(np.array(
+                    [[x, y, under(x) + lift] for x in (eave, 0.0) for y in ends
+                     for lift in (0.0, t / cos)])))
+    elif roof == "hip":
+        ew, ed = w / 2 + overhang, d / 2 + overhang
+        z0 = h - overhang * tan + t / cos
+        ridge_z, ridge_y = z0 + ew * tan, ed - ew
+        a, b, c, e = [-ew, -ed, z0], [ew, -ed, z0], [ew, ed, z0], [-ew, ed, z0]
+        r1, r2 = [0, -ridge_y, ridge_z], [0, ridge_y, ridge_z]
+        parts += [_roof_slab(face, t) for face in ([a, b, r1], [b, c, r2, r1], [c, e, r2],
+                                                    [e, a, r1, r2])]
+    else:
+        parts.append(trimesh.convex.convex_hull(np.array(
+            [[x, y, under(x)] for x in (-w / 2, 0.0, w / 2) for y in (-d / 2, d / 2)])))
+    house = trimesh.util.concatenate(parts)
+    angle = np.radians(turn + (90.0 if ridge == "x" else 0.0))
+    turned = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
+                       [0, 0, 1]])
+    return house.vertices @ turned.T + (10.0, 20.0, 0.0), house.faces
+
+
+@pytest.mark.parametrize("roof", ["gable", "mitred", "hip", "solid"])
+@pytest.mark.parametrize("overhang", [0.4, 0.0])
+def test_kit_houses_with_closed_roof_slabs_stand_up_either_way_round(roof, overhang):
+    """A kit house square to the axes whose pitched roof is made of closed slabs 0.2 thick:
+    each slab's top face points up and its bottom face down, so the lopsidedness cancels, and
+    read on its side a slab's two faces are a level pair not square to the axes, which the
+    wall cue took for walls: it was read on the wrong axis whichever way it was written.
+    Its sloped faces lie in the top half along the true axis only (roofs on top). Turned 20
+    degrees about the up axis, its walls tell it too."""
+    from proc_ml.voxelize import detect_up
+
+    for ridge in ("y", "x"):
+        for turn in (0.0, 20.0):
+            v, f = _kit_house(roof, overhang, ridge=ridge, turn=turn)
+            assert detect_up(v, f) == ("z", True), (ridge, turn)
+            assert detect_up(from_z_up(v, "y"), f) == ("y", True), (ridge, turn)
+    v, f = _kit_house("hip", overhang, pitch=55.0)                  # a steep roof, low body
+    assert detect_up(v, f) == ("z", True)
+    assert detect_up(from_z_up(v, "y"), f) == ("y", True)
+
+
 def test_overlapping_closed_parts_stay_solid_when_some_triangles_face_inward():
     """A tower pushed into a podium (two closed boxes): with every triangle facing out they
     fill by winding number; with one triangle wound inward (winding means nothing) each part
