@@ -116,6 +116,28 @@ def components(occupancy: np.ndarray) -> tuple[np.ndarray, int]:
     return out, int(labels.max()) + 1
 
 
+def masses(occupancy: np.ndarray) -> list[tuple[tuple[slice, slice, slice], np.ndarray]]:
+    """The masses standing apart in a grid (several buildings in one mesh), as
+    ``(box, columns)`` pairs: ``box`` the slices of the mass's cells in the grid, from its
+    lowest cell up; ``columns`` bool[box X, box Y], its footprint within the box (another
+    mass may reach into the box: ``occupancy[box] & columns[:, :, None]`` are the mass's own
+    cells). A mass is a group of cells whose footprints touch along a side: the cells over
+    one footprint belong together, so an upper storey that overhangs or a piece floating
+    over a roof stays with its building, and buildings meeting only at a corner stand apart.
+    In order of their first column; an empty grid has none."""
+    occ = np.asarray(occupancy, dtype=bool)
+    footprint, count = components(occ.any(axis=2)[:, :, None])
+    footprint = footprint[:, :, 0]
+    out = []
+    for g in range(count):
+        xs, ys = np.nonzero(footprint == g)
+        x, y = slice(int(xs.min()), int(xs.max()) + 1), slice(int(ys.min()), int(ys.max()) + 1)
+        columns = footprint[x, y] == g
+        zs = np.nonzero((occ[x, y] & columns[:, :, None]).any(axis=(0, 1)))[0]
+        out.append(((x, y, slice(int(zs.min()), int(zs.max()) + 1)), columns))
+    return out
+
+
 def linked_roots(count: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """For ``count`` items joined by the links ``a[i] -- b[i]``: each item's smallest linked
     item (the same for every item of a connected group). Each item takes the smallest label

@@ -131,25 +131,6 @@ def test_a_rerun_replaces_the_whole_output_and_a_failure_leaves_it(tiny_massing_
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_a_mesh_of_several_buildings_says_they_are_labelled_as_one(tiny_massing_unet_onnx,
-                                                                   tmp_path, capsys):
-    boxes = []
-    for x in (0.0, 15.0):            # two 9 x 9 x 9 m houses 6 m apart, and one alone
-        box = trimesh.creation.box(extents=(9.0, 9.0, 9.0))
-        box.apply_translation((x + 4.5, 4.5, 4.5))
-        boxes.append(box)
-    for name, mesh, noted in (("street.obj", trimesh.util.concatenate(boxes), True),
-                              ("house.obj", boxes[0], False)):
-        path = tmp_path / name
-        mesh.export(path)
-        out = tmp_path / name.replace(".obj", "")
-        assert main(["predict", "building-parts", "--model", str(tiny_massing_unet_onnx),
-                     "--input", str(path), "--out", str(out)]) == 0
-        notes = json.loads((out / "summary.json").read_text())["notes"]
-        assert any("2 masses standing apart" in n for n in notes) == noted, notes
-        assert ("2 masses standing apart" in capsys.readouterr().out) == noted
-
-
 @pytest.mark.parametrize("args, message", [
     (["--input", "{data}/labels.json"], "unsupported input '.json'"),
     (["--input", "{data}/meshes/b000001.obj"], "trained with style features"),

@@ -19,7 +19,7 @@ from ..formats import faces_csv, labelled_mesh
 from ..formats.tables import header_line
 from ..meshing import QuadMesh, quad_mesh
 from ..errors import DatasetError, ModelError
-from ..grid import NO_PART, components
+from ..grid import NO_PART, masses
 from ..runtime import PartsPredictor, face_accuracy
 from ..voxelize import transfer_labels
 from .inputs import PartsInput, read_input
@@ -176,15 +176,14 @@ def _earlier_files(out: Path) -> set[str]:
 
 
 def several_buildings_note(occupancy: np.ndarray) -> str | None:
-    """A note when the grid holds masses standing apart on the ground (several buildings in
-    one file), which are labelled together as one building; None otherwise."""
-    parts, _ = components(occupancy)
-    standing = np.unique(parts[:, :, 0][parts[:, :, 0] >= 0])
-    if len(standing) < 2:
+    """A note when the grid holds masses standing apart (several buildings in one file),
+    which ``PartsPredictor`` labels one by one; None otherwise."""
+    count = len(masses(occupancy))
+    if count < 2:
         return None
-    return (f"the mesh holds {len(standing)} masses standing apart (several buildings?): they "
-            f"are labelled as one building, with one set of street sides and at most one "
-            f"door added by the entrance rule; give one building per file to label each")
+    return (f"the mesh holds {count} masses standing apart (several buildings): each was "
+            f"labelled on its own, on its own ground floor, with the same street sides for all; "
+            f"buildings that touch are one mass, labelled as one building")
 
 
 def label_building(predictor: PartsPredictor, input_path, out_dir, *,
@@ -200,10 +199,9 @@ def label_building(predictor: PartsPredictor, input_path, out_dir, *,
                       model_cell_size=predictor.cell_size, up=up)
     if style is not None:
         item.style = np.asarray(style, dtype=np.float32)
-    if item.mesh is not None:
-        note = several_buildings_note(item.occupancy)
-        if note:
-            item.notes.append(note)
+    note = several_buildings_note(item.occupancy)
+    if note:
+        item.notes.append(note)
     if item.style is not None and not predictor.with_style:
         kind = ("street-aware model (the massing and the street sides)" if predictor.with_street
                 else "massing-only model")
@@ -222,6 +220,7 @@ def label_building(predictor: PartsPredictor, input_path, out_dir, *,
         raise ModelError(f"{input_path}: {exc}") from None
     confidence = probs.max(axis=-1)[labels >= 0]
     extra = {"model": str(predictor.model.path), "family": predictor.metadata.family,
+             "masses": len(masses(item.occupancy)),
              "street": list(street or ()), "symmetry": symmetry,
              "entrance_rule": predictor.entrance_rule if entrance is None else bool(entrance),
              "provider": predictor.model.providers[0],

@@ -20,7 +20,7 @@ from ..encoding import (NEIGHBOUR_CHANNEL, STYLE_FEATURES, adjacency_feature_nam
                         decode_grid_logits, face_mask, grid_inputs, pad_to_stride, parse_street,
                         street_vector, style_street_sides, style_vector, unknown_grid_inputs)
 from ..errors import DatasetError, ModelError
-from ..grid import NO_PART, check_occupancy
+from ..grid import NO_PART, check_occupancy, masses
 from ..symmetry import check_symmetry, transforms, turn, turn_sides, unturn_faces
 from .batching import DEFAULT_GRID_BATCH, run_cell_sets, run_grids
 from .session import Loaded, ModelSession, load_model
@@ -49,6 +49,14 @@ class PartsPredictor(Loaded):
     given street sides (or a style with its street side) whose street ground floor got no
     door face gets one on the face with the highest door probability
     (``encoding.apply_entrance_rule``; the labels change, the probabilities do not).
+
+    ``separate`` (default True): a grid holding several masses standing apart
+    (``grid.masses``: several buildings in one mesh, footprints apart) is labelled mass by
+    mass, each in a grid of its own from its lowest cell up, as the network saw buildings
+    in training: each is averaged over its own turns, gets its own entrance, and stands on
+    its own ground floor (a building on higher ground in a street mesh too); the other
+    masses are its neighbours for a model that reads them. The street sides are the same
+    for all. A grid of one mass is labelled as it is.
     """
 
     def __init__(self, model_path: str | os.PathLike, device: str = "auto",
@@ -163,18 +171,19 @@ class PartsPredictor(Loaded):
 
     def predict(self, occupancy: np.ndarray, style=None, street=None,
                 neighbours=None, symmetry: str | None = None,
-                entrance: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+                entrance: bool | None = None, separate: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """``neighbours``: bool[X, Y, Z] cells of neighbouring buildings, for a model that
-        reads them (``with_neighbours``; ignored otherwise). ``symmetry`` and ``entrance``:
-        see the class."""
+        reads them (``with_neighbours``; ignored otherwise). ``symmetry``, ``entrance`` and
+        ``separate``: see the class."""
         return self.predict_many([occupancy], [style], [street], neighbours=[neighbours],
-                                 symmetry=symmetry, entrance=entrance)[0]
+                                 symmetry=symmetry, entrance=entrance, separate=separate)[0]
 
     def predict_many(self, occupancies: Sequence[np.ndarray], styles: Sequence | None = None,
                      streets: Sequence | None = None, batch_size: int = DEFAULT_GRID_BATCH,
                      neighbours: Sequence | None = None,
                      symmetry: str | None = None,
-                     entrance: bool | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                     entrance: bool | None = None,
+                     separate: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
         """Predict many buildings; same-size grids share a batch, cells share chunks."""
         symmetry = self.check_symmetry(symmetry)
         n = len(occupancies)
@@ -187,6 +196,9 @@ class PartsPredictor(Loaded):
         occs = [_occupancy(o) for o in occupancies]
         for occ in occs:
             self.check_memory(occ.shape)
+        if separate:
+            return self._predict_masses(occs, styles, streets, neighbours, batch_size,
+                                        symmetry, entrance)
         inputs = [self._inputs(style, street) for style, street in zip(styles, streets)]
         if symmetry == "none":
             results = self._predict(occs, inputs, batch_size, neighbours,
@@ -201,6 +213,41 @@ class PartsPredictor(Loaded):
                     (style_street_sides(style) if style is not None else ())
                 if door is not None and sides:
                     apply_entrance_rule(labels, probs, sides, door)
+        return results
+
+    def _predict_masses(self, occs, styles, streets, neighbours, batch_size, symmetry, entrance):
+        """``predict_many`` with each grid's masses standing apart labelled on their own
+        (``separate``), then put back in place."""
+        items, places = [], []          # one item per mass (per grid of one mass)
+        for i, (occ, style, street, nb) in enumerate(zip(occs, styles, streets, neighbours)):
+            found = masses(occ)
+            if len(found) <= 1:
+                places.append((i, None, None))
+                items.append((occ, style, street, nb))
+                continue
+            nb = None if nb is None else np.asarray(nb, dtype=bool)
+            if nb is not None and nb.shape != occ.shape:
+                raise ModelError(f"neighbours grid {list(nb.shape)} differs from the occupancy "
+                                 f"grid {list(occ.shape)}")
+            for box, columns in found:
+                own = occ[box] & columns[:, :, None]
+                others = occ[box] & ~own          # the other masses are its neighbours
+                places.append((i, box, own))
+                items.append((own, style, street, others if nb is None else others | nb[box]))
+        out = self.predict_many([o for o, *_ in items], [s for _, s, _, _ in items],
+                                [t for *_, t, _ in items], batch_size,
+                                [b for *_, b in items], symmetry, entrance, separate=False)
+        results: list = [None] * len(occs)
+        for (i, box, own), (labels, probs) in zip(places, out):
+            if box is None:
+                results[i] = (labels, probs)
+                continue
+            if results[i] is None:
+                shape = occs[i].shape
+                results[i] = (np.full(shape + (6,), NO_PART, dtype=labels.dtype),
+                              np.zeros(shape + probs.shape[-2:], dtype=probs.dtype))
+            results[i][0][box][own] = labels[own]
+            results[i][1][box][own] = probs[own]
         return results
 
     def _predict(self, occs, inputs, batch_size, neighbours, weights):
