@@ -67,7 +67,7 @@ register_task(BatchTask(
     "parts (3D U-Net / per-cell MLP, ONNX)", "proc_ml.batch.parts:open_parts",
     MESH_EXTENSIONS + NPZ_EXTENSIONS, option_names=("cell_size", "pictures", "up", "street", "symmetry",
                                                  "entrance"),
-    version=3))
+    version=4))                         # 4: several masses labelled apart; roofs-on-top up axis
 register_task(BatchTask(
     "classify", "one class per asset (top-k classes.json)", "PointNet / VoxNet classifier",
     "proc_ml.batch.shapes:open_classify", MESH_EXTENSIONS + POINT_EXTENSIONS))
@@ -79,4 +79,5 @@ register_task(BatchTask(
     "texture", "a textured GLB (facade atlas) per mesh or grid; a texture PNG per label image",
     "pix2pix facade generator",
     "proc_ml.batch.texture:open_texture", MESH_EXTENSIONS + NPZ_EXTENSIONS + ("png",),
-    option_names=("cell_size", "parts_model", "parts_model_sha256", "material", "up"), version=2))
+    option_names=("cell_size", "parts_model", "parts_model_sha256", "material", "up"),
+    version=3))                         # 3: parts labels of several masses; up axis (as parts 4)
