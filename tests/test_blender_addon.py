@@ -817,3 +817,38 @@ def test_a_building_lying_on_its_side_is_noted(scene, tiny_massing_unet_onnx, ca
         notes = bpy.data.objects["tipped_parts"]["proc_ml_notes"]
         assert ("tipped: it lies on its side" in capfd.readouterr().out) == noted
         assert ("lies on its side" in notes and "Alt+R" in notes) == noted, notes
+
+
+def test_one_object_holding_a_street_labels_each_building_on_its_own(scene):
+    """One object holding two 12 x 9 x 9 m houses 3 m apart, the second on ground 3 m higher
+    (a street on a slope imported as one mesh): each house gets the labels it gets alone,
+    its door included; labelled as one building, the raised one had no ground floor."""
+    def house(name, x, z):
+        return box_object(name, (x, 0, z), (x + 12, 9, z + 9))
+
+    def part_counts(obj):
+        select_only(obj)
+        assert bpy.ops.object.proc_ml_predict_parts(device="cpu", cell_size=CELL,
+                                                    street_sides={"-y"}) == {"FINISHED"}
+        result = bpy.data.objects[obj.name + "_parts"]
+        names = result["proc_ml_parts"].split()
+        part = face_values(result.data, "part", np.int32)
+        centres = np.empty(3 * len(part), np.float32)
+        result.data.polygons.foreach_get("center", centres)
+        return names, part, centres.reshape(-1, 3)
+
+    names, alone, _ = part_counts(house("alone", 0, 0))
+    street = house("street", 0, 0)
+    raised = house("raised", 15, 3)
+    select_only(street)
+    raised.select_set(True)
+    bpy.context.view_layer.objects.active = street
+    bpy.ops.object.join()                                  # one object, two loose parts
+    assert len(street.data.vertices) == 16
+    names, both, centres = part_counts(street)
+    door = names.index("door")
+    counts = np.bincount(alone, minlength=len(names))
+    assert counts[door] > 0
+    for first in (True, False):                            # each house: the parts it has alone
+        mine = (centres[:, 0] < 13.5) == first
+        assert (np.bincount(both[mine], minlength=len(names)) == counts).all(), first

@@ -232,6 +232,25 @@ def test_the_installed_model_without_street_sides_warns_and_still_labels():
     assert len(output_arrays(node.geometry())["part"]) > 0
 
 
+def test_a_block_of_buildings_standing_apart_labels_each_on_its_own():
+    """Input 0 holding two 12 x 9 x 9 m houses one cell apart, the second on ground a storey
+    higher (a street on a slope): each house gets the parts it gets alone, its door
+    included (``PartsPredictor`` labels masses standing apart one by one)."""
+    def parts_per_house(boxes):
+        node = predict_node(box_polygons(boxes), "", street="-y")
+        hou.cook(node, PREDICT)
+        out = output_arrays(node.geometry())
+        centres = out["points"][out["polys"]].mean(axis=1)                 # y-up: x is x
+        k = len(out["parts"])
+        return out["parts"], [np.bincount(out["part"][side], minlength=k)
+                              for side in (centres[:, 0] < 4.5 * CELL, centres[:, 0] > 4.5 * CELL)]
+
+    parts, (alone, nothing) = parts_per_house([((0, 0, 0), (4, 3, 3))])
+    assert alone[parts.index("door")] > 0 and nothing.sum() == 0
+    parts, (first, second) = parts_per_house([((0, 0, 0), (4, 3, 3)), ((5, 0, 1), (9, 3, 4))])
+    assert (first == alone).all() and (second == alone).all()
+
+
 def test_unreadable_model_is_a_node_error(tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"this is not an onnx file")
