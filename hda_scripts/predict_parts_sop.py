@@ -32,7 +32,11 @@ model's training cell size), ``inputtype`` (auto/points/polygons), ``upaxis`` (y
 models use them, a massing-only model cannot and the node warns), ``symmetry``
 (model/none/rotate/dihedral: average the probabilities over the building's turns;
 ``PartsPredictor``), ``entrance`` (model/off: the model's entrance rule, a door on the most
-door-like street ground-floor face of a building that got none, or not), and, used only by
+door-like street ground-floor face of a building that got none, or not), ``pieceattrib``
+(the string or integer attribute, on the polygons or on the voxel points, saying which
+building each belongs to, default ``name``: each piece is labelled as a building of its
+own, row houses that touch too, and the output quads carry it; absent or empty: the
+buildings are the masses standing apart), and, used only by
 style-aware models, ``streetside`` (+x/-x/+y/-y in proc-ml's z-up
 frame), ``windowperiod`` (1-3), ``shopfront`` and ``balconies`` (toggles).
 
@@ -45,7 +49,7 @@ import hou
 
 from proc_ml.dcc import houdini as hgeo
 from proc_ml.dcc.fixes import FixedFaces, apply_part_fix
-from proc_ml.dcc.geometry import standing_axis
+from proc_ml.dcc.geometry import piece_numbers, standing_axis
 from proc_ml.dcc.predict import (entrance_choice, open_session, predict_cell_points,
                                 predict_polygons, style_vector, symmetry_choice)
 from proc_ml.encoding import parse_street
@@ -100,9 +104,16 @@ def _side_note(points, counts, indices, up):
             f"(Transform SOP, rotate 90 degrees about X) or set Up Axis to {found}, then cook again")
 
 
+def _pieces(geo, node, element):
+    """``(numbers per element, value of each number)`` of the Piece Attribute, or Nones."""
+    values = hgeo.piece_values(geo, hgeo.parm_string(node, "pieceattrib", "name").strip(), element)
+    return (None, None) if values is None else piece_numbers(values)
+
+
 def cook(node):
     geo = node.geometry()
     fix_report = side = None
+    names = None
     scale = hgeo.unit_length()      # metres per Houdini unit: proc-ml works in metres
     try:
         session = _session(node)
@@ -113,13 +124,15 @@ def cook(node):
                  "entrance": entrance_choice(hgeo.parm_string(node, "entrance", "model"))}
         cell_size = hgeo.length_parm(node, "cellsize", 0.0, scale)
         if kind == "points":
+            pieces, names = _pieces(geo, node, "point")
             prims = predict_cell_points(session, hgeo.point_positions(geo, scale), cell_size,
-                                        _style(node, session), **frame)
+                                        _style(node, session), pieces=pieces, **frame)
         elif kind == "polygons":
             points, counts, indices = hgeo.polygons(geo, scale)
+            pieces, names = _pieces(geo, node, "prim")
             side = _side_note(points, counts, indices, frame["up"])
             prims = predict_polygons(session, points, counts, indices, cell_size,
-                                     _style(node, session), **frame)
+                                     _style(node, session), pieces=pieces, **frame)
             fixes = _fixes(geo, points, counts, indices, session, frame["up"])
             if fixes is not None:
                 prims, fix_report = apply_part_fix(prims, fixes, session.colours)
@@ -136,6 +149,9 @@ def cook(node):
         geo.clear()
         raise hou.NodeWarning("input has no geometry: nothing to label")
     stored = hgeo.write_labelled_prims(geo, prims, scale)
+    if names is not None and prims.piece is not None and len(prims):
+        hgeo.write_pieces(geo, hgeo.parm_string(node, "pieceattrib", "name").strip(),
+                          names[prims.piece])
     hgeo.set_detail_string(geo, hgeo.STREET_DETAIL, " ".join(street))
     if len(prims) == 0:
         raise hou.NodeWarning("the input fills no cells at this cell size: nothing to label")

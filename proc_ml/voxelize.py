@@ -93,6 +93,9 @@ class VoxelGrid:
     rotation_deg: float = 0.0   # the source's walls face this way (turned back on output)
     pivot: np.ndarray = field(default_factory=lambda: np.zeros(3))
     notes: list = field(default_factory=list)   # what was decided for the source (up, turn)
+    #: int32[X, Y, Z]: the piece of the source (``voxelize``'s ``pieces``) each filled cell
+    #: belongs to, -1 where empty; None when the source was not given in pieces
+    pieces: np.ndarray | None = None
 
     def to_aligned(self, points_z_up: np.ndarray) -> np.ndarray:
         """Source z-up points -> the aligned frame the grid is in."""
@@ -230,15 +233,24 @@ def wall_rotation(vertices_z_up: np.ndarray, triangles: np.ndarray) -> float:
 
 
 def voxelize(vertices: np.ndarray, triangles: np.ndarray, cell_size: float, up: str = "z",
-             closed: bool | None = None, align: bool = True) -> VoxelGrid:
+             closed: bool | None = None, align: bool = True, pieces=None) -> VoxelGrid:
     """Voxelise triangles (source frame, ``up`` axis) at ``cell_size``; see the module doc.
-    ``align``: turn the mesh so its walls run along the grid axes first."""
+    ``align``: turn the mesh so its walls run along the grid axes first. ``pieces``
+    (int >= 0 per triangle: the buildings of a block, a Houdini piece attribute): the
+    grid's ``pieces`` says which piece each filled cell belongs to (``_piece_cells``)."""
     if not cell_size > 0:
         raise ValueError(f"cell size must be > 0, got {cell_size}")
     verts = to_z_up(vertices, up)
     tris = np.asarray(triangles, dtype=np.int64)
     if len(tris) == 0:
         raise ValueError("the mesh has no triangles")
+    if pieces is not None:
+        pieces = np.asarray(pieces).reshape(-1)
+        if len(pieces) != len(tris) or not np.issubdtype(pieces.dtype, np.integer) \
+                or (pieces < 0).any():
+            raise ValueError(f"pieces must be one number >= 0 per triangle ({len(tris)}), "
+                             f"got {len(pieces)} of {pieces.dtype}")
+        every = tris
     tris = unique_triangles(verts, tris)
     rotation = wall_rotation(verts, tris) if align else 0.0
     pivot = verts.mean(axis=0)
@@ -274,7 +286,52 @@ def voxelize(vertices: np.ndarray, triangles: np.ndarray, cell_size: float, up: 
         occ = _parity_fill(corners, origin, cell_size, shape, from_above=True)
     else:
         occ = fill_enclosed(_surface_cells(corners, origin, cell_size, shape))
-    return VoxelGrid(occ.astype(np.uint8), origin, float(cell_size), up, closed, rotation, pivot)
+    grid = VoxelGrid(occ.astype(np.uint8), origin, float(cell_size), up, closed, rotation, pivot)
+    if pieces is not None:
+        grid.pieces = _piece_cells(verts, every, pieces, origin, float(cell_size), shape, occ)
+    return grid
+
+
+def _piece_cells(verts, triangles, pieces, origin, cell, shape, occupancy) -> np.ndarray:
+    """``int32[X, Y, Z]``: the piece each filled cell of ``occupancy`` belongs to (-1 where
+    empty). A cell whose centre is inside a closed piece (its own fill: by winding number,
+    or by parity part by part, as the whole mesh is filled) or that an open piece's surface
+    passes through goes to the first such piece; the filled cells no piece claims (inside
+    pieces that are open only together) take the piece of a claimed cell next to them,
+    growing out from the claimed cells a layer at a time."""
+    filled = np.asarray(occupancy, dtype=bool)
+    out = np.full(shape, -1, dtype=np.int32)
+    for number in np.unique(pieces):
+        tris = unique_triangles(verts, triangles[pieces == number])
+        corners = verts[tris]
+        if is_closed(verts, tris):
+            if is_consistently_oriented(verts, tris):
+                claimed = _parity_fill(corners, origin, cell, shape, winding=True)
+            else:
+                claimed = np.zeros(shape, dtype=bool)
+                for part in mesh_parts(verts, tris):
+                    claimed |= _parity_fill(verts[part], origin, cell, shape)
+        else:
+            claimed = _surface_cells(corners, origin, cell, shape)
+        out[claimed & filled & (out < 0)] = number
+    while True:
+        left = filled & (out < 0)
+        if not left.any() or (out < 0).all():
+            break
+        grown = out.copy()
+        for axis in range(3):
+            for step in (1, -1):
+                beside = np.roll(out, step, axis=axis)
+                edge = [slice(None)] * 3
+                edge[axis] = 0 if step == 1 else -1          # np.roll wraps round: not a neighbour
+                beside[tuple(edge)] = -1
+                take = left & (grown < 0) & (beside >= 0)
+                grown[take] = beside[take]
+        if np.array_equal(grown, out):
+            break
+        out = grown
+    out[filled & (out < 0)] = int(np.min(pieces))       # a filled region no piece reaches
+    return out
 
 
 def voxelize_mesh(mesh, cell_size: float, up: str = "z", align: bool = True) -> VoxelGrid:

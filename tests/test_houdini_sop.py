@@ -251,6 +251,80 @@ def test_a_block_of_buildings_standing_apart_labels_each_on_its_own():
     assert (first == alone).all() and (second == alone).all()
 
 
+def _row_houses(values, attrib="name"):
+    """Three 4 x 3 x 3-cell houses in a row, touching (one mass), each box's six polygons
+    carrying ``values[k]`` in the prim attribute ``attrib`` (None: no attribute)."""
+    geo = box_polygons([((4 * k, 0, 0), (4 * k + 4, 3, 3)) for k in range(3)])
+    if values is not None:
+        geo.addAttrib(hou.attribType.Prim, attrib, values[0])
+        per_prim = [v for v in values for _ in range(6)]
+        if isinstance(values[0], str):
+            geo.setPrimStringAttribValues(attrib, per_prim)
+        elif isinstance(values[0], int):
+            geo.setPrimIntAttribValues(attrib, per_prim)
+        else:
+            geo.setPrimFloatAttribValues(attrib, per_prim)
+    return geo
+
+
+def _doors_per_house(out):
+    centres = out["points"][out["polys"]].mean(axis=1)
+    house = np.floor(centres[:, 0] / (4 * CELL) - 1e-6).astype(int)
+    door = out["parts"].index("door")
+    return [int(((house == k) & (out["part"] == door)).sum()) for k in range(3)]
+
+
+def test_row_houses_named_as_pieces_get_a_door_each():
+    """Three row houses that touch (one mass), each named by the prim attribute ``name``
+    (the Piece Attribute's default): each is labelled as a building of its own and gets its
+    entrance; the faces between two houses are not output; the quads carry ``name``."""
+    node = predict_node(_row_houses(None), "", street="-y")
+    hou.cook(node, PREDICT)
+    one_mass = output_arrays(node.geometry())
+    assert sum(_doors_per_house(one_mass)) > 0 and min(_doors_per_house(one_mass)) == 0
+    assert node.geometry().findPrimAttrib("name") is None
+
+    node = predict_node(_row_houses(["house_a", "house_b", "house_c"]), "", street="-y")
+    hou.cook(node, PREDICT)
+    geo = node.geometry()
+    out = output_arrays(geo)
+    assert min(_doors_per_house(out)) > 0
+    assert len(out["part"]) == len(one_mass["part"])        # the same outer faces, no party walls
+    names = np.array(geo.primStringAttribValues("name"))
+    centres = out["points"][out["polys"]].mean(axis=1)
+    for k, name in enumerate(("house_a", "house_b", "house_c")):
+        mine = np.floor(centres[:, 0] / (4 * CELL) - 1e-6).astype(int) == k
+        assert (names[mine] == name).all()
+
+    node = predict_node(_row_houses([3, 1, 2], "class"), "", street="-y", pieceattrib="class")
+    hou.cook(node, PREDICT)
+    assert min(_doors_per_house(output_arrays(node.geometry()))) > 0
+    assert sorted(set(node.geometry().primIntAttribValues("class"))) == [1, 2, 3]
+
+
+def test_voxel_points_carry_their_piece_as_a_point_attribute():
+    occ = np.ones((12, 3, 3), np.uint8)
+    geo = voxel_points_geometry(occ)
+    cells = np.stack(np.nonzero(occ), axis=1)
+    geo.addAttrib(hou.attribType.Point, "name", "")
+    geo._set_values(hou.attribType.Point, "name", tuple(f"h{x // 4}" for x in cells[:, 0]),
+                    hou.attribData.String)
+    node = predict_node(geo, "", street="-y")
+    hou.cook(node, PREDICT)
+    names = node.geometry().primStringAttribValues("name")
+    assert sorted(set(names)) == ["h0", "h1", "h2"]
+
+
+@pytest.mark.parametrize("attrib, values, message", [
+    ("name", [0.5, 1.5, 2.5], "must be a string or integer prim attribute"),
+    ("part", [0, 1, 2], "an attribute the output writes"),
+])
+def test_piece_attribute_errors_are_node_errors(attrib, values, message):
+    node = predict_node(_row_houses(values, attrib), "", street="-y", pieceattrib=attrib)
+    with pytest.raises(hou.NodeError, match=message):
+        hou.cook(node, PREDICT)
+
+
 def test_unreadable_model_is_a_node_error(tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"this is not an onnx file")

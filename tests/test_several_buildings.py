@@ -136,3 +136,94 @@ def test_a_mesh_of_several_buildings_labels_each_on_its_own(tmp_path, capsys):
     # the same parts on each house as on the house alone: twice its faces, part by part
     assert street["faces"] == 2 * house["faces"], (street, house)
     assert {k: 2 * v for k, v in house["faces_per_part"].items()} == street["faces_per_part"]
+
+
+# -- buildings given in pieces (row houses that touch) ------------------------------------
+def _row(n=3):
+    """``n`` 4 x 3 x 3-cell houses in a row, touching: one mass; their building numbers."""
+    row = np.ones((4 * n, 3, 3), np.uint8)
+    ids = np.repeat(np.arange(n), 4)[:, None, None] * np.ones((1, 3, 3), np.int64)
+    return row, ids
+
+
+def test_row_houses_given_as_buildings_each_get_a_door(installed):
+    from proc_ml.encoding import face_mask
+
+    row, ids = _row()
+    house = np.ones((4, 3, 3), np.uint8)
+    door = installed.parts.index("door")
+    together, _ = installed.predict(row, street=("-y",))
+    labels, probs = installed.predict(row, street=("-y",), buildings=ids)
+    alone, _ = installed.predict(house, street=("-y",))
+    # one mass: one entrance for the row; given as buildings: one per house, as alone
+    assert 0 < (together == door).sum() < 3 * (alone == door).sum()
+    for k in range(3):
+        mine = labels[4 * k:4 * k + 4]
+        assert (mine == door).sum() == (alone == door).sum(), k
+        # the street facade of each house is labelled as the house alone
+        assert (mine[:, 0, :, 3] == alone[:, 0, :, 3]).all(), k
+    # the party walls between two houses are inside the row: no part, no probabilities
+    assert ((labels >= 0) == face_mask(row)).all()
+    assert (probs[labels < 0] == 0).all()
+    assert (labels[3, :, :, 0] == NO_PART).all() and (labels[4, :, :, 1] == NO_PART).all()
+    # separate=False does not undo buildings given explicitly
+    same, _ = installed.predict(row, street=("-y",), buildings=ids, separate=False)
+    assert (same == labels).all()
+
+
+def test_buildings_grid_errors_are_one_line(installed):
+    row, ids = _row()
+    with pytest.raises(Exception, match="buildings grid"):
+        installed.predict(row, buildings=ids[:-1])
+    with pytest.raises(Exception, match="buildings grid"):
+        installed.predict(row, buildings=ids.astype(float))
+    ids = ids.copy()
+    ids[0, 0, 0] = -1
+    with pytest.raises(Exception, match="1 filled cell"):
+        installed.predict(row, buildings=ids)
+
+
+def test_voxelize_tells_which_piece_each_cell_belongs_to():
+    from proc_ml.voxelize import voxelize
+
+    boxes = []
+    for k, depth in enumerate((9.0, 12.0, 9.0)):            # three touching houses
+        box = trimesh.creation.box(extents=(12.0, depth, 9.0))
+        box.apply_translation((6.0 + 12.0 * k, depth / 2, 4.5))
+        boxes.append(box)
+    row = trimesh.util.concatenate(boxes)
+    pieces = np.repeat([5, 2, 7], 12)                       # any numbers >= 0
+    grid = voxelize(row.vertices, row.faces, 3.0, pieces=pieces)
+    assert grid.occupancy.shape == (12, 4, 3)
+    assert (grid.pieces[:4][grid.occupancy[:4] > 0] == 5).all()
+    assert (grid.pieces[4:8][grid.occupancy[4:8] > 0] == 2).all()
+    assert (grid.pieces[8:][grid.occupancy[8:] > 0] == 7).all()
+    assert ((grid.pieces >= 0) == (grid.occupancy > 0)).all()
+    assert voxelize(row.vertices, row.faces, 3.0).pieces is None
+    # a house modelled without its floor next to a closed one: the open one's surface claims
+    # the cells it passes through, and the cells inside it are grown from them
+    shell = trimesh.creation.box(extents=(12.0, 9.0, 9.0))
+    shell.apply_translation((18.0, 4.5, 4.5))
+    keep = shell.face_normals[:, 2] > -0.5
+    both = trimesh.util.concatenate([boxes[0], trimesh.Trimesh(shell.vertices, shell.faces[keep])])
+    grid = voxelize(both.vertices, both.faces, 3.0, pieces=np.repeat([0, 1], [12, int(keep.sum())]))
+    assert grid.occupancy.sum() == 2 * 4 * 3 * 3                   # both solid
+    assert (grid.pieces[:4][grid.occupancy[:4] > 0] == 0).all()
+    assert (grid.pieces[4:][grid.occupancy[4:] > 0] == 1).all()
+    with pytest.raises(ValueError, match="one number >= 0 per triangle"):
+        voxelize(row.vertices, row.faces, 3.0, pieces=pieces[:-1])
+    with pytest.raises(ValueError, match="one number >= 0 per triangle"):
+        voxelize(row.vertices, row.faces, 3.0, pieces=-pieces)
+
+
+def test_a_piece_holding_masses_apart_is_still_split(installed):
+    """One building number over two houses standing apart (a street imported with one
+    ``name``): labelled mass by mass as without numbers; ``separate=False`` keeps it one."""
+    grid, house, first, second = _street_of_two()
+    ids = np.where(grid > 0, 0, -1)
+    plain, _ = installed.predict(grid, street=("-y",))
+    numbered, _ = installed.predict(grid, street=("-y",), buildings=ids)
+    assert (plain == numbered).all()
+    together, _ = installed.predict(grid, street=("-y",), separate=False)
+    one, _ = installed.predict(grid, street=("-y",), buildings=ids, separate=False)
+    assert (together == one).all() and not (one == plain).all()

@@ -17,7 +17,7 @@ from ..voxelize import (MAX_CELLS_PER_AXIS, UP_AXES, VoxelGrid, detect_up, from_
 
 __all__ = ["CELL_CENTRE_TOLERANCE", "GeometryError", "MAX_CELLS_PER_AXIS", "UP_AXES",
            "VoxelGrid", "cell_centres", "from_z_up", "grid_from_cell_points",
-           "grid_from_polygons", "standing_axis", "to_z_up", "triangulate"]
+           "grid_from_polygons", "piece_numbers", "standing_axis", "to_z_up", "triangulate"]
 
 #: Voxel points further than this (in cells) from a cell centre mean a wrong cell size.
 CELL_CENTRE_TOLERANCE = 0.25
@@ -34,11 +34,27 @@ def _check_extent(shape, cell_size: float) -> None:
             f"(at most {MAX_CELLS_PER_AXIS}); raise the cell size")
 
 
-def grid_from_cell_points(points, cell_size) -> VoxelGrid:
+def piece_numbers(values) -> tuple[np.ndarray, np.ndarray]:
+    """A piece attribute's values (one per polygon or point: strings or integers, e.g.
+    Houdini's ``name``) -> ``(numbers int64[N] >= 0, values of each number)``."""
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise GeometryError(f"a piece attribute has one value per element, got shape "
+                            f"{list(values.shape)}")
+    if values.dtype.kind == "f":
+        raise GeometryError("a piece attribute is a string or an integer, not a float")
+    strings = values.dtype.kind in "OUS"
+    names, numbers = np.unique(values.astype(str) if strings else values, return_inverse=True)
+    return numbers.reshape(-1).astype(np.int64), names.astype(object) if strings else names
+
+
+def grid_from_cell_points(points, cell_size, pieces=None) -> VoxelGrid:
     """Voxel points at cell centres (e.g. Houdini's Points from Volume) -> occupancy.
 
     Cells are snapped to the lattice through the lowest point; a point far from any
-    centre means the cell size does not match the points' spacing.
+    centre means the cell size does not match the points' spacing. ``pieces`` (an int
+    >= 0 per point): the grid's ``pieces`` (the piece of each filled cell; of the first
+    point in a cell).
     """
     size = check_cell_size(cell_size)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
@@ -56,18 +72,34 @@ def grid_from_cell_points(points, cell_size) -> VoxelGrid:
     _check_extent(shape, size)
     occ = np.zeros(shape, dtype=np.uint8)
     occ[cells[:, 0], cells[:, 1], cells[:, 2]] = 1
-    return VoxelGrid(occ, low - size / 2, size)
+    grid = VoxelGrid(occ, low - size / 2, size)
+    if pieces is not None:
+        pieces = np.asarray(pieces, dtype=np.int64).reshape(-1)
+        if len(pieces) != len(pts):
+            raise GeometryError(f"{len(pieces)} piece values for {len(pts)} points")
+        grid.pieces = np.full(shape, -1, np.int32)
+        grid.pieces[cells[::-1, 0], cells[::-1, 1], cells[::-1, 2]] = pieces[::-1]   # first wins
+    return grid
 
 
-def grid_from_polygons(points, counts, indices, cell_size, clockwise: bool = False) -> VoxelGrid:
+def grid_from_polygons(points, counts, indices, cell_size, clockwise: bool = False,
+                       pieces=None) -> VoxelGrid:
     """Polygon massing (z-up points, vertex counts + point indices) -> occupancy.
 
     Voxelised by ``proc_ml.voxelize`` exactly as ``proc-ml predict`` does for mesh files;
     ``VoxelGrid.notes`` holds ``proc_ml.voxelize.scale_note`` when the massing's size looks
-    like other units than metres (the adapters show it to the artist).
+    like other units than metres (the adapters show it to the artist). ``pieces`` (an int
+    >= 0 per polygon, ``piece_numbers``): the grid's ``pieces`` says which piece each filled
+    cell belongs to (``proc_ml.voxelize``).
     """
     size = check_cell_size(cell_size)
     triangles = triangulate(counts, indices)
+    if pieces is not None:
+        counts_ = np.asarray(counts, dtype=np.int64).reshape(-1)
+        pieces = np.asarray(pieces, dtype=np.int64).reshape(-1)
+        if len(pieces) != len(counts_):
+            raise GeometryError(f"{len(pieces)} piece values for {len(counts_)} polygons")
+        pieces = np.repeat(pieces, np.maximum(counts_ - 2, 0))     # triangulate's fans
     if clockwise:   # counter-clockwise again, so open meshes are filled on the inside
         triangles = triangles[:, ::-1]
     if len(triangles) == 0:
@@ -78,7 +110,8 @@ def grid_from_polygons(points, counts, indices, cell_size, clockwise: bool = Fal
     used = np.asarray(points, dtype=np.float64).reshape(-1, 3)[used_ids]
     triangles = np.searchsorted(used_ids, triangles)
     try:
-        grid = voxelize(used, triangles, size, closed=closed_by_topology(triangles, len(used)))
+        grid = voxelize(used, triangles, size, closed=closed_by_topology(triangles, len(used)),
+                        pieces=pieces)
     except ValueError as exc:
         raise GeometryError(str(exc)) from None
     note = scale_note(np.ptp(used, axis=0), size, "set Cell Size to")

@@ -163,6 +163,40 @@ def prim_attrib_values(geo, name: str) -> np.ndarray | None:
     return values if size == 1 else values.reshape(-1, size)
 
 
+def piece_values(geo, name: str, element: str) -> np.ndarray | None:
+    """The piece attribute ``name`` (Houdini's ``name``, ``class``, ...: which building each
+    element belongs to) per ``element`` (``"prim"`` or ``"point"``) as ``str[N]`` or
+    ``int64[N]``; None when ``name`` is empty or the input has no such attribute on that
+    class. A float or array attribute, or one of the names the output writes, is a
+    :class:`GeometryError`."""
+    if not name:
+        return None
+    if name in (PART_ATTRIB, PART_NAME_ATTRIB, PART_PROB_ATTRIB, COLOUR_ATTRIB, PART_FIX_ATTRIB):
+        raise GeometryError(f"Piece Attribute '{name}' is an attribute the output writes; "
+                            f"use another (name, class)")
+    attrib = (geo.findPrimAttrib if element == "prim" else geo.findPointAttrib)(name)
+    if attrib is None:
+        return None
+    if attrib.size() != 1 or attrib.dataType() not in (hou.attribData.String, hou.attribData.Int):
+        raise GeometryError(f"Piece Attribute '{name}' must be a string or integer {element} "
+                            f"attribute of one value (as name or class are)")
+    if attrib.dataType() == hou.attribData.String:
+        read = geo.primStringAttribValues if element == "prim" else geo.pointStringAttribValues
+        return np.asarray(read(name), dtype=object)
+    read = geo.primIntAttribValues if element == "prim" else geo.pointIntAttribValues
+    return np.asarray(read(name), dtype=np.int64)
+
+
+def write_pieces(geo, name: str, values: np.ndarray) -> None:
+    """The piece attribute ``name`` on the output quads (one value each, the input's type)."""
+    if values.dtype == object:
+        fresh_attrib(geo, hou.attribType.Prim, name, "")
+        geo.setPrimStringAttribValues(name, [str(v) for v in values])
+    else:
+        fresh_attrib(geo, hou.attribType.Prim, name, 0)
+        geo.setPrimIntAttribValues(name, [int(v) for v in values])
+
+
 def detail_string(geo, name: str) -> str | None:
     attrib = geo.findGlobalAttrib(name)
     if attrib is None or attrib.dataType() != hou.attribData.String:

@@ -96,7 +96,8 @@ def style_vector(street_side: str = "+x", window_period: int = 1, shopfront: boo
 def predict_prims(session: PartsSession, grid: VoxelGrid, style=None, up: str = "z",
                   clockwise: bool = False, street=None, symmetry: str | None = None,
                   entrance: bool | None = None) -> LabelledPrims:
-    """Labelled exterior quads of ``grid`` (empty when the grid is empty). ``street``: the
+    """Labelled exterior quads of ``grid`` (empty when the grid is empty); a grid given in
+    pieces (``VoxelGrid.pieces``) is labelled piece by piece, each a building. ``street``: the
     sides facing the street (``PartsPredictor.street_note`` says when the model cannot use
     them); ``symmetry``: the turns the probabilities are averaged over (None: the model's);
     ``entrance``: the entrance rule (None: the model's own, False: off)."""
@@ -104,7 +105,7 @@ def predict_prims(session: PartsSession, grid: VoxelGrid, style=None, up: str = 
     if grid.occupancy.size == 0 or not grid.occupancy.any():
         return empty_prims(session)
     labels, probs = session.predictor.predict(grid.occupancy, style, street, symmetry=symmetry,
-                                              entrance=entrance)
+                                              entrance=entrance, buildings=grid.pieces)
     return labelled_prims(grid, labels, probs, session.parts, session.colours, up, clockwise)
 
 
@@ -117,16 +118,22 @@ def empty_prims(session: PartsSession) -> LabelledPrims:
 
 def predict_cell_points(session: PartsSession, points, cell_size, style=None, up: str = "z",
                         clockwise: bool = False, street=None,
-                        symmetry: str | None = None, entrance: bool | None = None) -> LabelledPrims:
-    """Voxel points at cell centres (DCC frame) -> labelled quads (DCC frame)."""
-    grid = grid_from_cell_points(to_z_up(points, up), resolve_cell_size(cell_size, model=session.cell_size))
+                        symmetry: str | None = None, entrance: bool | None = None,
+                        pieces=None) -> LabelledPrims:
+    """Voxel points at cell centres (DCC frame) -> labelled quads (DCC frame). ``pieces``:
+    an int >= 0 per point (``geometry.piece_numbers``), each piece a building."""
+    grid = grid_from_cell_points(to_z_up(points, up), resolve_cell_size(cell_size, model=session.cell_size),
+                                 pieces)
     return predict_prims(session, grid, style, up, clockwise, street, symmetry, entrance)
 
 
 def predict_polygons(session: PartsSession, points, counts, indices, cell_size, style=None,
                      up: str = "z", clockwise: bool = False, street=None,
-                     symmetry: str | None = None, entrance: bool | None = None) -> LabelledPrims:
-    """Polygon massing (DCC frame, vertex counts + point indices) -> labelled quads."""
+                     symmetry: str | None = None, entrance: bool | None = None,
+                     pieces=None) -> LabelledPrims:
+    """Polygon massing (DCC frame, vertex counts + point indices) -> labelled quads.
+    ``pieces``: an int >= 0 per polygon (``geometry.piece_numbers``), each piece a building."""
     grid = grid_from_polygons(to_z_up(points, up), counts, indices,
-                              resolve_cell_size(cell_size, model=session.cell_size), clockwise)
+                              resolve_cell_size(cell_size, model=session.cell_size), clockwise,
+                              pieces)
     return predict_prims(session, grid, style, up, clockwise, street, symmetry, entrance)

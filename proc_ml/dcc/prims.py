@@ -34,6 +34,9 @@ class LabelledPrims:
     #: int32[F] the artist's correction (``part_fix``) as a part index, -1 = not corrected;
     #: None when the input carried no ``part_fix`` (``proc_ml.dcc.fixes.apply_part_fix``)
     fix: np.ndarray | None = None
+    #: int32[F] the input piece (``VoxelGrid.pieces``: a building of a block) each quad
+    #: bounds; None when the input was not given in pieces
+    piece: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.part)
@@ -75,4 +78,5 @@ def labelled_prims(grid: VoxelGrid, labels: np.ndarray, probs: np.ndarray, parts
         directions=mesh.directions,
         parts=parts,
         grid=grid,
+        piece=None if grid.pieces is None else grid.pieces[x, y, z].astype(np.int32),
     )

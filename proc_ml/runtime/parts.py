@@ -57,6 +57,12 @@ class PartsPredictor(Loaded):
     its own ground floor (a building on higher ground in a street mesh too); the other
     masses are its neighbours for a model that reads them. The street sides are the same
     for all. A grid of one mass is labelled as it is.
+
+    ``buildings`` (int[X, Y, Z], a building number on every filled cell; from the pieces of
+    the input, ``VoxelGrid.pieces``) says which cells are which building: row houses that
+    touch are then labelled one by one too, and the faces between two of them (party walls,
+    inside the block) get no part. With ``separate`` a building's own masses standing apart
+    are still labelled apart; without, each building number is one building.
     """
 
     def __init__(self, model_path: str | os.PathLike, device: str = "auto",
@@ -171,34 +177,38 @@ class PartsPredictor(Loaded):
 
     def predict(self, occupancy: np.ndarray, style=None, street=None,
                 neighbours=None, symmetry: str | None = None,
-                entrance: bool | None = None, separate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                entrance: bool | None = None, separate: bool = True,
+                buildings=None) -> tuple[np.ndarray, np.ndarray]:
         """``neighbours``: bool[X, Y, Z] cells of neighbouring buildings, for a model that
-        reads them (``with_neighbours``; ignored otherwise). ``symmetry``, ``entrance`` and
-        ``separate``: see the class."""
+        reads them (``with_neighbours``; ignored otherwise). ``symmetry``, ``entrance``,
+        ``separate`` and ``buildings``: see the class."""
         return self.predict_many([occupancy], [style], [street], neighbours=[neighbours],
-                                 symmetry=symmetry, entrance=entrance, separate=separate)[0]
+                                 symmetry=symmetry, entrance=entrance, separate=separate,
+                                 buildings=None if buildings is None else [buildings])[0]
 
     def predict_many(self, occupancies: Sequence[np.ndarray], styles: Sequence | None = None,
                      streets: Sequence | None = None, batch_size: int = DEFAULT_GRID_BATCH,
                      neighbours: Sequence | None = None,
                      symmetry: str | None = None,
                      entrance: bool | None = None,
-                     separate: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+                     separate: bool = True,
+                     buildings: Sequence | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Predict many buildings; same-size grids share a batch, cells share chunks."""
         symmetry = self.check_symmetry(symmetry)
         n = len(occupancies)
         styles = list(styles) if styles is not None else [None] * n
         streets = list(streets) if streets is not None else [None] * n
         neighbours = list(neighbours) if neighbours is not None else [None] * n
-        if not len(styles) == len(streets) == len(neighbours) == n:
-            raise ValueError(f"got {n} occupancies, {len(styles)} styles, {len(streets)} streets "
-                             f"and {len(neighbours)} neighbour grids")
+        buildings = list(buildings) if buildings is not None else [None] * n
+        if not len(styles) == len(streets) == len(neighbours) == len(buildings) == n:
+            raise ValueError(f"got {n} occupancies, {len(styles)} styles, {len(streets)} streets, "
+                             f"{len(neighbours)} neighbour grids and {len(buildings)} building grids")
         occs = [_occupancy(o) for o in occupancies]
         for occ in occs:
             self.check_memory(occ.shape)
-        if separate:
+        if separate or any(b is not None for b in buildings):
             return self._predict_masses(occs, styles, streets, neighbours, batch_size,
-                                        symmetry, entrance)
+                                        symmetry, entrance, buildings, separate)
         inputs = [self._inputs(style, street) for style, street in zip(styles, streets)]
         if symmetry == "none":
             results = self._predict(occs, inputs, batch_size, neighbours,
@@ -215,12 +225,13 @@ class PartsPredictor(Loaded):
                     apply_entrance_rule(labels, probs, sides, door)
         return results
 
-    def _predict_masses(self, occs, styles, streets, neighbours, batch_size, symmetry, entrance):
-        """``predict_many`` with each grid's masses standing apart labelled on their own
-        (``separate``), then put back in place."""
-        items, places = [], []          # one item per mass (per grid of one mass)
+    def _predict_masses(self, occs, styles, streets, neighbours, batch_size, symmetry,
+                        entrance, buildings, separate):
+        """``predict_many`` with each grid's buildings (``buildings`` and, with ``separate``,
+        the masses standing apart) labelled on their own, then put back in place."""
+        items, places = [], []          # one item per building (per grid of one building)
         for i, (occ, style, street, nb) in enumerate(zip(occs, styles, streets, neighbours)):
-            found = masses(occ)
+            found = _buildings(occ, buildings[i], separate)
             if len(found) <= 1:
                 places.append((i, None, None))
                 items.append((occ, style, street, nb))
@@ -229,9 +240,8 @@ class PartsPredictor(Loaded):
             if nb is not None and nb.shape != occ.shape:
                 raise ModelError(f"neighbours grid {list(nb.shape)} differs from the occupancy "
                                  f"grid {list(occ.shape)}")
-            for box, columns in found:
-                own = occ[box] & columns[:, :, None]
-                others = occ[box] & ~own          # the other masses are its neighbours
+            for box, own in found:
+                others = occ[box] & ~own          # the other buildings are its neighbours
                 places.append((i, box, own))
                 items.append((own, style, street, others if nb is None else others | nb[box]))
         out = self.predict_many([o for o, *_ in items], [s for _, s, _, _ in items],
@@ -248,6 +258,10 @@ class PartsPredictor(Loaded):
                               np.zeros(shape + probs.shape[-2:], dtype=probs.dtype))
             results[i][0][box][own] = labels[own]
             results[i][1][box][own] = probs[own]
+        for occ, (labels, probs) in zip(occs, results):
+            inner = ~face_mask(occ)               # a party wall between two buildings
+            labels[inner] = NO_PART
+            probs[inner] = 0.0
         return results
 
     def _predict(self, occs, inputs, batch_size, neighbours, weights):
@@ -298,6 +312,32 @@ class PartsPredictor(Loaded):
         logits = run_cell_sets(self.model, [feats for _, feats in encoded])
         return [decode_cell_logits(lg, coords, o, self.info.n_parts, weights)
                 for lg, (coords, _), o in zip(logits, encoded, occs)]
+
+
+def _buildings(occ: np.ndarray, ids, separate: bool) -> list[tuple[tuple[slice, slice, slice], np.ndarray]]:
+    """``(box, own)`` per building of a grid: ``box`` the slices of its cells from its lowest
+    up, ``own`` bool[box] its cells. ``ids`` (int[X, Y, Z], a building number >= 0 on every
+    filled cell, the rest ignored) says which cells are which building; with ``separate``
+    each building's masses standing apart (``grid.masses``) are buildings of their own."""
+    if ids is None:
+        groups = [occ]
+    else:
+        ids = np.asarray(ids)
+        if ids.shape != occ.shape or not np.issubdtype(ids.dtype, np.integer):
+            raise ModelError(f"buildings grid {list(ids.shape)} ({ids.dtype}) is not an integer "
+                             f"grid of the occupancy grid's shape {list(occ.shape)}")
+        if (ids[occ] < 0).any():
+            raise ModelError(f"buildings grid: {int((ids[occ] < 0).sum())} filled cell(s) have "
+                             f"no building number (>= 0)")
+        groups = [occ & (ids == number) for number in np.unique(ids[occ])]
+    out = []
+    for cells in groups:
+        if separate:
+            out += [(box, cells[box] & columns[:, :, None]) for box, columns in masses(cells)]
+        else:
+            box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(cells))
+            out.append((box, cells[box]))
+    return out
 
 
 def _occupancy(occupancy) -> np.ndarray:

@@ -373,6 +373,12 @@ class Geometry:
         self._set_values(attribType.Point, name, self._from_string(values, float_type),
                          attribData.Float)
 
+    def pointIntAttribValues(self, name) -> tuple:
+        return tuple(self._values_of(attribType.Point, name, attribData.Int).reshape(-1).tolist())
+
+    def pointStringAttribValues(self, name) -> tuple:
+        return tuple(self._values_of(attribType.Point, name, attribData.String).tolist())
+
     def primIntAttribValues(self, name) -> tuple:
         return tuple(self._values_of(attribType.Prim, name, attribData.Int).reshape(-1).tolist())
 
