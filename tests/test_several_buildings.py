@@ -227,3 +227,17 @@ def test_a_piece_holding_masses_apart_is_still_split(installed):
     together, _ = installed.predict(grid, street=("-y",), separate=False)
     one, _ = installed.predict(grid, street=("-y",), buildings=ids, separate=False)
     assert (together == one).all() and not (one == plain).all()
+
+
+def test_pieces_over_the_same_ground_are_one_building(installed):
+    """A house whose top storey and roof are pieces of their own (an FBX's meshes, all named):
+    numbers sharing a column are one building, labelled as the house without numbers; the
+    row houses beside it, sharing only a wall, stay apart."""
+    row, ids = _row()
+    ids = ids.copy()
+    ids[0:4, :, 2] = 9                     # the first house's top storey: a piece of its own
+    ids[1:3, 1, 1] = 8                     # and a piece inside it
+    labels, _ = installed.predict(row, street=("-y",), buildings=ids)
+    plain_ids = np.repeat(np.arange(3), 4)[:, None, None] * np.ones((1, 3, 3), np.int64)
+    expected, _ = installed.predict(row, street=("-y",), buildings=plain_ids)
+    assert (labels == expected).all()
