@@ -488,7 +488,8 @@ def test_one_bad_object_does_not_stop_the_others_and_results_alone_are_refused(
     bpy.context.view_layer.objects.active = good
     assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
     assert "good_parts" in bpy.data.objects and "outline_parts" not in bpy.data.objects
-    # two floors of one building as two objects: labelled, and told they touch
+    # two floors of one building as two objects: labelled together as one building (each
+    # got a ground floor and a roof of its own when labelled alone), and told so
     floor = quad_mesh(np.ones((3, 2, 1), np.uint8), None, CELL)
     low = mesh_object("floor_0", floor.vertices, np.arange(len(floor.vertices)).reshape(-1, 4))
     high = mesh_object("floor_1", floor.vertices + [0, 0, CELL], np.arange(len(floor.vertices)).reshape(-1, 4))
@@ -499,7 +500,11 @@ def test_one_bad_object_does_not_stop_the_others_and_results_alone_are_refused(
     assert {"floor_0_parts", "floor_1_parts"} <= set(bpy.data.objects.keys())
     printed = capfd.readouterr().out                     # headless Blender prints its reports
     assert "outline: not labelled: voxel points are not at the cell centres" in printed
-    assert "floor_0 and floor_1 touch" in printed and "Ctrl+J" in printed
+    assert "floor_0, floor_1 touch: labelled together" in printed
+    lower, upper = (world_points(bpy.data.objects[f"floor_{k}_parts"]) for k in (0, 1))
+    assert len(lower) + len(upper) == 4 * int(exterior_faces(np.ones((3, 2, 2), np.uint8)).sum())
+    assert lower[:, 2].max() == pytest.approx(CELL)      # no roof between the two floors ...
+    assert upper[:, 2].min() == pytest.approx(CELL)      # ... and no ground floor above it
     cube = quad_mesh(np.ones((1, 1, 1), np.uint8), None, 4.0)          # a 4-unit kit tile
     tile = mesh_object("tile", cube.vertices, np.arange(len(cube.vertices)).reshape(-1, 4))
     select_only(tile)
@@ -852,3 +857,32 @@ def test_one_object_holding_a_street_labels_each_building_on_its_own(scene):
     for first in (True, False):                            # each house: the parts it has alone
         mine = (centres[:, 0] < 13.5) == first
         assert (np.bincount(both[mine], minlength=len(names)) == counts).all(), first
+
+
+def test_touching_objects_side_by_side_are_row_houses(scene):
+    """Three 12 x 9 x 9 m houses as three objects that touch (row houses): labelled together,
+    each as a building of its own, so each gets the parts it gets alone on its outside
+    faces (its door included), and the party walls between them are not output."""
+    def labelled(objects):
+        for other in bpy.context.scene.objects:
+            other.select_set(False)
+        for obj in objects:
+            obj.select_set(True)
+        bpy.context.view_layer.objects.active = objects[0]
+        assert bpy.ops.object.proc_ml_predict_parts(device="cpu", cell_size=CELL,
+                                                    street_sides={"-y"}) == {"FINISHED"}
+        results = [bpy.data.objects[obj.name + "_parts"] for obj in objects]
+        names = results[0]["proc_ml_parts"].split()
+        return names, [face_values(r.data, "part", np.int32) for r in results], results
+
+    names, (alone,), _ = labelled([box_object("alone", (0, 0, 0), (12, 9, 9))])
+    door = names.index("door")
+    row = [box_object(f"row_{k}", (12 * k, 20, 0), (12 * k + 12, 29, 9)) for k in range(3)]
+    names, parts, results = labelled(row)
+    for k, (part, result) in enumerate(zip(parts, results)):
+        assert (part == door).sum() == (alone == door).sum() > 0, k
+        x = world_points(result)[:, 0]
+        inner = [12.0 * k] * (k > 0) + [12.0 * k + 12] * (k < 2)   # its walls against a neighbour
+        quads = x.reshape(-1, 4)
+        assert not any(np.allclose(q, w) for q in quads for w in inner), k
+    assert sum(len(p) for p in parts) == 3 * len(alone) - 4 * 3 * 3     # 2 party walls x 2 sides

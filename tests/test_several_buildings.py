@@ -241,3 +241,26 @@ def test_pieces_over_the_same_ground_are_one_building(installed):
     plain_ids = np.repeat(np.arange(3), 4)[:, None, None] * np.ones((1, 3, 3), np.int64)
     expected, _ = installed.predict(row, street=("-y",), buildings=plain_ids)
     assert (labels == expected).all()
+
+
+def test_split_pieces_gives_each_piece_its_own_quads(installed):
+    """``predict_polygon_pieces`` + ``split_pieces`` (what the Blender operator does with
+    selected objects that touch): every quad goes to exactly one piece, points and all."""
+    from proc_ml.dcc.predict import PartsSession, predict_polygon_pieces
+    from proc_ml.dcc.prims import split_pieces
+
+    def box(x0, x1):
+        corners = np.array([[x, y, z] for z in (0, 9) for y in (0, 9) for x in (x0, x1)], float)
+        faces = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (2, 6, 7, 3), (0, 4, 6, 2), (1, 3, 7, 5)]
+        return corners, np.full(6, 4), np.array(faces).reshape(-1)
+
+    session = PartsSession(installed, tuple(installed.parts), np.zeros((len(installed.parts), 3)))
+    whole = predict_polygon_pieces(session, [box(0, 12), box(12, 24)], 3.0, street=("-y",))
+    first, second = split_pieces(whole, 2)
+    assert len(first) + len(second) == len(whole) == 2 * 66 - 2 * 9    # 4 x 3 x 3 cells each
+    for piece, own in ((0, first), (1, second)):
+        rows = np.flatnonzero(whole.piece == piece)
+        assert (own.part == whole.part[rows]).all() and (own.piece == piece).all()
+        corners = own.points[own.polygons]                             # [F, 4, 3]
+        assert np.allclose(corners, whole.points[whole.polygons[rows]])
+    assert first.points[:, 0].max() <= 12 + 1e-9 and second.points[:, 0].min() >= 12 - 1e-9

@@ -208,7 +208,8 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
 
     def execute(self, context):
         modules = _import_proc_ml(self, context, "proc_ml.dcc.blender", "proc_ml.dcc.fixes",
-                                  "proc_ml.dcc.predict", "proc_ml.errors", "proc_ml.dcc.geometry")
+                                  "proc_ml.dcc.predict", "proc_ml.errors", "proc_ml.dcc.geometry",
+                                  "proc_ml.dcc.prims")
         if modules is None:
             return {"CANCELLED"}
         bgeo = modules[0]
@@ -219,6 +220,8 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
         style_vector = modules[2].style_vector
         ProcMLError = modules[3].ProcMLError
         self._standing_axis = modules[4].standing_axis
+        self._blocks = (modules[4].touching_groups, modules[2].predict_polygon_pieces,
+                        modules[5].split_pieces)
         model, device = self._model_and_device(context)
         sources = [obj for obj in context.selected_objects
                    if obj.type == "MESH" and "proc_ml_source" not in obj]
@@ -241,37 +244,34 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
         scale = bgeo.unit_scale(context.scene)       # metres per Blender unit
         cell_size = float(f"{self.cell_size * scale:.7g}")     # metres (float32 digits dropped)
         depsgraph = context.evaluated_depsgraph_get()
-        labelled, fixed, failed, boxes = [], 0, 0, []
+        touching_groups, predict_polygon_pieces, split_pieces = self._blocks
+        labelled, fixed, failed = [], [], []
         try:
             session = open_session(model, device)     # proc-ml's one model cache
             style = (style_vector(self.street_side, self.window_period, self.shopfront,
                                   self.balconies) if session.with_style else None)
             street = tuple(side for side, _, _ in STREET_ITEMS if side in self.street_sides)
-            symmetry = None if self.symmetry == "MODEL" else self.symmetry
-            entrance = None if self.entrance == "MODEL" else False
+            kw = {"street": street, "symmetry": None if self.symmetry == "MODEL" else self.symmetry,
+                  "entrance": None if self.entrance == "MODEL" else False}
             note = session.predictor.street_note(street)
             if note:
                 self.report({"WARNING"}, note)
-            for source in sources:
-                points, counts, indices = bgeo.mesh_arrays(source, depsgraph, scale)
-                if len(points) == 0:
-                    self.report({"WARNING"}, f"{source.name}: empty mesh, nothing to label")
-                    continue
-                used = points[np.unique(indices)] if len(counts) else points   # no loose vertices
-                boxes.append((source.name, used.min(axis=0), used.max(axis=0)))
-                try:     # one object that cannot be labelled does not stop the others
-                    bgeo.previous_result(source)      # never the artist's own <name>_parts
-                    prims = (predict_polygons(session, points, counts, indices, cell_size,
-                                              style, street=street, symmetry=symmetry,
-                                              entrance=entrance)
-                             if len(counts) else
-                             predict_cell_points(session, points, cell_size, style,
-                                                 street=street, symmetry=symmetry,
-                                                 entrance=entrance))
-                except ProcMLError as exc:
-                    self.report({"WARNING"}, f"{source.name}: not labelled: {exc}")
-                    failed += 1
-                    continue
+
+            def keep_fixes(prims, objects, name):
+                """The artist's corrections (part_fix) on the massings or their previous
+                results, applied to ``prims``."""
+                fixes = [f for obj in objects
+                         for f in bgeo.part_fix_sources(obj, session.parts, depsgraph, scale=scale)]
+                if not fixes:
+                    return prims
+                prims, report = apply_part_fix(prims, fixes, session.colours)
+                fixed.append(report.fixed)
+                if report.warning():
+                    self.report({"WARNING"}, f"{name}: {report.warning()}")
+                return prims
+
+            def write(item, prims):
+                source, points, counts, indices = item
                 grid_notes = list(prims.grid.notes) if prims.grid is not None else []
                 side = _side_note(self._standing_axis(points, counts, indices, "z"))
                 if side:
@@ -280,39 +280,83 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                     self.report({"WARNING"}, f"{source.name}: {grid_note}")
                 if len(prims) == 0:
                     self.report({"WARNING"}, f"{source.name}: fills no cells at this cell size")
-                    continue
-                # the artist's corrections (part_fix) on the massing or the previous result
-                fixes = bgeo.part_fix_sources(source, session.parts, depsgraph, scale=scale)
-                if fixes:
-                    prims, fix_report = apply_part_fix(prims, fixes, session.colours)
-                    fixed += fix_report.fixed
-                    if fix_report.warning():
-                        self.report({"WARNING"}, f"{source.name}: {fix_report.warning()}")
+                    return
                 result = bgeo.result_object(source)
                 bgeo.write_result(result, prims, bgeo.part_materials(session.parts, session.colours),
                                   scale)
                 result["proc_ml_source"] = source.name
                 result["proc_ml_parts"] = " ".join(session.parts)
                 result["proc_ml_cell_size"] = float(prims.grid.cell_size)
-                result["proc_ml_part_fix_count"] = int((prims.fix >= 0).sum()) if prims.fix is not None else 0
+                result["proc_ml_part_fix_count"] = (int((prims.fix >= 0).sum())
+                                                    if prims.fix is not None else 0)
                 result["proc_ml_street"] = " ".join(street)
                 result["proc_ml_notes"] = "; ".join(n for n in [note] + grid_notes if n)
                 labelled.append((result, len(prims)))
+
+            def label_alone(item):
+                source, points, counts, indices = item
+                try:     # one object that cannot be labelled does not stop the others
+                    prims = (predict_polygons(session, points, counts, indices, cell_size, style, **kw)
+                             if len(counts) else
+                             predict_cell_points(session, points, cell_size, style, **kw))
+                except ProcMLError as exc:
+                    self.report({"WARNING"}, f"{source.name}: not labelled: {exc}")
+                    failed.append(source.name)
+                    return
+                write(item, keep_fixes(prims, [source], source.name))
+
+            items = []        # (source, points, counts, indices) of each object to label
+            for source in sources:
+                points, counts, indices = bgeo.mesh_arrays(source, depsgraph, scale)
+                if len(points) == 0:
+                    self.report({"WARNING"}, f"{source.name}: empty mesh, nothing to label")
+                    continue
+                try:
+                    bgeo.previous_result(source)      # never the artist's own <name>_parts
+                except ProcMLError as exc:
+                    self.report({"WARNING"}, f"{source.name}: not labelled: {exc}")
+                    failed.append(source.name)
+                    continue
+                items.append((source, points, counts, indices))
+            # selected polygon massings that touch are one block, each object a piece of it
+            # (proc_ml.dcc.predict.predict_polygon_pieces); voxel points: each on its own
+            massings = [item for item in items if len(item[2])]
+            boxes = [(p[np.unique(i)].min(axis=0), p[np.unique(i)].max(axis=0))   # no loose vertices
+                     for _, p, _, i in massings]
+            for group in touching_groups(boxes):
+                block = [massings[k] for k in group]
+                if len(block) == 1:
+                    label_alone(block[0])
+                    continue
+                names = ", ".join(item[0].name for item in block)
+                try:
+                    prims = predict_polygon_pieces(session, [item[1:] for item in block],
+                                                   cell_size, style, **kw)
+                except ProcMLError as exc:
+                    self.report({"WARNING"}, f"{names}: not labelled together ({exc}); each is "
+                                             f"labelled alone")
+                    for item in block:
+                        label_alone(item)
+                    continue
+                self.report({"INFO"}, f"{names} touch: labelled together, objects over the same "
+                                      f"ground as one building (the floors of a building), the "
+                                      f"others each as a building of its own (row houses)")
+                prims = keep_fixes(prims, [item[0] for item in block], names)
+                for item, own in zip(block, split_pieces(prims, len(block))):
+                    write(item, own)
+            for item in items:
+                if not len(item[2]):
+                    label_alone(item)
         except ProcMLError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         if not labelled:
             if failed:
-                self.report({"ERROR"}, f"no object could be labelled ({failed} failed, above)")
+                self.report({"ERROR"}, f"no object could be labelled ({len(failed)} failed, above)")
             return {"CANCELLED"}
-        touching = _touching(boxes)
-        if touching:
-            self.report({"WARNING"}, f"{touching[0]} and {touching[1]} touch: each selected object "
-                                     f"is labelled as a building of its own; join the pieces of "
-                                     f"one building (Ctrl+J) to label it whole")
         faces = sum(n for _, n in labelled)
-        kept = f"; {fixed} kept their part_fix" if fixed else ""
-        not_done = f"; {failed} object(s) could not be labelled (above)" if failed else ""
+        kept = f"; {sum(fixed)} kept their part_fix" if sum(fixed) else ""
+        not_done = f"; {len(failed)} object(s) could not be labelled (above)" if failed else ""
         self.report({"WARNING"} if failed else {"INFO"},
                     f"labelled {faces} faces on {len(labelled)} object(s){kept}{not_done}")
         return {"FINISHED"}
@@ -328,16 +372,6 @@ def _side_note(found: str | None) -> str | None:
             f"as when a Z-up file is imported with {found.upper()} up): stand it up (rotate it 90 "
             f"degrees about X; Alt+R clears a rotation the importer set) or import it again with "
             f"Up Z, then predict again")
-
-
-def _touching(boxes) -> tuple[str, str] | None:
-    """The names of the first two selected objects whose world bounding boxes touch or
-    overlap (the floors or part objects of one building), else None."""
-    for i, (name_a, lo_a, hi_a) in enumerate(boxes):
-        for name_b, lo_b, hi_b in boxes[i + 1:]:
-            if all(lo_a[k] <= hi_b[k] + 1e-6 and lo_b[k] <= hi_a[k] + 1e-6 for k in range(3)):
-                return name_a, name_b
-    return None
 
 
 NO_FIX_ITEM = "NONE"

@@ -17,7 +17,8 @@ from ..voxelize import (MAX_CELLS_PER_AXIS, UP_AXES, VoxelGrid, detect_up, from_
 
 __all__ = ["CELL_CENTRE_TOLERANCE", "GeometryError", "MAX_CELLS_PER_AXIS", "UP_AXES",
            "VoxelGrid", "cell_centres", "from_z_up", "grid_from_cell_points",
-           "grid_from_polygons", "piece_numbers", "standing_axis", "to_z_up", "triangulate"]
+           "grid_from_polygons", "piece_numbers", "standing_axis", "to_z_up", "touching_groups",
+           "triangulate"]
 
 #: Voxel points further than this (in cells) from a cell centre mean a wrong cell size.
 CELL_CENTRE_TOLERANCE = 0.25
@@ -32,6 +33,21 @@ def _check_extent(shape, cell_size: float) -> None:
         raise GeometryError(
             f"the geometry is {max(shape)} cells across at cell size {cell_size:g} "
             f"(at most {MAX_CELLS_PER_AXIS}); raise the cell size")
+
+
+def touching_groups(boxes, tolerance: float = 1e-6) -> list[list[int]]:
+    """Indices of ``boxes`` (``(low, high)`` world bounding boxes) grouped by touching or
+    overlapping, transitively (the objects of one block: floors of a building, row houses),
+    each group in the order given."""
+    from ..grid import linked_roots
+
+    n = len(boxes)
+    low = np.array([b[0] for b in boxes], dtype=np.float64).reshape(n, 3)
+    high = np.array([b[1] for b in boxes], dtype=np.float64).reshape(n, 3)
+    touch = ((low[:, None] <= high[None] + tolerance) & (low[None] <= high[:, None] + tolerance)).all(axis=2)
+    a, b = np.nonzero(np.triu(touch, 1))
+    root = linked_roots(n, a, b)
+    return [np.flatnonzero(root == r).tolist() for r in np.unique(root)] if n else []
 
 
 def piece_numbers(values) -> tuple[np.ndarray, np.ndarray]:

@@ -137,3 +137,26 @@ def predict_polygons(session: PartsSession, points, counts, indices, cell_size, 
                               resolve_cell_size(cell_size, model=session.cell_size), clockwise,
                               pieces)
     return predict_prims(session, grid, style, up, clockwise, street, symmetry, entrance)
+
+
+def predict_polygon_pieces(session: PartsSession, meshes, cell_size, style=None, up: str = "z",
+                           clockwise: bool = False, street=None, symmetry: str | None = None,
+                           entrance: bool | None = None) -> LabelledPrims:
+    """Several polygon meshes (``(points, counts, indices)`` each, DCC frame: the selected
+    objects of one block) labelled together in one grid, mesh ``k`` as piece ``k``
+    (``PartsPredictor``'s ``buildings``): meshes over the same ground are one building (the
+    floors of a building modelled as objects), meshes side by side are buildings of their own
+    (row houses: each its entrance, the faces between them not output).
+    ``prims.piece`` says whose each quad is (``prims.split_pieces``)."""
+    points, counts, indices, pieces, offset = [], [], [], [], 0
+    for k, (p, c, i) in enumerate(meshes):
+        p = np.asarray(p, dtype=np.float64).reshape(-1, 3)
+        c = np.asarray(c, dtype=np.int64).reshape(-1)
+        points.append(p)
+        counts.append(c)
+        indices.append(np.asarray(i, dtype=np.int64).reshape(-1) + offset)
+        pieces.append(np.full(len(c), k, dtype=np.int64))
+        offset += len(p)
+    return predict_polygons(session, np.concatenate(points), np.concatenate(counts),
+                            np.concatenate(indices), cell_size, style, up, clockwise, street,
+                            symmetry, entrance, pieces=np.concatenate(pieces))

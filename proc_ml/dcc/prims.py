@@ -80,3 +80,23 @@ def labelled_prims(grid: VoxelGrid, labels: np.ndarray, probs: np.ndarray, parts
         grid=grid,
         piece=None if grid.pieces is None else grid.pieces[x, y, z].astype(np.int32),
     )
+
+
+def split_pieces(prims: LabelledPrims, count: int) -> list[LabelledPrims]:
+    """The quads of each piece ``0..count-1`` (``prims.piece``) as ``LabelledPrims`` of their
+    own, on the same grid: what each of several objects labelled together gets back."""
+    if prims.piece is None:
+        raise ValueError("these quads were not labelled in pieces")
+    out = []
+    for number in range(count):
+        keep = np.flatnonzero(prims.piece == number)
+        first = prims.polygons[keep].min(axis=1, keepdims=True) if len(keep) else keep[:, None]
+        corners = (4 * keep)[:, None] + np.arange(4)               # each quad's own 4 points
+        out.append(LabelledPrims(
+            points=prims.points[corners.reshape(-1)],
+            polygons=(prims.polygons[keep] - first + (4 * np.arange(len(keep)))[:, None]).astype(np.int32),
+            part=prims.part[keep], part_name=prims.part_name[keep], probs=prims.probs[keep],
+            colour=prims.colour[keep], cells=prims.cells[keep], directions=prims.directions[keep],
+            parts=prims.parts, grid=prims.grid,
+            fix=None if prims.fix is None else prims.fix[keep], piece=prims.piece[keep]))
+    return out
