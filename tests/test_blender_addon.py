@@ -886,3 +886,37 @@ def test_touching_objects_side_by_side_are_row_houses(scene):
         quads = x.reshape(-1, 4)
         assert not any(np.allclose(q, w) for q in quads for w in inner), k
     assert sum(len(p) for p in parts) == 3 * len(alone) - 4 * 3 * 3     # 2 party walls x 2 sides
+
+
+def test_a_block_labelled_together_is_exported_as_one_building(scene, tiny_massing_unet_onnx,
+                                                               tmp_path):
+    """Two floors of a building as two objects, labelled together: each result alone is not
+    a closed massing, so Export Training Data writes the block's results as one building,
+    corrections included, and refuses a selection holding only part of the block."""
+    from proc_ml.formats import grid_npz, grid_path, manifest
+
+    low = box_object("storey_0", (0, 0, 0), (9, 6, 3))
+    high = box_object("storey_1", (0, 0, 3), (9, 6, 6))
+    for obj in (low, high):
+        obj.select_set(True)
+    bpy.context.view_layer.objects.active = low
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    results = [bpy.data.objects[f"storey_{k}_parts"] for k in (0, 1)]
+    assert all(r["proc_ml_block"] == "storey_0\nstorey_1" for r in results)
+    select_only(results[1])
+    corrected = len(results[1].data.polygons)
+    select_faces(results[1].data, np.arange(corrected))         # the upper storey, every face
+    assert bpy.ops.object.proc_ml_fix_part(part="window") == {"FINISHED"}
+    select_only(results[1])
+    with pytest.raises(RuntimeError, match="labelled together with storey_0_parts: select them too"):
+        bpy.ops.object.proc_ml_export_training_data(directory=str(tmp_path / "ds"))
+    results[0].select_set(True)
+    assert bpy.ops.object.proc_ml_export_training_data(directory=str(tmp_path / "ds")) == {"FINISHED"}
+    assert manifest.read(tmp_path / "ds")["count"] == 1
+    record = grid_npz.read(grid_path(tmp_path / "ds", 0))
+    assert record.occupancy.sum() == 3 * 2 * 2
+    assert int(record.extras["label_fixed"].sum()) == corrected
+    # labelled alone again, the result is no longer part of a block
+    select_only(low)
+    assert run_operator(tiny_massing_unet_onnx, cell_size=CELL) == {"FINISHED"}
+    assert "proc_ml_block" not in results[0]

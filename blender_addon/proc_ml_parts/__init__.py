@@ -270,7 +270,9 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                     self.report({"WARNING"}, f"{name}: {report.warning()}")
                 return prims
 
-            def write(item, prims):
+            def write(item, prims, block=()):
+                """``prims`` as the result of ``item``'s object; ``block``: the names of the
+                objects it was labelled together with (itself included)."""
                 source, points, counts, indices = item
                 grid_notes = list(prims.grid.notes) if prims.grid is not None else []
                 side = _side_note(self._standing_axis(points, counts, indices, "z"))
@@ -291,6 +293,10 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                                                     if prims.fix is not None else 0)
                 result["proc_ml_street"] = " ".join(street)
                 result["proc_ml_notes"] = "; ".join(n for n in [note] + grid_notes if n)
+                if block:                 # labelled together: exported together (one building)
+                    result["proc_ml_block"] = "\n".join(block)
+                elif "proc_ml_block" in result:
+                    del result["proc_ml_block"]
                 labelled.append((result, len(prims)))
 
             def label_alone(item):
@@ -343,7 +349,7 @@ class OBJECT_OT_proc_ml_predict_parts(bpy.types.Operator):
                                       f"others each as a building of its own (row houses)")
                 prims = keep_fixes(prims, [item[0] for item in block], names)
                 for item, own in zip(block, split_pieces(prims, len(block))):
-                    write(item, own)
+                    write(item, own, [other[0].name for other in block])
             for item in items:
                 if not len(item[2]):
                     label_alone(item)
@@ -475,12 +481,13 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
 
     def execute(self, context):
         modules = _import_proc_ml(self, context, "proc_ml.dcc.blender", "proc_ml.dcc.export",
-                                  "proc_ml.errors", "proc_ml.formats")
+                                  "proc_ml.errors", "proc_ml.formats", "proc_ml.dcc.fixes")
         if modules is None:
             return {"CANCELLED"}
         bgeo = modules[0]
         ProcMLError = modules[2].ProcMLError
         parse_formats = modules[3].parse_formats
+        self._fix_names = modules[4].fix_names
         if not self.directory:
             self.report({"ERROR"}, "no dataset folder set")
             return {"CANCELLED"}
@@ -499,6 +506,7 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
 
     def _export(self, context, bgeo, dcc_export, ProcMLError, parse_formats, out, objects):
         export_labelled_faces = dcc_export.export_labelled_faces
+        fix_names = self._fix_names
         scale = bgeo.unit_scale(context.scene)       # metres per Blender unit
         fixed = 0
         free = dcc_export.next_building_id(out)
@@ -513,20 +521,41 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
         except ProcMLError as exc:
             self.report({"ERROR"}, f"Formats: {str(exc).removeprefix('--formats: ')}")
             return {"CANCELLED"}
-        for i, obj in enumerate(objects):
+        try:
+            units = _export_units(objects)
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        for i, unit in enumerate(units):
+            obj, name = unit[0], " + ".join(o.name for o in unit)
             try:
                 cell_size = (float(f"{self.cell_size * scale:.7g}")     # metres
                              or float(obj.get("proc_ml_cell_size", 0.0)))
                 if not cell_size:
                     raise ProcMLError("no cell size: set the operator's cell size")
-                part = bgeo.face_attribute(obj.data, bgeo.PART_ATTRIB, f"{obj.name}: ")
-                if part is None:
-                    raise ProcMLError("not a proc-ml parts result (no 'part' face attribute)")
-                part_fix = bgeo.face_attribute(obj.data, bgeo.PART_FIX_ATTRIB, f"{obj.name}: ")
-                points, counts, indices = bgeo.mesh_arrays(obj, None, scale)
+                parts = str(obj["proc_ml_parts"]).split()
+                arrays, values, fixes = [], [], []
+                for member in unit:
+                    if str(member["proc_ml_parts"]).split() != parts:
+                        raise ProcMLError(f"{member.name} was labelled with other parts than {obj.name}")
+                    part = bgeo.face_attribute(member.data, bgeo.PART_ATTRIB, f"{member.name}: ")
+                    if part is None:
+                        raise ProcMLError(f"{member.name}: not a proc-ml parts result (no 'part' "
+                                          f"face attribute)")
+                    arrays.append(bgeo.mesh_arrays(member, None, scale))
+                    values.append(part)
+                    fixes.append(bgeo.face_attribute(member.data, bgeo.PART_FIX_ATTRIB,
+                                                     f"{member.name}: "))
+                points, counts, indices = _joined(arrays)
+                part_fix = None
+                if any(f is not None for f in fixes):    # as names, "" = not corrected
+                    part_fix = np.concatenate([
+                        np.full(len(a[1]), "", dtype=object) if f is None else
+                        fix_names(f, parts, f"{m.name}: ", "face")
+                        for m, a, f in zip(unit, arrays, fixes)])
                 building, _ = export_labelled_faces(
-                    out, first + i, points, counts, indices, part,
-                    str(obj["proc_ml_parts"]).split(), cell_size, tuple(self.grid_size), up="z",
+                    out, first + i, points, counts, indices, np.concatenate(values),
+                    parts, cell_size, tuple(self.grid_size), up="z",
                     formats=formats, source="blender", archetype=self.archetype,
                     split=(self.val_fraction, self.test_fraction), seed=self.seed,
                     update_index=self.update_index,     # after each: the next is checked against it
@@ -534,17 +563,47 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
             except (ProcMLError, OSError) as exc:
                 why = (f"cannot write to {out}: {exc.strerror or exc}" if isinstance(exc, OSError)
                        else str(exc))
-                why = why if why.startswith(f"{obj.name}: ") else f"{obj.name}: {why}"
+                why = why if why.startswith(f"{obj.name}: ") else f"{name}: {why}"
                 done = ("" if not i else f" (id {first} of this export was written, the others were not)"
                         if i == 1 else f" (ids {first}-{first + i - 1} of this export were written, "
                                        f"the others were not)")
                 self.report({"ERROR"}, f"{why}{done}")
                 return {"CANCELLED"}
             fixed += int(building.fixed.sum()) if building.fixed is not None else 0
-        ids = f"id {first}" if len(objects) == 1 else f"ids {first}-{first + len(objects) - 1}"
-        self.report({"INFO"}, f"exported {len(objects)} building(s) to {out} ({ids}); "
+        ids = f"id {first}" if len(units) == 1 else f"ids {first}-{first + len(units) - 1}"
+        self.report({"INFO"}, f"exported {len(units)} building(s) to {out} ({ids}); "
                               f"{fixed} cell faces from part_fix")
         return {"FINISHED"}
+
+
+def _export_units(objects) -> list[list]:
+    """The selected results grouped into the buildings they are exported as: each result on
+    its own, but the results of objects labelled together (``proc_ml_block``: the floors of a
+    building, a row of houses) as one, which must all be selected. ValueError otherwise."""
+    selected = {obj.name: obj for obj in objects}
+    units, seen = [], set()
+    for obj in objects:
+        if obj.name in seen:
+            continue
+        block = [name + "_parts" for name in str(obj.get("proc_ml_block", "")).split("\n") if name]
+        if not block:
+            units.append([obj])
+            seen.add(obj.name)
+            continue
+        missing = [name for name in block if name not in selected]
+        if missing:
+            raise ValueError(f"{obj.name} was labelled together with {', '.join(missing)}: select "
+                             f"them too, the block is exported as one building")
+        units.append([selected[name] for name in block])
+        seen.update(block)
+    return units
+
+
+def _joined(arrays):
+    """``(points, counts, indices)`` of several meshes as one."""
+    offsets = np.cumsum([0] + [len(p) for p, _, _ in arrays[:-1]])
+    return (np.concatenate([p for p, _, _ in arrays]), np.concatenate([c for _, c, _ in arrays]),
+            np.concatenate([i + o for (_, _, i), o in zip(arrays, offsets)]))
 
 
 MATERIAL_ITEMS = [("plaster", "Plaster", "Plaster walls"), ("brick", "Brick", "Brick walls")]
