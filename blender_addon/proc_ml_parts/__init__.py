@@ -547,11 +547,11 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
                     fixes.append(bgeo.face_attribute(member.data, bgeo.PART_FIX_ATTRIB,
                                                      f"{member.name}: "))
                 points, counts, indices = _joined(arrays)
-                part_fix = None
-                if any(f is not None for f in fixes):    # as names, "" = not corrected
+                part_fix = fixes[0]
+                if len(unit) > 1 and any(f is not None for f in fixes):   # as names, "" = none
                     part_fix = np.concatenate([
                         np.full(len(a[1]), "", dtype=object) if f is None else
-                        fix_names(f, parts, f"{m.name}: ", "face")
+                        fix_names(f, parts, f"{m.name}: building {first + i}, ", "face")
                         for m, a, f in zip(unit, arrays, fixes)])
                 building, _ = export_labelled_faces(
                     out, first + i, points, counts, indices, np.concatenate(values),
