@@ -304,16 +304,24 @@ def _piece_cells(verts, triangles, pieces, origin, cell, shape, occupancy) -> np
     for number in np.unique(pieces):
         tris = unique_triangles(verts, triangles[pieces == number])
         corners = verts[tris]
+        # the piece's own box of cells (a block of hundreds of pieces stays fast)
+        low = np.clip(np.floor((corners.min(axis=(0, 1)) - origin) / cell).astype(np.int64) - 1,
+                      0, np.array(shape))
+        high = np.clip(np.ceil((corners.max(axis=(0, 1)) - origin) / cell).astype(np.int64) + 1,
+                       0, np.array(shape))
+        box, at = tuple(int(n) for n in high - low), origin + low * cell
         if is_closed(verts, tris):
             if is_consistently_oriented(verts, tris):
-                claimed = _parity_fill(corners, origin, cell, shape, winding=True)
+                claimed = _parity_fill(corners, at, cell, box, winding=True)
             else:
-                claimed = np.zeros(shape, dtype=bool)
+                claimed = np.zeros(box, dtype=bool)
                 for part in mesh_parts(verts, tris):
-                    claimed |= _parity_fill(verts[part], origin, cell, shape)
+                    claimed |= _parity_fill(verts[part], at, cell, box)
         else:
-            claimed = _surface_cells(corners, origin, cell, shape)
-        out[claimed & filled & (out < 0)] = number
+            claimed = _surface_cells(corners, at, cell, box)
+        where = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+        free = claimed & filled[where] & (out[where] < 0)
+        out[where][free] = number
     while True:
         left = filled & (out < 0)
         if not left.any() or (out < 0).all():
