@@ -138,6 +138,57 @@ def masses(occupancy: np.ndarray) -> list[tuple[tuple[slice, slice, slice], np.n
     return out
 
 
+def buildings(occupancy: np.ndarray, ids=None,
+              separate: bool = True) -> list[tuple[tuple[slice, slice, slice], np.ndarray]]:
+    """The buildings of a grid as ``(box, own)`` pairs: ``box`` the slices of a building's
+    cells from its lowest up, ``own`` bool[box] its cells. ``ids`` (int[X, Y, Z], a building
+    number >= 0 on every filled cell, the rest ignored: the pieces of the input) says which
+    cells are which building, numbers standing on the same ground (``stacked``) being one;
+    with ``separate`` each building's masses standing apart (``masses``) are buildings of
+    their own. ``ValueError`` when ``ids`` does not fit the grid."""
+    occ = np.asarray(occupancy, dtype=bool)
+    if ids is None:
+        groups = [occ]
+    else:
+        ids = np.asarray(ids)
+        if ids.shape != occ.shape or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"buildings grid {list(ids.shape)} ({ids.dtype}) is not an integer "
+                             f"grid of the occupancy grid's shape {list(occ.shape)}")
+        if (ids[occ] < 0).any():
+            raise ValueError(f"buildings grid: {int((ids[occ] < 0).sum())} filled cell(s) have "
+                             f"no building number (>= 0)")
+        groups = [occ & np.isin(ids, numbers) for numbers in stacked(occ, ids)]
+    out = []
+    for cells in groups:
+        if not cells.any():
+            continue
+        if separate:
+            out += [(box, cells[box] & columns[:, :, None]) for box, columns in masses(cells)]
+        else:
+            box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(cells))
+            out.append((box, cells[box]))
+    return out
+
+
+def stacked(occupancy: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
+    """The building numbers of ``ids`` on filled cells, grouped by footprint: numbers with a
+    column (x, y) in common are one building, as a roof, a storey or a chimney modelled as a
+    piece of its own stands on its building (buildings do not stand on each other), while
+    row houses share a wall and no column."""
+    occ = np.asarray(occupancy, dtype=bool)
+    numbers = np.unique(ids[occ])
+    first = np.full(occ.shape[:2], -1, dtype=np.int64)     # the first number over each column
+    a, b = [], []
+    for k, number in enumerate(numbers):
+        columns = (occ & (ids == number)).any(axis=2)
+        under = np.unique(first[columns & (first >= 0)])
+        a += [k] * len(under)
+        b += under.tolist()
+        first[columns & (first < 0)] = k
+    root = linked_roots(len(numbers), np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
+    return [numbers[root == r] for r in np.unique(root)]
+
+
 def linked_roots(count: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """For ``count`` items joined by the links ``a[i] -- b[i]``: each item's smallest linked
     item (the same for every item of a connected group). Each item takes the smallest label

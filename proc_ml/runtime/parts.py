@@ -20,7 +20,7 @@ from ..encoding import (NEIGHBOUR_CHANNEL, STYLE_FEATURES, adjacency_feature_nam
                         decode_grid_logits, face_mask, grid_inputs, pad_to_stride, parse_street,
                         street_vector, style_street_sides, style_vector, unknown_grid_inputs)
 from ..errors import DatasetError, ModelError
-from ..grid import NO_PART, check_occupancy, linked_roots, masses
+from ..grid import NO_PART, buildings as building_boxes, check_occupancy
 from ..symmetry import check_symmetry, transforms, turn, turn_sides, unturn_faces
 from .batching import DEFAULT_GRID_BATCH, run_cell_sets, run_grids
 from .session import Loaded, ModelSession, load_model
@@ -62,8 +62,9 @@ class PartsPredictor(Loaded):
     the input, ``VoxelGrid.pieces``) says which cells are which building: row houses that
     touch are then labelled one by one too, and the faces between two of them (party walls,
     inside the block) get no part. Numbers over the same ground are one building (a roof or
-    a storey modelled as a piece of its own). With ``separate`` a building's own masses standing apart
-    are still labelled apart; without, each building number is one building.
+    a storey modelled as a piece of its own; ``grid.buildings``). With ``separate`` a
+    building's own masses standing apart are still labelled apart; without, each group of
+    numbers is one building.
     """
 
     def __init__(self, model_path: str | os.PathLike, device: str = "auto",
@@ -232,7 +233,10 @@ class PartsPredictor(Loaded):
         the masses standing apart) labelled on their own, then put back in place."""
         items, places = [], []          # one item per building (per grid of one building)
         for i, (occ, style, street, nb) in enumerate(zip(occs, styles, streets, neighbours)):
-            found = _buildings(occ, buildings[i], separate)
+            try:
+                found = building_boxes(occ, buildings[i], separate)
+            except ValueError as exc:
+                raise ModelError(str(exc)) from None
             if len(found) <= 1:
                 places.append((i, None, None))
                 items.append((occ, style, street, nb))
@@ -313,51 +317,6 @@ class PartsPredictor(Loaded):
         logits = run_cell_sets(self.model, [feats for _, feats in encoded])
         return [decode_cell_logits(lg, coords, o, self.info.n_parts, weights)
                 for lg, (coords, _), o in zip(logits, encoded, occs)]
-
-
-def _buildings(occ: np.ndarray, ids, separate: bool) -> list[tuple[tuple[slice, slice, slice], np.ndarray]]:
-    """``(box, own)`` per building of a grid: ``box`` the slices of its cells from its lowest
-    up, ``own`` bool[box] its cells. ``ids`` (int[X, Y, Z], a building number >= 0 on every
-    filled cell, the rest ignored) says which cells are which building, numbers standing on
-    the same ground (``_stacked``) being one; with ``separate`` each building's masses
-    standing apart (``grid.masses``) are buildings of their own."""
-    if ids is None:
-        groups = [occ]
-    else:
-        ids = np.asarray(ids)
-        if ids.shape != occ.shape or not np.issubdtype(ids.dtype, np.integer):
-            raise ModelError(f"buildings grid {list(ids.shape)} ({ids.dtype}) is not an integer "
-                             f"grid of the occupancy grid's shape {list(occ.shape)}")
-        if (ids[occ] < 0).any():
-            raise ModelError(f"buildings grid: {int((ids[occ] < 0).sum())} filled cell(s) have "
-                             f"no building number (>= 0)")
-        groups = [occ & np.isin(ids, numbers) for numbers in _stacked(occ, ids)]
-    out = []
-    for cells in groups:
-        if separate:
-            out += [(box, cells[box] & columns[:, :, None]) for box, columns in masses(cells)]
-        else:
-            box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(cells))
-            out.append((box, cells[box]))
-    return out
-
-
-def _stacked(occ: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
-    """The building numbers of ``ids`` grouped by footprint: numbers with a column (x, y) in
-    common are one building, as a roof, a storey or a chimney modelled as a piece of its own
-    stands on its building (buildings do not stand on each other), while row houses share a
-    wall and no column."""
-    numbers = np.unique(ids[occ])
-    first = np.full(occ.shape[:2], -1, dtype=np.int64)     # the first number over each column
-    a, b = [], []
-    for k, number in enumerate(numbers):
-        columns = (occ & (ids == number)).any(axis=2)
-        under = np.unique(first[columns & (first >= 0)])
-        a += [k] * len(under)
-        b += under.tolist()
-        first[columns & (first < 0)] = k
-    root = linked_roots(len(numbers), np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
-    return [numbers[root == r] for r in np.unique(root)]
 
 
 def _occupancy(occupancy) -> np.ndarray:
