@@ -123,6 +123,10 @@ class Geometry:
     source: str = ""                     # the file (and archive member) it came from
     format: str = ""                     # the type that was read (inside an archive: the member's)
     notes: list = field(default_factory=list)   # decoder warnings (Open3D's), never printed
+    #: int64[F]: the object each face came from (a scene node, an OBJ ``o`` object, an
+    #: archive member's), read with ``objects=True``; else None
+    pieces: np.ndarray | None = None
+    piece_names: list = field(default_factory=list)   # the name of each object
 
     @property
     def kind(self) -> str:
@@ -131,14 +135,16 @@ class Geometry:
 
 # -- the reader ---------------------------------------------------------------------------
 def read_geometry(path, *, max_bytes: int = 1 << 30, max_faces: int = 10_000_000,
-                  allow_points: bool = True) -> Geometry:
-    """The mesh (or point cloud) in ``path``, checked; ``MeshError`` otherwise."""
+                  allow_points: bool = True, objects: bool = False) -> Geometry:
+    """The mesh (or point cloud) in ``path``, checked; ``MeshError`` otherwise. ``objects``:
+    record which object each face came from (``Geometry.pieces``; an OBJ is then read by
+    its ``o`` objects instead of by material)."""
     path = Path(path)
     _regular_file(path, max_bytes)
     ext = extension_of(path)
     if ext in ARCHIVE_EXTENSIONS:
         members = _archive_members(path, ext, max_bytes)
-        return _from_members(path, members, max_faces, allow_points)
+        return _from_members(path, members, max_faces, allow_points, objects)
     if ext == "pcd":
         return _pcd(path, path.read_bytes(), str(path), allow_points, max_faces)
     _check_type(path, ext)
@@ -146,7 +152,8 @@ def read_geometry(path, *, max_bytes: int = 1 << 30, max_faces: int = 10_000_000
     with open(path, "rb") as fh:
         data = fh.read(max_bytes + 1)
     resolver = _FolderResolver(path, max_bytes)
-    return _load(path, io.BytesIO(data), ext, resolver, max_faces, allow_points, str(path))
+    return _load(path, io.BytesIO(data), ext, resolver, max_faces, allow_points, str(path),
+                 objects)
 
 
 def _regular_file(path: Path, max_bytes: int) -> int:
@@ -344,7 +351,7 @@ def _check_gltf_extensions(data: bytes, ext: str, source: str) -> None:
 
 
 def _load(path, file_obj, ext: str, resolver, max_faces: int, allow_points: bool,
-          source: str) -> Geometry:
+          source: str, objects: bool = False) -> Geometry:
     trimesh = _trimesh()
     _precheck(file_obj.getvalue(), ext, source)
     if ext == "ply":
@@ -355,8 +362,10 @@ def _load(path, file_obj, ext: str, resolver, max_faces: int, allow_points: bool
 
         # concave n-gons: trimesh would fan them, with triangles outside the polygon
         file_obj = io.BytesIO(triangulate_obj_polygons(file_obj.getvalue()))
+    # by object, not by material: the objects of an OBJ are its buildings (or their parts)
+    split = {"split_objects": True, "group_material": False} if objects and ext == "obj" else {}
     try:
-        loaded = trimesh.load(file_obj, file_type=ext, resolver=resolver, process=False)
+        loaded = trimesh.load(file_obj, file_type=ext, resolver=resolver, process=False, **split)
     except MeshError:
         raise
     except RecursionError:
@@ -366,7 +375,7 @@ def _load(path, file_obj, ext: str, resolver, max_faces: int, allow_points: bool
     except Exception as exc:  # noqa: BLE001 - loaders raise every type for broken files
         raise MeshError(f"{source}: not a valid {ext.upper()} file "
                         f"({_loader_message(exc)})") from None
-    geometry = _geometry(loaded, ext, max_faces, allow_points, source)
+    geometry = _geometry(loaded, ext, max_faces, allow_points, source, objects)
     geometry.format = ext
     return geometry
 
@@ -382,7 +391,8 @@ def _loader_message(exc: Exception) -> str:
     return library_message(exc)
 
 
-def _geometry(loaded, ext: str, max_faces: int, allow_points: bool, source: str) -> Geometry:
+def _geometry(loaded, ext: str, max_faces: int, allow_points: bool, source: str,
+              objects: bool = False) -> Geometry:
     trimesh = _trimesh()
     if isinstance(loaded, trimesh.Scene):
         if not loaded.geometry:
@@ -400,7 +410,12 @@ def _geometry(loaded, ext: str, max_faces: int, allow_points: bool, source: str)
         offsets = np.cumsum([0] + [len(m.vertices) for m in meshes[:-1]])
         faces = np.concatenate([np.asarray(m.faces, dtype=np.int64).reshape(-1, 3) + o
                                 for m, o in zip(meshes, offsets)])
-        return checked_mesh(vertices, faces, source, max_faces)
+        geometry = checked_mesh(vertices, faces, source, max_faces)
+        if objects:
+            geometry.pieces = np.repeat(np.arange(len(meshes)), [len(m.faces) for m in meshes])
+            geometry.piece_names = [str(m.metadata.get("node") or m.metadata.get("name")
+                                        or f"object {k}") for k, m in enumerate(meshes)]
+        return geometry
     if any(isinstance(g, trimesh.Trimesh) and len(g.vertices) for g in parts) or clouds:
         points = np.concatenate([np.asarray(g.vertices, dtype=np.float64).reshape(-1, 3)
                                  for g in parts if len(getattr(g, "vertices", ()))])
@@ -658,7 +673,7 @@ def _member_name(name: str, path) -> str:
 
 
 def _from_members(path: Path, members: dict[str, bytes], max_faces: int,
-                  allow_points: bool) -> Geometry:
+                  allow_points: bool, objects: bool = False) -> Geometry:
     readable = set(available_mesh_extensions()) | {"pcd", "xyz"}
     inner = [name for name in sorted(members) if extension_of(name) in readable]
     nested = [name for name in members if extension_of(name) in ARCHIVE_EXTENSIONS]
@@ -679,13 +694,17 @@ def _from_members(path: Path, members: dict[str, bytes], max_faces: int,
         _check_parse_memory(source, len(members[name]), ext)
         member_resolver = resolver.namespaced(os.path.dirname(name)) if "/" in name else resolver
         pieces.append(_load(path, io.BytesIO(members[name]), ext, member_resolver, max_faces,
-                            allow_points, source))
+                            allow_points, source, objects))
     meshes = [p for p in pieces if p.faces is not None]
     if meshes:
         offsets = np.cumsum([0] + [len(m.vertices) for m in meshes[:-1]])
         geometry = checked_mesh(np.concatenate([m.vertices for m in meshes]),
                                 np.concatenate([m.faces + o for m, o in zip(meshes, offsets)]),
                                 str(path), max_faces)
+        if objects:          # each member's objects, numbered on
+            starts = np.cumsum([0] + [len(m.piece_names) for m in meshes[:-1]])
+            geometry.pieces = np.concatenate([m.pieces + k for m, k in zip(meshes, starts)])
+            geometry.piece_names = [f"{m.source}: {n}" for m in meshes for n in m.piece_names]
     else:
         geometry = checked_points(np.concatenate([p.vertices for p in pieces]), str(path), max_faces)
     formats = {p.format for p in (meshes or pieces)}

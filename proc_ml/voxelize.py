@@ -128,18 +128,23 @@ def mesh_extensions() -> tuple[str, ...]:
     return tuple(sorted(set(available_mesh_extensions()) | set(ARCHIVE_EXTENSIONS)))
 
 
-def load_mesh(path: str | os.PathLike):
+def load_mesh(path: str | os.PathLike, objects: bool = False):
     """A mesh file as one ``trimesh.Trimesh``, read and checked by ``proc_ml.meshio``
     (any type it reads, archives included; finite coordinates within its bounds, an extent,
     faces in range; scenes flattened with their transforms). ``mesh.metadata["format"]`` is
-    the type that was read (inside an archive: the member's)."""
+    the type that was read (inside an archive: the member's); with ``objects``,
+    ``mesh.metadata["pieces"]`` the object of each face and ``["piece_names"]`` their names
+    (``meshio.Geometry.pieces``)."""
     import trimesh
 
     from .meshio import read_geometry
 
-    geometry = read_geometry(path, allow_points=False)
+    geometry = read_geometry(path, allow_points=False, objects=objects)
     mesh = trimesh.Trimesh(geometry.vertices, geometry.faces, process=False)
     mesh.metadata["format"] = geometry.format
+    if objects:
+        mesh.metadata["pieces"] = geometry.pieces
+        mesh.metadata["piece_names"] = list(geometry.piece_names)
     return mesh
 
 
@@ -342,8 +347,10 @@ def _piece_cells(verts, triangles, pieces, origin, cell, shape, occupancy) -> np
     return out
 
 
-def voxelize_mesh(mesh, cell_size: float, up: str = "z", align: bool = True) -> VoxelGrid:
-    return voxelize(np.asarray(mesh.vertices), np.asarray(mesh.faces), cell_size, up, align=align)
+def voxelize_mesh(mesh, cell_size: float, up: str = "z", align: bool = True,
+                  pieces=None) -> VoxelGrid:
+    return voxelize(np.asarray(mesh.vertices), np.asarray(mesh.faces), cell_size, up, align=align,
+                    pieces=pieces)
 
 
 def detect_up(vertices: np.ndarray, triangles: np.ndarray) -> tuple[str, bool]:
@@ -447,10 +454,11 @@ def _wall_pairs(normal: np.ndarray, area: np.ndarray, axis: int, bins: int = 180
 
 
 def voxelize_file(path: str | os.PathLike, cell_size: float, up: str | None = None,
-                  align: bool = True):
+                  align: bool = True, objects: bool = False):
     """``(VoxelGrid, trimesh.Trimesh)`` for a mesh file. ``up`` None: y for glTF, else
-    detected from the geometry (``detect_up``); ``VoxelGrid.notes`` says what was decided."""
-    mesh = load_mesh(path)
+    detected from the geometry (``detect_up``); ``VoxelGrid.notes`` says what was decided.
+    ``objects``: ``VoxelGrid.pieces`` says which of the file's objects each cell is in."""
+    mesh = load_mesh(path, objects)
     notes = []
     if up is None:
         up = default_up(mesh.metadata.get("format") or Path(path).suffix)
@@ -467,7 +475,7 @@ def voxelize_file(path: str | os.PathLike, cell_size: float, up: str | None = No
             notes.append("up axis: y, as glTF specifies, but the building stands on its z "
                          "axis (its walls say so): it was read lying on its side; pass --up z")
     try:
-        grid = voxelize_mesh(mesh, cell_size, up, align)
+        grid = voxelize_mesh(mesh, cell_size, up, align, mesh.metadata.get("pieces"))
     except ValueError as exc:
         raise DatasetError(f"{path}: {exc}") from None
     if grid.rotation_deg:

@@ -129,7 +129,8 @@ def test_a_mesh_of_several_buildings_labels_each_on_its_own(tmp_path, capsys):
                      "--street", "-y", "--up", "z"]) == 0
         summaries[name] = json.loads((out / "summary.json").read_text())
     street, house = summaries["street.obj"], summaries["house.obj"]
-    assert street["masses"] == 2 and house["masses"] == 1
+    assert street["buildings"] == 2 and house["buildings"] == 1
+    assert street["buildings_from"] == "masses"
     assert any("2 masses standing apart" in n and "each was labelled on its own" in n
                for n in street["notes"]), street["notes"]
     assert not any("standing apart" in n for n in house["notes"])
@@ -264,3 +265,85 @@ def test_split_pieces_gives_each_piece_its_own_quads(installed):
         corners = own.points[own.polygons]                             # [F, 4, 3]
         assert np.allclose(corners, whole.points[whole.polygons[rows]])
     assert first.points[:, 0].max() <= 12 + 1e-9 and second.points[:, 0].min() >= 12 - 1e-9
+
+
+def _row_obj(path, names=("house_a", "house_b", "house_c"), roof_apart=False):
+    """Three touching 12 x 9 x 9 m houses as the objects of one OBJ file (``o`` lines), all
+    with one material; with ``roof_apart`` the first house's top storey is an object of its
+    own (as kit houses and FBX exports come)."""
+    lines, base = ["mtllib none.mtl"], 0
+    boxes = [(name, (12.0 * k, 0.0, 0.0), (12.0 * k + 12, 9.0, 9.0)) for k, name in enumerate(names)]
+    if roof_apart:
+        boxes[0] = (names[0], (0.0, 0.0, 0.0), (12.0, 9.0, 6.0))
+        boxes.append(("house_a_top", (0.0, 0.0, 6.0), (12.0, 9.0, 9.0)))
+    for name, low, high in boxes:
+        lines.append(f"o {name}")
+        corners = [(x, y, z) for z in (low[2], high[2]) for y in (low[1], high[1]) for x in (low[0], high[0])]
+        lines += [f"v {x} {y} {z}" for x, y, z in corners]
+        lines.append("usemtl plaster")
+        for face in [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (2, 6, 7, 3), (0, 4, 6, 2), (1, 3, 7, 5)]:
+            lines.append("f " + " ".join(str(base + i + 1) for i in face))
+        base += 8
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_buildings_objects_labels_each_object_of_a_file(tmp_path, capsys):
+    """``--buildings objects``: the three touching houses of an OBJ (one mass) are labelled
+    one by one, each with its entrance; a storey modelled as an object of its own stays with
+    its house; glTF nodes are objects too. Without it, the row is one building."""
+    door = "door"
+    row = _row_obj(tmp_path / "row.obj")
+    summaries = {}
+    for name, args in (("masses", []), ("objects", ["--buildings", "objects"])):
+        out = tmp_path / name
+        assert main(["predict", "building-parts", "--input", str(row), "--out", str(out),
+                     "--street", "-y", "--up", "z", *args]) == 0
+        summaries[name] = json.loads((out / "summary.json").read_text())
+    masses_, objects = summaries["masses"], summaries["objects"]
+    assert masses_["buildings"] == 1 and objects["buildings"] == 3
+    assert objects["buildings_from"] == "objects"
+    assert any("3 object(s) make 3 building(s)" in n for n in objects["notes"]), objects["notes"]
+    assert objects["faces"] == masses_["faces"]                  # the same outside faces
+    alone_out = tmp_path / "alone"
+    house = _row_obj(tmp_path / "house.obj", names=("house",))
+    assert main(["predict", "building-parts", "--input", str(house), "--out", str(alone_out),
+                 "--street", "-y", "--up", "z"]) == 0
+    alone = json.loads((alone_out / "summary.json").read_text())
+    assert objects["faces_per_part"].get(door, 0) == 3 * alone["faces_per_part"][door]
+    assert masses_["faces_per_part"].get(door, 0) < 3 * alone["faces_per_part"][door]
+    # a storey as an object of its own: 4 objects, still 3 buildings
+    out = tmp_path / "storey"
+    assert main(["predict", "building-parts", "--input", str(_row_obj(tmp_path / "s.obj",
+                 roof_apart=True)), "--out", str(out), "--street", "-y", "--up", "z",
+                 "--buildings", "objects"]) == 0
+    storey = json.loads((out / "summary.json").read_text())
+    assert storey["buildings"] == 3 and storey["faces_per_part"] == objects["faces_per_part"]
+    # glTF: each node an object
+    scene = trimesh.Scene()
+    for k in range(3):
+        box = trimesh.creation.box(extents=(12.0, 9.0, 9.0))
+        box.apply_translation((12.0 * k + 6, 4.5, 4.5))
+        scene.add_geometry(box, node_name=f"house_{k}", geom_name=f"house_{k}")
+    glb = tmp_path / "row.glb"
+    glb.write_bytes(scene.export(file_type="glb"))
+    out = tmp_path / "glb"
+    assert main(["predict", "building-parts", "--input", str(glb), "--out", str(out),
+                 "--street", "-y", "--up", "z", "--buildings", "objects"]) == 0
+    assert json.loads((out / "summary.json").read_text())["faces_per_part"] == objects["faces_per_part"]
+
+
+def test_batch_takes_buildings_objects(tmp_path):
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    _row_obj(folder / "row.obj")
+    runs = {}
+    for name, args in (("masses", []), ("objects", ["--buildings", "objects"])):
+        out = tmp_path / name
+        assert main(["batch", str(folder), "--task", "parts", "--out", str(out), "--street", "-y",
+                     "--up", "z", *args]) == 0
+        runs[name] = json.loads((out / "row.obj" / "summary.json").read_text())
+    assert runs["masses"]["buildings"] == 1 and runs["objects"]["buildings"] == 3
+    with pytest.raises(SystemExit):
+        main(["batch", str(folder), "--task", "parts", "--out", str(tmp_path / "x"),
+              "--buildings", "rooms"])

@@ -35,15 +35,16 @@ def open_parts(model_path: str, options: dict, limits: Limits):
     symmetry = predictor.check_symmetry(options.get("symmetry"))
     return _PartsProcessor(predictor, cell_size, limits, bool(options.get("pictures", False)),
                            options.get("up"), options.get("street"), symmetry,
-                           options.get("entrance"))
+                           options.get("entrance"), options.get("buildings") or "masses")
 
 
 class _PartsProcessor:
     def __init__(self, predictor, cell_size: float, limits: Limits, pictures: bool,
-                 up: str | None, street, symmetry: str, entrance: bool | None = None):
+                 up: str | None, street, symmetry: str, entrance: bool | None = None,
+                 buildings: str = "masses"):
         self.predictor, self.cell_size, self.limits = predictor, cell_size, limits
         self.pictures, self.up, self.street, self.symmetry = pictures, up, street, symmetry
-        self.entrance = entrance
+        self.entrance, self.buildings = entrance, buildings
 
     def __call__(self, asset_path: Path, out_dir: Path) -> TaskOutput:
         from ..predict.parts import label_building
@@ -56,7 +57,8 @@ class _PartsProcessor:
         try:
             summary = label_building(self.predictor, asset_path, out_dir, cell_size=self.cell_size,
                                      up=self.up, street=self.street, picture=self.pictures,
-                                     symmetry=self.symmetry, entrance=self.entrance)
+                                     symmetry=self.symmetry, entrance=self.entrance,
+                                     buildings=self.buildings)
         except ProcMLError as exc:
             raise asset_error(exc, asset_path) from None
         return TaskOutput(list(summary["files"]), _short_summary(summary))

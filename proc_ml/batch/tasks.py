@@ -66,7 +66,7 @@ register_task(BatchTask(
     "parts", "building parts on every exterior face of a voxelised mesh or grid",
     "parts (3D U-Net / per-cell MLP, ONNX)", "proc_ml.batch.parts:open_parts",
     MESH_EXTENSIONS + NPZ_EXTENSIONS, option_names=("cell_size", "pictures", "up", "street", "symmetry",
-                                                 "entrance"),
+                                                 "entrance", "buildings"),
     version=4))                         # 4: several masses labelled apart; roofs-on-top up axis
 register_task(BatchTask(
     "classify", "one class per asset (top-k classes.json)", "PointNet / VoxNet classifier",

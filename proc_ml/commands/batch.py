@@ -110,6 +110,10 @@ def run(args) -> int:
         if task.name != "parts":
             raise ProcMLError("--no-entrance-rule is for --task parts")
         options["entrance"] = False
+    if args.buildings is not None:
+        if task.name != "parts":
+            raise ProcMLError("--buildings is for --task parts")
+        options["buildings"] = args.buildings
     # an option the task's outputs do not depend on would be dropped without a word
     for name, flag, given in (("cell_size", "--cell-size", args.cell_size is not None),
                               ("up", "--up", args.up is not None),

@@ -28,8 +28,12 @@ def add_up_option(p) -> None:
                         "geometry; see docs/onnx.md)")
 
 
+#: Where ``--buildings`` takes the buildings of a mesh from (``proc_ml.predict.parts.label_building``).
+BUILDING_SOURCES = ("masses", "objects")
+
+
 def add_parts_options(p, scope: str = "", recorded_by: str = "the input") -> None:
-    """``--street``, ``--symmetry`` and ``--no-entrance-rule`` of a building-parts
+    """``--street``, ``--symmetry``, ``--buildings`` and ``--no-entrance-rule`` of a building-parts
     prediction. ``scope`` starts each help line (``"parts task: "`` where the command has
     other tasks); ``recorded_by`` names what carries the street sides when none are given."""
     p.add_argument("--street", default=None, metavar="SIDES",
@@ -40,6 +44,11 @@ def add_parts_options(p, scope: str = "", recorded_by: str = "the input") -> Non
                    help=f"{scope}average the model's probabilities over the building's quarter "
                         f"turns (rotate) and their mirror images (dihedral), or not (none); "
                         f"default: the model's own (the installed model: dihedral; docs/onnx.md)")
+    p.add_argument("--buildings", choices=BUILDING_SOURCES, default=None,
+                   help=f"{scope}which cells of a mesh are which building: masses (default: the "
+                        f"masses standing apart) or objects (each object of the file, a glTF "
+                        f"node or an OBJ 'o', is a building, objects over the same ground being "
+                        f"one: row houses that touch each get their own entrance; docs/onnx.md)")
     p.add_argument("--no-entrance-rule", dest="entrance", action="store_false", default=None,
                    help=f"{scope}do not apply the model's entrance rule (a building whose street "
                         f"ground floor got no door gets one on its most door-like face; "

@@ -150,7 +150,8 @@ def run_parts(args) -> int:
     street = parse_street(args.street) if args.street is not None else None
     summary = label_building(predictor, args.input, args.out, cell_size=cell_size,
                              building_id=args.building_id, up=args.up, style=style, street=street,
-                             symmetry=args.symmetry, entrance=args.entrance)
+                             symmetry=args.symmetry, entrance=args.entrance,
+                             buildings=args.buildings or "masses")
     acc = "" if summary["accuracy"] is None else f", face accuracy {summary['accuracy']:.4f}"
     print(f"labelled {summary['faces']} faces of {summary['cells']} cells "
           f"(grid {summary['grid_shape']}, {summary['provider']}){acc}; wrote {args.out}")

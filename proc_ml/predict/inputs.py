@@ -47,9 +47,10 @@ class PartsInput:
 
 def read_input(path: str | os.PathLike, *, building_id: int | None = None,
                cell_size: float | None = None, model_cell_size: float | None = None,
-               up: str | None = None) -> PartsInput:
+               up: str | None = None, objects: bool = False) -> PartsInput:
     """The building in ``path``; ``cell_size`` (given) and ``model_cell_size`` (the model's
-    training cell size) resolve the cell size with the file's dataset (``proc_ml.units``)."""
+    training cell size) resolve the cell size with the file's dataset (``proc_ml.units``).
+    ``objects``: a mesh's grid records which object each cell is in (``VoxelGrid.pieces``)."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: file not found")
@@ -71,7 +72,7 @@ def read_input(path: str | os.PathLike, *, building_id: int | None = None,
     if suffix == ".csv":
         return _read_adjacency(path, building_id, size, parts)
     if extension_of(path) in mesh_extensions():
-        voxels, mesh = voxelize_file(path, size, up)
+        voxels, mesh = voxelize_file(path, size, up, objects=objects)
         return PartsInput(str(path), 0, voxels.occupancy, cell_size=voxels.cell_size,
                           voxels=voxels, mesh=mesh, notes=list(voxels.notes))
     raise DatasetError(f"{path}: unsupported input '{suffix}' (expected a grid .npz, "

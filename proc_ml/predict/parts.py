@@ -19,7 +19,7 @@ from ..formats import faces_csv, labelled_mesh
 from ..formats.tables import header_line
 from ..meshing import QuadMesh, quad_mesh
 from ..errors import DatasetError, ModelError
-from ..grid import NO_PART, masses
+from ..grid import NO_PART, buildings as building_boxes
 from ..runtime import PartsPredictor, face_accuracy
 from ..voxelize import transfer_labels
 from .inputs import PartsInput, read_input
@@ -175,31 +175,44 @@ def _earlier_files(out: Path) -> set[str]:
     return {str(n) for n in listed if str(n) in OUTPUT_FILES} if isinstance(listed, list) else set()
 
 
-def several_buildings_note(occupancy: np.ndarray) -> str | None:
-    """A note when the grid holds masses standing apart (several buildings in one file),
-    which ``PartsPredictor`` labels one by one; None otherwise."""
-    count = len(masses(occupancy))
+def several_buildings_note(occupancy: np.ndarray, pieces=None, objects: int = 0) -> str | None:
+    """A note when the grid holds several buildings (``grid.buildings``: the masses standing
+    apart, or with ``pieces`` the file's ``objects`` objects), which ``PartsPredictor``
+    labels one by one; None for one building from masses."""
+    count = len(building_boxes(occupancy, pieces))
+    if pieces is not None:
+        return (f"the mesh's {objects} object(s) make {count} building(s) (objects over the same "
+                f"ground are one; masses standing apart are apart): each was labelled on its own, "
+                f"with the same street sides for all")
     if count < 2:
         return None
     return (f"the mesh holds {count} masses standing apart (several buildings): each was "
             f"labelled on its own, on its own ground floor, with the same street sides for all; "
-            f"buildings that touch are one mass, labelled as one building")
+            f"buildings that touch are one mass, labelled as one building (--buildings objects "
+            f"labels each object of the file as a building)")
 
 
 def label_building(predictor: PartsPredictor, input_path, out_dir, *,
                    cell_size: float | None = None, building_id: int | None = None,
                    up: str | None = None, style=None, street=None, picture: bool = True,
-                   symmetry: str | None = None, entrance: bool | None = None) -> dict:
+                   symmetry: str | None = None, entrance: bool | None = None,
+                   buildings: str = "masses") -> dict:
     """Label one building from ``input_path`` with a loaded predictor; write the outputs to
     ``out_dir`` and return the summary. ``street``: the sides facing the street (given, else
     those the input records, e.g. an imported real building). ``symmetry``: the turns the
     probabilities are averaged over (None: the model's own; ``PartsPredictor``);
-    ``entrance``: the entrance rule on or off (None: the model's own)."""
+    ``entrance``: the entrance rule on or off (None: the model's own). ``buildings``:
+    ``"masses"`` (a mesh's masses standing apart are its buildings) or ``"objects"`` (each
+    object of a mesh file is one, objects over the same ground being one)."""
+    if buildings not in ("masses", "objects"):
+        raise DatasetError(f"buildings must be masses or objects, got '{buildings}'")
     item = read_input(input_path, building_id=building_id, cell_size=cell_size,
-                      model_cell_size=predictor.cell_size, up=up)
+                      model_cell_size=predictor.cell_size, up=up, objects=buildings == "objects")
     if style is not None:
         item.style = np.asarray(style, dtype=np.float32)
-    note = several_buildings_note(item.occupancy)
+    pieces = item.voxels.pieces if item.voxels is not None else None
+    objects = len(item.mesh.metadata.get("piece_names", ())) if pieces is not None else 0
+    note = several_buildings_note(item.occupancy, pieces, objects)
     if note:
         item.notes.append(note)
     if item.style is not None and not predictor.with_style:
@@ -213,14 +226,15 @@ def label_building(predictor: PartsPredictor, input_path, out_dir, *,
     symmetry = predictor.check_symmetry(symmetry)
     try:
         labels, probs = predictor.predict(item.occupancy, item.style, street, symmetry=symmetry,
-                                          entrance=entrance)
+                                          entrance=entrance, buildings=pieces)
     except ModelError as exc:
         if str(exc).startswith(str(predictor.model.path)):
             raise                       # about the model: it names the model file
         raise ModelError(f"{input_path}: {exc}") from None
     confidence = probs.max(axis=-1)[labels >= 0]
     extra = {"model": str(predictor.model.path), "family": predictor.metadata.family,
-             "masses": len(masses(item.occupancy)),
+             "buildings": len(building_boxes(item.occupancy, pieces)),
+             "buildings_from": "objects" if pieces is not None else "masses",
              "street": list(street or ()), "symmetry": symmetry,
              "entrance_rule": predictor.entrance_rule if entrance is None else bool(entrance),
              "provider": predictor.model.providers[0],
