@@ -481,13 +481,15 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
 
     def execute(self, context):
         modules = _import_proc_ml(self, context, "proc_ml.dcc.blender", "proc_ml.dcc.export",
-                                  "proc_ml.errors", "proc_ml.formats", "proc_ml.dcc.fixes")
+                                  "proc_ml.errors", "proc_ml.formats", "proc_ml.dcc.fixes",
+                                  "proc_ml.dcc.geometry")
         if modules is None:
             return {"CANCELLED"}
         bgeo = modules[0]
         ProcMLError = modules[2].ProcMLError
         parse_formats = modules[3].parse_formats
         self._fix_names = modules[4].fix_names
+        self._join_meshes = modules[5].join_meshes
         if not self.directory:
             self.report({"ERROR"}, "no dataset folder set")
             return {"CANCELLED"}
@@ -546,7 +548,7 @@ class OBJECT_OT_proc_ml_export_training_data(bpy.types.Operator):
                     values.append(part)
                     fixes.append(bgeo.face_attribute(member.data, bgeo.PART_FIX_ATTRIB,
                                                      f"{member.name}: "))
-                points, counts, indices = _joined(arrays)
+                points, counts, indices, _ = self._join_meshes(arrays)
                 part_fix = fixes[0]
                 if len(unit) > 1 and any(f is not None for f in fixes):   # as names, "" = none
                     part_fix = np.concatenate([
@@ -597,13 +599,6 @@ def _export_units(objects) -> list[list]:
         units.append([selected[name] for name in block])
         seen.update(block)
     return units
-
-
-def _joined(arrays):
-    """``(points, counts, indices)`` of several meshes as one."""
-    offsets = np.cumsum([0] + [len(p) for p, _, _ in arrays[:-1]])
-    return (np.concatenate([p for p, _, _ in arrays]), np.concatenate([c for _, c, _ in arrays]),
-            np.concatenate([i + o for (_, _, i), o in zip(arrays, offsets)]))
 
 
 MATERIAL_ITEMS = [("plaster", "Plaster", "Plaster walls"), ("brick", "Brick", "Brick walls")]

@@ -17,7 +17,7 @@ from ..voxelize import (MAX_CELLS_PER_AXIS, UP_AXES, VoxelGrid, detect_up, from_
 
 __all__ = ["CELL_CENTRE_TOLERANCE", "GeometryError", "MAX_CELLS_PER_AXIS", "UP_AXES",
            "VoxelGrid", "cell_centres", "from_z_up", "grid_from_cell_points",
-           "grid_from_polygons", "piece_numbers", "standing_axis", "to_z_up", "touching_groups",
+           "grid_from_polygons", "join_meshes", "piece_numbers", "standing_axis", "to_z_up", "touching_groups",
            "triangulate"]
 
 #: Voxel points further than this (in cells) from a cell centre mean a wrong cell size.
@@ -33,6 +33,22 @@ def _check_extent(shape, cell_size: float) -> None:
         raise GeometryError(
             f"the geometry is {max(shape)} cells across at cell size {cell_size:g} "
             f"(at most {MAX_CELLS_PER_AXIS}); raise the cell size")
+
+
+def join_meshes(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Several polygon meshes (``(points, counts, indices)`` each) as one: ``(points,
+    counts, indices, pieces)``, ``pieces`` the mesh each polygon came from (0, 1, ...)."""
+    points, counts, indices, pieces, offset = [], [], [], [], 0
+    for k, (p, c, i) in enumerate(meshes):
+        p = np.asarray(p, dtype=np.float64).reshape(-1, 3)
+        c = np.asarray(c, dtype=np.int64).reshape(-1)
+        points.append(p)
+        counts.append(c)
+        indices.append(np.asarray(i, dtype=np.int64).reshape(-1) + offset)
+        pieces.append(np.full(len(c), k, dtype=np.int64))
+        offset += len(p)
+    return (np.concatenate(points), np.concatenate(counts), np.concatenate(indices),
+            np.concatenate(pieces))
 
 
 def touching_groups(boxes, tolerance: float = 1e-6) -> list[list[int]]:

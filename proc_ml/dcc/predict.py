@@ -18,7 +18,7 @@ from ..runtime.session import cached
 from ..symmetry import SYMMETRIES
 from ..units import resolve_cell_size
 from .geometry import (GeometryError, VoxelGrid, grid_from_cell_points, grid_from_polygons,
-                       to_z_up)
+                       join_meshes, to_z_up)
 from .prims import LabelledPrims, labelled_prims
 
 STREET_SIDES = ("+x", "-x", "+y", "-y")
@@ -148,15 +148,6 @@ def predict_polygon_pieces(session: PartsSession, meshes, cell_size, style=None,
     floors of a building modelled as objects), meshes side by side are buildings of their own
     (row houses: each its entrance, the faces between them not output).
     ``prims.piece`` says whose each quad is (``prims.split_pieces``)."""
-    points, counts, indices, pieces, offset = [], [], [], [], 0
-    for k, (p, c, i) in enumerate(meshes):
-        p = np.asarray(p, dtype=np.float64).reshape(-1, 3)
-        c = np.asarray(c, dtype=np.int64).reshape(-1)
-        points.append(p)
-        counts.append(c)
-        indices.append(np.asarray(i, dtype=np.int64).reshape(-1) + offset)
-        pieces.append(np.full(len(c), k, dtype=np.int64))
-        offset += len(p)
-    return predict_polygons(session, np.concatenate(points), np.concatenate(counts),
-                            np.concatenate(indices), cell_size, style, up, clockwise, street,
-                            symmetry, entrance, pieces=np.concatenate(pieces))
+    points, counts, indices, pieces = join_meshes(meshes)
+    return predict_polygons(session, points, counts, indices, cell_size, style, up, clockwise,
+                            street, symmetry, entrance, pieces=pieces)

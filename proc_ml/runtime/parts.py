@@ -209,7 +209,7 @@ class PartsPredictor(Loaded):
         for occ in occs:
             self.check_memory(occ.shape)
         if separate or any(b is not None for b in buildings):
-            return self._predict_masses(occs, styles, streets, neighbours, batch_size,
+            return self._predict_buildings(occs, styles, streets, neighbours, batch_size,
                                         symmetry, entrance, buildings, separate)
         inputs = [self._inputs(style, street) for style, street in zip(styles, streets)]
         if symmetry == "none":
@@ -227,7 +227,7 @@ class PartsPredictor(Loaded):
                     apply_entrance_rule(labels, probs, sides, door)
         return results
 
-    def _predict_masses(self, occs, styles, streets, neighbours, batch_size, symmetry,
+    def _predict_buildings(self, occs, styles, streets, neighbours, batch_size, symmetry,
                         entrance, buildings, separate):
         """``predict_many`` with each grid's buildings (``buildings`` and, with ``separate``,
         the masses standing apart) labelled on their own, then put back in place."""
