@@ -104,9 +104,9 @@ def _side_note(points, counts, indices, up):
             f"(Transform SOP, rotate 90 degrees about X) or set Up Axis to {found}, then cook again")
 
 
-def _pieces(geo, node, element):
+def _pieces(geo, attrib, element):
     """``(numbers per element, value of each number)`` of the Piece Attribute, or Nones."""
-    values = hgeo.piece_values(geo, hgeo.parm_string(node, "pieceattrib", "name").strip(), element)
+    values = hgeo.piece_values(geo, attrib, element)
     return (None, None) if values is None else piece_numbers(values)
 
 
@@ -114,6 +114,7 @@ def cook(node):
     geo = node.geometry()
     fix_report = side = None
     names = None
+    piece_attrib = hgeo.parm_string(node, "pieceattrib", "name").strip()
     scale = hgeo.unit_length()      # metres per Houdini unit: proc-ml works in metres
     try:
         session = _session(node)
@@ -124,12 +125,12 @@ def cook(node):
                  "entrance": entrance_choice(hgeo.parm_string(node, "entrance", "model"))}
         cell_size = hgeo.length_parm(node, "cellsize", 0.0, scale)
         if kind == "points":
-            pieces, names = _pieces(geo, node, "point")
+            pieces, names = _pieces(geo, piece_attrib, "point")
             prims = predict_cell_points(session, hgeo.point_positions(geo, scale), cell_size,
                                         _style(node, session), pieces=pieces, **frame)
         elif kind == "polygons":
             points, counts, indices = hgeo.polygons(geo, scale)
-            pieces, names = _pieces(geo, node, "prim")
+            pieces, names = _pieces(geo, piece_attrib, "prim")
             side = _side_note(points, counts, indices, frame["up"])
             prims = predict_polygons(session, points, counts, indices, cell_size,
                                      _style(node, session), pieces=pieces, **frame)
@@ -150,8 +151,7 @@ def cook(node):
         raise hou.NodeWarning("input has no geometry: nothing to label")
     stored = hgeo.write_labelled_prims(geo, prims, scale)
     if names is not None and prims.piece is not None and len(prims):
-        hgeo.write_pieces(geo, hgeo.parm_string(node, "pieceattrib", "name").strip(),
-                          names[prims.piece])
+        hgeo.write_pieces(geo, piece_attrib, names[prims.piece])
     hgeo.set_detail_string(geo, hgeo.STREET_DETAIL, " ".join(street))
     if len(prims) == 0:
         raise hou.NodeWarning("the input fills no cells at this cell size: nothing to label")
