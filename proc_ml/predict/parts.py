@@ -175,11 +175,10 @@ def _earlier_files(out: Path) -> set[str]:
     return {str(n) for n in listed if str(n) in OUTPUT_FILES} if isinstance(listed, list) else set()
 
 
-def several_buildings_note(occupancy: np.ndarray, pieces=None, objects: int = 0) -> str | None:
-    """A note when the grid holds several buildings (``grid.buildings``: the masses standing
-    apart, or with ``pieces`` the file's ``objects`` objects), which ``PartsPredictor``
-    labels one by one; None for one building from masses."""
-    count = len(building_boxes(occupancy, pieces))
+def several_buildings_note(count: int, pieces=None, objects: int = 0) -> str | None:
+    """A note when a grid holds several buildings (``count``, ``grid.buildings``: the masses
+    standing apart, or with ``pieces`` the file's ``objects`` objects), which
+    ``PartsPredictor`` labels one by one; None for one building from masses."""
     if pieces is not None:
         return (f"the mesh's {objects} object(s) make {count} building(s) (objects over the same "
                 f"ground are one; masses standing apart are apart): each was labelled on its own, "
@@ -212,7 +211,8 @@ def label_building(predictor: PartsPredictor, input_path, out_dir, *,
         item.style = np.asarray(style, dtype=np.float32)
     pieces = item.voxels.pieces if item.voxels is not None else None
     objects = len(item.mesh.metadata.get("piece_names", ())) if pieces is not None else 0
-    note = several_buildings_note(item.occupancy, pieces, objects)
+    count = len(building_boxes(item.occupancy, pieces))
+    note = several_buildings_note(count, pieces, objects)
     if note:
         item.notes.append(note)
     if item.style is not None and not predictor.with_style:
@@ -233,7 +233,7 @@ def label_building(predictor: PartsPredictor, input_path, out_dir, *,
         raise ModelError(f"{input_path}: {exc}") from None
     confidence = probs.max(axis=-1)[labels >= 0]
     extra = {"model": str(predictor.model.path), "family": predictor.metadata.family,
-             "buildings": len(building_boxes(item.occupancy, pieces)),
+             "buildings": count,
              "buildings_from": "objects" if pieces is not None else "masses",
              "street": list(street or ()), "symmetry": symmetry,
              "entrance_rule": predictor.entrance_rule if entrance is None else bool(entrance),
