@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DatasetError
-from .grid import DIRECTIONS, exterior_faces, neighbours, NO_PART
+from .grid import DIRECTIONS, SIDE_DIRECTIONS, along_axis, exterior_faces, neighbours, NO_PART
 
 #: Per-building style features written by the generator, in this order.
 STYLE_FEATURES = (
@@ -55,6 +55,17 @@ NEIGHBOUR_CHANNEL = "neighbours"
 #: wherever the building stands: what a facade rule counts from its own ends.
 RUN_FEATURES = ("run_x_pos", "run_x_len", "run_y_pos", "run_y_len", "run_z_below", "run_z_above")
 RUN_SCALE = 16.0
+#: The bay rhythm of each facade counted from its own ends: for every side direction, 1 on
+#: a cell whose side face there sits at a position ``p`` of its facade run (the contiguous
+#: side faces of one storey facing one way) with ``p % period == 0``, counted from the
+#: run's low-coordinate end and from its high end, for periods 2 and 3 (every other bay,
+#: every third bay). The facade-relative form of the legacy coordinate phases: the same
+#: wherever the building stands, and what a rule like "a window on every other bay from the
+#: facade's left end" reads (a convolutional net cannot count that far from an end on its
+#: own; docs/training.md).
+BAY_PERIODS = (2, 3)
+BAY_FEATURES = tuple(f"bay{period}_{end}:{side}" for side in SIDES
+                     for end in ("low", "high") for period in BAY_PERIODS)
 #: Input sets a grid model is trained with (``dataset.inputs`` of a training config):
 #: ``style`` and ``massing`` are the original channels (with coordinate phases, which only
 #: mean something on the legacy generator); ``street`` is massing + the sides facing the
@@ -68,6 +79,7 @@ GRID_INPUT_SETS = {
     "street_runs": ("occupancy", "ground_floor") + RUN_FEATURES + STREET_FEATURES,
     "street_runs_neighbours": ("occupancy", "ground_floor") + RUN_FEATURES + STREET_FEATURES
     + (NEIGHBOUR_CHANNEL,),
+    "street_bays": ("occupancy", "ground_floor") + STREET_FEATURES + BAY_FEATURES,
 }
 
 
@@ -102,9 +114,26 @@ def run_features(occupancy: np.ndarray) -> np.ndarray:
     return out
 
 
+def bay_features(occupancy: np.ndarray) -> np.ndarray:
+    """``float32[len(BAY_FEATURES), X, Y, Z]``: the ``BAY_FEATURES`` channels (zero where a
+    cell has no side face in that direction)."""
+    occ = np.asarray(occupancy, dtype=bool)
+    ext = exterior_faces(occ)
+    out = np.zeros((len(BAY_FEATURES),) + occ.shape, dtype=np.float32)
+    i = 0
+    for d in SIDE_DIRECTIONS:
+        before, after = run_lengths(ext[..., d], along_axis(d))
+        for count in (before, after):
+            for period in BAY_PERIODS:
+                out[i] = ext[..., d] & (count % period == 0)
+                i += 1
+    return out
+
+
 def unknown_grid_inputs(names) -> list[str]:
     """The names among ``names`` that :func:`grid_inputs` cannot compute."""
-    known = set(GRID_CHANNELS) | set(STYLE_FEATURES) | set(RUN_FEATURES) | {NEIGHBOUR_CHANNEL}
+    known = (set(GRID_CHANNELS) | set(STYLE_FEATURES) | set(RUN_FEATURES) | set(BAY_FEATURES)
+             | {NEIGHBOUR_CHANNEL})
     return [n for n in names if n not in known]
 
 
@@ -123,6 +152,7 @@ def grid_inputs(names, occupancy: np.ndarray, style=None, street=None,
     phases = dict(zip(PHASE_FEATURES, _PHASES))
     coords = np.indices(occ.shape, sparse=True)
     runs = run_features(occ) if any(n in RUN_FEATURES for n in names) else None
+    bays = bay_features(occ) if any(n in BAY_FEATURES for n in names) else None
     for i, name in enumerate(names):
         if name == "occupancy":
             out[i] = occ
@@ -133,6 +163,8 @@ def grid_inputs(names, occupancy: np.ndarray, style=None, street=None,
             out[i] = occ & (coords[axis] % period == 0)
         elif name in RUN_FEATURES:
             out[i] = runs[RUN_FEATURES.index(name)]
+        elif name in BAY_FEATURES:
+            out[i] = bays[BAY_FEATURES.index(name)]
         elif name in STREET_FEATURES:
             if sides is not None:               # no street given: no side marked
                 out[i] = sides[STREET_FEATURES.index(name)] * occ

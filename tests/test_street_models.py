@@ -19,7 +19,7 @@ def _building(shape=(12, 12, 8), at=(2, 3)):
     return occ
 
 
-@pytest.mark.parametrize("inputs", ["street", "street_runs", "street_neighbours"])
+@pytest.mark.parametrize("inputs", ["street", "street_runs", "street_neighbours", "street_bays"])
 def test_street_inputs_do_not_depend_on_where_the_building_stands(inputs):
     names = GRID_INPUT_SETS[inputs]
     assert not any(n.startswith("phase_") for n in names)
@@ -59,6 +59,55 @@ def test_run_features_count_from_the_massing():
     np.testing.assert_allclose(r[names["run_z_below"], 2, 1, :] * 16, [0, 1, 2, 3])
     np.testing.assert_allclose(r[names["run_z_above"], 2, 1, :] * 16, [3, 2, 1, 0])
     assert not r[:, ~occ].any()
+
+
+def _bay_reference(occ: np.ndarray) -> dict:
+    """BAY_FEATURES by walking each side face's facade run cell by cell."""
+    steps = {"+x": (1, 0), "-x": (-1, 0), "+y": (0, 1), "-y": (0, -1)}
+    X, Y, Z = occ.shape
+
+    def filled(x, y, z):
+        return 0 <= x < X and 0 <= y < Y and bool(occ[x, y, z])
+
+    def face(x, y, z, side):
+        dx, dy = steps[side]
+        return filled(x, y, z) and not filled(x + dx, y + dy, z)
+
+    out = {}
+    for side, (dx, dy) in steps.items():
+        ax, ay = (0, 1) if dx else (1, 0)            # along the facade
+        for x, y, z in np.argwhere(occ):
+            if not face(x, y, z, side):
+                continue
+            low = high = 0
+            while face(x - ax * (low + 1), y - ay * (low + 1), z, side):
+                low += 1
+            while face(x + ax * (high + 1), y + ay * (high + 1), z, side):
+                high += 1
+            for end, count in (("low", low), ("high", high)):
+                for period in (2, 3):
+                    if count % period == 0:
+                        out[(f"bay{period}_{end}:{side}", x, y, z)] = 1.0
+    return out
+
+
+def test_bay_features_count_each_facade_from_its_own_ends():
+    from proc_ml.encoding import BAY_FEATURES, bay_features
+
+    occ = np.zeros((9, 7, 3), dtype=bool)
+    occ[1:8, 1:4, :3] = True            # a block, with a wing and a setback storey
+    occ[1:3, 4:6, :2] = True
+    occ[5:8, 1:4, 2] = False
+    got = bay_features(occ)
+    want = np.zeros_like(got)
+    for (name, x, y, z), value in _bay_reference(occ).items():
+        want[BAY_FEATURES.index(name), x, y, z] = value
+    np.testing.assert_array_equal(got, want)
+    i = {n: k for k, n in enumerate(BAY_FEATURES)}
+    # the +y facade of the main block's ground floor runs x = 3..7 (the wing covers 1..2)
+    assert got[i["bay2_low:+y"], 3:8, 3, 0].tolist() == [1, 0, 1, 0, 1]
+    assert got[i["bay3_high:+y"], 3:8, 3, 0].tolist() == [0, 1, 0, 0, 1]
+    assert not got[:, ~occ].any()
 
 
 def test_decision_weights_change_labels_not_probabilities():
