@@ -134,6 +134,68 @@ def test_init_from_the_installed_onnx_model_is_exact():
     assert np.abs(ours - theirs).max() < 1e-4
 
 
+def test_added_input_channels_start_with_zero_weights():
+    """A run whose inputs hold the source's and more (``street_bays`` from the installed
+    ``street`` model) starts as the same function: the source's first-layer weights on
+    their channels, wherever the new set puts them, and zeros on the added ones, so the
+    logits do not depend on the new channels until training moves them."""
+    from proc_ml.encoding import GRID_INPUT_SETS, grid_inputs
+    from proc_ml.trainers.finetune import input_mapping, load_init, load_into, vocabulary_mapping
+    from proc_ml.trainers.models import build_model
+
+    init = load_init("default")
+    names = list(GRID_INPUT_SETS["street_bays"])
+    added = input_mapping(list(init.info.input_names), names)
+    assert added and all(n.startswith("bay") for n in added)
+    assert input_mapping(list(init.info.input_names), list(GRID_INPUT_SETS["massing"])) is None
+    source = build_model("parts-unet3d", in_channels=len(init.info.input_names),
+                         n_parts=len(init.parts), **init.hyper)
+    load_into(source, init, init.parts, vocabulary_mapping(init.parts, init.parts))
+    wider = build_model("parts-unet3d", in_channels=len(names), n_parts=len(init.parts),
+                        **init.hyper)
+    load_into(wider, init, init.parts, vocabulary_mapping(init.parts, init.parts), names)
+    first = wider.state_dict()["encoders.0.0.weight"]
+    for j, name in enumerate(init.info.input_names):
+        torch.testing.assert_close(first[:, names.index(name)],
+                                   source.state_dict()["encoders.0.0.weight"][:, j])
+    assert all(float(first[:, names.index(n)].abs().max()) == 0.0 for n in added)
+    source.eval(), wider.eval()
+    occupancy = np.zeros((8, 8, 8), np.uint8)
+    occupancy[1:7, 2:7, :5] = 1
+    occupancy[1:3, 2:4, 5:7] = 1
+    x_source = grid_inputs(init.info.input_names, occupancy, None, ("+x",), None)
+    x_wider = grid_inputs(names, occupancy, None, ("+x",), None)
+    assert x_wider[[names.index(n) for n in added]].any()     # the new channels say something
+    with torch.no_grad():
+        torch.testing.assert_close(wider(torch.from_numpy(x_wider)[None]),
+                                   source(torch.from_numpy(x_source)[None]), atol=1e-5, rtol=1e-5)
+
+
+def test_fine_tuning_with_added_inputs_records_them(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "ft"
+    assert _train(tiny_dataset, out, "--init", "default", "--config", "parts_unet3d_street",
+                  "--set", "dataset.inputs=street_bays") == 0
+    printed = capsys.readouterr().out
+    assert "init: inputs added (16, zero weights at the start): bay2_low:+x, " in printed
+    record = json.loads((out / "init.json").read_text())
+    assert record["inputs"] == ["occupancy", "ground_floor", "street:+x", "street:-x",
+                                "street:+y", "street:-y"]
+    assert len(record["mapping"]["inputs_added"]) == 16
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["dataset"]["inputs"] == "street_bays"
+    from proc_ml.trainers import load_run
+    model, run = load_run(out)
+    assert run.info.input_names[-16:] == record["mapping"]["inputs_added"]
+    # exported, it predicts through the runtime, which computes the bay channels itself
+    onnx_path = tmp_path / "ft.onnx"
+    assert main(["export", "onnx", str(out), "--out", str(onnx_path)]) == 0
+    from proc_ml.runtime import PartsPredictor
+    occupancy = np.zeros((10, 8, 6), np.uint8)
+    occupancy[1:9, 1:6, :4] = 1
+    labels = PartsPredictor(onnx_path, device="cpu").predict(occupancy, street=("+x",))[0]
+    assert labels.shape == (10, 8, 6, 6) and (labels[1:9, 1:6, :4] >= 0).any()
+
+
 # -- --init from each source through the CLI ------------------------------------------------
 @pytest.mark.parametrize("source", ["run", "checkpoint", "onnx", "default"])
 def test_train_init_from_each_source(source, tiny_unet_run, tiny_unet_onnx, tiny_dataset, tmp_path,
@@ -151,13 +213,16 @@ def test_train_init_from_each_source(source, tiny_unet_run, tiny_unet_onnx, tiny
     if source == "default":
         assert record["sha256"] == file_sha256(default_model("building-parts"))
     config = yaml.safe_load((out / "config.yaml").read_text())
-    # the network and inputs are the source's, whatever parts_finetune says
+    # the network is the source's, whatever parts_finetune says; so are the inputs, but for
+    # the bay channels parts_finetune adds to a street model's
     if source in ("run", "checkpoint", "onnx"):
         assert config["model"] == {"family": "parts-unet3d", "width": 4, "depth": 2}
         assert config["dataset"]["inputs"] == "style"
+        assert record["mapping"]["inputs_added"] == []
     else:
         assert config["model"] == {"family": "parts-unet3d", "width": 12, "depth": 2}
-        assert config["dataset"]["inputs"] == "street"
+        assert config["dataset"]["inputs"] == "street_bays"
+        assert len(record["mapping"]["inputs_added"]) == 16
     assert config["training"]["init"] == str(given)
     # the fine-tuned run exports like any other, and --resume does not start it again
     assert main(["export", "onnx", str(out), "--out", str(tmp_path / "ft.onnx")]) == 0
@@ -188,8 +253,11 @@ def test_init_with_another_vocabulary_prints_and_records_the_mapping(custom_voca
     (["--init", "{pix}"], "fine-tuning from an .onnx file needs a parts-unet3d"),
     # keys the source model decides were silently replaced by its own
     (["--init", "default", "--set", "model.width=32"], "--set model.width: fine-tuning (--init) takes"),
-    (["--config", "parts_finetune", "--set", "dataset.inputs=street_runs"],
-     "--set dataset.inputs: fine-tuning (--init) takes"),
+    # inputs may be added to the source's, never taken away
+    (["--config", "parts_finetune", "--set", "dataset.inputs=massing"],
+     "--set dataset.inputs=massing: fine-tuning (--init) keeps the source model's inputs (street)"),
+    (["--init", "default", "--set", "dataset.use_style=true"],
+     "--set dataset.use_style: fine-tuning (--init) takes"),
     # two sources: --init won silently
     (["--init", "default", "--set", "training.init={tmp}/other.onnx"],
      "--init and --set training.init both name the model"),

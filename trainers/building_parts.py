@@ -27,7 +27,8 @@ from proc_ml.metrics import (ECE_BINS, classification_metrics, confusion_matrix,
 from proc_ml.runinfo import PartsInfo
 from proc_ml.symmetry import SYMMETRIES, axis_bound_inputs, turn, turn_faces, turn_side_vector
 
-from .finetune import (SURVEY_BUILDINGS, freeze_norm, init_record, input_set_of, load_init,
+from .finetune import (SURVEY_BUILDINGS, fine_tuned_inputs, freeze_norm, init_record,
+                       input_mapping, load_init,
                        load_into, mapping_lines, parent_counts, survey, vocabulary_mapping,
                        write_record)
 from .models import build_model
@@ -364,7 +365,8 @@ class BuildingPartsTask(Task):
         info = init.info
         config["model"] = {"family": info.family, **init.hyper}
         if info.input_kind == "grid":
-            config["dataset"]["inputs"] = input_set_of(info.input_names)
+            config["dataset"]["inputs"] = fine_tuned_inputs(list(info.input_names),
+                                                            config["dataset"].get("inputs"))
         else:
             config["dataset"]["inputs"] = "style" if info.with_style else "massing"
         config["dataset"]["use_style"] = bool(info.with_style)
@@ -403,7 +405,10 @@ class BuildingPartsTask(Task):
         source = self.init.parts
         parents, silent = survey(*self._survey(), source, self.parts)
         self.init_mapping = vocabulary_mapping(source, self.parts, parents, silent)
-        load_into(model, self.init, self.parts, self.init_mapping)
+        if self.input_kind == "grid":
+            self.init_mapping["inputs_added"] = input_mapping(
+                list(self.init.info.input_names), list(self.input_names)) or []
+        load_into(model, self.init, self.parts, self.init_mapping, self._init_inputs())
         for line in mapping_lines(self.init, self.init_mapping):
             print(line, flush=True)
         theirs, ours = self.init.info.cell_size, self.data.cell_size
@@ -422,13 +427,18 @@ class BuildingPartsTask(Task):
             write_record(out_dir, self._init_record)
             self._init_record = None
 
+    def _init_inputs(self):
+        """The run's input channels, for ``load_into`` (grid nets; None: the source's)."""
+        return list(self.input_names) if self.input_kind == "grid" else None
+
     def _survey(self) -> tuple[np.ndarray, np.ndarray]:
         """The source network on (up to ``SURVEY_BUILDINGS`` of) the training split:
         ``counts[target part, predicted source part]`` over the labelled faces, and the
         highest probability it gave each source part on any of them."""
         source = self.init.parts
         network = build_model(self.family, **{**self.model_kwargs(), "n_parts": len(source)})
-        load_into(network, self.init, source, vocabulary_mapping(source, source))
+        load_into(network, self.init, source, vocabulary_mapping(source, source),
+                  self._init_inputs())
         network.eval()
         counts = np.zeros((self.n_parts, len(source)), dtype=np.int64)
         top = np.zeros(len(source))

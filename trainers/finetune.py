@@ -5,8 +5,12 @@
 ``.onnx`` model, or ``default`` (the model installed with proc-ml,
 ``proc_ml.runtime.default_model``). What carries over:
 
-* the network: family, width and depth, and the input channels (``dataset.inputs``) are the
-  source's, whatever the config says (the run's config records what was used);
+* the network: family, width and depth are the source's, whatever the config says (the
+  run's config records what was used); so are the input channels (``dataset.inputs``),
+  unless the config names an input set that holds all of the source's channels and more
+  (``street_bays`` for a ``street`` model): the added channels start with zero weights, so
+  the network starts as the same function and learns what the new inputs say
+  (``input_mapping``);
 * the weights. An exported model's BatchNorm layers are folded into its convolutions; they
   are restored with statistics mean 0 and variance 1, each folded filter divided by its
   norm and that norm as the BatchNorm scale, the folded bias as its shift: the same function
@@ -143,8 +147,9 @@ def _from_onnx(given: str, path: Path) -> InitSource:
 
 
 #: ``--set`` keys a fine-tuned run takes from its source model (``prepare_config``): the
-#: network (``model``, ``model.*``) and its inputs.
-SOURCE_KEYS = ("model", "dataset.inputs", "dataset.use_style")
+#: network (``model``, ``model.*``) and its style input (``dataset.inputs`` may add channels
+#: to the source's: ``check_init_inputs``).
+SOURCE_KEYS = ("model", "dataset.use_style")
 
 
 def override_key(item) -> str:
@@ -152,15 +157,60 @@ def override_key(item) -> str:
     return str(item).split("=", 1)[0].strip()
 
 
-def check_init_overrides(overrides) -> None:
+def check_init_overrides(overrides, init_given: str | None = None) -> None:
     """Refuse ``--set`` keys that fine-tuning replaces with the source model's (they would
-    be silently ignored: the run trains the source's network on the source's inputs)."""
+    be silently ignored: the run trains the source's network on the source's inputs), and a
+    ``dataset.inputs`` that drops any of the source's channels (``check_init_inputs``)."""
     for item in overrides:
         key = override_key(item)
+        if key == "dataset.inputs" and init_given is not None:
+            check_init_inputs(init_given, str(item).split("=", 1)[1].strip().strip("'\""))
+            continue
         if key in SOURCE_KEYS or key.startswith("model."):
             raise ConfigError(f"--set {key}: fine-tuning (--init) takes the network (model.*) "
-                              f"and its inputs (dataset.inputs, dataset.use_style) from the "
-                              f"source model; drop this override, or train without --init")
+                              f"and its style input (dataset.use_style) from the source model; "
+                              f"drop this override, or train without --init")
+
+
+# -- inputs -----------------------------------------------------------------------------
+def input_mapping(source: list[str], target: list[str]) -> list[str] | None:
+    """The channels ``target`` adds to ``source`` when it holds every one of them (``[]``
+    when they are the same set); None when some source channel is missing from it."""
+    if any(name not in target for name in source):
+        return None
+    return [name for name in target if name not in source]
+
+
+def fine_tuned_inputs(source: list[str], given: str | None) -> str:
+    """The ``dataset.inputs`` of a run fine-tuned from a model reading ``source``: ``given``
+    when it is an input set holding all the source's channels (and maybe more), else the
+    source's own set."""
+    from proc_ml.encoding import GRID_INPUT_SETS
+
+    if given in GRID_INPUT_SETS and input_mapping(source, list(GRID_INPUT_SETS[given])) is not None:
+        return given
+    return input_set_of(source)
+
+
+def check_init_inputs(init_given: str, given: str) -> None:
+    """``--set dataset.inputs=GIVEN`` with ``--init``: refused unless ``GIVEN`` holds every
+    input channel of the source model (a fine-tuned network keeps its inputs and may only
+    add channels)."""
+    from proc_ml.encoding import GRID_INPUT_SETS
+
+    if given not in GRID_INPUT_SETS:
+        return                          # the config's own check names the bad value
+    init = load_init(init_given)
+    if init.info.input_kind != "grid":
+        raise ConfigError(f"--set dataset.inputs: the source model {init.path} takes per-cell "
+                          f"features; fine-tuning keeps them (drop this override)")
+    source = list(init.info.input_names)
+    if input_mapping(source, list(GRID_INPUT_SETS[given])) is None:
+        missing = [n for n in source if n not in GRID_INPUT_SETS[given]]
+        raise ConfigError(f"--set dataset.inputs={given}: fine-tuning (--init) keeps the source "
+                          f"model's inputs ({input_set_of(source)}) and may only add channels; "
+                          f"'{given}' lacks {', '.join(missing[:3])}"
+                          f"{', ...' if len(missing) > 3 else ''}")
 
 
 # -- vocabulary -------------------------------------------------------------------------
@@ -202,6 +252,10 @@ def mapping_lines(init: InitSource, mapping: dict) -> list[str]:
     lines = [f"init: {init.kind} {init.path} ({init.info.family}, "
              + ", ".join(f"{k} {v}" for k, v in init.hyper.items())
              + f", inputs {', '.join(init.info.input_names)})"]
+    if mapping.get("inputs_added"):
+        added = mapping["inputs_added"]
+        lines.append(f"init: inputs added ({len(added)}, zero weights at the start): "
+                     f"{', '.join(added)}")
     lines.append(f"init: parts kept ({len(mapping['kept'])}): {', '.join(mapping['kept']) or '-'}")
     if mapping["added"]:
         lines.append("init: parts added: " + ", ".join(f"{p} (from {parent})"
@@ -279,12 +333,16 @@ def output_keys(model: nn.Module, n_parts: int) -> list[str]:
     return [k for k in keys if k.rsplit(".", 1)[0] == layer]
 
 
-def load_into(model: nn.Module, init: InitSource, target: list[str], mapping: dict) -> None:
-    """Copy ``init``'s weights into ``model`` (built for the ``target`` vocabulary), the
-    output channels by ``mapping``."""
+def load_into(model: nn.Module, init: InitSource, target: list[str], mapping: dict,
+              inputs=None) -> None:
+    """Copy ``init``'s weights into ``model`` (built for the ``target`` vocabulary and the
+    input channels ``inputs``, by default the source's), the output channels by
+    ``mapping``; input channels the source lacks get zero weights in the first layer."""
     source = init.parts
     state = source_state(model, init)
     own = model.state_dict()
+    if inputs is not None and list(inputs) != list(init.info.input_names):
+        _map_inputs(state, own, init, list(inputs))
     head = output_keys(model, len(target))
     copied = {**mapping["added"], **mapping.get("restarted", {})}     # part -> parent
     index = [source.index(copied.get(p, p)) for p in target]
@@ -308,6 +366,27 @@ def load_into(model: nn.Module, init: InitSource, target: list[str], mapping: di
                 f"{tuple(own[wrong[0]].shape)}")
         raise ModelError(f"--init {init.path}: its weights do not fit this network ({what})")
     model.load_state_dict({k: state[k].to(own[k].dtype) for k in own})
+
+
+def _map_inputs(state: dict, own: dict, init: InitSource, inputs: list[str]) -> None:
+    """The first layer's weights (the one reading the source's input channels) laid out for
+    ``inputs``: the source's channels where they are now, zeros for the added ones."""
+    names = list(init.info.input_names)
+    added = input_mapping(names, inputs)
+    if added is None:
+        raise ModelError(f"--init {init.path}: the run's inputs lack the source's "
+                         f"{', '.join(n for n in names if n not in inputs)}")
+    first = [k for k, v in state.items() if k in own and v.ndim == 5
+             and v.shape[1] == len(names) and own[k].shape[1] == len(inputs)
+             and v.shape[0] == own[k].shape[0]]
+    if len(first) != 1:
+        raise ModelError(f"--init {init.path}: cannot tell which layer reads the "
+                         f"{len(names)} input channels")
+    weight = state[first[0]]
+    mapped = weight.new_zeros((weight.shape[0], len(inputs)) + tuple(weight.shape[2:]))
+    for j, name in enumerate(names):
+        mapped[:, inputs.index(name)] = weight[:, j]
+    state[first[0]] = mapped
 
 
 def freeze_norm(model: nn.Module) -> None:

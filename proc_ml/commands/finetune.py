@@ -58,7 +58,7 @@ def run(args) -> int:
     check_device_option(args.device)
     if any(override_key(item) == "training.init" for item in args.set):
         raise ConfigError("--set training.init: name the model to start from with --init")
-    check_init_overrides(args.set)
+    check_init_overrides(args.set, str(args.init))
     check_output_folder(args.out)
     check_output_file(args.export, "--export", create=False)   # made by the export, at the end
     if (Path(args.out) / CHECKPOINT_DIR / "last.pt").exists():

@@ -76,7 +76,7 @@ def run(args) -> int:
         path = resolve_config_path(args.config) if args.config else default_config_path(args.task)
         config = load_train_config(args.task, path, overrides)
         if config["training"].get("init"):
-            check_init_overrides(args.set)
+            check_init_overrides(args.set, str(config["training"]["init"]))
     if config["task"] != args.task:
         raise ConfigError(f"{args.out}: the run trains '{config['task']}', not '{args.task}'")
     epochs = int(config["training"]["epochs"])
