@@ -101,7 +101,8 @@ def finetune_training(overrides=()) -> dict:
     from proc_ml.trainers import load_train_config, resolve_config_path
 
     config = load_train_config("building-parts", resolve_config_path(FINETUNE_CONFIG), overrides)
-    return {**config["training"], "symmetry": config["dataset"]["symmetry"]}
+    return {**config["training"], "symmetry": config["dataset"]["symmetry"],
+            "inputs": config["dataset"]["inputs"]}
 
 
 def train_command(method: str, data, run, overrides) -> list[str]:
@@ -333,7 +334,7 @@ def run(args, argv=None) -> int:
             raise RuntimeError(f"{exc} (--epochs sets the epochs without it)") from None
         finetune = None           # fine-tuning runs will say why they cannot start
     epochs = args.epochs or int(finetune["epochs"])
-    # both methods: the same epoch budget, batch size, model selection and symmetry
+    # both methods: the same epoch budget, batch size, model selection, symmetry and inputs
     # (fine-tuning's). From scratch keeps its own one-cycle schedule and runs the whole budget:
     # early stopping inside a one-cycle warm-up stopped a 3-building run after 11 epochs,
     # before BatchNorm's statistics had settled (9.7 % held-out).
@@ -341,7 +342,8 @@ def run(args, argv=None) -> int:
         return ([f"training.batch_size={finetune['batch_size']}",
                  f"training.patience={patience}",
                  f"training.best_metric={finetune['best_metric']}",
-                 f"dataset.symmetry={finetune['symmetry']}"] if finetune else [])
+                 f"dataset.symmetry={finetune['symmetry']}",
+                 f"dataset.inputs={finetune['inputs']}"] if finetune else [])
     base = [f"training.threads={args.threads}", f"training.device={args.device}",
             f"training.epochs={epochs}"]
     overrides = [*base, *same(finetune["patience"] if finetune else 0), *args.set]
