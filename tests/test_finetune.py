@@ -256,6 +256,8 @@ def test_init_with_another_vocabulary_prints_and_records_the_mapping(custom_voca
     # inputs may be added to the source's, never taken away
     (["--config", "parts_finetune", "--set", "dataset.inputs=massing"],
      "--set dataset.inputs=massing: fine-tuning (--init) keeps the source model's inputs (street)"),
+    (["--init", "default", "--set", "dataset.inputs=bays"],
+     "--set dataset.inputs=bays: not an input set (one of style, massing, street, "),
     (["--init", "default", "--set", "dataset.use_style=true"],
      "--set dataset.use_style: fine-tuning (--init) takes"),
     # two sources: --init won silently

@@ -199,7 +199,8 @@ def check_init_inputs(init_given: str, given: str) -> None:
     from proc_ml.encoding import GRID_INPUT_SETS
 
     if given not in GRID_INPUT_SETS:
-        return                          # the config's own check names the bad value
+        raise ConfigError(f"--set dataset.inputs={given}: not an input set (one of "
+                          f"{', '.join(GRID_INPUT_SETS)})")
     init = load_init(init_given)
     if init.info.input_kind != "grid":
         raise ConfigError(f"--set dataset.inputs: the source model {init.path} takes per-cell "
