@@ -452,3 +452,74 @@ def test_real_finetune_bench_holds_each_file_out_of_its_own_fold(tmp_path, capsy
     faces = {s["all"]["faces"] for s in systems.values()}
     assert len(faces) == 1 and faces.pop() > 0
     assert "fine-tuned, leave-one-file-out (with street): face accuracy" in capsys.readouterr().out
+
+
+def test_real_correction_loop_corrects_k_wrong_seen_faces_of_the_models_predictions(tmp_path):
+    """``--corrections K``: the training labels are the installed model's predictions but K
+    faces per building it got wrong among the faces the scan saw (never one it got right, nor
+    a side the scan never saw), which hold the real label and are marked in ``label_fixed``;
+    the same faces on a rerun; those faces are left out of the same-building score."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_real_finetune as bench
+
+    from proc_ml import real_buildings
+    from proc_ml.runtime import PartsPredictor, default_model
+
+    write_cityjson(tmp_path / "box.city.json", box_surfaces())
+    real_dir = bench.import_real([str(DATA / "4018265.xml"), str(tmp_path / "box.city.json")],
+                                 tmp_path / "work", 3.0)
+    real = real_buildings.load_real(real_dir)
+    installed = PartsPredictor.open(default_model(), device="cpu")
+    k = 3
+    masks = bench.corrected_dataset(real_dir, real, installed, k, 3000, tmp_path / "k3")
+    data = open_dataset(tmp_path / "k3")
+    ids = [int(i) for i in data.ids()]
+    assert sorted(masks) == ids and len(ids) == len(real.buildings) == 2
+    total = 0
+    for building_id, b in zip(ids, real.buildings):
+        predicted = real_buildings.to_truth_vocabulary(
+            real_buildings.predict_model(installed, b, with_street=True)[0], installed.parts, real.parts)
+        seen_wrong = (b.labels >= 0) & b.known & (predicted != b.labels)
+        fixed = masks[building_id]
+        assert fixed.sum() == min(k, seen_wrong.sum()) and not (fixed & ~seen_wrong).any()
+        record = data.building(building_id)
+        assert np.array_equal(record.extras["label_fixed"], fixed)
+        assert np.array_equal(record.labels, np.where(fixed, b.labels, predicted))
+        total += int(fixed.sum())
+    assert total > 0
+    split = yaml.safe_load((tmp_path / "k3" / "dataset.yaml").read_text())["split"]
+    assert split["train"] == ids and split["val"] == ids and split["test"] == []
+    again = bench.corrected_dataset(real_dir, real, installed, k, 3000, tmp_path / "k3_again")
+    assert all(np.array_equal(again[i], masks[i]) for i in ids)
+    other = bench.corrected_dataset(real_dir, real, installed, k, 3001, tmp_path / "k3_seed")
+    assert sum(int(m.sum()) for m in other.values()) == total
+    unfixed = bench.without_faces(real, [masks[i] for i in ids])
+    before = real_buildings.score(real, [b.labels for b in real.buildings], "all")["faces"]
+    assert real_buildings.score(unfixed, [b.labels for b in real.buildings], "all")["faces"] == before - total
+
+
+@pytest.mark.slow
+def test_real_correction_bench_scores_new_and_the_same_buildings(tmp_path, capsys):
+    """The whole ``--corrections`` run (one epoch per fold): leave-one-file-out on the
+    corrected predictions, and the same buildings scored without their corrected faces."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_real_finetune as bench
+
+    write_cityjson(tmp_path / "box.city.json", box_surfaces())
+    files = [str(DATA / "4018265.xml"), str(tmp_path / "box.city.json")]
+    code = bench.main(["--citygml", *files, "--work", str(tmp_path / "work"), "--out",
+                       str(tmp_path / "out"), "--threads", "1", "--set", "training.epochs=1",
+                       "--corrections", "2"])
+    assert code == 0
+    result = json.loads((tmp_path / "out" / "real_finetune.json").read_text())
+    assert set(result["systems"]) == {
+        "geometry", "per_floor", "installed (with street)",
+        "fine-tuned on corrected predictions, K = 2, leave-one-file-out (with street)"}
+    row = result["corrections"]["2"]
+    assert len(row["fixed"]) == 2 and all(0 <= n <= 2 for n in row["fixed"]) and sum(row["fixed"]) > 0
+    assert sorted(row["fold_seconds"]) == sorted(result["folds"])
+    same = row["same_buildings"]["systems"]
+    assert len(same) == 2
+    all_faces = result["systems"]["installed (with street)"]["all"]["faces"]
+    assert {s["all"]["faces"] for s in same.values()} == {all_faces - sum(row["fixed"])}
+    assert "**The same buildings, K = 2**" in capsys.readouterr().out
