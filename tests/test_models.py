@@ -98,3 +98,50 @@ def test_inverse_sqrt_class_weights_favour_rare_parts_and_keep_the_loss_scale():
     assert weights[1] == pytest.approx(3 * weights[0])
     assert (counts[:2] / counts.sum() * weights[:2]).sum() == pytest.approx(1.0)
     assert weights[2] == weights.max()  # an unseen part is not ignored
+
+
+def test_validation_scores_match_a_per_face_reference():
+    """``PartsEvaluation`` scores only the existing faces (``face_logits``): its confusion,
+    loss, calibration bins and exact-building count equal a face-by-face loop over the grid."""
+    from proc_ml.metrics import ECE_BINS
+    from proc_ml.trainers.building_parts import PartsEvaluation, face_logits
+
+    rng = np.random.default_rng(4)
+    k, batch = 4, 3
+    logits = torch.from_numpy(rng.normal(0, 2, (batch, 6 * k, 4, 4, 4)).astype(np.float32))
+    targets = np.full((batch, 6, 4, 4, 4), -1, dtype=np.int64)
+    mask = rng.random(targets.shape) < 0.1
+    targets[mask] = rng.integers(0, k, int(mask.sum()))
+    exact = logits.reshape(batch, 6, k, 4, 4, 4).argmax(dim=2).numpy()
+    targets[2][targets[2] >= 0] = exact[2][targets[2] >= 0]          # building 2 all right
+    targets = torch.from_numpy(targets)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return logits
+
+    ev = PartsEvaluation([f"p{i}" for i in range(k)])
+    ev.update(Fixed(), {"inputs": torch.zeros(1), "targets": targets,
+                        "building": torch.tensor([0, 1, 2]), "count": 3})
+    confusion = np.zeros((k, k), dtype=np.int64)
+    bins = np.zeros((3, ECE_BINS))
+    loss, faces, wrong = 0.0, 0, set()
+    z = logits.numpy().reshape(batch, 6, k, 4, 4, 4)
+    for b, d, x, y, w in zip(*np.nonzero(targets.numpy() >= 0)):
+        t = int(targets[b, d, x, y, w])
+        row = z[b, d, :, x, y, w].astype(np.float64)
+        p = np.exp(row - row.max()) / np.exp(row - row.max()).sum()
+        guess = int(row.argmax())
+        confusion[t, guess] += 1
+        loss -= np.log(p[t])
+        faces += 1
+        i = min(int(p.max() * ECE_BINS), ECE_BINS - 1)
+        bins[:, i] += (1, p.max(), guess == t)
+        if guess != t:
+            wrong.add(int(b))
+    assert np.array_equal(ev.confusion.numpy().reshape(k, k), confusion)
+    assert ev.loss[1].item() == faces and ev.loss[0].item() == pytest.approx(loss, rel=1e-5)
+    np.testing.assert_allclose(ev.calibration.numpy(), bins, rtol=1e-5)
+    assert ev.counts.tolist() == [3, 3 - len(wrong)] and 2 not in wrong and len(wrong) == 2
+    f_logits, f_targets, sample = face_logits(logits, targets, k)
+    assert f_logits.shape == (faces, k) and sample.tolist() == sorted(sample.tolist())

@@ -183,6 +183,16 @@ def predict_parts(logits: torch.Tensor, n_parts: int) -> torch.Tensor:
     return _split_directions(logits, n_parts).argmax(dim=1)
 
 
+def face_logits(logits: torch.Tensor, targets: torch.Tensor, n_parts: int):
+    """``(logits [F, K], targets [F], sample [F])`` of the existing faces only (targets >= 0),
+    ``sample`` the batch row of each. Scores need nothing else: a building's faces are a few
+    percent of its grid's (direction, cell) slots, and the argmax over all of them was a
+    tenth of a fine-tuning run's time."""
+    valid = targets >= 0
+    return (_split_directions(logits, n_parts).movedim(1, -1)[valid], targets[valid],
+            valid.nonzero(as_tuple=True)[0])
+
+
 class _Buildings(Dataset):
     """Buildings of one split, loaded once; each item is encoded on access. On the training
     split, ``augment`` (street dropout) and ``symmetry`` (``dataset.symmetry``: each building
@@ -228,20 +238,21 @@ class PartsEvaluation:
         k = len(self.parts)
         logits = model(batch["inputs"]).float()
         targets = batch["targets"]
-        valid = targets >= 0
-        predictions = predict_parts(logits, k)
-        confidence = torch.softmax(_split_directions(logits, k), dim=1).amax(dim=1)[valid].double()
-        correct = (predictions == targets)[valid].double()
+        faces, face_targets, sample = face_logits(logits, targets, k)
+        predictions = faces.argmax(dim=1)
+        confidence = torch.softmax(faces, dim=1).amax(dim=1).double()
+        correct = (predictions == face_targets).double()
         index = (confidence * ECE_BINS).long().clamp(0, ECE_BINS - 1)
         self.calibration += torch.stack([
             torch.bincount(index, minlength=ECE_BINS).double(),
             torch.bincount(index, weights=confidence, minlength=ECE_BINS),
             torch.bincount(index, weights=correct, minlength=ECE_BINS)])
         self.loss += torch.stack([masked_cross_entropy(logits, targets, k, "sum").double(),
-                                  valid.sum().double()])
-        self.confusion += torch.bincount((targets[valid] * k + predictions[valid]).reshape(-1),
-                                         minlength=k * k)
-        wrong = ((predictions != targets) & valid).reshape(targets.shape[0], -1).any(dim=1)
+                                  torch.tensor(float(len(face_targets)), dtype=torch.float64,
+                                               device=logits.device)])
+        self.confusion += torch.bincount(face_targets * k + predictions, minlength=k * k)
+        wrong = torch.zeros(targets.shape[0], device=logits.device).index_add_(
+            0, sample, (predictions != face_targets).float()) > 0
         buildings = batch["building"]
         wrong_per_building = torch.zeros(batch["count"], device=wrong.device).index_add_(
             0, buildings, wrong.float())
@@ -472,9 +483,8 @@ class BuildingPartsTask(Task):
                                     face_weight=batch.get("weights"))
         yield self.primary_model, loss
         with torch.no_grad():
-            valid = batch["targets"] >= 0
-            hits = (predict_parts(logits.detach(), self.n_parts) == batch["targets"]) & valid
-            accuracy = hits.sum().float() / valid.sum().clamp(min=1)
+            faces, targets, _ = face_logits(logits.detach(), batch["targets"], self.n_parts)
+            accuracy = (faces.argmax(dim=1) == targets).sum().float() / max(len(targets), 1)
         return {"face_accuracy": accuracy}
 
     # -- data -----------------------------------------------------------------------
