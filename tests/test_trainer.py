@@ -257,3 +257,31 @@ def test_ddp_two_processes_on_gloo(tiny_data, tmp_path):
     assert lines[-1]["step"] == 2
     assert done.stdout.count("trained parts-mlp") == 1  # only rank 0 reports
     load_run(run)
+
+
+def test_a_checkpoint_is_serialised_once_for_last_and_best_and_a_failed_write_keeps_the_old(
+        tmp_path, monkeypatch):
+    import errno
+
+    from proc_ml.errors import OutputError
+    from proc_ml.trainers import checkpoint
+
+    payload = {"epoch": 3, "weights": {"w": torch.arange(6.0)}}
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    checkpoint.save(last, payload, also=(best,))
+    assert last.read_bytes() == best.read_bytes()
+    loaded = torch.load(best, weights_only=True)
+    assert loaded["epoch"] == 3 and torch.equal(loaded["weights"]["w"], torch.arange(6.0))
+    before = best.read_bytes()
+    real = checkpoint.write_bytes
+
+    def full_disk(path, data):
+        if Path(path).name == "best.pt":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(path, data)
+
+    monkeypatch.setattr(checkpoint, "write_bytes", full_disk)
+    with pytest.raises(OutputError, match=r"cannot write the checkpoint .*best\.pt: .*No space left"):
+        checkpoint.save(last, {**payload, "epoch": 4}, also=(best,))
+    assert torch.load(last, weights_only=True)["epoch"] == 4
+    assert best.read_bytes() == before and not list(tmp_path.glob("*.tmp"))

@@ -3,6 +3,7 @@ reads them; written atomically (a killed run never leaves a half-written file)."
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from proc_ml.errors import ModelError, OutputError
-from proc_ml.fileio import atomic_path
+from proc_ml.fileio import write_bytes
 from proc_ml.validation import Name, check, library_message
 
 FORMAT = "proc-ml-checkpoint"
@@ -51,17 +52,21 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(path: Path, payload: dict) -> None:
-    """Write a checkpoint atomically; a failed write (a full disk: torch reports it as a zip
-    writer RuntimeError) is one ``OutputError`` line and leaves the previous file."""
+def save(path: Path, payload: dict, also=()) -> None:
+    """Write a checkpoint atomically, and the same bytes to each path of ``also`` (serialised
+    once: the loop writes ``last.pt`` and ``best.pt`` of an improved epoch); a failed write (a
+    full disk) is one ``OutputError`` line and leaves that file's previous version."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    try:
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-    except RuntimeError as exc:
-        reason = ("No space left on device" if _disk_full(Path(path).parent)
-                  else library_message(exc))
-        raise OutputError(f"cannot write the checkpoint {path}: {reason}") from None
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    for target in (path, *also):
+        try:
+            write_bytes(target, data)
+        except (OSError, RuntimeError) as exc:
+            reason = ("No space left on device" if _disk_full(Path(target).parent)
+                      else library_message(exc))
+            raise OutputError(f"cannot write the checkpoint {target}: {reason}") from None
 
 
 def _disk_full(folder: Path) -> bool:

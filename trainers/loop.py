@@ -412,9 +412,7 @@ class Trainer:
     def _write_outputs(self, record: dict, improved: bool) -> None:
         payload = self._payload()
         ckpt_dir = self.out / CHECKPOINT_DIR
-        checkpoint.save(ckpt_dir / "last.pt", payload)
-        if improved:
-            checkpoint.save(ckpt_dir / "best.pt", payload)
+        checkpoint.save(ckpt_dir / "last.pt", payload, also=(ckpt_dir / "best.pt",) if improved else ())
         write_text(self.out / METRICS_FILE, "".join(
             json.dumps(json_safe(h), allow_nan=False) + "\n" for h in self.history))
         self._plot()
