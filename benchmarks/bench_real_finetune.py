@@ -98,15 +98,15 @@ def fold_dataset(real_dir: Path, folder: Path, held_out: list[int], all_ids: lis
     return folder
 
 
-def corrected_dataset(real_dir: Path, real, installed, k: int, seed: int, folder: Path) -> dict:
-    """A copy of the imported dataset (grids only) labelled by ``installed``'s predictions
-    (street sides given, as the artist predicts), but ``k`` faces per building it got wrong,
-    among the faces the scan saw, set to the real label and marked in ``label_fixed``.
+def corrected_dataset(real_dir: Path, real, predicted: list, k: int, seed: int, folder: Path) -> dict:
+    """A copy of the imported dataset (grids only) labelled by a model's predictions
+    (``predicted``: labels per building of ``real``, in its vocabulary; the installed model's
+    with the street sides given, as the artist predicts), but ``k`` faces per building it got
+    wrong, among the faces the scan saw, set to the real label and marked in ``label_fixed``.
     Returns ``{building id: bool mask of the corrected faces}`` (the dataset is reused when
     written before)."""
     from few_shot_rules import fixed_faces
 
-    from proc_ml import real_buildings
     from proc_ml.datasets.buildings import BuildingDataset
     from proc_ml.datasets.writer import BuildingArrays, DatasetIndex, index_rows
     from proc_ml.formats import grid_npz, grid_path, manifest
@@ -115,14 +115,12 @@ def corrected_dataset(real_dir: Path, real, installed, k: int, seed: int, folder
     ids = [int(i) for i in source.ids()]
     fixed_masks = {}
     labels_of = {}
-    for building_id, b in zip(ids, real.buildings):
-        predicted = real_buildings.to_truth_vocabulary(
-            real_buildings.predict_model(installed, b, with_street=True)[0], installed.parts, real.parts)
+    for building_id, b, guess in zip(ids, real.buildings, predicted):
         faces = b.labels >= 0
         seen = faces if b.known is None else faces & b.known
-        fixed = fixed_faces(seen & (predicted != b.labels), k, seed, building_id)
+        fixed = fixed_faces(seen & (guess != b.labels), k, seed, building_id)
         fixed_masks[building_id] = fixed
-        labels_of[building_id] = np.where(fixed, b.labels, predicted).astype(np.int8)
+        labels_of[building_id] = np.where(fixed, b.labels, guess).astype(np.int8)
     if (folder / "dataset.yaml").is_file():
         return fixed_masks
     base = manifest.read(real_dir)
@@ -254,7 +252,8 @@ def main(argv=None) -> int:
         for k in args.corrections:
             tag = f"correct_k{k}_seed{args.correction_seed}_model{init_digest(args.init)[:12]}"
             corrected = work / "corrections" / tag
-            masks = corrected_dataset(real_dir, real, installed, k, args.correction_seed, corrected / "data")
+            masks = corrected_dataset(real_dir, real, systems["installed (with street)"], k,
+                                      args.correction_seed, corrected / "data")
             predicted, times = leave_one_file_out(corrected / "data", corrected / "folds", real, ids, groups,
                                                  args, label=f"K = {k}, fold")
             systems[f"fine-tuned on corrected predictions, K = {k}, leave-one-file-out (with street)"] = [

@@ -471,14 +471,14 @@ def test_real_correction_loop_corrects_k_wrong_seen_faces_of_the_models_predicti
     real = real_buildings.load_real(real_dir)
     installed = PartsPredictor.open(default_model(), device="cpu")
     k = 3
-    masks = bench.corrected_dataset(real_dir, real, installed, k, 3000, tmp_path / "k3")
+    guesses = [real_buildings.to_truth_vocabulary(real_buildings.predict_model(installed, b, True)[0],
+                                                  installed.parts, real.parts) for b in real.buildings]
+    masks = bench.corrected_dataset(real_dir, real, guesses, k, 3000, tmp_path / "k3")
     data = open_dataset(tmp_path / "k3")
     ids = [int(i) for i in data.ids()]
     assert sorted(masks) == ids and len(ids) == len(real.buildings) == 2
     total = 0
-    for building_id, b in zip(ids, real.buildings):
-        predicted = real_buildings.to_truth_vocabulary(
-            real_buildings.predict_model(installed, b, with_street=True)[0], installed.parts, real.parts)
+    for building_id, b, predicted in zip(ids, real.buildings, guesses):
         seen_wrong = (b.labels >= 0) & b.known & (predicted != b.labels)
         fixed = masks[building_id]
         assert fixed.sum() == min(k, seen_wrong.sum()) and not (fixed & ~seen_wrong).any()
@@ -489,9 +489,9 @@ def test_real_correction_loop_corrects_k_wrong_seen_faces_of_the_models_predicti
     assert total > 0
     split = yaml.safe_load((tmp_path / "k3" / "dataset.yaml").read_text())["split"]
     assert split["train"] == ids and split["val"] == ids and split["test"] == []
-    again = bench.corrected_dataset(real_dir, real, installed, k, 3000, tmp_path / "k3_again")
+    again = bench.corrected_dataset(real_dir, real, guesses, k, 3000, tmp_path / "k3_again")
     assert all(np.array_equal(again[i], masks[i]) for i in ids)
-    other = bench.corrected_dataset(real_dir, real, installed, k, 3001, tmp_path / "k3_seed")
+    other = bench.corrected_dataset(real_dir, real, guesses, k, 3001, tmp_path / "k3_seed")
     assert sum(int(m.sum()) for m in other.values()) == total
     unfixed = bench.without_faces(real, [masks[i] for i in ids])
     before = real_buildings.score(real, [b.labels for b in real.buildings], "all")["faces"]
