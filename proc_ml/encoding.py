@@ -66,6 +66,13 @@ RUN_SCALE = 16.0
 BAY_PERIODS = (2, 3)
 BAY_FEATURES = tuple(f"bay{period}_{end}:{side}" for side in SIDES
                      for end in ("low", "high") for period in BAY_PERIODS)
+#: The storey rhythm counted from the ground: 1 on a cell whose storey ``z`` (its layer
+#: above the grid's lowest, the ``ground_floor`` layer) has ``z % period == 0``, for periods
+#: 2 and 3 (every other storey, every third). The vertical form of the bay channels: what a
+#: rule like "windows on odd storeys" reads, the same under any turn about z (a grid starts
+#: at the building's lowest cell: ``proc-ml predict`` labels each mass in a grid of its own).
+STOREY_PERIODS = (2, 3)
+STOREY_FEATURES = tuple(f"storey{period}" for period in STOREY_PERIODS)
 #: Input sets a grid model is trained with (``dataset.inputs`` of a training config):
 #: ``style`` and ``massing`` are the original channels (with coordinate phases, which only
 #: mean something on the legacy generator); ``street`` is massing + the sides facing the
@@ -80,6 +87,8 @@ GRID_INPUT_SETS = {
     "street_runs_neighbours": ("occupancy", "ground_floor") + RUN_FEATURES + STREET_FEATURES
     + (NEIGHBOUR_CHANNEL,),
     "street_bays": ("occupancy", "ground_floor") + STREET_FEATURES + BAY_FEATURES,
+    "street_rhythm": ("occupancy", "ground_floor") + STREET_FEATURES + BAY_FEATURES
+    + STOREY_FEATURES,
 }
 
 
@@ -133,7 +142,7 @@ def bay_features(occupancy: np.ndarray) -> np.ndarray:
 def unknown_grid_inputs(names) -> list[str]:
     """The names among ``names`` that :func:`grid_inputs` cannot compute."""
     known = (set(GRID_CHANNELS) | set(STYLE_FEATURES) | set(RUN_FEATURES) | set(BAY_FEATURES)
-             | {NEIGHBOUR_CHANNEL})
+             | set(STOREY_FEATURES) | {NEIGHBOUR_CHANNEL})
     return [n for n in names if n not in known]
 
 
@@ -165,6 +174,9 @@ def grid_inputs(names, occupancy: np.ndarray, style=None, street=None,
             out[i] = runs[RUN_FEATURES.index(name)]
         elif name in BAY_FEATURES:
             out[i] = bays[BAY_FEATURES.index(name)]
+        elif name in STOREY_FEATURES:
+            period = STOREY_PERIODS[STOREY_FEATURES.index(name)]
+            out[i] = occ & (coords[2] % period == 0)
         elif name in STREET_FEATURES:
             if sides is not None:               # no street given: no side marked
                 out[i] = sides[STREET_FEATURES.index(name)] * occ

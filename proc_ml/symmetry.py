@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .encoding import BAY_FEATURES, NEIGHBOUR_CHANNEL, RUN_FEATURES, STREET_FEATURES
+from .encoding import (BAY_FEATURES, NEIGHBOUR_CHANNEL, RUN_FEATURES, STOREY_FEATURES,
+                       STREET_FEATURES)
 from .grid import DIRECTIONS
 
 #: ``dataset.symmetry`` / a model's ``symmetry``: no transform, the four quarter turns about
@@ -27,7 +28,7 @@ SYMMETRIES = ("none", "rotate", "dihedral")
 #: street sides and neighbours): training with a symmetry, and averaging over one at
 #: prediction, need a model whose inputs are all among these.
 ORIENTATION_FREE_INPUTS = ("occupancy", "ground_floor") + RUN_FEATURES + STREET_FEATURES + (
-    NEIGHBOUR_CHANNEL,) + BAY_FEATURES
+    NEIGHBOUR_CHANNEL,) + BAY_FEATURES + STOREY_FEATURES
 
 
 def transforms(symmetry: str) -> list[tuple[int, bool]]:

@@ -19,7 +19,8 @@ def _building(shape=(12, 12, 8), at=(2, 3)):
     return occ
 
 
-@pytest.mark.parametrize("inputs", ["street", "street_runs", "street_neighbours", "street_bays"])
+@pytest.mark.parametrize("inputs", ["street", "street_runs", "street_neighbours", "street_bays",
+                                    "street_rhythm"])
 def test_street_inputs_do_not_depend_on_where_the_building_stands(inputs):
     names = GRID_INPUT_SETS[inputs]
     assert not any(n.startswith("phase_") for n in names)
@@ -108,6 +109,29 @@ def test_bay_features_count_each_facade_from_its_own_ends():
     assert got[i["bay2_low:+y"], 3:8, 3, 0].tolist() == [1, 0, 1, 0, 1]
     assert got[i["bay3_high:+y"], 3:8, 3, 0].tolist() == [0, 1, 0, 0, 1]
     assert not got[:, ~occ].any()
+
+
+def test_storey_features_count_storeys_from_the_ground_under_any_turn():
+    from proc_ml.encoding import STOREY_FEATURES
+    from proc_ml.symmetry import ORIENTATION_FREE_INPUTS, turn
+
+    occ = np.zeros((5, 4, 7), dtype=bool)
+    occ[0:4, 0:3, :6] = True                 # six storeys, and a seventh on part of the roof
+    occ[0:2, 0:2, 6] = True
+    names = GRID_INPUT_SETS["street_rhythm"]
+    assert set(STOREY_FEATURES) <= set(names) and set(names) <= set(ORIENTATION_FREE_INPUTS)
+    x = grid_inputs(names, occ, street=("+x",))
+    i = {n: k for k, n in enumerate(names)}
+    assert x[i["storey2"], 1, 1, :].tolist() == [1, 0, 1, 0, 1, 0, 1]
+    assert x[i["storey3"], 3, 2, :].tolist() == [1, 0, 0, 1, 0, 0, 0]   # cell (3,2,6) is empty
+    assert not x[[i["storey2"], i["storey3"]]][:, ~occ].any()
+    # a quarter turn about z turns the channels with the building: they are orientation-free
+    turned = grid_inputs(names, turn(occ, 1), street=("+y",))
+    for name in STOREY_FEATURES:
+        np.testing.assert_array_equal(turned[i[name]], turn(x[i[name]], 1))
+    # the bay channels of street_bays come first, in the same order: a street_bays model's
+    # channels are a prefix, so fine-tuning from it adds only the storey channels
+    assert names[:len(GRID_INPUT_SETS["street_bays"])] == GRID_INPUT_SETS["street_bays"]
 
 
 def test_decision_weights_change_labels_not_probabilities():
