@@ -396,9 +396,9 @@ def test_bench_commands_and_targets(tmp_path):
     sc = bench.train_command("scratch", "D", "R", ["training.epochs=12"])
     assert "--init" not in sc and sc[sc.index("--config") + 1] == "parts_unet3d_street"
     assert sc[-2:] == ["--set", "training.epochs=12"]
-    # from scratch is given fine-tuning's schedule, symmetry and inputs (the bay channels)
+    # from scratch is given fine-tuning's schedule, symmetry and inputs (bay + storey channels)
     recipe = bench.finetune_training()
-    assert (recipe["inputs"], recipe["symmetry"], recipe["batch_size"]) == ("street_bays", "rotate", 2)
+    assert (recipe["inputs"], recipe["symmetry"], recipe["batch_size"]) == ("street_rhythm", "rotate", 2)
 
     met = bench.check_targets(_result(0.99, 0.90, 60.0))
     assert len(met) == 3 and all(ok for _, ok in met)

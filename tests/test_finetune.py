@@ -214,15 +214,16 @@ def test_train_init_from_each_source(source, tiny_unet_run, tiny_unet_onnx, tiny
         assert record["sha256"] == file_sha256(default_model("building-parts"))
     config = yaml.safe_load((out / "config.yaml").read_text())
     # the network is the source's, whatever parts_finetune says; so are the inputs, but for
-    # the bay channels parts_finetune adds to a street model's
+    # the bay and storey channels parts_finetune adds to a street model's
     if source in ("run", "checkpoint", "onnx"):
         assert config["model"] == {"family": "parts-unet3d", "width": 4, "depth": 2}
         assert config["dataset"]["inputs"] == "style"
         assert record["mapping"]["inputs_added"] == []
     else:
         assert config["model"] == {"family": "parts-unet3d", "width": 12, "depth": 2}
-        assert config["dataset"]["inputs"] == "street_bays"
-        assert len(record["mapping"]["inputs_added"]) == 16
+        assert config["dataset"]["inputs"] == "street_rhythm"
+        assert record["mapping"]["inputs_added"][-2:] == ["storey2", "storey3"]
+        assert len(record["mapping"]["inputs_added"]) == 18
     assert config["training"]["init"] == str(given)
     # the fine-tuned run exports like any other, and --resume does not start it again
     assert main(["export", "onnx", str(out), "--out", str(tmp_path / "ft.onnx")]) == 0

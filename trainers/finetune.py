@@ -8,7 +8,7 @@
 * the network: family, width and depth are the source's, whatever the config says (the
   run's config records what was used); so are the input channels (``dataset.inputs``),
   unless the config names an input set that holds all of the source's channels and more
-  (``street_bays`` for a ``street`` model): the added channels start with zero weights, so
+  (``street_rhythm`` for a ``street`` model): the added channels start with zero weights, so
   the network starts as the same function and learns what the new inputs say
   (``input_mapping``);
 * the weights. An exported model's BatchNorm layers are folded into its convolutions; they
